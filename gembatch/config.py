@@ -1,0 +1,322 @@
+"""Frozen, keyword-only configuration objects, validated on construction.
+
+``Config`` describes *what to ask the model* (model name, generation config, system instruction,
+structured output, safety settings, tools). It turns into the wire-form part of every request that is
+the same for all rows (``Config.request_static()``), and serialises to / from the run directory.
+
+>>> import gembatch
+>>> cfg = gembatch.Config(model="gemini-2.5-flash", temperature=0.2, max_output_tokens=256)
+>>> cfg.request_static()["generationConfig"]
+{'maxOutputTokens': 256, 'temperature': 0.2}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import ConfigError
+
+__all__ = ["Config", "EmbedConfig", "GENERATION_CONFIG_FIELDS", "REQUEST_FIELDS"]
+
+#: Every ``generationConfig`` field the Gemini API accepts (wire names, lowerCamelCase).
+GENERATION_CONFIG_FIELDS = frozenset(
+    {
+        "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema",
+        "responseModalities", "candidateCount", "maxOutputTokens", "temperature", "topP", "topK",
+        "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs",
+        "enableEnhancedCivicAnswers", "speechConfig", "thinkingConfig", "imageConfig",
+        "mediaResolution", "audioTimestamp", "enableAffectiveDialog", "routingConfig",
+        "modelSelectionConfig",
+    }
+)
+#: Top-level GenerateContentRequest fields besides ``contents`` (wire names).
+REQUEST_FIELDS = frozenset(
+    {"systemInstruction", "generationConfig", "safetySettings", "tools", "toolConfig",
+     "cachedContent", "labels", "serviceTier", "store"}
+)
+_CAMEL = re.compile(r"_([a-z0-9])")
+
+
+def _camel(name: str) -> str:
+    return _CAMEL.sub(lambda m: m.group(1).upper(), name)
+
+
+def _fail(field_name: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(
+        f"Config.{field_name} must be {allowed} (got {value!r} that is a {type(value).__name__})."
+    )
+
+
+def _check_number(name: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> None:
+    if value is None:
+        return
+    kind = "an int" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        raise _fail(name, value, f"{kind} between {lo:g} and {hi:g}")
+    if not lo <= value <= hi:
+        raise _fail(name, value, f"{kind} between {lo:g} and {hi:g}")
+
+
+def _schema_to_wire(schema: Any) -> tuple[str, dict[str, Any]]:
+    """A pydantic model / type, or a schema dict, as ``(wire field, JSON schema dict)``.
+
+    Dicts whose ``type`` values are UPPERCASE are the API's OpenAPI subset (``responseSchema``);
+    any other dict, and every pydantic type, is JSON Schema (``responseJsonSchema``).
+    """
+    if isinstance(schema, Mapping):
+        as_dict = json.loads(json.dumps(schema))  # a plain, JSON-able copy
+        text = json.dumps(as_dict)
+        openapi = re.search(r'"type": "(STRING|INTEGER|NUMBER|BOOLEAN|ARRAY|OBJECT)"', text)
+        return ("responseSchema" if openapi else "responseJsonSchema"), as_dict
+    try:
+        from pydantic import BaseModel, TypeAdapter
+    except ImportError:  # pragma: no cover - pydantic ships with google-genai
+        raise ConfigError(
+            "Config.response_schema got a type, which needs pydantic. "
+            "Hint: pip install 'gembatch[pydantic]' or pass a JSON schema dict."
+        ) from None
+    try:
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            return "responseJsonSchema", schema.model_json_schema()
+        return "responseJsonSchema", TypeAdapter(schema).json_schema()
+    except Exception as exc:  # pydantic raises several error types for non-schema objects
+        raise _fail("response_schema", schema, "a pydantic model, a type like list[Model], or a "
+                    f"JSON schema dict ({exc})") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """What to ask the model: everything about a request that is the same for every row.
+
+    Parameters mirror the Gemini ``GenerateContentConfig`` (snake_case). Fields the named parameters
+    do not cover go in ``generation_config`` (wire names, camelCase or snake_case) or ``request_extra``
+    (top-level request fields); unknown names are an error, never silently dropped.
+
+    >>> Config(model="gemini-2.5-flash", system_instruction="Answer in French.").model
+    'gemini-2.5-flash'
+    """
+
+    model: str
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_output_tokens: int | None = None
+    candidate_count: int | None = None
+    seed: int | None = None
+    stop_sequences: Sequence[str] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    system_instruction: str | None = None
+    response_schema: Any = None
+    response_mime_type: str | None = None
+    thinking_budget: int | None = None
+    include_thoughts: bool | None = None
+    safety_settings: Sequence[Mapping[str, Any]] | None = None
+    tools: Sequence[Mapping[str, Any]] | None = None
+    tool_config: Mapping[str, Any] | None = None
+    cached_content: str | None = None
+    generation_config: Mapping[str, Any] | None = None
+    request_extra: Mapping[str, Any] | None = None
+    _static: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip() or "/" in self.model.strip(
+            "/"
+        ).removeprefix("models/"):
+            raise _fail("model", self.model, "a model name such as 'gemini-2.5-flash'")
+        _check_number("temperature", self.temperature, 0, 2)
+        _check_number("top_p", self.top_p, 0, 1)
+        _check_number("top_k", self.top_k, 1, 10_000, integer=True)
+        _check_number("max_output_tokens", self.max_output_tokens, 1, 1_000_000, integer=True)
+        _check_number("candidate_count", self.candidate_count, 1, 8, integer=True)
+        _check_number("seed", self.seed, -(2**31), 2**31 - 1, integer=True)
+        _check_number("presence_penalty", self.presence_penalty, -2, 2)
+        _check_number("frequency_penalty", self.frequency_penalty, -2, 2)
+        _check_number("thinking_budget", self.thinking_budget, -1, 1_000_000, integer=True)
+        if self.stop_sequences is not None and (
+            isinstance(self.stop_sequences, str)
+            or not all(isinstance(s, str) for s in self.stop_sequences)
+        ):
+            raise _fail("stop_sequences", self.stop_sequences, "a list of strings")
+        for name in ("system_instruction", "cached_content", "response_mime_type"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise _fail(name, value, "a non-empty string")
+        if self.include_thoughts is not None and not isinstance(self.include_thoughts, bool):
+            raise _fail("include_thoughts", self.include_thoughts, "True or False")
+        for name in ("safety_settings", "tools"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, (str, Mapping)) or not all(isinstance(v, Mapping) for v in value)
+            ):
+                raise _fail(name, value, "a list of dicts in the API's wire form")
+        object.__setattr__(self, "_static", self._build_static())
+
+    # -- wire form -------------------------------------------------------------------------------
+    def _build_static(self) -> dict[str, Any]:
+        gen: dict[str, Any] = {}
+        for src, wire in (
+            ("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"),
+            ("max_output_tokens", "maxOutputTokens"), ("candidate_count", "candidateCount"),
+            ("seed", "seed"), ("presence_penalty", "presencePenalty"),
+            ("frequency_penalty", "frequencyPenalty"), ("response_mime_type", "responseMimeType"),
+        ):
+            if getattr(self, src) is not None:
+                gen[wire] = getattr(self, src)
+        if self.stop_sequences is not None:
+            gen["stopSequences"] = list(self.stop_sequences)
+        if self.thinking_budget is not None or self.include_thoughts is not None:
+            thinking: dict[str, Any] = {}
+            if self.thinking_budget is not None:
+                thinking["thinkingBudget"] = self.thinking_budget
+            if self.include_thoughts is not None:
+                thinking["includeThoughts"] = self.include_thoughts
+            gen["thinkingConfig"] = thinking
+        if self.response_schema is not None:
+            wire_field, schema = _schema_to_wire(self.response_schema)
+            gen[wire_field] = schema
+            gen.setdefault("responseMimeType", "application/json")
+            if gen["responseMimeType"] != "application/json":
+                raise _fail("response_mime_type", gen["responseMimeType"],
+                            "'application/json' (or unset) when response_schema is given")
+        for name, value in (self.generation_config or {}).items():
+            wire = _camel(name)
+            if wire not in GENERATION_CONFIG_FIELDS:
+                raise ConfigError(
+                    f"Config.generation_config has an unknown field {name!r}. Allowed: "
+                    f"{', '.join(sorted(GENERATION_CONFIG_FIELDS))}."
+                )
+            if wire in gen:
+                raise ConfigError(
+                    f"Config.generation_config[{name!r}] repeats a field set by a named parameter; "
+                    "set it once."
+                )
+            gen[wire] = value
+        static: dict[str, Any] = {}
+        if gen:
+            static["generationConfig"] = dict(sorted(gen.items()))
+        if self.system_instruction is not None:
+            static["systemInstruction"] = {"parts": [{"text": self.system_instruction}]}
+        if self.safety_settings is not None:
+            static["safetySettings"] = [dict(s) for s in self.safety_settings]
+        if self.tools is not None:
+            static["tools"] = [dict(t) for t in self.tools]
+        if self.tool_config is not None:
+            static["toolConfig"] = dict(self.tool_config)
+        if self.cached_content is not None:
+            static["cachedContent"] = self.cached_content
+        for name, value in (self.request_extra or {}).items():
+            wire = _camel(name)
+            if wire not in REQUEST_FIELDS or wire == "generationConfig":
+                raise ConfigError(
+                    f"Config.request_extra has an unknown or misplaced field {name!r}. Allowed: "
+                    f"{', '.join(sorted(REQUEST_FIELDS - {'generationConfig'}))}."
+                )
+            if wire in static:
+                raise ConfigError(f"Config.request_extra[{name!r}] repeats a field already set.")
+            static[wire] = value
+        try:
+            json.dumps(static, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"Config holds a value that is not JSON: {exc}.") from None
+        return static
+
+    @property
+    def model_name(self) -> str:
+        """The model resource name, ``models/...``."""
+        return self.model if self.model.startswith("models/") else f"models/{self.model}"
+
+    def request_static(self) -> dict[str, Any]:
+        """The wire-form request fields shared by every row (a fresh copy)."""
+        return json.loads(json.dumps(self._static))
+
+    def response_json_schema(self) -> dict[str, Any] | None:
+        """The structured-output schema on the wire, if any (JSON Schema or the OpenAPI subset)."""
+        gen = self._static.get("generationConfig", {})
+        return gen.get("responseJsonSchema") or gen.get("responseSchema")
+
+    # -- journal ---------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form for the run directory (a pydantic schema is stored as its JSON schema)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name.startswith("_"):
+                continue
+            value = getattr(self, f.name)
+            if f.name == "response_schema" and value is not None:
+                value = _schema_to_wire(value)[1]
+            if isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return json.loads(json.dumps(out))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
+        """The inverse of :meth:`to_dict`."""
+        names = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+        unknown = set(data) - names
+        if unknown:
+            raise ConfigError(f"Config has no field(s) {sorted(unknown)}.")
+        return cls(**dict(data))
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmbedConfig:
+    """What to ask an embedding model.
+
+    >>> EmbedConfig(model="gemini-embedding-001", output_dimensionality=256).request_static()
+    {'outputDimensionality': 256}
+    """
+
+    model: str = "gemini-embedding-001"
+    task_type: str | None = None
+    output_dimensionality: int | None = None
+    title: str | None = None
+
+    TASK_TYPES = frozenset(
+        {"TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY",
+         "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION",
+         "CODE_RETRIEVAL_QUERY"}
+    )
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ConfigError(f"EmbedConfig.model must be a model name (got {self.model!r}).")
+        _check_number("output_dimensionality", self.output_dimensionality, 1, 3072, integer=True)
+        if self.task_type is not None and self.task_type.upper() not in self.TASK_TYPES:
+            raise ConfigError(
+                f"EmbedConfig.task_type must be one of {', '.join(sorted(self.TASK_TYPES))} "
+                f"(got {self.task_type!r})."
+            )
+
+    @property
+    def model_name(self) -> str:
+        """The model resource name, ``models/...``."""
+        return self.model if self.model.startswith("models/") else f"models/{self.model}"
+
+    def request_static(self) -> dict[str, Any]:
+        """Wire-form EmbedContentRequest fields shared by every row."""
+        out: dict[str, Any] = {}
+        if self.task_type is not None:
+            out["taskType"] = self.task_type.upper()
+        if self.title is not None:
+            out["title"] = self.title
+        if self.output_dimensionality is not None:
+            out["outputDimensionality"] = self.output_dimensionality
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form for the run directory."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EmbedConfig:
+        """The inverse of :meth:`to_dict`."""
+        return cls(**dict(data))

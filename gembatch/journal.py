@@ -1,0 +1,267 @@
+"""The run directory: gembatch's database and the source of truth of a run.
+
+Layout (every file written atomically; ``run.json`` is written once, last, when the shards are ready)::
+
+    job_dir/
+      run.json                    manifest: version, kind, run id, config, input fingerprint, shards
+      lock.json                   who drives the run now (pid, host); stale locks are taken over
+      shards/000000/requests.jsonl   the keyed request lines of shard 0
+      shards/000000/input.parquet    the input rows of shard 0 (+ key and send columns)
+      shards/000000/state.json       the shard's state machine record (below)
+      shards/000000/results.jsonl    the result lines, downloaded (or converted from inline)
+      shards/000000/output.parquet   the input rows joined with their results
+
+A shard moves through named states; each move is recorded (with the time) before the next remote call,
+so a process that dies anywhere can be resumed without repeating a paid call::
+
+    PREPARED -> UPLOADING -> UPLOADED -> CREATING -> SUBMITTED -> FINISHED -> FETCHED -> JOINED
+               (file mode only)
+
+``UPLOADING`` and ``CREATING`` are *intents*: on resume the runner first looks on the service for a file or
+job with the shard's deterministic display name and adopts it, and only then uploads or creates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import enum
+import json
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .exceptions import CorruptRunError, RunDirectoryError, RunLockedError
+from .storage import Store
+
+__all__ = ["FORMAT_VERSION", "Journal", "ShardRecord", "ShardState"]
+
+FORMAT_VERSION = 1
+RUN_FILE = "run.json"
+LOCK_FILE = "lock.json"
+
+
+class ShardState(str, enum.Enum):
+    """Where a shard is in its life. Ordered: a later state implies every earlier one happened."""
+
+    PREPARED = "prepared"
+    UPLOADING = "uploading"
+    UPLOADED = "uploaded"
+    CREATING = "creating"
+    SUBMITTED = "submitted"
+    FINISHED = "finished"
+    FETCHED = "fetched"
+    JOINED = "joined"
+
+    @property
+    def rank(self) -> int:
+        return list(ShardState).index(self)
+
+
+TERMINAL_JOB_STATES = frozenset(
+    {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+)
+
+
+def utcnow() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class ShardRecord:
+    """The journal entry of one shard (one request file, one batch job)."""
+
+    index: int
+    rows: int
+    lines: int
+    bytes: int
+    sha256: str
+    mode: str  # "inline" | "file"
+    display_name: str
+    state: ShardState = ShardState.PREPARED
+    file_name: str | None = None
+    job_name: str | None = None
+    job_state: str | None = None
+    job_error: str | None = None
+    result_file: str | None = None
+    stats: dict[str, int] | None = None
+    report: dict[str, int] | None = None
+    cleaned: bool = False
+    history: list[list[str]] = field(default_factory=list)
+
+    @property
+    def dir(self) -> str:
+        return f"shards/{self.index:06d}"
+
+    def path(self, name: str) -> str:
+        return f"{self.dir}/{name}"
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["state"] = self.state.value
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShardRecord:
+        data = dict(data)
+        data["state"] = ShardState(data["state"])
+        return cls(**data)
+
+
+class Journal:
+    """Read and write one run directory.
+
+    >>> from gembatch.storage import Store
+    >>> j = Journal.create(Store("memory://doc-run"), {"kind": "generate"}, [])
+    >>> Journal.open(Store("memory://doc-run")).manifest["kind"]
+    'generate'
+    """
+
+    def __init__(self, store: Store, manifest: dict[str, Any], shards: list[ShardRecord]) -> None:
+        self.store = store
+        self.manifest = manifest
+        self.shards = shards
+
+    # -- create / open ---------------------------------------------------------------------------
+    @staticmethod
+    def exists(store: Store) -> bool:
+        return store.exists(RUN_FILE)
+
+    @classmethod
+    def create(
+        cls, store: Store, manifest: dict[str, Any], shards: list[ShardRecord]
+    ) -> Journal:
+        """Write the shard states, then the manifest (last: its presence means 'prepared')."""
+        manifest = {**manifest, "version": FORMAT_VERSION, "created": utcnow(),
+                    "shards": [s.index for s in shards]}
+        journal = cls(store, manifest, shards)
+        for shard in shards:
+            journal.save(shard, note="prepared")
+        store.write_json(RUN_FILE, manifest)
+        return journal
+
+    @classmethod
+    def open(cls, store: Store) -> Journal:
+        if not store.exists(RUN_FILE):
+            raise RunDirectoryError(
+                f"No gembatch run in {store.url!r} (no {RUN_FILE}). Hint: check the path, or start "
+                "a run there with batch_generate(..., job_dir=...)."
+            )
+        try:
+            manifest = store.read_json(RUN_FILE)
+            if manifest.get("version") != FORMAT_VERSION:
+                raise CorruptRunError(
+                    f"The run in {store.url!r} has format version {manifest.get('version')!r}; this "
+                    f"gembatch reads version {FORMAT_VERSION}. Hint: open it with the gembatch "
+                    "version that created it."
+                )
+            shards = [
+                ShardRecord.from_json(store.read_json(f"shards/{i:06d}/state.json"))
+                for i in manifest["shards"]
+            ]
+        except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
+            raise CorruptRunError(
+                f"The run directory {store.url!r} cannot be read ({exc!r}). Hint: if it was copied, "
+                "copy it again whole; the shard files are needed to resume."
+            ) from exc
+        return cls(store, manifest, shards)
+
+    # -- state changes ---------------------------------------------------------------------------
+    def save(self, shard: ShardRecord, *, note: str | None = None) -> None:
+        """Record the shard's current fields atomically (with a history entry)."""
+        shard.history.append([utcnow(), note or shard.state.value])
+        self.store.write_json(shard.path("state.json"), shard.to_json())
+
+    def move(self, shard: ShardRecord, state: ShardState, note: str | None = None, **fields: Any) -> None:
+        """Set ``fields``, move the shard to ``state`` and record it, all in one atomic write."""
+        for name, value in fields.items():
+            if not hasattr(shard, name):
+                raise AttributeError(name)
+            setattr(shard, name, value)
+        shard.state = state
+        self.save(shard, note=note or state.value)
+
+    # -- the lock --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the run for this process; a second live process gets RunLockedError."""
+        with run_lock(self.store):
+            yield
+
+
+@contextlib.contextmanager
+def run_lock(store: Store) -> Iterator[None]:
+    """An exclusive lock on a run directory, taken over when its holder process is dead."""
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": utcnow()}
+    path = store.path(LOCK_FILE)
+    for _ in range(2):
+        if _try_create(store, path, me):
+            break
+        holder = _read_lock(store)
+        if holder and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
+            yield  # re-entrant within one process
+            return
+        if holder and not _holder_alive(holder):
+            store.remove(LOCK_FILE)
+            continue
+        raise RunLockedError(
+            f"The run in {store.url!r} is being driven by another process "
+            f"(pid {holder.get('pid') if holder else '?'} on {holder.get('host') if holder else '?'}, "
+            f"since {holder.get('since') if holder else '?'}). Hint: wait for it to finish, or stop "
+            "it; a lock left by a dead process on this machine is taken over automatically."
+        )
+    else:  # pragma: no cover - the lock kept reappearing
+        raise RunLockedError(f"Could not take the lock of {store.url!r}; try again.")
+    try:
+        yield
+    finally:
+        holder = _read_lock(store)
+        if holder and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
+            store.remove(LOCK_FILE)
+
+
+def _try_create(store: Store, path: str, me: dict[str, Any]) -> bool:
+    data = json.dumps(me).encode()
+    if store.is_local:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
+    if store.exists(LOCK_FILE):  # object stores have no O_EXCL; best effort
+        return False
+    store.write_bytes(LOCK_FILE, data)
+    return True
+
+
+def _read_lock(store: Store) -> dict[str, Any] | None:
+    try:
+        return dict(store.read_json(LOCK_FILE))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _holder_alive(holder: dict[str, Any]) -> bool:
+    if holder.get("host") != socket.gethostname():
+        return True  # cannot tell; assume alive
+    pid = int(holder.get("pid", 0))
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (killed child not yet reaped) is dead for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -1,0 +1,46 @@
+"""The ``gemini`` namespace on polars frames: a thin shortcut to :mod:`gembatch.api`.
+
+Importing gembatch registers it, so ``df.gemini.batch_generate(...)`` is
+``gembatch.batch_generate(df, ...)``. Type checkers cannot see registered namespaces; typed code can
+call the functions directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from . import api
+
+__all__ = ["GeminiFrameNamespace"]
+
+
+class GeminiFrameNamespace:
+    """``df.gemini`` / ``lf.gemini``: batch generation and embeddings for this frame."""
+
+    def __init__(self, frame: pl.DataFrame | pl.LazyFrame) -> None:
+        self._frame = frame
+
+    def batch_generate(self, prompt: str | pl.Expr, **kwargs: Any) -> Any:
+        """See :func:`gembatch.batch_generate`.
+
+        >>> # out = df.gemini.batch_generate("prompt", config=gembatch.Config(model="gemini-2.5-flash"))
+        """
+        return api.batch_generate(self._frame, prompt, **kwargs)
+
+    def batch_embed(self, text: str | pl.Expr, **kwargs: Any) -> Any:
+        """See :func:`gembatch.batch_embed`.
+
+        >>> # out = df.gemini.batch_embed("text", output_dimensionality=256)
+        """
+        return api.batch_embed(self._frame, text, **kwargs)
+
+
+def register() -> None:
+    """Register the namespace on DataFrame and LazyFrame (idempotent)."""
+    for register_ns in (pl.api.register_dataframe_namespace, pl.api.register_lazyframe_namespace):
+        try:
+            register_ns("gemini")(GeminiFrameNamespace)
+        except Exception:  # pragma: no cover - polars warns/raises when re-registering
+            pass

@@ -1,0 +1,268 @@
+"""The prepare step: input rows -> validated, keyed request shards in the run directory.
+
+Everything here happens before anything is uploaded or created: a bad row stops the run with nothing
+spent. Input is consumed in bounded slices; each slice is checked, turned into request lines (pure
+transforms in :mod:`gembatch.requests`), and streamed into the open shard's ``requests.jsonl`` and
+``input.parquet`` (the input rows plus their key and send flag, needed to join results back after a
+restart). The manifest is written last, by :meth:`Journal.create`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from . import requests as rq
+from .exceptions import RunMismatchError
+from .journal import Journal, ShardRecord, ShardState
+from .shards import INLINE_OVERHEAD_BYTES, ShardPlanner
+from .storage import Store
+
+__all__ = ["KEY_COL", "SEND_COL", "Options", "RequestPlan", "fingerprint", "prepare_run"]
+
+KEY_COL = "__gembatch_key"
+SEND_COL = "__gembatch_send"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """How a run is cut up, sent and awaited. Defaults suit the real service."""
+
+    shard_max_rows: int = 200_000
+    shard_max_bytes: int = 1_000_000_000  # well under the 2 GB file limit
+    inline_max_bytes: int = 10_000_000  # under the 20 MB inline request limit
+    max_request_bytes: int = 20_000_000
+    slice_rows: int = 100_000
+    upload_concurrency: int = 4
+    poll_interval: float = 10.0
+    max_poll_interval: float = 120.0
+    cleanup_remote: bool = True
+    prefix: str = "gemini_"
+
+    def __post_init__(self) -> None:
+        from .exceptions import ConfigError
+
+        for name in ("shard_max_rows", "shard_max_bytes", "inline_max_bytes", "max_request_bytes",
+                     "slice_rows", "upload_concurrency"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "inline_max_bytes" else 1):
+                raise ConfigError(f"{name} must be a positive int (got {value!r}).")
+        if self.inline_max_bytes > 20_000_000:
+            raise ConfigError(
+                f"inline_max_bytes must be at most 20,000,000: the Batch API refuses inline requests "
+                f"over 20 MB (got {self.inline_max_bytes:,})."
+            )
+        if self.shard_max_bytes > 2_000_000_000:
+            raise ConfigError(
+                f"shard_max_bytes must be at most 2,000,000,000: the File API refuses files over 2 GB "
+                f"(got {self.shard_max_bytes:,})."
+            )
+        if not (self.poll_interval > 0 and self.max_poll_interval >= self.poll_interval):
+            raise ConfigError("poll_interval must be > 0 and <= max_poll_interval.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestPlan:
+    """What each row asks: the pure description the request lines are built from."""
+
+    kind: str  # "generate" | "embed"
+    model: str
+    static: dict[str, Any]
+    prompt: pl.Expr
+    key_column: str | None = None
+    system_instruction: pl.Expr | None = None
+    media: tuple[rq.MediaParts, ...] = ()
+    skip_null_prompts: bool = False
+    columns_needed: tuple[str, ...] = field(default_factory=tuple)
+
+    def keys(self, offset: int) -> pl.Expr:
+        if self.key_column is not None:
+            return pl.col(self.key_column).cast(pl.Utf8, strict=True)
+        return (pl.int_range(pl.len(), dtype=pl.Int64) + offset).cast(pl.Utf8)
+
+    def lines(self, frame: pl.DataFrame, offset: int) -> pl.DataFrame:
+        if self.kind == "embed":
+            return rq.build_embed_lines(frame, text=self.prompt, keys=self.keys(offset), static=self.static)
+        return rq.build_generate_lines(
+            frame, prompt=self.prompt, keys=self.keys(offset), static=self.static,
+            system_instruction=self.system_instruction, media=self.media,
+        )
+
+
+def _slices(frame: pl.DataFrame, rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
+    for start in range(0, max(frame.height, 1), rows):
+        yield start, frame.slice(start, rows)
+
+
+def iter_prepared(
+    frame: pl.DataFrame, plan: RequestPlan, options: Options
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """Check the whole frame, then yield ``(input slice + key/send columns, lines of sent rows)``."""
+    send = rq.check_inputs(
+        frame, prompt=plan.prompt, key_column=plan.key_column,
+        columns_needed=plan.columns_needed, skip_null_prompts=plan.skip_null_prompts,
+    )
+    for start, part in _slices(frame, options.slice_rows):
+        lines = plan.lines(part, start)
+        mask = send.slice(start, part.height)
+        sent = lines.filter(mask)
+        rq.check_sizes(sent, max_request_bytes=options.max_request_bytes, row_offset=start)
+        rows = part.with_columns(lines["key"].alias(KEY_COL), mask.alias(SEND_COL))
+        nbytes = pl.when(mask).then(rq.request_bytes(lines).cast(pl.Int64)).otherwise(0)
+        yield rows, lines.with_columns(nbytes.alias("nbytes"))
+
+
+def _joined(lines: pl.Series) -> bytes:
+    """JSONL bytes of ``lines``: each line followed by a newline (so chunks concatenate)."""
+    return (lines.str.join("\n").item() + "\n").encode() if len(lines) else b""
+
+
+class _ShardFiles:
+    """The open shard's two files, written as slices arrive."""
+
+    def __init__(self, store: Store, index: int) -> None:
+        self.index = index
+        self.dir = f"shards/{index:06d}"
+        store.makedirs(self.dir)
+        self.jsonl: IO[bytes] = store.open(f"{self.dir}/requests.jsonl", "wb")
+        self.parquet_fh: IO[bytes] = store.open(f"{self.dir}/input.parquet", "wb")
+        self.writer: pq.ParquetWriter | None = None
+        self.sha = hashlib.sha256()
+        self.rows = self.lines = self.bytes = 0
+
+    def add(self, rows: pl.DataFrame, lines: pl.Series) -> None:
+        if rows.height:
+            table = rows.to_arrow()
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.parquet_fh, table.schema, compression="zstd")
+            self.writer.write_table(table)
+            self.rows += rows.height
+        if len(lines):
+            data = _joined(lines)
+            self.jsonl.write(data)
+            self.sha.update(data)
+            self.lines += len(lines)
+            self.bytes += len(data)
+
+    def close(self, schema: pa.Schema | None) -> None:
+        if self.writer is None and schema is not None:
+            self.writer = pq.ParquetWriter(self.parquet_fh, schema, compression="zstd")
+        if self.writer is not None:
+            self.writer.close()
+        self.parquet_fh.close()
+        self.jsonl.close()
+
+
+def prepare_run(
+    store: Store, frame: pl.DataFrame, plan: RequestPlan, options: Options,
+    manifest: dict[str, Any],
+) -> Journal:
+    """Validate ``frame``, write its shards and the manifest; return the new journal."""
+    run_id = manifest.setdefault("run_id", uuid.uuid4().hex[:12])
+    store.remove("shards", recursive=True)  # leftovers of a prepare that died before run.json
+    planner = ShardPlanner(max_rows=options.shard_max_rows, max_bytes=options.shard_max_bytes)
+    done: list[_ShardFiles] = []
+    current: _ShardFiles | None = None
+    line_sha = hashlib.sha256()
+    schema: pa.Schema | None = None
+    total_bytes = 0
+    for rows, lines in iter_prepared(frame, plan, options):
+        schema = rows.to_arrow().schema if schema is None else schema
+        positions = planner.cuts(lines["nbytes"])
+        if positions[:1] == [0] and current is not None:
+            current.close(schema)
+            done.append(current)
+            current = None
+        bounds = [0, *(p for p in positions if p > 0), rows.height]
+        for a, b in zip(bounds, bounds[1:]):
+            if a > 0 and current is not None:  # a new shard begins at a
+                current.close(schema)
+                done.append(current)
+                current = None
+            if current is None:
+                current = _ShardFiles(store, len(done))
+            part_rows, part_lines = rows.slice(a, b - a), lines.slice(a, b - a)
+            sent = part_lines.filter(part_rows[SEND_COL])["line"]
+            current.add(part_rows, sent)
+            line_sha.update(_joined(sent))
+            total_bytes += int(part_lines["nbytes"].sum())
+    if current is not None:
+        current.close(schema)
+        done.append(current)
+    inline = len(done) == 1 and total_bytes + INLINE_OVERHEAD_BYTES * done[0].lines <= options.inline_max_bytes
+    shards = [
+        ShardRecord(
+            index=f.index, rows=f.rows, lines=f.lines, bytes=f.bytes, sha256=f.sha.hexdigest(),
+            mode="none" if f.lines == 0 else ("inline" if inline else "file"),
+            display_name=f"gembatch-{run_id}-{f.index:05d}-{f.sha.hexdigest()[:8]}",
+        )
+        for f in done
+    ]
+    manifest["fingerprint"] = fingerprint(frame, line_sha.hexdigest(), plan)
+    manifest["rows"] = frame.height
+    manifest["lines"] = sum(s.lines for s in shards)
+    journal = Journal.create(store, manifest, shards)
+    for shard in shards:
+        if shard.mode == "none":  # nothing to send: every row skipped
+            store.write_bytes(shard.path("results.jsonl"), b"")
+            journal.move(shard, ShardState.FETCHED, note="nothing to send")
+    return journal
+
+
+def fingerprint(frame: pl.DataFrame, lines_sha: str, plan: RequestPlan) -> dict[str, Any]:
+    """What identifies a run's input: the request lines, and the input data itself."""
+    data = hashlib.sha256()
+    data.update(repr(frame.schema).encode())
+    if frame.height:
+        data.update(bytes(frame.hash_rows(seed=7).rechunk().to_arrow().buffers()[1] or b""))
+    return {
+        "requests_sha256": lines_sha,
+        "data_sha256": data.hexdigest(),
+        "polars": pl.__version__,
+        "model": plan.model,
+        "kind": plan.kind,
+    }
+
+
+def lines_digest(frame: pl.DataFrame, plan: RequestPlan, options: Options) -> str:
+    """The sha256 of the request lines ``frame`` would send (for comparing with a stored run)."""
+    digest = hashlib.sha256()
+    for rows, lines in iter_prepared(frame, plan, options):
+        sent = lines.filter(rows[SEND_COL])["line"]
+        digest.update(_joined(sent))
+    return digest.hexdigest()
+
+
+def check_same_input(
+    stored: dict[str, Any], frame: pl.DataFrame, plan: RequestPlan, options: Options, where: str
+) -> None:
+    """Refuse to resume a run over different input or config."""
+    fp = stored.get("fingerprint", {})
+    mine_lines = lines_digest(frame, plan, options)
+    problems = []
+    if fp.get("requests_sha256") != mine_lines:
+        problems.append("the requests differ (prompts, keys or config changed)")
+    elif fp.get("polars") == pl.__version__:
+        again = fingerprint(frame, mine_lines, plan)
+        if again["data_sha256"] != fp.get("data_sha256"):
+            problems.append("the input rows differ (other columns changed)")
+    if problems:
+        raise RunMismatchError(
+            f"The run directory {where!r} holds a run over different input: {'; '.join(problems)}. "
+            "Hint: use a new job_dir for new input, or BatchRun.open(job_dir) to look at the old run."
+        )
+
+
+def concat_frames(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
+    frames = list(frames)
+    return pl.concat(frames, how="vertical") if frames else pl.DataFrame()

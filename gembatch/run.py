@@ -1,0 +1,183 @@
+"""``BatchRun``: a handle on a run directory, to look at, wait for, collect, cancel or delete a run.
+
+>>> # run = df.gemini.batch_generate("prompt", config=cfg, job_dir="runs/x", wait=False)
+>>> # run = gembatch.BatchRun.open("runs/x")        # after a kernel restart: continues where it was
+>>> # run.status(); out = run.result()
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from .backend import Backend
+from .journal import Journal, ShardState
+from .prepare import Options
+from .progress import Progress, make_progress
+from .runner import Runner
+from .storage import Store
+
+__all__ = ["BatchRun", "RunStatus"]
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A run at one moment: rows, job states and per-shard detail."""
+
+    job_dir: str
+    state: str  # "submitting" | "running" | "done"
+    total: int
+    done: int
+    failed: int
+    jobs: Counter[str] = field(default_factory=Counter)
+    shards: tuple[dict[str, Any], ...] = ()
+
+    def __str__(self) -> str:
+        jobs = ", ".join(f"{k.removeprefix('JOB_STATE_').lower()}: {v}" for k, v in sorted(self.jobs.items()))
+        return (f"gembatch run {self.job_dir} [{self.state}] {self.done:,}/{self.total:,} requests "
+                f"answered, {self.failed:,} failed; jobs: {jobs or 'none yet'}")
+
+    def _repr_html_(self) -> str:
+        head = "".join(f"<th>{h}</th>" for h in ("shard", "rows", "requests", "state", "job", "job state"))
+        body = "".join(
+            "<tr>" + "".join(
+                f"<td>{html.escape(str(s.get(k) or ''))}</td>"
+                for k in ("index", "rows", "lines", "state", "job_name", "job_state")
+            ) + "</tr>"
+            for s in self.shards
+        )
+        return (f"<div><b>gembatch run</b> <code>{html.escape(self.job_dir)}</code> — "
+                f"<b>{self.state}</b>: {self.done:,} / {self.total:,} requests answered, "
+                f"{self.failed:,} failed<table><tr>{head}</tr>{body}</table></div>")
+
+
+class BatchRun:
+    """A run directory and the service it talks to.
+
+    Use :meth:`open` to reopen a run (after a kernel restart, from another process): it continues from
+    what the run directory records and never creates a job twice.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        backend: Backend,
+        options: Options,
+        *,
+        progress: bool | Progress = True,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._journal = journal
+        self._backend = backend
+        self._options = options
+        self._progress = progress
+        self._sleep = sleep
+
+    @classmethod
+    def open(
+        cls,
+        job_dir: str | os.PathLike[str],
+        *,
+        client: Any = None,
+        poll_interval: float | None = None,
+        progress: bool | Progress = True,
+        storage_options: dict[str, Any] | None = None,
+    ) -> BatchRun:
+        """Reopen the run in ``job_dir`` (local path or fsspec URL).
+
+        >>> # gembatch.BatchRun.open("runs/reviews").result()
+        """
+        store = Store(job_dir, **(storage_options or {}))
+        journal = Journal.open(store)
+        stored = dict(journal.manifest.get("options", {}))
+        if poll_interval is not None:
+            stored["poll_interval"] = poll_interval
+            stored["max_poll_interval"] = max(poll_interval, stored.get("max_poll_interval", poll_interval))
+        return cls(journal, Backend(client), Options(**stored), progress=progress)
+
+    @property
+    def job_dir(self) -> str:
+        return self._journal.store.url
+
+    def _runner(self, progress: bool | Progress | None = None) -> Runner:
+        return Runner(self._journal, self._backend, self._options,
+                      progress=make_progress(self._progress if progress is None else progress),
+                      sleep=self._sleep)
+
+    def status(self, *, refresh: bool = True) -> RunStatus:
+        """Where the run is; with ``refresh`` (default) the service is asked first."""
+        runner = self._runner(progress=False)
+        if refresh:
+            with self._journal.locked():
+                runner.submit()
+                runner.step()
+        snap = runner.snapshot()
+        shards = self._journal.shards
+        if all(s.state is ShardState.JOINED for s in shards):
+            state = "done"
+        elif all(s.state.rank >= ShardState.SUBMITTED.rank or s.mode == "none" for s in shards):
+            state = "running"
+        else:
+            state = "submitting"
+        detail = tuple(
+            {"index": s.index, "rows": s.rows, "lines": s.lines, "state": s.state.value,
+             "job_name": s.job_name, "job_state": s.job_state, "stats": s.stats, "report": s.report}
+            for s in shards
+        )
+        return RunStatus(job_dir=self.job_dir, state=state, total=snap.total, done=snap.done,
+                         failed=snap.failed, jobs=snap.jobs, shards=detail)
+
+    def wait(self, timeout: float | None = None) -> BatchRun:
+        """Submit what is left and poll until every result is joined (or ``timeout`` seconds pass)."""
+        with self._journal.locked():
+            self._runner().wait(timeout)
+        return self
+
+    def done(self) -> bool:
+        return all(s.state is ShardState.JOINED for s in self._journal.shards)
+
+    def result(self, *, wait: bool = True) -> pl.DataFrame:
+        """The input frame with the result columns, in input order (waits for the run by default)."""
+        if not self.done():
+            if not wait:
+                raise RuntimeError(
+                    f"The run in {self.job_dir} is not finished. Hint: run.wait() or run.result(wait=True)."
+                )
+            self.wait()
+        store = self._journal.store
+        frames = [store.read_parquet(s.path("output.parquet")) for s in self._journal.shards]
+        return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+
+    def cancel(self) -> None:
+        """Cancel every job still running; their unanswered rows come back as ``cancelled``."""
+        with self._journal.locked():
+            for shard in self._journal.shards:
+                if shard.state is ShardState.SUBMITTED and shard.job_name:
+                    self._backend.cancel(shard.job_name)
+            self._runner(progress=False).step()
+
+    def delete(self) -> None:
+        """Delete the run's jobs and files on the service (the local run directory is kept)."""
+        with self._journal.locked():
+            for shard in self._journal.shards:
+                if shard.job_name:
+                    self._backend.delete_job(shard.job_name)
+                for name in (shard.file_name, shard.result_file):
+                    if name:
+                        self._backend.delete_file(name)
+
+    def __repr__(self) -> str:
+        snap = self._runner(progress=False).snapshot()
+        states = Counter(s.state.value for s in self._journal.shards)
+        return (f"BatchRun({self.job_dir!r}, requests={snap.total:,}, answered={snap.done:,}, "
+                f"failed={snap.failed:,}, shards={dict(states)})")
+
+    def _repr_html_(self) -> str:
+        return self.status(refresh=False)._repr_html_()

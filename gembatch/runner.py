@@ -1,0 +1,307 @@
+"""The state machine that drives a run: upload -> create -> poll -> fetch -> join, shard by shard.
+
+Each step first records its intent in the journal, then makes the remote call, then records the outcome.
+A step that finds an intent recorded by a process that died (``UPLOADING``, ``CREATING``) first looks on
+the service for the file or job by the shard's deterministic display name and adopts it, so a job is
+never created twice for the same shard and a produced result is never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import polars as pl
+
+from . import results as rs
+from .backend import Backend, RemoteFile, RemoteJob
+from .exceptions import GembatchError, TransientServiceError
+from .journal import Journal, ShardRecord, ShardState
+from .prepare import KEY_COL, SEND_COL, Options
+from .progress import NullProgress, Progress, Snapshot
+
+__all__ = ["Runner"]
+
+T = TypeVar("T")
+S = ShardState
+STATUS_FOR_JOB_STATE = {
+    "JOB_STATE_FAILED": "error",
+    "JOB_STATE_CANCELLED": "cancelled",
+    "JOB_STATE_EXPIRED": "expired",
+}
+
+
+class Runner:
+    """Drives one run directory to completion against one backend."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        backend: Backend,
+        options: Options,
+        *,
+        progress: Progress | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.journal = journal
+        self.store = journal.store
+        self.backend = backend
+        self.options = options
+        self.progress = progress or NullProgress()
+        self._sleep = sleep
+        self._clock = clock
+        self.kind = journal.manifest.get("kind", "generate")
+        self.model = journal.manifest["model"]
+
+    @property
+    def shards(self) -> list[ShardRecord]:
+        return self.journal.shards
+
+    # -- submission ------------------------------------------------------------------------------
+    def submit(self) -> None:
+        """Upload and create every shard not yet submitted (uploads in parallel)."""
+        todo = [s for s in self.shards if s.state.rank < S.SUBMITTED.rank and s.mode != "none"]
+        if not todo:
+            return
+        workers = min(self.options.upload_concurrency, len(todo))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gembatch-submit") as pool:
+            outcomes = list(pool.map(self._submit_safely, todo))
+        errors = [e for e in outcomes if e is not None]
+        if errors:
+            raise errors[0]
+
+    def _submit_safely(self, shard: ShardRecord) -> GembatchError | None:
+        try:
+            self._submit_one(shard)
+        except GembatchError as exc:
+            return exc
+        return None
+
+    def _submit_one(self, shard: ShardRecord) -> None:
+        if shard.mode == "file":
+            if shard.state is S.PREPARED:
+                self.journal.move(shard, S.UPLOADING)
+                self._upload(shard, look_first=False)
+            elif shard.state is S.UPLOADING:
+                self._upload(shard, look_first=True)
+        if shard.state in (S.UPLOADED, S.PREPARED):
+            self.journal.move(shard, S.CREATING)
+            self._create(shard, look_first=False)
+        elif shard.state is S.CREATING:
+            self._create(shard, look_first=True)
+
+    def _exactly_once(
+        self, what: str, *, look: Callable[[], list[T]], act: Callable[[], T],
+        adopt: Callable[[list[T]], None], look_first: bool,
+    ) -> None:
+        """Look for the remote object (when an earlier try may have made it), else make it.
+
+        Only transient failures are tried again, each time looking first: a create whose response was
+        lost is found by the look and adopted instead of being sent again.
+        """
+        policy = self.backend.retry
+        for attempt in range(policy.attempts):
+            if look_first:
+                found = look()
+                if found:
+                    adopt(found)
+                    return
+            try:
+                made = act()
+            except TransientServiceError as exc:
+                if attempt + 1 >= policy.attempts:
+                    raise TransientServiceError(
+                        f"{exc} Gave up after {policy.attempts} tries. Nothing was lost and nothing "
+                        "will be sent twice. Hint: run the same call again, or "
+                        f"gembatch.BatchRun.open({self.store.url!r}).wait(), to resume.",
+                        code=exc.code, status=exc.status,
+                    ) from exc
+                delay = min(policy.max_delay, policy.initial_delay * 2**attempt)
+                self._sleep(delay + random.uniform(0, policy.jitter))
+                look_first = True
+                continue
+            adopt([made])
+            return
+
+    def _upload(self, shard: ShardRecord, *, look_first: bool) -> None:
+        def act() -> RemoteFile:
+            with self.store.open(shard.path("requests.jsonl"), "rb") as stream:
+                return self.backend.upload(stream, display_name=shard.display_name)
+
+        def look() -> list[RemoteFile]:
+            return [f for f in self.backend.find_files(shard.display_name)
+                    if f.state in (None, "ACTIVE") and f.size_bytes in (None, shard.bytes)]
+
+        def adopt(files: list[RemoteFile]) -> None:
+            keep, *extra = files
+            for orphan in extra:  # copies left by uploads whose answer was lost
+                self.backend.delete_file(orphan.name)
+            self.journal.move(shard, S.UPLOADED, file_name=keep.name,
+                              note=f"uploaded {keep.name}" + (f" (+{len(extra)} orphans deleted)" if extra else ""))
+
+        self._exactly_once("upload", look=look, act=act, adopt=adopt, look_first=look_first)
+
+    def _create(self, shard: ShardRecord, *, look_first: bool) -> None:
+        def act() -> RemoteJob:
+            if shard.mode == "inline":
+                lines = self.store.read_lines(shard.path("requests.jsonl")).to_list()
+                return self.backend.create(kind=self.kind, model=self.model,
+                                           display_name=shard.display_name, inline_lines=lines)
+            return self.backend.create(kind=self.kind, model=self.model,
+                                       display_name=shard.display_name, file_name=shard.file_name)
+
+        def adopt(jobs: list[RemoteJob]) -> None:
+            job = jobs[0]
+            note = f"created {job.name}" if not look_first else f"adopted {job.name}"
+            if len(jobs) > 1:
+                note += f" ({len(jobs) - 1} other jobs share its display name: {[j.name for j in jobs[1:]]})"
+            self.journal.move(shard, S.SUBMITTED, job_name=job.name, job_state=job.state, note=note)
+
+        self._exactly_once("create", look=lambda: self.backend.find_jobs(shard.display_name),
+                           act=act, adopt=adopt, look_first=look_first)
+
+    # -- polling, fetching, joining --------------------------------------------------------------
+    def step(self) -> bool:
+        """Advance every shard by what can be done now; True when something changed."""
+        changed = False
+        for shard in self.shards:
+            before = (shard.state, shard.job_state, json.dumps(shard.stats))
+            if shard.state is S.SUBMITTED:
+                self._poll(shard)
+            if shard.state is S.FINISHED:
+                self._fetch(shard)
+            if shard.state is S.FETCHED:
+                self._join(shard)
+            if shard.state is S.JOINED and self.options.cleanup_remote and not shard.cleaned:
+                self._cleanup(shard)
+            changed |= before != (shard.state, shard.job_state, json.dumps(shard.stats))
+        return changed
+
+    def _inline_keys(self, shard: ShardRecord) -> list[str] | None:
+        if shard.mode != "inline":
+            return None
+        lines = self.store.read_lines(shard.path("requests.jsonl"))
+        return lines.str.json_path_match("$.key").to_list()
+
+    def _poll(self, shard: ShardRecord) -> None:
+        assert shard.job_name is not None
+        job = self.backend.get(shard.job_name, inline_keys=self._inline_keys(shard))
+        if not job.done:
+            if job.state != shard.job_state or (job.stats and job.stats != shard.stats):
+                self.journal.move(shard, S.SUBMITTED, job_state=job.state, stats=job.stats or shard.stats,
+                                  note=f"{job.state}")
+            return
+        fields: dict[str, Any] = {"job_state": job.state, "job_error": job.error,
+                                  "result_file": job.result_file, "stats": job.stats or shard.stats}
+        if job.inline_lines is not None:
+            data = "".join(line + "\n" for line in job.inline_lines).encode()
+            self.store.write_bytes(shard.path("results.jsonl"), data)
+            self.journal.move(shard, S.FETCHED, note=f"{job.state}, inline results saved", **fields)
+        else:
+            self.journal.move(shard, S.FINISHED, note=job.state, **fields)
+
+    def _fetch(self, shard: ShardRecord) -> None:
+        target = shard.path("results.jsonl")
+        if shard.result_file:
+            self.backend.download(shard.result_file, lambda: self.store.atomic_writer(target))
+        else:  # no output (expired, or cancelled/failed before any line)
+            self.store.write_bytes(target, b"")
+        self.journal.move(shard, S.FETCHED, note=f"results of {shard.job_name} saved")
+
+    def _join(self, shard: ShardRecord) -> None:
+        out, report = join_shard(self.journal, shard, self.options.prefix)
+        self.store.write_parquet(shard.path("output.parquet"), out)
+        self.journal.move(shard, S.JOINED, report=report)
+
+    def _cleanup(self, shard: ShardRecord) -> None:
+        for name in (shard.file_name, shard.result_file):
+            if name:
+                self.backend.delete_file(name)
+        self.journal.move(shard, S.JOINED, cleaned=True, note="remote files deleted")
+
+    # -- waiting ---------------------------------------------------------------------------------
+    def done(self) -> bool:
+        return all(s.state is S.JOINED for s in self.shards)
+
+    def snapshot(self) -> Snapshot:
+        total = done = failed = 0
+        jobs: Counter[str] = Counter()
+        for s in self.shards:
+            total += s.lines
+            if s.job_state:
+                jobs[s.job_state] += 1
+            if s.report is not None:
+                done += s.report.get("answered", 0)
+                failed += s.report.get("failed", 0)
+            elif s.stats:
+                done += s.stats.get("successfulRequestCount", 0) + s.stats.get("failedRequestCount", 0)
+                failed += s.stats.get("failedRequestCount", 0)
+        return Snapshot(total=total, done=done, failed=failed, jobs=jobs)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Submit what is left, then poll until every shard is joined; False on timeout."""
+        deadline = None if timeout is None else self._clock() + timeout
+        self.submit()
+        interval = self.options.poll_interval
+        try:
+            while True:
+                changed = self.step()
+                self.progress.update(self.snapshot())
+                if self.done():
+                    return True
+                if deadline is not None and self._clock() >= deadline:
+                    return False
+                interval = self.options.poll_interval if changed else min(
+                    interval * 1.5, self.options.max_poll_interval)
+                pause = interval if deadline is None else max(0.0, min(interval, deadline - self._clock()))
+                self._sleep(pause)
+        finally:
+            self.progress.close()
+
+
+def join_shard(journal: Journal, shard: ShardRecord, prefix: str) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The shard's input rows joined with its results, job outcomes applied."""
+    store, manifest = journal.store, journal.manifest
+    rows = store.read_parquet(shard.path("input.parquet"))
+    lines = store.read_lines(shard.path("results.jsonl"))
+    if manifest.get("kind") == "embed":
+        results = rs.parse_embed_lines(lines, dimensions=manifest.get("dimensions"))
+    else:
+        results = rs.parse_generate_lines(lines)
+    joined, report = rs.join_results(
+        rows, key=KEY_COL, results=results, prefix=prefix, send_mask=rows[SEND_COL],
+        extra={f"{prefix}batch_job": shard.job_name},
+    )
+    status, message = f"{prefix}status", f"{prefix}error_message"
+    outcome = STATUS_FOR_JOB_STATE.get(shard.job_state or "")
+    if outcome is not None:  # rows the job never answered take the job's outcome
+        reason = shard.job_error or f"the batch job ended {shard.job_state}"
+        joined = joined.with_columns(
+            pl.when(pl.col(status) == "missing").then(pl.lit(reason)).otherwise(pl.col(message)).alias(message),
+            pl.when(pl.col(status) == "missing").then(pl.lit(outcome)).otherwise(pl.col(status)).alias(status),
+        )
+    schema = manifest.get("response_schema")
+    if schema is not None and manifest.get("kind") != "embed":
+        dtype = rs.polars_dtype_from_json_schema(schema)
+        parsed, errors = rs.parse_structured(joined[f"{prefix}text"], dtype)
+        bad = errors.is_not_null() & (joined[status] == "ok")
+        joined = joined.with_columns(
+            parsed.alias(f"{prefix}parsed"),
+            pl.when(bad).then(pl.lit("error")).otherwise(pl.col(status)).alias(status),
+            pl.when(bad).then(errors).otherwise(pl.col(message)).alias(message),
+        )
+    counts = joined[status].value_counts()
+    by_status = dict(zip(counts[status].to_list(), counts["count"].to_list()))
+    summary = {
+        "answered": int(by_status.get("ok", 0) + by_status.get("error", 0)),
+        "failed": int(by_status.get("error", 0)),
+        **{f"status_{k}": int(v) for k, v in by_status.items()},
+        **{k: int(v) for k, v in vars(report).items() if isinstance(v, int)},
+    }
+    return joined.drop(KEY_COL, SEND_COL), summary

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import BaseModel
+
+import gembatch
+from gembatch import Config, ConfigError, EmbedConfig
+
+
+class Review(BaseModel):
+    sentiment: str
+    score: int
+
+
+def test_static_request_fields_are_wire_form():
+    cfg = Config(model="gemini-2.5-flash", temperature=0.2, top_p=0.9, max_output_tokens=64,
+                 system_instruction="Be brief.", stop_sequences=["END"], thinking_budget=0,
+                 safety_settings=[{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}])
+    static = cfg.request_static()
+    assert static["generationConfig"] == {
+        "maxOutputTokens": 64, "stopSequences": ["END"], "temperature": 0.2,
+        "thinkingConfig": {"thinkingBudget": 0}, "topP": 0.9,
+    }
+    assert static["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
+    assert static["safetySettings"][0]["threshold"] == "BLOCK_NONE"
+    assert cfg.model_name == "models/gemini-2.5-flash"
+
+
+def test_pydantic_schema_becomes_response_json_schema():
+    cfg = Config(model="gemini-2.5-flash", response_schema=Review)
+    gen = cfg.request_static()["generationConfig"]
+    assert gen["responseMimeType"] == "application/json"
+    assert gen["responseJsonSchema"]["properties"]["score"]["type"] == "integer"
+    assert cfg.response_json_schema() == Review.model_json_schema()
+
+
+def test_openapi_dict_schema_becomes_response_schema():
+    schema = {"type": "OBJECT", "properties": {"a": {"type": "STRING"}}}
+    gen = Config(model="m", response_schema=schema).request_static()["generationConfig"]
+    assert gen["responseSchema"] == schema and "responseJsonSchema" not in gen
+
+
+def test_raw_generation_config_accepts_known_and_refuses_unknown_fields():
+    cfg = Config(model="m", generation_config={"response_logprobs": True, "mediaResolution": "MEDIA_RESOLUTION_LOW"})
+    gen = cfg.request_static()["generationConfig"]
+    assert gen["responseLogprobs"] is True and gen["mediaResolution"] == "MEDIA_RESOLUTION_LOW"
+    with pytest.raises(ConfigError, match="unknown field 'temprature'"):
+        Config(model="m", generation_config={"temprature": 1})
+    with pytest.raises(ConfigError, match="repeats"):
+        Config(model="m", temperature=1, generation_config={"temperature": 1})
+    with pytest.raises(ConfigError, match="request_extra"):
+        Config(model="m", request_extra={"foo": 1})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"temperature": 3}, r"temperature must be a number between 0 and 2 \(got 3 that is a int\)"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_k": 1.5}, "top_k must be an int"),
+        ({"candidate_count": 0}, "candidate_count"),
+        ({"max_output_tokens": True}, "max_output_tokens"),
+        ({"stop_sequences": "END"}, "stop_sequences must be a list of strings"),
+        ({"system_instruction": ""}, "system_instruction"),
+        ({"safety_settings": {"category": "x"}}, "safety_settings"),
+        ({"response_schema": 42}, "response_schema"),
+        ({"response_schema": Review, "response_mime_type": "text/plain"}, "application/json"),
+    ],
+)
+def test_invalid_values_name_the_field(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        Config(model="gemini-2.5-flash", **kwargs)
+
+
+def test_model_name_is_checked_and_config_is_frozen_and_keyword_only():
+    with pytest.raises(ConfigError, match="model"):
+        Config(model="")
+    cfg = Config(model="m")
+    with pytest.raises(AttributeError):
+        cfg.temperature = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        Config("m")  # type: ignore[misc]
+
+
+def test_round_trip_through_the_journal_form():
+    cfg = Config(model="gemini-2.5-flash", temperature=0.5, response_schema=Review, stop_sequences=["x"])
+    data = json.loads(json.dumps(cfg.to_dict()))
+    again = Config.from_dict(data)
+    assert again.request_static() == cfg.request_static()
+
+
+def test_embed_config():
+    cfg = EmbedConfig(model="gemini-embedding-001", task_type="clustering", output_dimensionality=8)
+    assert cfg.request_static() == {"taskType": "CLUSTERING", "outputDimensionality": 8}
+    with pytest.raises(ConfigError, match="task_type"):
+        EmbedConfig(task_type="nonsense")
+    with pytest.raises(ConfigError, match="output_dimensionality"):
+        EmbedConfig(output_dimensionality=0)
+
+
+def test_public_surface_is_pinned():
+    assert set(gembatch.__all__) >= {
+        "Config", "EmbedConfig", "BatchRun", "batch_generate", "batch_embed", "GembatchError",
+        "Options", "MediaParts", "RunStatus",
+    }
+    for name in gembatch.__all__:
+        assert hasattr(gembatch, name), name

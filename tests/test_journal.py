@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from gembatch.exceptions import CorruptRunError, RunDirectoryError, RunLockedError
+from gembatch.journal import Journal, ShardRecord, ShardState, run_lock
+from gembatch.storage import Store
+
+
+def _shard(i: int) -> ShardRecord:
+    return ShardRecord(index=i, rows=10, lines=9, bytes=900, sha256="ab" * 32, mode="file",
+                       display_name=f"gembatch-x-{i:05d}")
+
+
+@pytest.mark.parametrize("root", ["local", "memory"])
+def test_create_move_and_reopen(tmp_path, root):
+    url = str(tmp_path / "run") if root == "local" else f"memory://journal-{os.getpid()}-{time.time_ns()}"
+    store = Store(url)
+    journal = Journal.create(store, {"kind": "generate", "model": "models/m"}, [_shard(0), _shard(1)])
+    journal.move(journal.shards[1], ShardState.UPLOADING)
+    journal.move(journal.shards[1], ShardState.UPLOADED, file_name="files/abc")
+    again = Journal.open(Store(url))
+    assert again.manifest["kind"] == "generate" and again.manifest["shards"] == [0, 1]
+    s0, s1 = again.shards
+    assert s0.state is ShardState.PREPARED
+    assert s1.state is ShardState.UPLOADED and s1.file_name == "files/abc"
+    assert [h[1] for h in s1.history] == ["prepared", "uploading", "uploaded"]
+    assert ShardState.UPLOADED.rank > ShardState.UPLOADING.rank
+
+
+def test_open_errors_say_what_to_do(tmp_path):
+    with pytest.raises(RunDirectoryError, match="No gembatch run"):
+        Journal.open(Store(tmp_path / "nothing"))
+    store = Store(tmp_path / "bad")
+    Journal.create(store, {"kind": "generate"}, [_shard(0)])
+    store.write_bytes("shards/000000/state.json", b"{not json")
+    with pytest.raises(CorruptRunError, match="cannot be read"):
+        Journal.open(store)
+    store.write_json("run.json", {"version": 99, "shards": []})
+    with pytest.raises(CorruptRunError, match="format version 99"):
+        Journal.open(store)
+
+
+def test_atomic_write_leaves_old_file_when_the_writer_fails(tmp_path):
+    store = Store(tmp_path)
+    store.write_json("a.json", {"v": 1})
+    with pytest.raises(RuntimeError):
+        with store.atomic_writer("a.json") as fh:
+            fh.write(b'{"v": 2')
+            raise RuntimeError("died mid-write")
+    assert store.read_json("a.json") == {"v": 1}
+    assert [n for n in store.listdir("") if n.startswith(".tmp")] == []
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from gembatch.journal import run_lock
+    from gembatch.storage import Store
+    with run_lock(Store(sys.argv[1])):
+        print("locked", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def test_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
+    store = Store(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
+        holder = json.loads((tmp_path / "lock.json").read_text())
+        assert holder["pid"] == proc.pid
+        with pytest.raises(RunLockedError, match=f"pid {proc.pid}"):
+            with run_lock(store):
+                pass
+        proc.kill()
+        proc.wait()
+        with run_lock(store):  # the dead holder's lock is taken over
+            assert json.loads((tmp_path / "lock.json").read_text())["pid"] == os.getpid()
+        assert not (tmp_path / "lock.json").exists()
+    finally:
+        proc.kill()
+        proc.wait()
