@@ -15,7 +15,7 @@ from typing import Any, Literal, overload
 import polars as pl
 
 from . import __version__
-from .backend import Backend
+from .backend import Backend, RetryPolicy
 from .config import Config, EmbedConfig
 from .exceptions import ConfigError, InputError, RunMismatchError
 from .journal import Journal
@@ -75,8 +75,9 @@ def _options(options: Options | None, overrides: dict[str, Any]) -> Options:
 def _start(
     frame: pl.DataFrame, plan: RequestPlan, manifest: dict[str, Any], *, job_dir: str | os.PathLike[str] | None,
     client: Any, options: Options, wait: bool, progress: bool | Progress, storage_options: dict[str, Any] | None,
+    retry: RetryPolicy | None,
 ) -> pl.DataFrame | BatchRun:
-    backend = Backend(client)  # a missing API key fails here, before any work
+    backend = Backend(client, retry=retry)  # a missing API key fails here, before any work
     store = Store(job_dir if job_dir is not None else _default_job_dir(), **(storage_options or {}))
     if Journal.exists(store):
         journal = Journal.open(store)
@@ -129,6 +130,7 @@ def batch_generate(
     poll_interval: float | None = None,
     options: Options | None = None,
     storage_options: dict[str, Any] | None = None,
+    retry: RetryPolicy | None = None,
 ) -> pl.DataFrame | BatchRun:
     """Send every row of ``data`` through the Gemini Batch API and join the answers back.
 
@@ -149,6 +151,8 @@ def batch_generate(
     prefix: prefix of the result columns (default ``gemini_``).
     poll_interval: seconds between status polls at first (backs off to ``options.max_poll_interval``).
     options: a :class:`gembatch.Options` for shard sizes, inline threshold, concurrency, cleanup.
+    retry: a :class:`gembatch.RetryPolicy` for 429 / 5xx / dropped connections (default: 6 tries
+        within 10 minutes, exponential backoff with jitter, Retry-After honoured).
 
     Returns the input frame, every row in order, with ``gemini_text``, ``gemini_status`` (ok / error /
     skipped / missing / cancelled / expired), token counts, errors, ``gemini_batch_job`` and
@@ -177,7 +181,7 @@ def batch_generate(
         "gembatch": __version__,
     }
     return _start(frame, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
-                  progress=progress, storage_options=storage_options)
+                  progress=progress, storage_options=storage_options, retry=retry)
 
 
 def batch_embed(
@@ -198,6 +202,7 @@ def batch_embed(
     poll_interval: float | None = None,
     options: Options | None = None,
     storage_options: dict[str, Any] | None = None,
+    retry: RetryPolicy | None = None,
 ) -> pl.DataFrame | BatchRun:
     """Embed every row's ``text`` through the batch embeddings endpoint.
 
@@ -223,4 +228,4 @@ def batch_embed(
         "gembatch": __version__,
     }
     return _start(frame, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
-                  progress=progress, storage_options=storage_options)
+                  progress=progress, storage_options=storage_options, retry=retry)

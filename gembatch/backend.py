@@ -82,12 +82,14 @@ class RemoteJob:
 
 
 class _StatsCapture:
-    """An httpx response hook that keeps the latest ``batchStats`` of every batch the client reads."""
+    """An httpx response hook that keeps the latest ``batchStats`` and ``error`` of every batch the
+    client reads (the SDK's BatchJob drops both for the Gemini Developer API)."""
 
     _PATH = re.compile(r"/v1[a-z0-9]*/(batches/[^/:?]+)")
 
     def __init__(self) -> None:
         self.stats: dict[str, dict[str, int]] = {}
+        self.errors: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def __call__(self, response: Any) -> None:
@@ -100,12 +102,17 @@ class _StatsCapture:
             body = json.loads(response.content)
         except Exception:  # a hook must never break the call it observes
             return
-        for op in body.get("operations", [body]):
+        for op in body.get("operations", [body]) if isinstance(body, dict) else []:
+            name = op.get("name") if isinstance(op, dict) else None
+            if not name:
+                continue
             stats = (op.get("metadata") or {}).get("batchStats")
-            if isinstance(stats, dict) and op.get("name"):
-                parsed = {k: int(v) for k, v in stats.items() if str(v).lstrip("-").isdigit()}
-                with self._lock:
-                    self.stats[op["name"]] = parsed
+            error = op.get("error")
+            with self._lock:
+                if isinstance(stats, dict):
+                    self.stats[name] = {k: int(v) for k, v in stats.items() if str(v).lstrip("-").isdigit()}
+                if isinstance(error, dict) and error.get("message"):
+                    self.errors[name] = f"{error.get('code', '')} {error['message']}".strip()
 
 
 def make_client(
@@ -341,7 +348,7 @@ class Backend:
                 lines = tuple(_inline_result_lines(dest.inlined_responses, inline_keys))
             elif dest.inlined_embed_content_responses is not None:
                 lines = tuple(_inline_embed_lines(dest.inlined_embed_content_responses, inline_keys))
-        error = None
+        error = self._capture.errors.get(job.name or "")
         if job.error is not None:
             error = job.error.message or json.dumps(job.error.model_dump(mode="json", exclude_none=True))
         return RemoteJob(

@@ -21,6 +21,9 @@ call site::
     │   ├── TransientServiceError  429 / 5xx / dropped connection, retries exhausted (transient)
     │   └── TerminalServiceError   any other 4xx
     └── CostLimitError         the estimate is above ``max_cost``
+
+    ResultWarning (a UserWarning): result files had missing, duplicated, unknown or malformed lines;
+    the affected rows carry their own status, the warning summarises the counts once per run.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ __all__ = [
     "InputError",
     "InvalidPromptError",
     "RequestTooLargeError",
+    "ResultWarning",
     "RunDirectoryError",
     "RunLockedError",
     "RunMismatchError",
@@ -122,3 +126,11 @@ class TerminalServiceError(ServiceError):
 
 class CostLimitError(GembatchError):
     """The estimated cost of the run is above the ``max_cost`` the caller set."""
+
+
+class ResultWarning(UserWarning):
+    """Result files were not clean (missing, duplicated, unknown-key or malformed lines).
+
+    Every affected row carries its own status (``missing`` / ``error``); this warning gives the counts
+    once per run, so that a silently wrong join cannot happen and a bad file does not go unnoticed.
+    """

@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import os
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,8 @@ from typing import Any
 
 import polars as pl
 
-from .backend import Backend
+from .backend import Backend, RetryPolicy
+from .exceptions import ResultWarning
 from .journal import Journal, ShardState
 from .prepare import Options
 from .progress import Progress, make_progress
@@ -89,6 +91,7 @@ class BatchRun:
         poll_interval: float | None = None,
         progress: bool | Progress = True,
         storage_options: dict[str, Any] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> BatchRun:
         """Reopen the run in ``job_dir`` (local path or fsspec URL).
 
@@ -100,7 +103,7 @@ class BatchRun:
         if poll_interval is not None:
             stored["poll_interval"] = poll_interval
             stored["max_poll_interval"] = max(poll_interval, stored.get("max_poll_interval", poll_interval))
-        return cls(journal, Backend(client), Options(**stored), progress=progress)
+        return cls(journal, Backend(client, retry=retry), Options(**stored), progress=progress)
 
     @property
     def job_dir(self) -> str:
@@ -153,7 +156,21 @@ class BatchRun:
             self.wait()
         store = self._journal.store
         frames = [store.read_parquet(s.path("output.parquet")) for s in self._journal.shards]
+        self._warn_about_results()
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+
+    def _warn_about_results(self) -> None:
+        totals: Counter[str] = Counter()
+        for shard in self._journal.shards:
+            for name in ("missing", "duplicated", "unknown", "malformed"):
+                totals[name] += (shard.report or {}).get(name, 0)
+        if any(totals.values()):
+            warnings.warn(ResultWarning(
+                f"Result files of {self.job_dir} were not clean: {totals['missing']:,} rows missing, "
+                f"{totals['duplicated']:,} duplicated lines dropped, {totals['unknown']:,} unknown keys, "
+                f"{totals['malformed']:,} malformed lines. Each affected row has its own status "
+                "(missing / error); run.retry_failed() sends the retryable ones again."
+            ), stacklevel=3)
 
     def cancel(self) -> None:
         """Cancel every job still running; their unanswered rows come back as ``cancelled``."""

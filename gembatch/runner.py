@@ -303,5 +303,6 @@ def join_shard(journal: Journal, shard: ShardRecord, prefix: str) -> tuple[pl.Da
         "failed": int(by_status.get("error", 0)),
         **{f"status_{k}": int(v) for k, v in by_status.items()},
         **{k: int(v) for k, v in vars(report).items() if isinstance(v, int)},
+        "missing": int(by_status.get("missing", 0)),  # rows a finished job did not answer
     }
     return joined.drop(KEY_COL, SEND_COL), summary
