@@ -90,10 +90,19 @@ class ShardRecord:
     stats: dict[str, int] | None = None
     report: dict[str, int] | None = None
     cleaned: bool = False
+    parent: int | None = None  # a resubmission: the index of the shard whose rows it answers
+    attempt: int = 0  # 0 for a shard, 1, 2, ... for its resubmissions
+    reason: str | None = None  # why a resubmission exists: expired / watchdog / retry_failed
+    retries: list[int] = field(default_factory=list)  # attempts of this shard's resubmissions
+    submitted_at: float | None = None  # wall-clock seconds, for the stuck-job watchdog
+    progress_at: float | None = None
+    watchdog: bool = False  # cancelled by the watchdog: its unanswered rows go out again, split
     history: list[list[str]] = field(default_factory=list)
 
     @property
     def dir(self) -> str:
+        if self.parent is not None:
+            return f"shards/{self.parent:06d}/retry-{self.attempt:02d}"
         return f"shards/{self.index:06d}"
 
     def path(self, name: str) -> str:
@@ -120,10 +129,40 @@ class Journal:
     'generate'
     """
 
-    def __init__(self, store: Store, manifest: dict[str, Any], shards: list[ShardRecord]) -> None:
+    def __init__(
+        self, store: Store, manifest: dict[str, Any], shards: list[ShardRecord],
+        retries: dict[int, list[ShardRecord]] | None = None,
+    ) -> None:
         self.store = store
         self.manifest = manifest
-        self.shards = shards
+        self.shards = shards  # the shards of the input, in input order
+        self.retries: dict[int, list[ShardRecord]] = retries or {s.index: [] for s in shards}
+
+    def records(self) -> list[ShardRecord]:
+        """Every shard and resubmission, each shard followed by its resubmissions."""
+        return [r for s in self.shards for r in (s, *self.retries.get(s.index, []))]
+
+    def add_retry(self, shard: ShardRecord, lines: list[str], reason: str) -> ShardRecord:
+        """Record a resubmission of some of ``shard``'s request lines (written before it is sent)."""
+        import hashlib
+
+        attempt = max(shard.retries, default=0) + 1
+        data = "".join(line + "\n" for line in lines).encode()
+        sha = hashlib.sha256(data).hexdigest()
+        run_id = self.manifest.get("run_id", "run")
+        child = ShardRecord(
+            index=shard.index, rows=0, lines=len(lines), bytes=len(data), sha256=sha,
+            mode="inline" if len(data) <= int(self.manifest.get("options", {}).get("inline_max_bytes", 0))
+            else "file",
+            display_name=f"gembatch-{run_id}-{shard.index:05d}r{attempt}-{sha[:8]}",
+            parent=shard.index, attempt=attempt, reason=reason,
+        )
+        self.store.write_bytes(child.path("requests.jsonl"), data)
+        self.save(child, note=f"prepared ({reason})")
+        shard.retries.append(attempt)
+        self.save(shard, note=f"resubmitting {len(lines)} rows as attempt {attempt} ({reason})")
+        self.retries.setdefault(shard.index, []).append(child)
+        return child
 
     # -- create / open ---------------------------------------------------------------------------
     @staticmethod
@@ -162,12 +201,17 @@ class Journal:
                 ShardRecord.from_json(store.read_json(f"shards/{i:06d}/state.json"))
                 for i in manifest["shards"]
             ]
+            retries = {
+                s.index: [ShardRecord.from_json(store.read_json(f"{s.dir}/retry-{a:02d}/state.json"))
+                          for a in s.retries]
+                for s in shards
+            }
         except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
             raise CorruptRunError(
                 f"The run directory {store.url!r} cannot be read ({exc!r}). Hint: if it was copied, "
                 "copy it again whole; the shard files are needed to resume."
             ) from exc
-        return cls(store, manifest, shards)
+        return cls(store, manifest, shards, retries)
 
     # -- state changes ---------------------------------------------------------------------------
     def save(self, shard: ShardRecord, *, note: str | None = None) -> None:

@@ -45,6 +45,9 @@ class Options:
     max_poll_interval: float = 120.0
     cleanup_remote: bool = True
     prefix: str = "gemini_"
+    resubmit_expired: bool = True  # send the rows of an EXPIRED job again, automatically
+    max_resubmits: int = 3  # resubmissions per shard (expired, watchdog, retry_failed together)
+    stuck_after: float | None = None  # seconds without start or progress before the watchdog acts
 
     def __post_init__(self) -> None:
         from .exceptions import ConfigError
@@ -66,6 +69,10 @@ class Options:
             )
         if not (self.poll_interval > 0 and self.max_poll_interval >= self.poll_interval):
             raise ConfigError("poll_interval must be > 0 and <= max_poll_interval.")
+        if self.stuck_after is not None and not self.stuck_after > 0:
+            raise ConfigError(f"stuck_after must be None or a number of seconds > 0 (got {self.stuck_after!r}).")
+        if isinstance(self.max_resubmits, bool) or not isinstance(self.max_resubmits, int) or self.max_resubmits < 0:
+            raise ConfigError(f"max_resubmits must be an int >= 0 (got {self.max_resubmits!r}).")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

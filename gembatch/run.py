@@ -130,9 +130,11 @@ class BatchRun:
         else:
             state = "submitting"
         detail = tuple(
-            {"index": s.index, "rows": s.rows, "lines": s.lines, "state": s.state.value,
-             "job_name": s.job_name, "job_state": s.job_state, "stats": s.stats, "report": s.report}
-            for s in shards
+            {"index": s.index if s.parent is None else f"{s.index}.r{s.attempt}", "rows": s.rows,
+             "lines": s.lines, "state": s.state.value, "job_name": s.job_name,
+             "job_state": s.job_state, "stats": s.stats, "report": s.report,
+             "reason": s.reason, "watchdog": s.watchdog}
+            for s in self._journal.records()
         )
         return RunStatus(job_dir=self.job_dir, state=state, total=snap.total, done=snap.done,
                          failed=snap.failed, jobs=snap.jobs, shards=detail)
@@ -144,7 +146,7 @@ class BatchRun:
         return self
 
     def done(self) -> bool:
-        return all(s.state is ShardState.JOINED for s in self._journal.shards)
+        return all(r.state is ShardState.JOINED for r in self._journal.records())
 
     def result(self, *, wait: bool = True) -> pl.DataFrame:
         """The input frame with the result columns, in input order (waits for the run by default)."""
@@ -172,18 +174,37 @@ class BatchRun:
                 "(missing / error); run.retry_failed() sends the retryable ones again."
             ), stacklevel=3)
 
+    def retry_failed(self, *, wait: bool = True) -> int:
+        """Send again the rows that got a retryable error (429, 5xx) or no answer, and merge the new
+        answers in; rows that succeeded or got a permanent error (e.g. 400) are not sent again.
+
+        Returns how many rows were resubmitted.
+
+        >>> # n = run.retry_failed(); out = run.result()
+        """
+        with self._journal.locked():
+            runner = self._runner(progress=False)
+            total = sum(
+                runner.resubmit(shard, reason="retry_failed", include_errors=True)
+                for shard in self._journal.shards if shard.state is ShardState.JOINED
+            )
+            runner.submit()
+        if wait and total:
+            self.wait()
+        return total
+
     def cancel(self) -> None:
         """Cancel every job still running; their unanswered rows come back as ``cancelled``."""
         with self._journal.locked():
-            for shard in self._journal.shards:
-                if shard.state is ShardState.SUBMITTED and shard.job_name:
-                    self._backend.cancel(shard.job_name)
+            for record in self._journal.records():
+                if record.state is ShardState.SUBMITTED and record.job_name:
+                    self._backend.cancel(record.job_name)
             self._runner(progress=False).step()
 
     def delete(self) -> None:
         """Delete the run's jobs and files on the service (the local run directory is kept)."""
         with self._journal.locked():
-            for shard in self._journal.shards:
+            for shard in self._journal.records():
                 if shard.job_name:
                     self._backend.delete_job(shard.job_name)
                 for name in (shard.file_name, shard.result_file):

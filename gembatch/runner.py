@@ -48,6 +48,7 @@ class Runner:
         progress: Progress | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.journal = journal
         self.store = journal.store
@@ -56,6 +57,7 @@ class Runner:
         self.progress = progress or NullProgress()
         self._sleep = sleep
         self._clock = clock
+        self._wall = wall
         self.kind = journal.manifest.get("kind", "generate")
         self.model = journal.manifest["model"]
 
@@ -66,7 +68,7 @@ class Runner:
     # -- submission ------------------------------------------------------------------------------
     def submit(self) -> None:
         """Upload and create every shard not yet submitted (uploads in parallel)."""
-        todo = [s for s in self.shards if s.state.rank < S.SUBMITTED.rank and s.mode != "none"]
+        todo = [r for r in self.journal.records() if r.state.rank < S.SUBMITTED.rank and r.mode != "none"]
         if not todo:
             return
         workers = min(self.options.upload_concurrency, len(todo))
@@ -161,27 +163,70 @@ class Runner:
             note = f"created {job.name}" if not look_first else f"adopted {job.name}"
             if len(jobs) > 1:
                 note += f" ({len(jobs) - 1} other jobs share its display name: {[j.name for j in jobs[1:]]})"
-            self.journal.move(shard, S.SUBMITTED, job_name=job.name, job_state=job.state, note=note)
+            now = self._wall()
+            self.journal.move(shard, S.SUBMITTED, job_name=job.name, job_state=job.state, note=note,
+                              submitted_at=now, progress_at=now)
 
         self._exactly_once("create", look=lambda: self.backend.find_jobs(shard.display_name),
                            act=act, adopt=adopt, look_first=look_first)
 
     # -- polling, fetching, joining --------------------------------------------------------------
     def step(self) -> bool:
-        """Advance every shard by what can be done now; True when something changed."""
+        """Advance every shard and resubmission by what can be done now; True when something changed."""
         changed = False
         for shard in self.shards:
-            before = (shard.state, shard.job_state, json.dumps(shard.stats))
-            if shard.state is S.SUBMITTED:
-                self._poll(shard)
-            if shard.state is S.FINISHED:
-                self._fetch(shard)
-            if shard.state is S.FETCHED:
-                self._join(shard)
-            if shard.state is S.JOINED and self.options.cleanup_remote and not shard.cleaned:
-                self._cleanup(shard)
-            changed |= before != (shard.state, shard.job_state, json.dumps(shard.stats))
+            for record in (shard, *self.journal.retries.get(shard.index, [])):
+                before = (record.state, record.job_state, json.dumps(record.stats))
+                if record.state is S.SUBMITTED:
+                    self._poll(record)
+                if record.state is S.FINISHED:
+                    self._fetch(record)
+                changed |= before != (record.state, record.job_state, json.dumps(record.stats))
+            changed |= self._settle(shard)
         return changed
+
+    def _settle(self, shard: ShardRecord) -> bool:
+        """Join a shard whose results (and its resubmissions') are in; resubmit what must go again."""
+        changed = False
+        retries = self.journal.retries.get(shard.index, [])
+        fetched = [r for r in (shard, *retries) if r.state is S.FETCHED]
+        if fetched and shard.state.rank >= S.FETCHED.rank:
+            self._join(shard)
+            for record in fetched:
+                if record is not shard:
+                    self.journal.move(record, S.JOINED, note="merged into its shard")
+            changed = True
+            changed |= self._maybe_resubmit(shard, fetched)
+        if self.options.cleanup_remote:
+            for record in (shard, *retries):
+                if record.state is S.JOINED and not record.cleaned and not self._in_flight(shard):
+                    self._cleanup(record)
+        return changed
+
+    def _in_flight(self, shard: ShardRecord) -> bool:
+        return any(r.state.rank < S.FETCHED.rank for r in self.journal.retries.get(shard.index, []))
+
+    def _maybe_resubmit(self, shard: ShardRecord, fetched: list[ShardRecord]) -> bool:
+        """Send again the rows of an EXPIRED job, or of a job the watchdog cancelled (split in two)."""
+        expired = self.options.resubmit_expired and any(r.job_state == "JOB_STATE_EXPIRED" for r in fetched)
+        stuck = any(r.watchdog for r in fetched)
+        if not (expired or stuck) or self._in_flight(shard):
+            return False
+        return self.resubmit(shard, reason="watchdog" if stuck else "expired",
+                             include_errors=False, parts=2 if stuck else 1) > 0
+
+    def resubmit(self, shard: ShardRecord, *, reason: str, include_errors: bool, parts: int = 1) -> int:
+        """Record resubmissions of the shard's unanswered (and, if asked, retryable-error) rows."""
+        if len(shard.retries) >= self.options.max_resubmits or self._in_flight(shard):
+            return 0
+        lines = retryable_lines(self.journal, shard, include_errors=include_errors)
+        if not lines:
+            return 0
+        parts = max(1, min(parts, len(lines), self.options.max_resubmits - len(shard.retries)))
+        size = -(-len(lines) // parts)
+        for i in range(0, len(lines), size):
+            self.journal.add_retry(shard, lines[i:i + size], reason)
+        return len(lines)
 
     def _inline_keys(self, shard: ShardRecord) -> list[str] | None:
         if shard.mode != "inline":
@@ -195,7 +240,8 @@ class Runner:
         if not job.done:
             if job.state != shard.job_state or (job.stats and job.stats != shard.stats):
                 self.journal.move(shard, S.SUBMITTED, job_state=job.state, stats=job.stats or shard.stats,
-                                  note=f"{job.state}")
+                                  progress_at=self._wall(), note=f"{job.state}")
+            self._watch(shard)
             return
         fields: dict[str, Any] = {"job_state": job.state, "job_error": job.error,
                                   "result_file": job.result_file, "stats": job.stats or shard.stats}
@@ -205,6 +251,19 @@ class Runner:
             self.journal.move(shard, S.FETCHED, note=f"{job.state}, inline results saved", **fields)
         else:
             self.journal.move(shard, S.FINISHED, note=job.state, **fields)
+
+    def _watch(self, shard: ShardRecord) -> None:
+        """Cancel a job that has not started or progressed within ``options.stuck_after`` seconds."""
+        limit = self.options.stuck_after
+        since = shard.progress_at or shard.submitted_at
+        if limit is None or since is None or shard.watchdog or self._wall() - since < limit:
+            return
+        if len(self.journal.retries.get(shard.index if shard.parent is None else shard.parent, [])) >= self.options.max_resubmits:
+            return
+        assert shard.job_name is not None
+        self.journal.move(shard, S.SUBMITTED, watchdog=True,
+                          note=f"watchdog: no progress for {limit:g} s in {shard.job_state}; cancelling")
+        self.backend.cancel(shard.job_name)
 
     def _fetch(self, shard: ShardRecord) -> None:
         target = shard.path("results.jsonl")
@@ -227,7 +286,7 @@ class Runner:
 
     # -- waiting ---------------------------------------------------------------------------------
     def done(self) -> bool:
-        return all(s.state is S.JOINED for s in self.shards)
+        return all(r.state is S.JOINED for r in self.journal.records())
 
     def snapshot(self) -> Snapshot:
         total = done = failed = 0
@@ -247,10 +306,10 @@ class Runner:
     def wait(self, timeout: float | None = None) -> bool:
         """Submit what is left, then poll until every shard is joined; False on timeout."""
         deadline = None if timeout is None else self._clock() + timeout
-        self.submit()
         interval = self.options.poll_interval
         try:
             while True:
+                self.submit()  # resubmissions recorded by the last step
                 changed = self.step()
                 self.progress.update(self.snapshot())
                 if self.done():
@@ -265,23 +324,64 @@ class Runner:
             self.progress.close()
 
 
+RETRYABLE_ERROR_CODES = (408, 429, 500, 502, 503, 504)
+
+
+def _parse(journal: Journal, record: ShardRecord) -> pl.DataFrame:
+    lines = journal.store.read_lines(record.path("results.jsonl"))
+    if journal.manifest.get("kind") == "embed":
+        parsed = rs.parse_embed_lines(lines, dimensions=journal.manifest.get("dimensions"))
+    else:
+        parsed = rs.parse_generate_lines(lines)
+    return parsed.with_columns(pl.lit(record.job_name, dtype=pl.Utf8).alias("batch_job"))
+
+
+def merged_results(journal: Journal, shard: ShardRecord) -> tuple[pl.DataFrame, ShardRecord]:
+    """The shard's results with those of its fetched resubmissions laid over them (later wins), and
+    the last record whose job ended (its outcome applies to rows still unanswered)."""
+    merged = _parse(journal, shard)
+    last = shard
+    for child in journal.retries.get(shard.index, []):
+        if child.state.rank < S.FETCHED.rank:
+            continue
+        newer = _parse(journal, child)
+        merged = pl.concat([
+            merged.filter(~pl.col("key").is_in(newer["key"].drop_nulls().implode()).fill_null(False)),
+            newer,
+        ], how="vertical_relaxed")
+        last = child
+    return merged, last
+
+
+def retryable_lines(journal: Journal, shard: ShardRecord, *, include_errors: bool) -> list[str]:
+    """Request lines of the shard still unanswered (and, if asked, answered with a retryable error)."""
+    requests = journal.store.read_lines(shard.path("requests.jsonl"))
+    keys = requests.str.json_path_match("$.key")
+    results, _ = merged_results(journal, shard)
+    answered = results.filter(pl.col("key").is_not_null())
+    need = ~keys.is_in(answered["key"].implode())
+    if include_errors:
+        bad = answered.filter((pl.col("status") == "error") &
+                              pl.col("error_code").is_in(list(RETRYABLE_ERROR_CODES)))["key"]
+        good = answered.filter(pl.col("status") == "ok")["key"]
+        need = need | (keys.is_in(bad.implode()) & ~keys.is_in(good.implode()))
+    return requests.filter(need).to_list()
+
+
 def join_shard(journal: Journal, shard: ShardRecord, prefix: str) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The shard's input rows joined with its results, job outcomes applied."""
+    """The shard's input rows joined with its (merged) results, job outcomes applied."""
     store, manifest = journal.store, journal.manifest
     rows = store.read_parquet(shard.path("input.parquet"))
-    lines = store.read_lines(shard.path("results.jsonl"))
-    if manifest.get("kind") == "embed":
-        results = rs.parse_embed_lines(lines, dimensions=manifest.get("dimensions"))
-    else:
-        results = rs.parse_generate_lines(lines)
+    results, last = merged_results(journal, shard)
     joined, report = rs.join_results(
         rows, key=KEY_COL, results=results, prefix=prefix, send_mask=rows[SEND_COL],
-        extra={f"{prefix}batch_job": shard.job_name},
     )
+    job = f"{prefix}batch_job"
+    joined = joined.with_columns(pl.coalesce(pl.col(job), pl.lit(last.job_name, dtype=pl.Utf8)).alias(job))
     status, message = f"{prefix}status", f"{prefix}error_message"
-    outcome = STATUS_FOR_JOB_STATE.get(shard.job_state or "")
+    outcome = STATUS_FOR_JOB_STATE.get(last.job_state or "")
     if outcome is not None:  # rows the job never answered take the job's outcome
-        reason = shard.job_error or f"the batch job ended {shard.job_state}"
+        reason = last.job_error or f"the batch job ended {last.job_state}"
         joined = joined.with_columns(
             pl.when(pl.col(status) == "missing").then(pl.lit(reason)).otherwise(pl.col(message)).alias(message),
             pl.when(pl.col(status) == "missing").then(pl.lit(outcome)).otherwise(pl.col(status)).alias(status),
