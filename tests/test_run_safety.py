@@ -1,0 +1,115 @@
+"""Secrets, locking, batch stats and remote clean-up around a run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+import gembatch
+from gembatch import Config, Options
+from gembatch.emulator import Delays, Emulator, HttpFault
+
+KEY = "sekret-KEY-0123456789"
+CFG = Config(model="gemini-2.5-flash")
+FILES = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=5)
+
+
+def _frame(n: int = 10) -> pl.DataFrame:
+    return pl.DataFrame({"id": [f"r{i}" for i in range(n)], "prompt": [f"Prompt {i}" for i in range(n)]})
+
+
+def test_the_api_key_is_never_written_logged_or_shown(tmp_path, monkeypatch, caplog, capsys):
+    caplog.set_level(logging.DEBUG)
+    with Emulator(api_key=KEY) as emu:
+        for name, value in emu.environ().items():
+            monkeypatch.setenv(name, value)
+        run = _frame().gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run",
+                                             options=FILES, progress=True, wait=False)
+        out = run.result()
+        texts = [repr(run), str(run.status()), run._repr_html_(), repr(out)]
+        emu.faults.add(HttpFault(endpoint="batches.get", status=503, times=None))
+        with pytest.raises(gembatch.TransientServiceError) as info:
+            _frame(3).gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run3",
+                                            options=FILES, progress=False,
+                                            retry=gembatch.RetryPolicy(attempts=2, initial_delay=0.01,
+                                                                       max_delay=0.01, jitter=0))
+        texts.append(str(info.value))
+        monkeypatch.setenv("GEMINI_API_KEY", "wrong-key-also-secret")
+        with pytest.raises(gembatch.AuthenticationError) as auth:
+            _frame(3).gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run4",
+                                            progress=False)
+        texts.append(str(auth.value))
+    captured = capsys.readouterr()
+    texts += [captured.out, captured.err, caplog.text]
+    for text in texts:
+        assert KEY not in text and "wrong-key-also-secret" not in text
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert KEY.encode() not in data and b"wrong-key-also-secret" not in data, path
+
+
+def test_batch_stats_are_recorded_per_job_and_remote_files_are_cleaned(tmp_path, monkeypatch):
+    with Emulator() as emu:
+        for name, value in emu.environ().items():
+            monkeypatch.setenv(name, value)
+        _frame().gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run", options=FILES,
+                                       progress=False)
+        status = gembatch.BatchRun.open(tmp_path / "run").status(refresh=False)
+        for shard in status.shards:
+            assert shard["stats"]["successfulRequestCount"] == 5
+            assert shard["stats"].get("pendingRequestCount", 0) == 0  # zero counts are omitted
+        assert emu.files() == []  # request files and result files deleted once results were safe
+        keep = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=5,
+                       cleanup_remote=False)
+        _frame().gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "keep", options=keep,
+                                       progress=False)
+        assert len(emu.files()) == 4  # two request files, two result files
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, polars as pl, gembatch
+    df = pl.DataFrame({"prompt": ["a", "b", "c"]})
+    df.gemini.batch_generate("prompt", config=gembatch.Config(model="gemini-2.5-flash"),
+                             job_dir=sys.argv[1], progress=False,
+                             options=gembatch.Options(poll_interval=0.05, max_poll_interval=0.05))
+    """
+)
+
+
+def test_a_second_process_cannot_drive_the_same_run(tmp_path):
+    with Emulator(faults=[Delays(pending_s=1.5)]) as emu:
+        job_dir = tmp_path / "run"
+        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(job_dir)],
+                                env={**os.environ, **emu.environ()})
+        try:
+            deadline = time.monotonic() + 60
+            while not (job_dir / "run.json").exists() or not list(job_dir.glob("shards/*/state.json")):
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+            while emu.stats()["batches_created"] == 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            os.environ.update(emu.environ())
+            run = gembatch.BatchRun.open(job_dir, progress=False)
+            with pytest.raises(gembatch.RunLockedError, match=f"pid {proc.pid}"):
+                run.wait()
+            proc.kill()  # the holder dies; its lock is taken over and the run finishes here
+            proc.wait()
+            emu.faults.clear()
+            assert run.wait().status().state == "done"
+            assert emu.stats()["batches_created"] == 1
+        finally:
+            for name in emu.environ():
+                os.environ.pop(name, None)
+            proc.kill()
+            proc.wait()
