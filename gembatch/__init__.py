@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import batch_embed, batch_generate
+from .api import batch_embed, batch_generate, batch_generate_parquet
 from .backend import RetryPolicy
 from .config import Config, EmbedConfig
 from .exceptions import (
@@ -72,4 +72,5 @@ __all__ = [
     "__version__",
     "batch_embed",
     "batch_generate",
+    "batch_generate_parquet",
 ]

@@ -19,13 +19,13 @@ from .backend import Backend, RetryPolicy
 from .config import Config, EmbedConfig
 from .exceptions import ConfigError, InputError, RunMismatchError
 from .journal import Journal
-from .prepare import Options, RequestPlan, check_same_input, prepare_run
+from .prepare import Options, RequestPlan, Source, as_source, check_same_input, prepare_run
 from .progress import Progress
 from .requests import MediaParts
 from .run import BatchRun
 from .storage import Store
 
-__all__ = ["batch_embed", "batch_generate"]
+__all__ = ["batch_embed", "batch_generate", "batch_generate_parquet"]
 
 Frame = pl.DataFrame | pl.LazyFrame
 #: Default vector sizes of the embedding models, when output_dimensionality is not given.
@@ -38,17 +38,6 @@ def _as_expr(value: str | pl.Expr, what: str) -> pl.Expr:
     if isinstance(value, pl.Expr):
         return value
     raise ConfigError(f"{what} must be a column name or a polars expression (got {value!r}).")
-
-
-def _collect(data: Any) -> pl.DataFrame:
-    if isinstance(data, pl.LazyFrame):
-        return data.collect()
-    if isinstance(data, pl.DataFrame):
-        return data
-    raise InputError(
-        f"batch_generate takes a polars DataFrame or LazyFrame (got {type(data).__name__}). "
-        "Hint: pl.from_pandas(df) or pl.from_arrow(table) converts other frames."
-    )
 
 
 def _default_job_dir() -> str:
@@ -73,9 +62,9 @@ def _options(options: Options | None, overrides: dict[str, Any]) -> Options:
 
 
 def _start(
-    frame: pl.DataFrame, plan: RequestPlan, manifest: dict[str, Any], *, job_dir: str | os.PathLike[str] | None,
+    source: Source, plan: RequestPlan, manifest: dict[str, Any], *, job_dir: str | os.PathLike[str] | None,
     client: Any, options: Options, wait: bool, progress: bool | Progress, storage_options: dict[str, Any] | None,
-    retry: RetryPolicy | None,
+    retry: RetryPolicy | None, sink: str | os.PathLike[str] | None = None,
 ) -> pl.DataFrame | BatchRun:
     backend = Backend(client, retry=retry)  # a missing API key fails here, before any work
     store = Store(job_dir if job_dir is not None else _default_job_dir(), **(storage_options or {}))
@@ -88,14 +77,17 @@ def _start(
                 f"{stored.get('model')} with another config. Hint: use a new job_dir, or "
                 "BatchRun.open(job_dir) to look at that run."
             )
-        check_same_input(stored, frame, plan, options, store.url)
+        check_same_input(stored, source, plan, options, store.url)
     else:
         with _prepare_lock(store):
-            journal = prepare_run(store, frame, plan, options, manifest)
+            journal = prepare_run(store, source, plan, options, manifest)
     run = BatchRun(journal, backend, options, progress=progress)
     if not wait:
         with journal.locked():
             run._runner(progress=False).submit()
+        return run
+    if sink is not None:
+        run.write(sink, storage_options=storage_options)
         return run
     return run.result()
 
@@ -131,6 +123,7 @@ def batch_generate(
     options: Options | None = None,
     storage_options: dict[str, Any] | None = None,
     retry: RetryPolicy | None = None,
+    sink: str | os.PathLike[str] | None = None,
 ) -> pl.DataFrame | BatchRun:
     """Send every row of ``data`` through the Gemini Batch API and join the answers back.
 
@@ -153,6 +146,8 @@ def batch_generate(
     options: a :class:`gembatch.Options` for shard sizes, inline threshold, concurrency, cleanup.
     retry: a :class:`gembatch.RetryPolicy` for 429 / 5xx / dropped connections (default: 6 tries
         within 10 minutes, exponential backoff with jitter, Retry-After honoured).
+    sink: write the output there (``.parquet`` file or dataset directory, local or fsspec URL)
+        shard by shard instead of returning it; memory stays flat. Returns the BatchRun.
 
     Returns the input frame, every row in order, with ``gemini_text``, ``gemini_status`` (ok / error /
     skipped / missing / cancelled / expired), token counts, errors, ``gemini_batch_job`` and
@@ -162,7 +157,7 @@ def batch_generate(
     """
     if not isinstance(config, Config):
         raise ConfigError(f"config must be a gembatch.Config (got {type(config).__name__}).")
-    frame = _collect(data)
+    source = as_source(data, storage_options)
     prompt_expr = _as_expr(prompt, "prompt")
     sys_expr = None if system_instruction is None else _as_expr(system_instruction, "system_instruction")
     media_parts = (media,) if isinstance(media, MediaParts) else tuple(media)
@@ -180,8 +175,30 @@ def batch_generate(
         "key": key, "response_schema": config.response_json_schema(),
         "gembatch": __version__,
     }
-    return _start(frame, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
-                  progress=progress, storage_options=storage_options, retry=retry)
+    return _start(source, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
+                  progress=progress, storage_options=storage_options, retry=retry, sink=sink)
+
+
+def batch_generate_parquet(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    prompt: str | pl.Expr,
+    config: Config,
+    **kwargs: Any,
+) -> BatchRun:
+    """Parquet in, Parquet out, with flat memory: the streaming form of :func:`batch_generate`.
+
+    ``source`` is a Parquet file, a glob or a dataset directory; ``dest`` a ``.parquet`` file or a
+    dataset directory (local paths or fsspec URLs). The input is read in bounded slices, written into
+    request shards, and the output is written shard by shard as jobs finish. Other keyword arguments are
+    those of :func:`batch_generate`.
+
+    >>> # gembatch.batch_generate_parquet("reviews/*.parquet", "scored/", prompt="review", config=cfg)
+    """
+    run = batch_generate(os.fspath(source), prompt, config=config, sink=dest, **kwargs)
+    assert isinstance(run, BatchRun)
+    return run
 
 
 def batch_embed(
@@ -203,6 +220,7 @@ def batch_embed(
     options: Options | None = None,
     storage_options: dict[str, Any] | None = None,
     retry: RetryPolicy | None = None,
+    sink: str | os.PathLike[str] | None = None,
 ) -> pl.DataFrame | BatchRun:
     """Embed every row's ``text`` through the batch embeddings endpoint.
 
@@ -213,7 +231,7 @@ def batch_embed(
     """
     cfg = EmbedConfig(model=model, task_type=task_type, output_dimensionality=output_dimensionality,
                       title=title)
-    frame = _collect(data)
+    source = as_source(data, storage_options)
     text_expr = _as_expr(text, "text")
     opts = _options(options, {"prefix": prefix, "poll_interval": poll_interval})
     plan = RequestPlan(
@@ -227,5 +245,5 @@ def batch_embed(
         "options": opts.to_dict(), "prompt": str(text_expr), "key": key, "dimensions": dims,
         "gembatch": __version__,
     }
-    return _start(frame, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
-                  progress=progress, storage_options=storage_options, retry=retry)
+    return _start(source, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
+                  progress=progress, storage_options=storage_options, retry=retry, sink=sink)

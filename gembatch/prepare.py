@@ -10,6 +10,7 @@ restart). The manifest is written last, by :meth:`Journal.create`.
 from __future__ import annotations
 
 import hashlib
+import os
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -20,10 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import requests as rq
-from .exceptions import RunMismatchError
+from .exceptions import InputError, RunMismatchError
 from .journal import Journal, ShardRecord, ShardState
 from .shards import INLINE_OVERHEAD_BYTES, ShardPlanner
-from .storage import Store
+from .storage import Store, parquet_dataset
 
 __all__ = ["KEY_COL", "SEND_COL", "Options", "RequestPlan", "fingerprint", "prepare_run"]
 
@@ -106,27 +107,118 @@ class RequestPlan:
         )
 
 
-def _slices(frame: pl.DataFrame, rows: int) -> Iterator[tuple[int, pl.DataFrame]]:
-    for start in range(0, max(frame.height, 1), rows):
-        yield start, frame.slice(start, rows)
+class Source:
+    """Input rows, read in bounded consecutive slices (memory stays flat for any input size)."""
+
+    schema: pl.Schema
+
+    def slices(self, rows: int) -> Iterator[pl.DataFrame]:
+        raise NotImplementedError
+
+    def column(self, name: str) -> pl.Series:
+        """One whole column (for the global key check)."""
+        return pl.concat([s.get_column(name) for s in self.slices(1_000_000)])
+
+
+class FrameSource(Source):
+    """An in-memory DataFrame."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame
+        self.schema = frame.schema
+
+    def slices(self, rows: int) -> Iterator[pl.DataFrame]:
+        for start in range(0, max(self.frame.height, 1), rows):
+            yield self.frame.slice(start, rows)
+
+    def column(self, name: str) -> pl.Series:
+        return self.frame.get_column(name)
+
+
+class ParquetSource(Source):
+    """Parquet file(s): a path, a glob or a dataset directory, local or any fsspec URL."""
+
+    def __init__(self, source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
+        self.dataset = parquet_dataset(source, storage_options)
+        self.schema = pl.Schema(pl.from_arrow(self.dataset.schema.empty_table()).schema)  # type: ignore[union-attr]
+
+    def slices(self, rows: int) -> Iterator[pl.DataFrame]:
+        empty = True
+        for batch in self.dataset.to_batches(batch_size=rows, batch_readahead=1, fragment_readahead=1):
+            if batch.num_rows:
+                empty = False
+                yield pl.from_arrow(batch)  # type: ignore[misc]
+        if empty:
+            yield pl.from_arrow(self.dataset.schema.empty_table())  # type: ignore[misc]
+
+    def column(self, name: str) -> pl.Series:
+        return pl.from_arrow(self.dataset.to_table(columns=[name]).column(name))  # type: ignore[return-value]
+
+
+class LazySource(Source):
+    """A LazyFrame, collected one bounded slice at a time (slice pushdown keeps scans cheap)."""
+
+    def __init__(self, frame: pl.LazyFrame) -> None:
+        self.frame = frame
+        self.schema = frame.collect_schema()
+        self.height = int(frame.select(pl.len()).collect().item())
+
+    def slices(self, rows: int) -> Iterator[pl.DataFrame]:
+        for start in range(0, max(self.height, 1), rows):
+            yield self.frame.slice(start, rows).collect()
+
+    def column(self, name: str) -> pl.Series:
+        return self.frame.select(name).collect().get_column(name)
+
+
+def as_source(data: Any, storage_options: dict[str, Any] | None = None) -> Source:
+    if isinstance(data, Source):
+        return data
+    if isinstance(data, pl.DataFrame):
+        return FrameSource(data)
+    if isinstance(data, pl.LazyFrame):
+        return LazySource(data)
+    if isinstance(data, (str, os.PathLike)):
+        return ParquetSource(data, storage_options)
+    raise InputError(
+        f"gembatch takes a polars DataFrame or LazyFrame, or a Parquet path (got {type(data).__name__}). "
+        "Hint: pl.from_pandas(df) or pl.from_arrow(table) converts other frames."
+    )
+
+
+def check_keys(source: Source, plan: RequestPlan) -> None:
+    """Null or repeated keys anywhere in the input (slices are checked one by one as well)."""
+    if plan.key_column is None:
+        return
+    if plan.key_column not in source.schema:
+        rq.check_inputs(pl.DataFrame(schema=source.schema), prompt=plan.prompt, key_column=plan.key_column,
+                        columns_needed=plan.columns_needed)
+    keys = source.column(plan.key_column)
+    rq.check_inputs(keys.to_frame(), prompt=pl.lit("x"), key_column=plan.key_column,
+                    columns_needed=(plan.key_column,))
 
 
 def iter_prepared(
-    frame: pl.DataFrame, plan: RequestPlan, options: Options
+    source: Source, plan: RequestPlan, options: Options
 ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
-    """Check the whole frame, then yield ``(input slice + key/send columns, lines of sent rows)``."""
-    send = rq.check_inputs(
-        frame, prompt=plan.prompt, key_column=plan.key_column,
-        columns_needed=plan.columns_needed, skip_null_prompts=plan.skip_null_prompts,
-    )
-    for start, part in _slices(frame, options.slice_rows):
+    """Check the input, then yield ``(input slice + key/send columns, request lines)`` per slice.
+
+    Every slice is checked before it is yielded, and every key across slices first, so any bad row
+    stops the run before the caller sends anything (shards are only sent after the last slice).
+    """
+    check_keys(source, plan)
+    start = 0
+    for part in source.slices(options.slice_rows):
+        mask = rq.check_inputs(
+            part, prompt=plan.prompt, key_column=plan.key_column, columns_needed=plan.columns_needed,
+            skip_null_prompts=plan.skip_null_prompts, row_offset=start,
+        )
         lines = plan.lines(part, start)
-        mask = send.slice(start, part.height)
-        sent = lines.filter(mask)
-        rq.check_sizes(sent, max_request_bytes=options.max_request_bytes, row_offset=start)
+        rq.check_sizes(lines.filter(mask), max_request_bytes=options.max_request_bytes, row_offset=start)
         rows = part.with_columns(lines["key"].alias(KEY_COL), mask.alias(SEND_COL))
         nbytes = pl.when(mask).then(rq.request_bytes(lines).cast(pl.Int64)).otherwise(0)
         yield rows, lines.with_columns(nbytes.alias("nbytes"))
+        start += part.height
 
 
 def _joined(lines: pl.Series) -> bytes:
@@ -171,20 +263,22 @@ class _ShardFiles:
 
 
 def prepare_run(
-    store: Store, frame: pl.DataFrame, plan: RequestPlan, options: Options,
+    store: Store, source: Source, plan: RequestPlan, options: Options,
     manifest: dict[str, Any],
 ) -> Journal:
-    """Validate ``frame``, write its shards and the manifest; return the new journal."""
+    """Validate the input, write its shards and the manifest; return the new journal."""
     run_id = manifest.setdefault("run_id", uuid.uuid4().hex[:12])
     store.remove("shards", recursive=True)  # leftovers of a prepare that died before run.json
     planner = ShardPlanner(max_rows=options.shard_max_rows, max_bytes=options.shard_max_bytes)
     done: list[_ShardFiles] = []
     current: _ShardFiles | None = None
-    line_sha = hashlib.sha256()
+    line_sha, data_sha = hashlib.sha256(), _data_digest(source)
     schema: pa.Schema | None = None
-    total_bytes = 0
-    for rows, lines in iter_prepared(frame, plan, options):
+    total_bytes = height = 0
+    for rows, lines in iter_prepared(source, plan, options):
         schema = rows.to_arrow().schema if schema is None else schema
+        height += rows.height
+        _update_data_digest(data_sha, rows.drop(KEY_COL, SEND_COL))
         positions = planner.cuts(lines["nbytes"])
         if positions[:1] == [0] and current is not None:
             current.close(schema)
@@ -215,8 +309,8 @@ def prepare_run(
         )
         for f in done
     ]
-    manifest["fingerprint"] = fingerprint(frame, line_sha.hexdigest(), plan)
-    manifest["rows"] = frame.height
+    manifest["fingerprint"] = fingerprint(line_sha.hexdigest(), data_sha.hexdigest(), plan)
+    manifest["rows"] = height
     manifest["lines"] = sum(s.lines for s in shards)
     journal = Journal.create(store, manifest, shards)
     for shard in shards:
@@ -226,50 +320,45 @@ def prepare_run(
     return journal
 
 
-def fingerprint(frame: pl.DataFrame, lines_sha: str, plan: RequestPlan) -> dict[str, Any]:
-    """What identifies a run's input: the request lines, and the input data itself."""
-    data = hashlib.sha256()
-    data.update(repr(frame.schema).encode())
-    if frame.height:
-        data.update(bytes(frame.hash_rows(seed=7).rechunk().to_arrow().buffers()[1] or b""))
-    return {
-        "requests_sha256": lines_sha,
-        "data_sha256": data.hexdigest(),
-        "polars": pl.__version__,
-        "model": plan.model,
-        "kind": plan.kind,
-    }
-
-
-def lines_digest(frame: pl.DataFrame, plan: RequestPlan, options: Options) -> str:
-    """The sha256 of the request lines ``frame`` would send (for comparing with a stored run)."""
+def _data_digest(source: Source) -> Any:
     digest = hashlib.sha256()
-    for rows, lines in iter_prepared(frame, plan, options):
-        sent = lines.filter(rows[SEND_COL])["line"]
-        digest.update(_joined(sent))
-    return digest.hexdigest()
+    digest.update(repr(source.schema).encode())
+    return digest
+
+
+def _update_data_digest(digest: Any, rows: pl.DataFrame) -> None:
+    if rows.height:
+        digest.update(bytes(rows.hash_rows(seed=7).rechunk().to_arrow().buffers()[1] or b""))
+
+
+def fingerprint(lines_sha: str, data_sha: str, plan: RequestPlan) -> dict[str, Any]:
+    """What identifies a run's input: the request lines, and the input data itself."""
+    return {"requests_sha256": lines_sha, "data_sha256": data_sha, "polars": pl.__version__,
+            "model": plan.model, "kind": plan.kind}
+
+
+def digests(source: Source, plan: RequestPlan, options: Options) -> tuple[str, str]:
+    """The sha256 of the request lines the input would send, and of the input rows."""
+    lines_sha, data_sha = hashlib.sha256(), _data_digest(source)
+    for rows, lines in iter_prepared(source, plan, options):
+        lines_sha.update(_joined(lines.filter(rows[SEND_COL])["line"]))
+        _update_data_digest(data_sha, rows.drop(KEY_COL, SEND_COL))
+    return lines_sha.hexdigest(), data_sha.hexdigest()
 
 
 def check_same_input(
-    stored: dict[str, Any], frame: pl.DataFrame, plan: RequestPlan, options: Options, where: str
+    stored: dict[str, Any], source: Source, plan: RequestPlan, options: Options, where: str
 ) -> None:
     """Refuse to resume a run over different input or config."""
     fp = stored.get("fingerprint", {})
-    mine_lines = lines_digest(frame, plan, options)
+    lines_sha, data_sha = digests(source, plan, options)
     problems = []
-    if fp.get("requests_sha256") != mine_lines:
+    if fp.get("requests_sha256") != lines_sha:
         problems.append("the requests differ (prompts, keys or config changed)")
-    elif fp.get("polars") == pl.__version__:
-        again = fingerprint(frame, mine_lines, plan)
-        if again["data_sha256"] != fp.get("data_sha256"):
-            problems.append("the input rows differ (other columns changed)")
+    elif fp.get("polars") == pl.__version__ and fp.get("data_sha256") != data_sha:
+        problems.append("the input rows differ (other columns changed)")
     if problems:
         raise RunMismatchError(
             f"The run directory {where!r} holds a run over different input: {'; '.join(problems)}. "
             "Hint: use a new job_dir for new input, or BatchRun.open(job_dir) to look at the old run."
         )
-
-
-def concat_frames(frames: Iterable[pl.DataFrame]) -> pl.DataFrame:
-    frames = list(frames)
-    return pl.concat(frames, how="vertical") if frames else pl.DataFrame()

@@ -24,7 +24,7 @@ from .journal import Journal, ShardState
 from .prepare import Options
 from .progress import Progress, make_progress
 from .runner import Runner
-from .storage import Store
+from .storage import OutputSink, Store
 
 __all__ = ["BatchRun", "RunStatus"]
 
@@ -109,10 +109,10 @@ class BatchRun:
     def job_dir(self) -> str:
         return self._journal.store.url
 
-    def _runner(self, progress: bool | Progress | None = None) -> Runner:
+    def _runner(self, progress: bool | Progress | None = None, sink: OutputSink | None = None) -> Runner:
         return Runner(self._journal, self._backend, self._options,
                       progress=make_progress(self._progress if progress is None else progress),
-                      sleep=self._sleep)
+                      sleep=self._sleep, sink=sink)
 
     def status(self, *, refresh: bool = True) -> RunStatus:
         """Where the run is; with ``refresh`` (default) the service is asked first."""
@@ -144,6 +144,20 @@ class BatchRun:
         with self._journal.locked():
             self._runner().wait(timeout)
         return self
+
+    def write(self, dest: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> str:
+        """Wait for the run and stream its output to ``dest`` without holding it in memory.
+
+        ``dest`` ending in ``.parquet`` is one file (renamed into place at the end); anything else is a
+        dataset directory whose ``part-NNNNN.parquet`` files appear as their shards finish.
+
+        >>> # run.write("s3://bucket/scored/")      # or "scored.parquet"
+        """
+        sink = OutputSink(dest, len(self._journal.shards), **(storage_options or {}))
+        with self._journal.locked():
+            self._runner(sink=sink).wait()
+        self._warn_about_results()
+        return os.fspath(dest)
 
     def done(self) -> bool:
         return all(r.state is ShardState.JOINED for r in self._journal.records())

@@ -24,6 +24,7 @@ from .exceptions import GembatchError, TransientServiceError
 from .journal import Journal, ShardRecord, ShardState
 from .prepare import KEY_COL, SEND_COL, Options
 from .progress import NullProgress, Progress, Snapshot
+from .storage import OutputSink
 
 __all__ = ["Runner"]
 
@@ -49,6 +50,7 @@ class Runner:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        sink: OutputSink | None = None,
     ) -> None:
         self.journal = journal
         self.store = journal.store
@@ -58,6 +60,7 @@ class Runner:
         self._sleep = sleep
         self._clock = clock
         self._wall = wall
+        self.sink = sink
         self.kind = journal.manifest.get("kind", "generate")
         self.model = journal.manifest["model"]
 
@@ -197,10 +200,13 @@ class Runner:
                     self.journal.move(record, S.JOINED, note="merged into its shard")
             changed = True
             changed |= self._maybe_resubmit(shard, fetched)
-        if self.options.cleanup_remote:
+        final = all(r.state is S.JOINED for r in (shard, *retries))
+        if final and self.options.cleanup_remote:
             for record in (shard, *retries):
-                if record.state is S.JOINED and not record.cleaned and not self._in_flight(shard):
+                if not record.cleaned:
                     self._cleanup(record)
+        if final and self.sink is not None:
+            self.sink.offer(shard.index, self.store, shard.path("output.parquet"))
         return changed
 
     def _in_flight(self, shard: ShardRecord) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -19,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Store"]
+__all__ = ["OutputSink", "Store", "parquet_dataset"]
 
 
 class Store:
@@ -137,3 +138,73 @@ class Store:
 def _protocols(fs: fsspec.AbstractFileSystem) -> set[str]:
     proto = fs.protocol
     return {proto} if isinstance(proto, str) else set(proto)
+
+
+def parquet_dataset(source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Any:
+    """A pyarrow dataset over a Parquet file, a glob or a dataset directory (local or fsspec URL)."""
+    import pyarrow.dataset as ds
+
+    from .exceptions import InputError
+
+    fs, path = fsspec.core.url_to_fs(os.fspath(source), **(storage_options or {}))
+    paths = sorted(fs.glob(path)) if any(c in path for c in "*?[") else [path]
+    if not paths or not all(fs.exists(p) for p in paths):
+        raise InputError(f"No Parquet file at {os.fspath(source)!r}. Hint: check the path or glob.")
+    return ds.dataset(paths if len(paths) > 1 else paths[0], filesystem=fs, format="parquet")
+
+
+class OutputSink:
+    """Writes a run's output shard by shard, never holding more than one row group in memory.
+
+    ``dest`` ending in ``.parquet`` is one file, written to a temporary name and renamed into place
+    when the last shard is in; any other ``dest`` is a dataset directory whose ``part-00000.parquet``,
+    ... files appear (atomically) as their shards finish, while later shards are still running.
+    """
+
+    def __init__(self, dest: str | os.PathLike[str], shards: int, **storage_options: Any) -> None:
+        dest = os.fspath(dest)
+        self.single = dest.endswith(".parquet")
+        self.shards = shards
+        self.written: set[int] = set()
+        if self.single:
+            parent, name = (dest.rsplit("/", 1) if "/" in dest else (".", dest))
+            self.store = Store(parent, **storage_options)
+            self.name = name
+            self._writer: pq.ParquetWriter | None = None
+            self._tmp_ctx: Any = None
+            self._fh: Any = None
+        else:
+            self.store = Store(dest, **storage_options)
+            self.store.makedirs()
+
+    def offer(self, index: int, source: Store, rel: str) -> None:
+        """Shard ``index`` is final at ``source/rel``; write it (and any shards it was holding up)."""
+        if index in self.written:
+            return
+        if not self.single:
+            with source.open(rel) as src, self.store.atomic_writer(f"part-{index:05d}.parquet") as out:
+                shutil.copyfileobj(src, out, 8 << 20)
+            self.written.add(index)
+            return
+        self._pending = getattr(self, "_pending", {})
+        self._pending[index] = (source, rel)
+        while len(self.written) in self._pending:
+            i = len(self.written)
+            src_store, src_rel = self._pending.pop(i)
+            with src_store.open(src_rel) as fh:
+                parquet = pq.ParquetFile(fh)
+                if self._writer is None:
+                    self._tmp_ctx = self.store.atomic_writer(self.name)
+                    self._fh = self._tmp_ctx.__enter__()
+                    self._writer = pq.ParquetWriter(self._fh, parquet.schema_arrow, compression="zstd")
+                for g in range(parquet.num_row_groups):
+                    self._writer.write_table(parquet.read_row_group(g))
+            self.written.add(i)
+        if len(self.written) == self.shards:
+            self.close()
+
+    def close(self) -> None:
+        if self.single and self._writer is not None:
+            self._writer.close()
+            self._tmp_ctx.__exit__(None, None, None)
+            self._writer = None
