@@ -40,6 +40,18 @@ def _as_expr(value: str | pl.Expr, what: str) -> pl.Expr:
     raise ConfigError(f"{what} must be a column name or a polars expression (got {value!r}).")
 
 
+def _convert(data: Any) -> tuple[Any, Any]:
+    """(polars DataFrame/LazyFrame or path, a function giving the caller's frame type back)."""
+    if isinstance(data, (pl.DataFrame, pl.LazyFrame, str, os.PathLike)):
+        return data, lambda out: out
+    module = type(data).__module__.split(".")[0]
+    if module == "pyarrow":
+        return pl.from_arrow(data), lambda out: out.to_arrow() if isinstance(out, pl.DataFrame) else out
+    if module == "pandas":
+        return pl.from_pandas(data), lambda out: out.to_pandas() if isinstance(out, pl.DataFrame) else out
+    return data, lambda out: out
+
+
 def _default_job_dir() -> str:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     return os.path.join(".gembatch", f"run-{stamp}-{secrets.token_hex(3)}")
@@ -129,7 +141,8 @@ def batch_generate(
 
     Parameters
     ----------
-    data: a polars DataFrame or LazyFrame.
+    data: a polars DataFrame or LazyFrame (also a pandas DataFrame or a pyarrow Table: the result
+        then has the same type), or a Parquet path / glob / directory (local or fsspec URL).
     prompt: a column name, or any polars expression giving the prompt text
         (``pl.format("Summarise: {}", pl.col("text"))``).
     config: a :class:`gembatch.Config` (model, generation config, structured output ...).
@@ -157,6 +170,7 @@ def batch_generate(
     """
     if not isinstance(config, Config):
         raise ConfigError(f"config must be a gembatch.Config (got {type(config).__name__}).")
+    data, back = _convert(data)
     source = as_source(data, storage_options)
     prompt_expr = _as_expr(prompt, "prompt")
     sys_expr = None if system_instruction is None else _as_expr(system_instruction, "system_instruction")
@@ -175,8 +189,8 @@ def batch_generate(
         "key": key, "response_schema": config.response_json_schema(),
         "gembatch": __version__,
     }
-    return _start(source, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
-                  progress=progress, storage_options=storage_options, retry=retry, sink=sink)
+    return back(_start(source, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
+                       progress=progress, storage_options=storage_options, retry=retry, sink=sink))
 
 
 def batch_generate_parquet(
@@ -231,6 +245,7 @@ def batch_embed(
     """
     cfg = EmbedConfig(model=model, task_type=task_type, output_dimensionality=output_dimensionality,
                       title=title)
+    data, back = _convert(data)
     source = as_source(data, storage_options)
     text_expr = _as_expr(text, "text")
     opts = _options(options, {"prefix": prefix, "poll_interval": poll_interval})
@@ -245,5 +260,5 @@ def batch_embed(
         "options": opts.to_dict(), "prompt": str(text_expr), "key": key, "dimensions": dims,
         "gembatch": __version__,
     }
-    return _start(source, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
-                  progress=progress, storage_options=storage_options, retry=retry, sink=sink)
+    return back(_start(source, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
+                       progress=progress, storage_options=storage_options, retry=retry, sink=sink))

@@ -38,9 +38,25 @@ class GeminiFrameNamespace:
 
 
 def register() -> None:
-    """Register the namespace on DataFrame and LazyFrame (idempotent)."""
-    for register_ns in (pl.api.register_dataframe_namespace, pl.api.register_lazyframe_namespace):
-        try:
+    """Register the namespace on polars DataFrame and LazyFrame, and on pandas DataFrame when pandas
+    is already imported (``import gembatch.pandas`` registers it explicitly)."""
+    import sys
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # re-registering (a reload) warns
+        for register_ns in (pl.api.register_dataframe_namespace, pl.api.register_lazyframe_namespace):
             register_ns("gemini")(GeminiFrameNamespace)
-        except Exception:  # pragma: no cover - polars warns/raises when re-registering
-            pass
+    if "pandas" in sys.modules:
+        register_pandas()
+
+
+def register_pandas() -> None:
+    """Register ``pd.DataFrame.gemini`` (results come back as pandas DataFrames)."""
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pd.api.extensions.register_dataframe_accessor("gemini")(GeminiFrameNamespace)
