@@ -1,0 +1,657 @@
+"""Pure: result lines -> Arrow-typed columns; the checked join of results onto the input rows.
+
+Result lines are decoded in bulk under an explicit schema (never inferred: inference from the first
+lines silently drops ``error`` when errors come late), by Arrow's multi-threaded JSON reader: on the
+nested response schema it needs half the CPU of ``str.json_decode``. Lines that do not decode are
+found by bisection, so the good lines are still decoded in bulk; they become rows with status
+``error``. Model output parsed against a response schema (:func:`parse_structured`) is decoded with
+``str.json_decode`` (any JSON value, text over several lines).
+
+>>> import polars as pl
+>>> lines = pl.Series(['{"key":"0","response":{"candidates":[{"content":{"parts":[{"text":"hi"}]},'
+...                    '"finishReason":"STOP"}]}}'])
+>>> parse_generate_lines(lines).select("key", "text", "status").row(0)
+('0', 'hi', 'ok')
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.json as pa_json
+
+from .exceptions import ConfigError, InputError
+
+__all__ = [
+    "EMBED_RESULT_SCHEMA",
+    "GENERATE_COLUMNS",
+    "GENERATE_RESULT_SCHEMA",
+    "JoinReport",
+    "embed_columns",
+    "join_results",
+    "lines_from_bytes",
+    "parse_embed_lines",
+    "parse_generate_lines",
+    "parse_structured",
+    "polars_dtype_from_json_schema",
+]
+
+Payload = bytes | bytearray | memoryview  # a JSONL file's content
+_I64, _STR = pl.Int64(), pl.String()
+_ERROR = pl.Struct({"code": _I64, "message": _STR, "status": _STR})
+_PART = pl.Struct({"text": _STR, "thought": pl.Boolean()})
+_CANDIDATE = pl.Struct({
+    "content": pl.Struct({"parts": pl.List(_PART)}),
+    "finishReason": _STR,
+})
+_USAGE_FIELDS = {
+    "prompt_tokens": "promptTokenCount",
+    "output_tokens": "candidatesTokenCount",
+    "thoughts_tokens": "thoughtsTokenCount",
+    "cached_tokens": "cachedContentTokenCount",
+    "total_tokens": "totalTokenCount",
+}
+_USAGE = pl.Struct({wire: _I64 for wire in _USAGE_FIELDS.values()})
+_RESPONSE = pl.Struct({
+    "candidates": pl.List(_CANDIDATE),
+    "usageMetadata": _USAGE,
+    "modelVersion": _STR,
+    "promptFeedback": pl.Struct({"blockReason": _STR}),
+})
+
+#: The decode schema of a generateContent result line (only the fields gembatch reads).
+GENERATE_RESULT_SCHEMA = pl.Schema({"key": _STR, "response": _RESPONSE, "error": _ERROR})
+#: The decode schema of an embedContent result line.
+EMBED_RESULT_SCHEMA = pl.Schema({
+    "key": _STR,
+    "response": pl.Struct({"embedding": pl.Struct({"values": pl.List(pl.Float32())})}),
+    "error": _ERROR,
+})
+_STATUS_COLUMNS = {"status": _STR, "error_code": pl.Int32(), "error_message": _STR}
+#: The columns of :func:`parse_generate_lines`, in order (``texts`` is added on request).
+GENERATE_COLUMNS = pl.Schema({
+    "key": _STR,
+    "text": _STR,
+    "finish_reason": _STR,
+    **{name: _I64 for name in _USAGE_FIELDS},
+    "model_version": _STR,
+    **_STATUS_COLUMNS,
+})
+
+
+def embed_columns(dimensions: int | None) -> pl.Schema:
+    """The columns of :func:`parse_embed_lines` for ``dimensions`` (List when None)."""
+    vector = pl.List(pl.Float32()) if dimensions is None else pl.Array(pl.Float32(), dimensions)
+    return pl.Schema({"key": _STR, "embedding": vector, **_STATUS_COLUMNS})
+
+
+# ------------------------------------------------------------------------------------------ decoding
+def lines_from_bytes(data: Payload) -> pl.Series:
+    """The non-blank lines of a JSONL payload as a Utf8 Series (``\\r\\n`` tolerated, bad UTF-8 replaced).
+
+    Uses polars' multi-threaded CSV reader with no quoting and a separator byte that valid JSON never
+    holds raw (~20x faster than splitting a decoded Python string); falls back to a plain split when
+    some (malformed) line does hold that byte.
+    """
+    if not len(data):
+        return pl.Series("line", [], dtype=pl.Utf8)
+    raw = data if isinstance(data, bytes) else bytes(data)
+    try:
+        lines = pl.read_csv(
+            raw, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
+            schema={"line": pl.Utf8}, encoding="utf8-lossy", empty_string_is_null=False,
+            raise_if_empty=False,
+        ).get_column("line")
+    except pl.exceptions.PolarsError:
+        text = raw.decode("utf-8", errors="replace")
+        lines = pl.Series("line", [text]).str.split("\n").explode()
+    if b"\r" in raw:
+        lines = lines.str.strip_suffix("\r")
+    return lines.filter(lines.is_not_null() & (lines.str.len_bytes() > 0)).alias("line")
+
+
+def _arrow_type(dtype: Any) -> pa.DataType:
+    """The pyarrow type the JSON reader fills for ``dtype`` (it takes no large_list)."""
+    if isinstance(dtype, pl.Struct):
+        return pa.struct([pa.field(f.name, _arrow_type(f.dtype)) for f in dtype.fields])
+    if isinstance(dtype, pl.List):
+        return pa.list_(_arrow_type(dtype.inner))
+    simple = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Int32: pa.int32(),
+              pl.Float32: pa.float32(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
+    return simple[dtype.base_type()]
+
+
+def _read_json(buffer: Any, arrow_schema: pa.Schema, block_size: int) -> pa.Table:
+    return pa_json.read_json(
+        pa.BufferReader(buffer),
+        read_options=pa_json.ReadOptions(block_size=block_size),
+        parse_options=pa_json.ParseOptions(explicit_schema=arrow_schema,
+                                           unexpected_field_behavior="ignore"),
+    )
+
+
+def _arrow_schema(schema: pl.Schema) -> pa.Schema:
+    return pa.schema([pa.field(name, _arrow_type(dtype)) for name, dtype in schema.items()])
+
+
+def _bulk_from_lines(lines: pl.Series, schema: pl.Schema, source: bytes | None = None) -> pl.DataFrame:
+    """Decode ``lines`` under ``schema``; a ``bad`` column marks lines that do not decode (their fields
+    null).
+
+    All lines go to Arrow's JSON reader at once (strict: wire types only). Should it refuse, polars'
+    more lenient decoder takes the lines instead, in bulk, and bisection finds the ones it refuses too.
+    Only lines that look like objects are decoded (a line starting with ``null`` crashes the reader).
+    ``source`` may be the payload the lines were split from, when it holds exactly each line and a
+    newline: it is then decoded in place instead of being re-assembled.
+    """
+    shaped = lines.str.starts_with("{") & lines.str.ends_with("}")
+    all_shaped = bool(shaped.all())
+    good = lines if all_shaped else lines.filter(shaped)
+    decoded = _arrow_decode(good, schema, source if all_shaped else None)
+    if decoded is None:
+        structs, problem = _decode(good, pl.Struct(schema))
+        decoded = structs.struct.unnest().with_columns(problem.is_not_null().alias("bad"))
+    if all_shaped:
+        return decoded
+    position = (shaped.cum_sum() - 1).cast(pl.UInt32)
+    where = pl.select(pl.when(pl.lit(shaped)).then(pl.lit(position))).to_series()
+    return decoded.select(pl.all().gather(where)).with_columns(pl.col("bad").fill_null(True))
+
+
+def _arrow_decode(lines: pl.Series, schema: pl.Schema, source: bytes | None) -> pl.DataFrame | None:
+    """``lines`` (each a ``{...}``) decoded by Arrow's JSON reader, or None if it refuses any of them."""
+    if not len(lines):
+        return pl.DataFrame(schema={**schema, "bad": pl.Boolean})
+    data = pa.py_buffer(source) if source is not None else _payload(lines)
+    largest = lines.str.len_bytes().max()
+    block = max(_BLOCK, (largest if isinstance(largest, int) else 0) + 2)
+    try:
+        table = _read_json(data, _arrow_schema(schema), block)
+    except (pa.ArrowException, ValueError):
+        return None
+    if table.num_rows != len(lines):  # e.g. two objects on one line
+        return None
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame.cast(schema).with_columns(pl.lit(False).alias("bad"))
+
+
+def _payload(lines: pl.Series) -> pa.Buffer:
+    """Every line followed by a newline, contiguous: the values buffer of a large_string array."""
+    if not len(lines):
+        return pa.py_buffer(b"")
+    arrow = pl.select(pl.concat_str([pl.lit(lines), pl.lit("\n")])).to_series().to_arrow()
+    arrow = arrow.combine_chunks() if isinstance(arrow, pa.ChunkedArray) else arrow
+    if not pa.types.is_large_string(arrow.type):
+        arrow = arrow.cast(pa.large_string())
+    offsets = memoryview(arrow.buffers()[1]).cast("q")
+    start, stop = offsets[arrow.offset], offsets[arrow.offset + len(arrow)]
+    return arrow.buffers()[2].slice(start, stop - start)
+
+
+_BLOCK = 16 << 20  # bytes per block of the JSON reader (a line must fit in one)
+_KEY_RE = re.compile(r'"key"\s*:\s*("(?:[^"\\]|\\.)*")')
+
+
+def _salvage_key(line: str) -> str | None:
+    found = _KEY_RE.search(line)
+    if not found:
+        return None
+    try:
+        key = json.loads(found.group(1))
+        key.encode("utf-8")  # a lone surrogate escape cannot be a polars string
+    except (ValueError, AttributeError):  # UnicodeEncodeError is a ValueError
+        return None
+    return key if isinstance(key, str) else None
+
+
+def _decode_lines(lines: pl.Series | Payload, schema: pl.Schema) -> pl.DataFrame:
+    """Result lines decoded: the fields of ``schema`` plus ``malformed`` (a message, null when fine).
+
+    A line is malformed when it is not a JSON object of the schema's types, or has neither
+    ``response`` nor ``error``; its key is salvaged from the text when possible.
+    """
+    source = None
+    if isinstance(lines, pl.Series):
+        text = lines.cast(pl.Utf8).drop_nulls()
+    else:
+        source = lines if isinstance(lines, bytes) else bytes(lines)
+        text = lines_from_bytes(source)
+        # the payload can be decoded in place when it is exactly each line plus a newline
+        exact = b"\r" not in source and int(text.str.len_bytes().sum() or 0) + len(text) == \
+            len(source) + (0 if source.endswith(b"\n") else 1)
+        source = (source if source.endswith(b"\n") else source + b"\n") if exact else None
+    if not bool((text.str.starts_with("{") & text.str.ends_with("}")).all()):
+        text = text.str.strip_chars()
+        text, source = text.filter(text != ""), None
+    frame = _bulk_from_lines(text, schema, source)
+    bad = pl.col("bad").fill_null(False)
+    shapeless = bad | (pl.col("response").is_null() & pl.col("error").is_null())
+    if not bool(frame.select(shapeless.any()).item()):
+        return frame.drop("bad").with_columns(pl.lit(None, pl.Utf8).alias("malformed"))
+    frame = frame.with_columns(
+        pl.when(shapeless).then(pl.lit("malformed result line: ") + pl.lit(text).str.slice(0, 80))
+        .alias("malformed"))
+    undecoded = frame.select(bad).to_series().arg_true()
+    if len(undecoded):
+        keys = pl.Series([_salvage_key(text[i]) for i in undecoded.to_list()], dtype=pl.Utf8)
+        frame = frame.with_columns(frame.get_column("key").scatter(undecoded, keys))
+    return frame.drop("bad")
+
+
+def _decode(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
+    """``texts`` decoded under ``dtype`` by polars (any JSON value, text over several lines), and per
+    row the decoder's message for rows that do not decode (null when fine).
+
+    The rows are decoded in bulk; a failing block is halved until the failing rows are found (one by
+    one below 16 rows), so a few bad rows cost a few dozen extra calls.
+    """
+    frame = texts.alias("t").to_frame()
+    problems: dict[int, str] = {}
+    pieces: list[pl.Series] = []
+
+    def attempt(start: int, length: int) -> pl.Series | str:
+        try:  # the lazy engine decodes large blocks on all cores; tiny ones are cheaper eagerly
+            out = texts.slice(start, length).str.json_decode(dtype) if length <= 16 else \
+                frame.slice(start, length).lazy().select(pl.col("t").str.json_decode(dtype)) \
+                .collect().to_series()
+        except pl.exceptions.PolarsError as exc:
+            return _first_line(str(exc))
+        return out if len(out) == length else "no JSON value"  # blank text gives no row at all
+
+    def walk(start: int, length: int) -> None:
+        out = attempt(start, length)
+        if isinstance(out, pl.Series):
+            pieces.append(out)
+        elif length == 1:
+            problems[start] = out
+            pieces.append(pl.Series("t", [None], dtype=dtype))
+        elif length <= 16:
+            for i in range(start, start + length):
+                walk(i, 1)
+        else:
+            walk(start, length // 2)
+            walk(start + length // 2, length - length // 2)
+
+    if len(texts):
+        walk(0, len(texts))
+    decoded = pl.concat(pieces) if pieces else pl.Series("t", [], dtype=dtype)
+    problem = pl.Series("problem", [None] * len(texts), dtype=pl.Utf8)
+    if problems:
+        problem = problem.scatter(list(problems), list(problems.values()))
+    return decoded.alias("decoded"), problem
+
+
+def _first_line(message: str) -> str:
+    text = message.strip().splitlines()[0] if message.strip() else "cannot decode"
+    return re.sub(r"^error deserializing JSON: ", "", text)[:200]
+
+
+# ------------------------------------------------------------------------------------------ generate
+def _parts_text(frame: pl.DataFrame, parts: pl.Expr) -> pl.Expr:
+    """The non-thought parts' texts of a List(part) expression, concatenated; null when there is none.
+
+    When no row of ``frame`` has several parts or a thought part, it is simply the first part's text.
+    """
+    part = pl.element().struct
+    simple = frame.select((parts.list.len().max().fill_null(0) <= 1)
+                          & ~parts.list.eval(part.field("thought")).list.any().any()).item()
+    if simple:
+        return parts.list.first().struct.field("text")
+    texts = parts.list.eval(part.field("text").filter(~part.field("thought").fill_null(False))
+                            .drop_nulls())
+    return pl.when(texts.list.len() > 0).then(texts.list.join(""))
+
+
+def _status(is_ok: pl.Expr, error: pl.Expr, fallback_message: pl.Expr) -> list[pl.Expr]:
+    """``status``, ``error_code`` and ``error_message`` from the decoded ``error`` struct."""
+    code = error.struct.field("code")
+    status_name = error.struct.field("status")
+    message = error.struct.field("message")
+    api_message = pl.concat_str([status_name, pl.lit(": "), message], ignore_nulls=False).fill_null(
+        message).fill_null(status_name).fill_null(pl.lit("the service returned an error"))
+    has_error = error.is_not_null()
+    return [
+        pl.when(has_error).then(pl.lit("error")).when(is_ok).then(pl.lit("ok"))
+        .otherwise(pl.lit("error")).alias("status"),
+        pl.when(has_error).then(code).cast(pl.Int32, strict=False).alias("error_code"),
+        pl.when(has_error).then(api_message).when(is_ok).then(pl.lit(None, pl.Utf8))
+        .otherwise(fallback_message).alias("error_message"),
+    ]
+
+
+def parse_generate_lines(lines: pl.Series | Payload, *, all_candidates: bool = False) -> pl.DataFrame:
+    """One row per non-blank result line, with the columns of :data:`GENERATE_COLUMNS`.
+
+    ``lines`` is a Utf8 Series of result lines, or the JSONL payload itself (bytes: decoded in place,
+    the fastest way in).
+
+    ``text`` concatenates the non-thought parts of candidate 0 (null without content). A blocked prompt
+    (no candidates) and an ``error`` line have status ``error``; so has a malformed line (message
+    ``malformed result line: ...``, key salvaged when possible). With ``all_candidates`` a ``texts``
+    List(Utf8) column holds the text of every candidate.
+    """
+    frame = _decode_lines(lines, GENERATE_RESULT_SCHEMA)
+    response, error = pl.col("response"), pl.col("error")
+    candidates = response.struct.field("candidates")
+    first = candidates.list.first()
+    usage = response.struct.field("usageMetadata")
+    has_response = response.is_not_null() & error.is_null()
+    has_candidates = candidates.list.len().fill_null(0) > 0
+    block = response.struct.field("promptFeedback").struct.field("blockReason")
+    fallback = (
+        pl.when(pl.col("malformed").is_not_null()).then(pl.col("malformed"))
+        .when(block.is_not_null()).then(pl.lit("prompt blocked: ") + block)
+        .otherwise(pl.lit("the response has no candidates"))
+    )
+    columns = [
+        pl.col("key"),
+        pl.when(has_response).then(
+            _parts_text(frame, first.struct.field("content").struct.field("parts"))).alias("text"),
+        pl.when(has_response).then(first.struct.field("finishReason")).alias("finish_reason"),
+        *[pl.when(has_response).then(usage.struct.field(wire).fill_null(0)).alias(name)
+          for name, wire in _USAGE_FIELDS.items()],
+        pl.when(has_response).then(response.struct.field("modelVersion")).alias("model_version"),
+        *_status(has_response & has_candidates & pl.col("malformed").is_null(), error, fallback),
+    ]
+    out = frame.lazy().select(columns).collect().cast(GENERATE_COLUMNS)
+    if all_candidates:
+        out = out.with_columns(_all_texts(frame))
+    return out
+
+
+def _all_texts(frame: pl.DataFrame) -> pl.Series:
+    """The text of every candidate of every row (List(Utf8); null for rows without a response)."""
+    candidates = frame.select(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("row"),
+        pl.col("response").struct.field("candidates").alias("c"),
+    )
+    long = candidates.explode("c")
+    parts = pl.col("c").struct.field("content").struct.field("parts")
+    long = long.with_columns(_parts_text(long, parts).alias("t"))
+    grouped = (long.filter(pl.col("c").is_not_null())
+               .group_by("row", maintain_order=True).agg(pl.col("t").alias("texts")))
+    joined = candidates.select("row").join(grouped, on="row", how="left", maintain_order="left")
+    has = frame.get_column("response").is_not_null()
+    return joined.select(pl.when(pl.lit(has)).then(pl.col("texts")).cast(pl.List(pl.Utf8))
+                         .alias("texts")).to_series()
+
+
+# ---------------------------------------------------------------------------------------------- embed
+def parse_embed_lines(lines: pl.Series | Payload, *, dimensions: int | None) -> pl.DataFrame:
+    """One row per non-blank embed result line: ``key``, ``embedding`` (Array(Float32, dimensions), or
+    List(Float32) when ``dimensions`` is None), ``status``, ``error_code``, ``error_message``.
+
+    An embedding of the wrong length is an ``error`` row (its vector null).
+    """
+    frame = _decode_lines(lines, EMBED_RESULT_SCHEMA)
+    values = pl.col("response").struct.field("embedding").struct.field("values")
+    has_values = pl.col("error").is_null() & values.is_not_null() & pl.col("malformed").is_null()
+    fits = pl.lit(True) if dimensions is None else values.list.len() == dimensions
+    fallback = (
+        pl.when(pl.col("malformed").is_not_null()).then(pl.col("malformed"))
+        .when(values.is_null()).then(pl.lit("the response has no embedding"))
+        .otherwise(pl.format("the embedding has {} values, expected {}", values.list.len(),
+                             pl.lit(dimensions)))
+    )
+    schema = embed_columns(dimensions)
+    vector = pl.when(has_values & fits).then(values)
+    out = frame.lazy().select(
+        pl.col("key"),
+        vector.alias("embedding"),
+        *_status(has_values & fits, pl.col("error"), fallback),
+    ).collect()
+    return out.cast(schema)
+
+
+# ----------------------------------------------------------------------------------------- structured
+_FENCE = r"^\s*```[A-Za-z]*\s*\n?|\n?\s*```\s*$"
+
+
+def parse_structured(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
+    """Decode JSON ``text`` under ``dtype``: ``(parsed, errors)``.
+
+    ``errors`` (Utf8) holds, per row, why the text did not decode to ``dtype`` (null when it did, and for
+    null text). A bad row never raises: its ``parsed`` value is null. Markdown code fences are removed.
+    """
+    text = text.cast(pl.Utf8)
+    fenced = text.str.starts_with("```") | text.str.ends_with("```")
+    if bool(fenced.any()):
+        text = pl.select(pl.when(pl.lit(fenced)).then(pl.lit(text).str.replace_all(_FENCE, ""))
+                         .otherwise(pl.lit(text))).to_series()
+    text = text.str.strip_chars()
+    blank = text == ""
+    # text that cannot be an object (or array) is an error without a decoding attempt, so that many
+    # bad rows (the model writing prose) do not make the bisection slow
+    opener = {pl.Struct: ("{", "}"), pl.List: ("[", "]"), pl.Array: ("[", "]")}.get(dtype.base_type())
+    shapeless = ~blank & (text != "null") & ~(text.str.starts_with(opener[0]) & text.str.ends_with(
+        opener[1])) if opener is not None else pl.repeat(False, len(text), eager=True)
+    skip = (blank | shapeless).fill_null(True)
+    decoded, problem = _decode(pl.select(pl.when(pl.lit(skip)).then(pl.lit("null"))
+                                         .otherwise(pl.lit(text))).to_series(), dtype)
+    null_json = (text == "null") & problem.is_null()
+    kind = "a JSON object" if opener == ("{", "}") else "a JSON array"
+    errors = pl.select(
+        pl.when(pl.lit(blank)).then(pl.lit("empty text, expected JSON"))
+        .when(pl.lit(shapeless)).then(pl.lit(f"not {kind}: ") + pl.lit(text).str.slice(0, 80))
+        .when(pl.lit(problem).str.contains("json parsing error")).then(
+            pl.lit("not valid JSON: ") + pl.lit(problem).str.replace(r"^json parsing error: ", ""))
+        .when(pl.lit(problem).is_not_null()).then(
+            pl.lit("does not match the response schema: ") + pl.lit(problem))
+        .when(pl.lit(null_json)).then(pl.lit("JSON null, expected a value"))
+    ).to_series()
+    return decoded.alias("parsed"), errors.cast(pl.Utf8).alias("errors")
+
+
+_SIMPLE: dict[str, pl.DataType] = {
+    "string": pl.Utf8(), "integer": pl.Int64(), "number": pl.Float64(), "boolean": pl.Boolean()}
+
+
+def polars_dtype_from_json_schema(schema: Mapping[str, Any]) -> pl.DataType:
+    """The polars dtype that JSON matching ``schema`` decodes to.
+
+    Understands JSON Schema (``$defs``/``$ref`` as pydantic writes them, ``anyOf``/``oneOf`` with null
+    for Optional, ``type`` lists, ``enum``/``const``, nested objects and arrays) and the API's OpenAPI
+    subset (UPPERCASE types, ``nullable``). Values without a fixed shape decode without errors: a
+    free-form object (no ``properties``) is an empty Struct, a union of scalars Utf8 (numbers of both
+    kinds: Float64); a property that may be anything, or a union holding objects or arrays, is left out
+    of the struct (its value stays in the raw text).
+
+    >>> polars_dtype_from_json_schema({"type": "object", "properties": {"n": {"type": "integer"}}})
+    Struct({'n': Int64})
+    """
+    if not isinstance(schema, Mapping):
+        raise ConfigError(f"response schema must be a JSON Schema dict (got {type(schema).__name__}).")
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    dtype = _dtype(schema, defs, ())
+    return pl.Utf8() if dtype is None else dtype
+
+
+_SCALARS = (pl.Utf8(), pl.Int64(), pl.Float64(), pl.Boolean())
+
+
+def _dtype(node: Any, defs: Mapping[str, Any], seen: tuple[str, ...]) -> pl.DataType | None:
+    """``node``'s dtype; None when its values have no fixed shape."""
+    if not isinstance(node, Mapping):
+        return None
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        name = ref.rsplit("/", 1)[-1]
+        if name in seen or name not in defs:
+            raise ConfigError(
+                f"response schema: cannot resolve {'recursive ' if name in seen else ''}$ref {ref!r}."
+                "\nHint: gembatch needs a finite schema without recursion.")
+        return _dtype(defs[name], defs, (*seen, name))
+    for combo in ("anyOf", "oneOf", "allOf"):
+        options = node.get(combo)
+        if isinstance(options, list) and options:
+            kept = [o for o in options if not (isinstance(o, Mapping) and _type_of(o) == "null")]
+            return _union([_dtype(o, defs, seen) for o in kept[:1 if combo == "allOf" else None]])
+    kind = _type_of(node)
+    if kind is None and "enum" in node:
+        kind = _kind_of_values([v for v in node["enum"] if v is not None])
+    if kind is None and "const" in node:
+        kind = _kind_of_values([node["const"]])
+    if kind is None:
+        kind = "object" if "properties" in node else "array" if "items" in node else None
+    if kind == "object":
+        props = node.get("properties")
+        if not isinstance(props, Mapping):
+            return pl.Struct({})
+        order = node.get("propertyOrdering")
+        names = [n for n in order if n in props] + [n for n in props if n not in order] \
+            if isinstance(order, list) else list(props)
+        fields = {n: _dtype(props[n], defs, seen) for n in names}
+        return pl.Struct({n: d for n, d in fields.items() if d is not None})
+    if kind == "array":
+        inner = _dtype(node.get("items"), defs, seen)
+        return None if inner is None else pl.List(inner)
+    return _SIMPLE.get(kind or "")
+
+
+def _union(dtypes: list[pl.DataType | None]) -> pl.DataType | None:
+    if not dtypes or any(d is None for d in dtypes):
+        return None
+    if all(d == dtypes[0] for d in dtypes):
+        return dtypes[0]
+    if all(d in (pl.Int64(), pl.Float64()) for d in dtypes):
+        return pl.Float64()
+    if all(d in _SCALARS for d in dtypes):
+        return pl.Utf8()
+    return None
+
+
+def _type_of(node: Mapping[str, Any]) -> str | None:
+    kind = node.get("type")
+    if isinstance(kind, list):
+        kinds = [str(k).lower() for k in kind if str(k).lower() != "null"]
+        if len(kinds) == 1:
+            return kinds[0]
+        return "string" if kinds else "null"
+    return str(kind).lower() if isinstance(kind, str) else None
+
+
+def _kind_of_values(values: list[Any]) -> str:
+    if values and all(isinstance(v, bool) for v in values):
+        return "boolean"
+    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return "integer"
+    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return "number"
+    return "string"
+
+
+# ----------------------------------------------------------------------------------------------- join
+@dataclass(frozen=True)
+class JoinReport:
+    """What the join of results onto rows found, besides the rows' statuses.
+
+    ``missing``: rows that were sent but got no result; ``duplicated``: result lines dropped because
+    another line had the same key; ``unknown``: result keys that match no row; ``malformed``: result
+    lines without a readable key.
+    """
+
+    missing: int = 0
+    duplicated: int = 0
+    unknown: int = 0
+    malformed: int = 0
+
+    def summary(self) -> str:
+        """One line for logs, e.g. ``"2 missing, 1 duplicated, 0 unknown, 0 malformed result lines"``."""
+        return (f"{self.missing:,} missing, {self.duplicated:,} duplicated, {self.unknown:,} unknown, "
+                f"{self.malformed:,} malformed result lines")
+
+    @property
+    def clean(self) -> bool:
+        """True when every row got exactly one result and no line was dropped."""
+        return not (self.missing or self.duplicated or self.unknown or self.malformed)
+
+
+_KEY = "__gembatch_join_key__"
+_LINE = "__gembatch_result_line__"
+
+
+def _right_key(keys: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """Result keys in the dtype of the rows' keys, compared as text.
+
+    For an integer key column a result key matches only when it is exactly the decimal text of that
+    integer ("7", never "07" or "+7"): the text is parsed and printed back, and keys that do not come
+    back identical can match no row. Joining on integers is then the same as joining on text, faster.
+    """
+    if not dtype.is_integer():
+        return keys.cast(pl.Utf8, strict=True)
+    numbers = keys.cast(dtype, strict=False)
+    same = pl.lit(numbers).cast(pl.Utf8) == pl.lit(keys)
+    return pl.select(pl.when(same).then(pl.lit(numbers))).to_series()
+
+
+def _literal(value: Any) -> pl.Expr:
+    return pl.lit(None, dtype=pl.Utf8) if value is None else pl.lit(value)
+
+
+def join_results(
+    rows: pl.DataFrame,
+    *,
+    key: pl.Expr | str,
+    results: pl.DataFrame,
+    prefix: str = "gemini_",
+    send_mask: pl.Series | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[pl.DataFrame, JoinReport]:
+    """Every row of ``rows``, in order, with the ``results`` columns (prefixed) joined on the key.
+
+    Keys are compared as strings (an Int key column joins against "0", "1", ...; the cast is strict).
+    Rows without a result get status ``missing``, rows with ``send_mask`` False ``skipped``; a key with
+    several result lines keeps one (an ``ok`` one when there is one) and never multiplies rows.
+    ``extra`` adds literal columns. The output dtypes depend only on the dtypes of ``rows`` and
+    ``results`` (the ``parse_*`` functions always give the same ones), never on what arrived.
+
+    Report: ``duplicated`` counts the lines dropped for a key that already had one, ``unknown`` the
+    lines whose key matches no row, ``malformed`` the lines without a key.
+    """
+    if "key" not in results.columns or "status" not in results.columns:
+        raise InputError(f"results must have 'key' and 'status' columns (got {results.columns}).")
+    names = {c: f"{prefix}{c}" for c in results.columns if c != "key"}
+    clash = [c for c in [*names.values(), *(extra or {})] if c in rows.columns]
+    if clash:
+        raise ConfigError(
+            f"The result columns {clash} already exist in the frame."
+            f"\nHint: pass another prefix (got {prefix!r}), or drop those columns first.")
+    key_expr = pl.col(key) if isinstance(key, str) else key
+    try:
+        left = rows.with_columns(key_expr.alias(_KEY))
+        if not left.schema[_KEY].is_integer():
+            left = left.with_columns(pl.col(_KEY).cast(pl.Utf8, strict=True))
+    except pl.exceptions.PolarsError as exc:
+        raise InputError(f"The join key {key_expr} cannot be cast to text keys: {exc}") from exc
+    keyed = results.filter(pl.col("key").is_not_null())
+    malformed = results.height - keyed.height
+    keyed = keyed.select(_right_key(keyed.get_column("key"), left.schema[_KEY]).alias(_KEY),
+                         *[pl.col(c).alias(n) for c, n in names.items()])
+    joined = left.join(keyed.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
+    if joined.height == left.height:  # no key matched twice: count the lines no row took
+        duplicated, unknown = 0, keyed.height - joined.get_column(_LINE).drop_nulls().n_unique()
+    else:
+        known = keyed.filter(pl.col(_KEY).is_in(left.get_column(_KEY).drop_nulls().implode()))
+        unknown = keyed.height - known.height
+        known = (known.sort(pl.col(f"{prefix}status") != "ok", maintain_order=True)
+                 .unique(_KEY, keep="first", maintain_order=True))
+        duplicated = keyed.height - unknown - known.height
+        joined = left.join(known.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
+    status = pl.col(f"{prefix}status")
+    sent = pl.lit(True) if send_mask is None else pl.lit(send_mask.cast(pl.Boolean).fill_null(False))
+    joined = joined.with_columns(
+        pl.when(~sent).then(pl.lit("skipped")).when(status.is_null()).then(pl.lit("missing"))
+        .otherwise(status).alias(f"{prefix}status"))
+    missing = int((joined.get_column(f"{prefix}status") == "missing").sum())
+    joined = joined.drop(_KEY, _LINE)
+    if extra:
+        joined = joined.with_columns(_literal(v).alias(k) for k, v in extra.items())
+    report = JoinReport(missing=missing, duplicated=duplicated, unknown=unknown, malformed=malformed)
+    return joined, report
