@@ -10,6 +10,7 @@ restart). The manifest is written last, by :meth:`Journal.create`.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import uuid
 from collections.abc import Iterable, Iterator
@@ -214,7 +215,7 @@ def iter_prepared(
             skip_null_prompts=plan.skip_null_prompts, row_offset=start,
         )
         lines = plan.lines(part, start)
-        rq.check_sizes(lines.filter(mask), max_request_bytes=options.max_request_bytes, row_offset=start)
+        rq.check_sizes(lines, max_request_bytes=options.max_request_bytes, row_offset=start, send_mask=mask)
         rows = part.with_columns(lines["key"].alias(KEY_COL), mask.alias(SEND_COL))
         nbytes = pl.when(mask).then(rq.request_bytes(lines).cast(pl.Int64)).otherwise(0)
         yield rows, lines.with_columns(nbytes.alias("nbytes"))
@@ -223,7 +224,11 @@ def iter_prepared(
 
 def _joined(lines: pl.Series) -> bytes:
     """JSONL bytes of ``lines``: each line followed by a newline (so chunks concatenate)."""
-    return (lines.str.join("\n").item() + "\n").encode() if len(lines) else b""
+    if not len(lines):
+        return b""
+    buffer = io.BytesIO()
+    rq.write_jsonl(lines, buffer)
+    return buffer.getvalue()
 
 
 class _ShardFiles:

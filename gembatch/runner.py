@@ -334,7 +334,7 @@ RETRYABLE_ERROR_CODES = (408, 429, 500, 502, 503, 504)
 
 
 def _parse(journal: Journal, record: ShardRecord) -> pl.DataFrame:
-    lines = journal.store.read_lines(record.path("results.jsonl"))
+    lines = journal.store.read_bytes(record.path("results.jsonl"))
     if journal.manifest.get("kind") == "embed":
         parsed = rs.parse_embed_lines(lines, dimensions=journal.manifest.get("dimensions"))
     else:
