@@ -3,6 +3,9 @@
 Examples::
 
     gembatch demo --rows 2000 --out reviews_scored.parquet   # a real batch on the embedded emulator
+    gembatch run reviews.parquet --prompt-template "Summarise: {review}" --model gemini-2.5-flash \
+        --out scored.parquet --job-dir runs/reviews           # GEMINI_API_KEY / GOOGLE_GEMINI_BASE_URL
+    gembatch list                                              # batch jobs on the service
     gembatch emulator --port 8765 --data-dir ./emulator-data  # serve the emulator for other programs
     gembatch status runs/reviews                               # where a run stands
     gembatch wait runs/reviews && gembatch results runs/reviews --out scored.parquet
@@ -40,6 +43,26 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("emulator", help="serve the Batch + File API emulator (see --help)", add_help=False)
 
+    run = sub.add_parser("run", help="run a batch over a Parquet / CSV / JSONL file")
+    run.add_argument("input", help="input file (.parquet, .csv, .jsonl; local path or fsspec URL)")
+    prompt = run.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt-col", help="the column holding the prompt")
+    prompt.add_argument("--prompt-template", help="a template over columns, e.g. 'Summarise: {review}'")
+    run.add_argument("--model", required=True, help="e.g. gemini-2.5-flash")
+    run.add_argument("--out", required=True, help="output (.parquet file or directory, .csv, .jsonl)")
+    run.add_argument("--job-dir", required=True, help="the run directory (resumable)")
+    run.add_argument("--key", default=None, help="a column of unique row keys (default: row position)")
+    run.add_argument("--system-instruction", default=None)
+    run.add_argument("--temperature", type=float, default=None)
+    run.add_argument("--max-output-tokens", type=int, default=None)
+    run.add_argument("--skip-null-prompts", action="store_true")
+    run.add_argument("--base-url", default=None, help="service URL (default: GOOGLE_GEMINI_BASE_URL or Google)")
+    run.add_argument("--poll-interval", type=float, default=None)
+    run.add_argument("--no-progress", action="store_true")
+
+    listing = sub.add_parser("list", help="list the batch jobs on the service")
+    listing.add_argument("--base-url", default=None)
+
     for name, text in (("status", "show where a run stands"), ("wait", "wait for a run to finish"),
                        ("cancel", "cancel a run's jobs"), ("results", "write a run's results")):
         p = sub.add_parser(name, help=text)
@@ -64,6 +87,58 @@ def _write(frame: object, out: str) -> None:
         frame.write_parquet(out)
 
 
+def _template(template: str) -> object:
+    """``'Summarise: {review}'`` -> ``pl.format('Summarise: {}', pl.col('review'))``."""
+    import re
+
+    import polars as pl
+
+    names = re.findall(r"\{([^{}]+)\}", template)
+    if not names:
+        return pl.lit(template)
+    return pl.format(re.sub(r"\{[^{}]+\}", "{}", template), *[pl.col(n) for n in names])
+
+
+def _read(path: str) -> object:
+    import fsspec
+    import polars as pl
+
+    if path.endswith((".parquet", "/")) or "*" in path:
+        return path  # streamed by gembatch
+    with fsspec.open(path, "rb") as fh:
+        if path.endswith(".csv"):
+            return pl.read_csv(fh)
+        if path.endswith((".jsonl", ".ndjson", ".json")):
+            return pl.read_ndjson(fh)
+    raise SystemExit(f"gembatch: cannot tell the format of {path!r} (use .parquet, .csv or .jsonl)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .api import batch_generate
+    from .backend import make_client
+    from .config import Config
+    from .prepare import Options
+
+    config = Config(model=args.model, temperature=args.temperature, max_output_tokens=args.max_output_tokens,
+                    system_instruction=args.system_instruction)
+    prompt = args.prompt_col or _template(args.prompt_template)
+    data = _read(args.input)
+    options = Options(**({"poll_interval": args.poll_interval,
+                          "max_poll_interval": max(120.0, args.poll_interval)} if args.poll_interval else {}))
+    client = make_client(base_url=args.base_url) if args.base_url else None
+    streaming = isinstance(data, str) and (args.out.endswith(".parquet") or "." not in args.out.rsplit("/", 1)[-1])
+    result = batch_generate(data, prompt, config=config, key=args.key, job_dir=args.job_dir,  # type: ignore[arg-type]
+                            skip_null_prompts=args.skip_null_prompts, client=client,
+                            progress=not args.no_progress, options=options,
+                            sink=args.out if streaming else None)
+    if not streaming:
+        from .run import BatchRun
+
+        _write(result.result() if isinstance(result, BatchRun) else result, args.out)
+    print(f"wrote {args.out}")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -79,6 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .demo import run_demo
 
             run_demo(rows=args.rows, out=args.out, job_dir=args.job_dir, shard_rows=args.shard_rows)
+            return EXIT_OK
+        if args.command == "run":
+            return _run(args)
+        if args.command == "list":
+            from .backend import Backend, make_client
+
+            for job in Backend(make_client(base_url=args.base_url)).iter_jobs():
+                print(f"{job.name}\t{job.state.removeprefix('JOB_STATE_')}\t{job.display_name or ''}")
             return EXIT_OK
         from .run import BatchRun
 
