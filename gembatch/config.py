@@ -22,7 +22,7 @@ from typing import Any
 
 from .exceptions import ConfigError
 
-__all__ = ["Config", "EmbedConfig", "GENERATION_CONFIG_FIELDS", "REQUEST_FIELDS"]
+__all__ = ["GENERATION_CONFIG_FIELDS", "REQUEST_FIELDS", "Config", "EmbedConfig"]
 
 #: Every ``generationConfig`` field the Gemini API accepts (wire names, lowerCamelCase).
 GENERATION_CONFIG_FIELDS = frozenset(

@@ -10,19 +10,12 @@ from pydantic import BaseModel
 
 import gembatch
 from gembatch import Config, Options
-from gembatch.emulator import Emulator, LineFaults
+from gembatch.emulator import LineFaults
 
 FAST = Options(poll_interval=0.01, max_poll_interval=0.05)
 CFG = Config(model="gemini-2.5-flash")
 
 
-@pytest.fixture()
-def emu(monkeypatch):
-    with Emulator() as emulator:
-        for name, value in emulator.environ().items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
-        yield emulator
 
 
 def _frame(n: int) -> pl.DataFrame:

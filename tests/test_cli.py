@@ -7,20 +7,11 @@ import subprocess
 import sys
 
 import polars as pl
-import pytest
-
-from gembatch.emulator import Emulator
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gembatch.cli", *args], env={**os.environ, **env},
                           capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture()
-def emu():
-    with Emulator() as emulator:
-        yield emulator
 
 
 def test_run_status_results_and_list_round_trip(emu, tmp_path):

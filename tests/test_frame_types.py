@@ -5,23 +5,15 @@ from __future__ import annotations
 import pandas as pd
 import polars as pl
 import pyarrow as pa
-import pytest
 
 import gembatch
-import gembatch.pandas  # noqa: F401 - registers pd.DataFrame.gemini
+import gembatch.pandas
 from gembatch import Config, Options
-from gembatch.emulator import Emulator
 
 FAST = Options(poll_interval=0.01, max_poll_interval=0.05)
 CFG = Config(model="gemini-2.5-flash")
 
 
-@pytest.fixture()
-def emu(monkeypatch):
-    with Emulator() as emulator:
-        for name, value in emulator.environ().items():
-            monkeypatch.setenv(name, value)
-        yield emulator
 
 
 def test_pandas_accessor_returns_pandas(emu, tmp_path):

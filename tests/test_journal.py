@@ -51,10 +51,9 @@ def test_open_errors_say_what_to_do(tmp_path):
 def test_atomic_write_leaves_old_file_when_the_writer_fails(tmp_path):
     store = Store(tmp_path)
     store.write_json("a.json", {"v": 1})
-    with pytest.raises(RuntimeError):
-        with store.atomic_writer("a.json") as fh:
-            fh.write(b'{"v": 2')
-            raise RuntimeError("died mid-write")
+    with pytest.raises(RuntimeError), store.atomic_writer("a.json") as fh:
+        fh.write(b'{"v": 2')
+        raise RuntimeError("died mid-write")
     assert store.read_json("a.json") == {"v": 1}
     assert [n for n in store.listdir("") if n.startswith(".tmp")] == []
 
@@ -78,9 +77,8 @@ def test_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
         holder = json.loads((tmp_path / "lock.json").read_text())
         assert holder["pid"] == proc.pid
-        with pytest.raises(RunLockedError, match=f"pid {proc.pid}"):
-            with run_lock(store):
-                pass
+        with pytest.raises(RunLockedError, match=f"pid {proc.pid}"), run_lock(store):
+            pass
         proc.kill()
         proc.wait()
         with run_lock(store):  # the dead holder's lock is taken over

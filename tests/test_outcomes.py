@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import polars as pl
-import pytest
 
 import gembatch
 from gembatch import Config, Options
-from gembatch.emulator import Delays, Emulator, JobOutcome, LineFaults
+from gembatch.emulator import Delays, JobOutcome, LineFaults
 
 CFG = Config(model="gemini-2.5-flash")
 
 
-@pytest.fixture()
-def emu(monkeypatch):
-    with Emulator() as emulator:
-        for name, value in emulator.environ().items():
-            monkeypatch.setenv(name, value)
-        yield emulator
 
 
 def _options(**kw) -> Options:

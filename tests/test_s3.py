@@ -7,7 +7,6 @@ import pytest
 
 import gembatch
 from gembatch import Config, Options
-from gembatch.emulator import Emulator
 
 moto_server = pytest.importorskip("moto.server")
 s3fs = pytest.importorskip("s3fs")
@@ -32,12 +31,6 @@ def s3(monkeypatch):
         server.stop()
 
 
-@pytest.fixture()
-def emu(monkeypatch):
-    with Emulator() as emulator:
-        for name, value in emulator.environ().items():
-            monkeypatch.setenv(name, value)
-        yield emulator
 
 
 def test_s3_round_trip_with_resume(s3, emu, tmp_path):

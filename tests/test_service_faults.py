@@ -10,7 +10,7 @@ from google.genai import types
 import gembatch
 from gembatch import Config, Options, RetryPolicy
 from gembatch.backend import Backend
-from gembatch.emulator import DropConnection, Emulator, HttpFault, JobOutcome, LineFaults
+from gembatch.emulator import DropConnection, HttpFault, JobOutcome, LineFaults
 
 FAST_RETRY = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.01, max_elapsed=30)
 FILES = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=10)
@@ -19,12 +19,6 @@ CFG = Config(model="gemini-2.5-flash")
 N = 30
 
 
-@pytest.fixture()
-def emu(monkeypatch):
-    with Emulator() as emulator:
-        for name, value in emulator.environ().items():
-            monkeypatch.setenv(name, value)
-        yield emulator
 
 
 def _frame(n: int = N) -> pl.DataFrame:

@@ -8,19 +8,12 @@ import pytest
 
 import gembatch
 from gembatch import Config, Options
-from gembatch.emulator import Emulator
 
 CFG = Config(model="gemini-2.5-flash", temperature=0.1)
 OPTS = Options(poll_interval=0.01, max_poll_interval=0.05, slice_rows=70, shard_max_rows=100,
                inline_max_bytes=0)
 
 
-@pytest.fixture()
-def emu(monkeypatch):
-    with Emulator() as emulator:
-        for name, value in emulator.environ().items():
-            monkeypatch.setenv(name, value)
-        yield emulator
 
 
 def _frame(n: int = 450) -> pl.DataFrame:

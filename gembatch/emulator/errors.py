@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ApiError", "STATUS_BY_CODE"]
+__all__ = ["STATUS_BY_CODE", "ApiError"]
 
 #: google.rpc status names by HTTP status, as the Gemini API sends them.
 STATUS_BY_CODE: dict[int, str] = {
