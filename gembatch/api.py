@@ -17,7 +17,7 @@ import polars as pl
 from . import __version__
 from .backend import Backend, RetryPolicy
 from .config import Config, EmbedConfig
-from .exceptions import ConfigError, InputError, RunMismatchError
+from .exceptions import ConfigError, RunMismatchError
 from .journal import Journal
 from .prepare import Options, RequestPlan, Source, as_source, check_same_input, prepare_run
 from .progress import Progress
