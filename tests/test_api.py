@@ -100,8 +100,9 @@ def test_per_row_errors_missing_rows_and_skipped_rows(emu, tmp_path):
     assert out["gemini_error_code"].to_list()[:2] == [None, 500]
     assert out["gemini_error_message"][1]
     emu.faults.add(LineFaults(missing_rate=1.0))
-    out2 = df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "m",
-                                    skip_null_prompts=True, options=FAST, progress=False)
+    with pytest.warns(gembatch.ResultWarning, match="4 rows missing"):
+        out2 = df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "m",
+                                        skip_null_prompts=True, options=FAST, progress=False)
     assert set(out2["gemini_status"].to_list()) == {"missing", "skipped"}
     assert out2.height == 6
 
