@@ -1,7 +1,8 @@
 """Run the benchmark sections and print one table: ``python -m benchmarks --rows 1000000``.
 
 To add a section, write ``benchmarks/<name>.py`` with ``run(args) -> list[Row]`` (and, if it needs
-options of its own, ``add_arguments(parser)``), and add its name to ``SECTIONS``.
+options of its own, ``add_arguments(parser)``), and add its name to ``SECTIONS`` (and to ``MODULES``
+when the module is named otherwise).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from types import ModuleType
 
 from . import Row, machine_note, print_table
 
-#: Section name -> module (``benchmarks.<name>``), in the order they run.
-SECTIONS: tuple[str, ...] = ("kernels",)
+#: Section names, in the order they run; each is the module ``benchmarks.<name>`` unless ``MODULES``
+#: names another.
+SECTIONS: tuple[str, ...] = ("kernels", "e2e", "streaming")
+MODULES: dict[str, str] = {"e2e": "end_to_end"}
 
 
 def _parser(modules: Mapping[str, ModuleType]) -> argparse.ArgumentParser:
@@ -35,7 +38,7 @@ def _parser(modules: Mapping[str, ModuleType]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    modules = {name: importlib.import_module(f"{__package__}.{name}") for name in SECTIONS}
+    modules = {name: importlib.import_module(f"{__package__}.{MODULES.get(name, name)}") for name in SECTIONS}
     args = _parser(modules).parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
     unknown = [s for s in chosen if s not in modules]

@@ -16,7 +16,9 @@ found by bisection, so the good lines are still decoded in bulk; they become row
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,28 +94,46 @@ def embed_columns(dimensions: int | None) -> pl.Schema:
 
 
 # ------------------------------------------------------------------------------------------ decoding
-def lines_from_bytes(data: Payload) -> pl.Series:
-    """The non-blank lines of a JSONL payload as a Utf8 Series (``\\r\\n`` tolerated, bad UTF-8 replaced).
+_CSV: dict[str, Any] = dict(  # one column per line: no quoting, a separator valid JSON never holds raw
+    has_header=False, separator="\x1f", quote_char=None, new_columns=["line"], schema={"line": pl.Utf8},
+    encoding="utf8-lossy", raise_if_empty=False)
+
+
+def _read_lines(source: bytes | str) -> pl.Series:
+    """Every line of ``source`` (a payload, or a local file path read memory-mapped), blank ones kept.
 
     Uses polars' multi-threaded CSV reader with no quoting and a separator byte that valid JSON never
-    holds raw (~20x faster than splitting a decoded Python string); falls back to a plain split when
-    some (malformed) line does hold that byte.
+    holds raw; falls back to a plain split when some (malformed) line does hold that byte.
     """
-    if not len(data):
-        return pl.Series("line", [], dtype=pl.Utf8)
-    raw = data if isinstance(data, bytes) else bytes(data)
     try:
-        lines = pl.read_csv(
-            raw, has_header=False, separator="\x1f", quote_char=None, new_columns=["line"],
-            schema={"line": pl.Utf8}, encoding="utf8-lossy", empty_string_is_null=False,
-            raise_if_empty=False,
-        ).get_column("line")
+        return pl.read_csv(source, empty_string_is_null=False, **_CSV).get_column("line")
     except pl.exceptions.PolarsError:
-        text = raw.decode("utf-8", errors="replace")
-        lines = pl.Series("line", [text]).str.split("\n").explode()
-    if b"\r" in raw:
+        if isinstance(source, str):
+            with open(source, "rb") as fh:
+                source = fh.read()
+        text = source.decode("utf-8", errors="replace")
+        return pl.Series("line", [text]).str.split("\n").explode()
+
+
+def _non_blank(lines: pl.Series) -> pl.Series:
+    if bool(lines.str.ends_with("\r").any()):
         lines = lines.str.strip_suffix("\r")
     return lines.filter(lines.is_not_null() & (lines.str.len_bytes() > 0)).alias("line")
+
+
+def lines_from_bytes(data: Payload | os.PathLike[str]) -> pl.Series:
+    """The non-blank lines of a JSONL payload (or local file) as a Utf8 Series (``\\r\\n`` tolerated,
+    bad UTF-8 replaced).
+
+    Uses polars' multi-threaded CSV reader (~20x faster than splitting a decoded Python string).
+    """
+    if isinstance(data, os.PathLike):
+        path = os.fspath(data)
+        return _non_blank(_read_lines(path)) if os.path.getsize(path) else \
+            pl.Series("line", [], dtype=pl.Utf8)
+    if not len(data):
+        return pl.Series("line", [], dtype=pl.Utf8)
+    return _non_blank(_read_lines(data if isinstance(data, bytes) else bytes(data)))
 
 
 def _arrow_type(dtype: Any) -> pa.DataType:
@@ -130,7 +150,7 @@ def _arrow_type(dtype: Any) -> pa.DataType:
 def _read_json(buffer: Any, arrow_schema: pa.Schema, block_size: int) -> pa.Table:
     return pa_json.read_json(
         pa.BufferReader(buffer),
-        read_options=pa_json.ReadOptions(block_size=block_size),
+        read_options=pa_json.ReadOptions(block_size=block_size, use_threads=True),
         parse_options=pa_json.ParseOptions(explicit_schema=arrow_schema,
                                            unexpected_field_behavior="ignore"),
     )
@@ -140,44 +160,81 @@ def _arrow_schema(schema: pl.Schema) -> pa.Schema:
     return pa.schema([pa.field(name, _arrow_type(dtype)) for name, dtype in schema.items()])
 
 
-def _bulk_from_lines(lines: pl.Series, schema: pl.Schema, source: bytes | None = None) -> pl.DataFrame:
+@dataclass(frozen=True)
+class _Shape:
+    """What one pass over the lines tells: all ``{...}``, how many, their total and largest size."""
+
+    objects: bool
+    count: int
+    total: int
+    largest: int
+
+    @staticmethod
+    def _aggregates() -> list[pl.Expr]:
+        line, size = pl.col("line"), pl.col("line").str.len_bytes()
+        return [(line.str.starts_with("{") & line.str.ends_with("}")).fill_null(False).all()
+                .alias("objects"),
+                pl.len().alias("count"), size.sum().alias("total"), size.max().alias("largest")]
+
+    @classmethod
+    def _make(cls, row: tuple[Any, ...]) -> _Shape:
+        objects, count, total, largest = row
+        return cls(bool(objects) or not count, int(count), int(total or 0), int(largest or 0))
+
+    @classmethod
+    def of(cls, lines: pl.Series) -> _Shape:
+        return cls._make(lines.alias("line").to_frame().lazy().select(cls._aggregates()).collect().row(0))
+
+    @classmethod
+    def scan(cls, source: bytes | str) -> _Shape | None:
+        """The shape of every raw line of a payload or local file, streamed (the lines are never held
+        in memory); None when the lines cannot be split that way."""
+        try:
+            return cls._make(pl.scan_csv(
+                io.BytesIO(source) if isinstance(source, bytes) else source, **_CSV,
+            ).select(cls._aggregates()).collect(engine="streaming").row(0))
+        except pl.exceptions.PolarsError:
+            return None
+
+
+def _bulk_from_lines(lines: pl.Series, schema: pl.Schema, shape: _Shape | None = None, *,
+                     try_arrow: bool = True) -> pl.DataFrame:
     """Decode ``lines`` under ``schema``; a ``bad`` column marks lines that do not decode (their fields
     null).
 
     All lines go to Arrow's JSON reader at once (strict: wire types only). Should it refuse, polars'
     more lenient decoder takes the lines instead, in bulk, and bisection finds the ones it refuses too.
     Only lines that look like objects are decoded (a line starting with ``null`` crashes the reader).
-    ``source`` may be the payload the lines were split from, when it holds exactly each line and a
-    newline: it is then decoded in place instead of being re-assembled.
     """
-    shaped = lines.str.starts_with("{") & lines.str.ends_with("}")
-    all_shaped = bool(shaped.all())
-    good = lines if all_shaped else lines.filter(shaped)
-    decoded = _arrow_decode(good, schema, source if all_shaped else None)
+    shape = shape or _Shape.of(lines)
+    shaped = None if shape.objects else lines.str.starts_with("{") & lines.str.ends_with("}")
+    good = lines if shaped is None else lines.filter(shaped)
+    decoded = None
+    if try_arrow:
+        largest = shape.largest if shaped is None else _Shape.of(good).largest
+        decoded = _arrow_decode(_payload(good), len(good), schema, largest)
     if decoded is None:
         structs, problem = _decode(good, pl.Struct(schema))
         decoded = structs.struct.unnest().with_columns(problem.is_not_null().alias("bad"))
-    if all_shaped:
+    if shaped is None:
         return decoded
     position = (shaped.cum_sum() - 1).cast(pl.UInt32)
     where = pl.select(pl.when(pl.lit(shaped)).then(pl.lit(position))).to_series()
     return decoded.select(pl.all().gather(where)).with_columns(pl.col("bad").fill_null(True))
 
 
-def _arrow_decode(lines: pl.Series, schema: pl.Schema, source: bytes | None) -> pl.DataFrame | None:
-    """``lines`` (each a ``{...}``) decoded by Arrow's JSON reader, or None if it refuses any of them."""
-    if not len(lines):
+def _arrow_decode(data: pa.Buffer, count: int, schema: pl.Schema, largest: int) -> pl.DataFrame | None:
+    """``count`` lines (each a ``{...}`` and a newline) decoded by Arrow's JSON reader, or None if it
+    refuses any of them."""
+    if not count:
         return pl.DataFrame(schema={**schema, "bad": pl.Boolean})
-    data = pa.py_buffer(source) if source is not None else _payload(lines)
-    largest = lines.str.len_bytes().max()
-    block = max(_BLOCK, (largest if isinstance(largest, int) else 0) + 2)
     try:
-        table = _read_json(data, _arrow_schema(schema), block)
+        table = _read_json(data, _arrow_schema(schema), max(_BLOCK, largest + 2))
     except (pa.ArrowException, ValueError):
         return None
-    if table.num_rows != len(lines):  # e.g. two objects on one line
+    if table.num_rows != count:  # e.g. two objects on one line
         return None
-    frame = pl.from_arrow(table)
+    frame = pl.from_arrow(table, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     return frame.cast(schema).with_columns(pl.lit(False).alias("bad"))
 
@@ -211,30 +268,35 @@ def _salvage_key(line: str) -> str | None:
     return key if isinstance(key, str) else None
 
 
-def _decode_lines(lines: pl.Series | Payload, schema: pl.Schema) -> pl.DataFrame:
+def _decode_lines(lines: pl.Series | Payload | os.PathLike[str], schema: pl.Schema) -> pl.DataFrame:
     """Result lines decoded: the fields of ``schema`` plus ``malformed`` (a message, null when fine).
 
     A line is malformed when it is not a JSON object of the schema's types, or has neither
     ``response`` nor ``error``; its key is salvaged from the text when possible.
+
+    A payload (or a local file, memory-mapped) that is exactly one ``{...}`` per line is decoded in
+    place, without ever splitting it into a Series of lines; anything else takes the general way.
     """
-    source = None
+    frame, refused = None, False
     if isinstance(lines, pl.Series):
-        text = lines.cast(pl.Utf8).drop_nulls()
+        text: pl.Series | None = lines.cast(pl.Utf8).drop_nulls()
     else:
-        source = lines if isinstance(lines, bytes) else bytes(lines)
-        text = lines_from_bytes(source)
-        # the payload can be decoded in place when it is exactly each line plus a newline
-        exact = b"\r" not in source and int(text.str.len_bytes().sum() or 0) + len(text) == \
-            len(source) + (0 if source.endswith(b"\n") else 1)
-        source = (source if source.endswith(b"\n") else source + b"\n") if exact else None
-    if not bool((text.str.starts_with("{") & text.str.ends_with("}")).all()):
-        text = text.str.strip_chars()
-        text, source = text.filter(text != ""), None
-    frame = _bulk_from_lines(text, schema, source)
+        frame, refused = _decode_in_place(lines, schema)
+        text = None if frame is not None else lines_from_bytes(lines)
+    if frame is None:
+        assert text is not None
+        shape = _Shape.of(text)
+        if not shape.objects:
+            text = text.str.strip_chars()
+            text = text.filter(text != "")
+            shape = _Shape.of(text)
+        frame = _bulk_from_lines(text, schema, shape, try_arrow=not refused)
     bad = pl.col("bad").fill_null(False)
     shapeless = bad | (pl.col("response").is_null() & pl.col("error").is_null())
     if not bool(frame.select(shapeless.any()).item()):
         return frame.drop("bad").with_columns(pl.lit(None, pl.Utf8).alias("malformed"))
+    if text is None:  # decoded in place: the lines are exactly the rows
+        text = lines_from_bytes(lines)  # type: ignore[arg-type]
     frame = frame.with_columns(
         pl.when(shapeless).then(pl.lit("malformed result line: ") + pl.lit(text).str.slice(0, 80))
         .alias("malformed"))
@@ -243,6 +305,36 @@ def _decode_lines(lines: pl.Series | Payload, schema: pl.Schema) -> pl.DataFrame
         keys = pl.Series([_salvage_key(text[i]) for i in undecoded.to_list()], dtype=pl.Utf8)
         frame = frame.with_columns(frame.get_column("key").scatter(undecoded, keys))
     return frame.drop("bad")
+
+
+def _decode_in_place(lines: Payload | os.PathLike[str], schema: pl.Schema
+                     ) -> tuple[pl.DataFrame | None, bool]:
+    """A payload or local file decoded by Arrow straight from its bytes (a file memory-mapped), when
+    every line is a ``{...}`` (no blank line, no ``\\r``, nothing replaced) and Arrow takes them all;
+    else None. The flag is True when Arrow was tried and refused (no use trying it again)."""
+    if isinstance(lines, os.PathLike):
+        path = os.fspath(lines)
+        size = os.path.getsize(path)
+        if not size:
+            return None, False
+        shape = _Shape.scan(path)
+        buffer = pa.memory_map(path).read_buffer()
+    else:
+        raw = lines if isinstance(lines, bytes) else bytes(lines)
+        size = len(raw)
+        if not size:
+            return None, False
+        shape = _Shape.scan(raw)
+        buffer = pa.py_buffer(raw)
+    if shape is None or not shape.objects:
+        return None, False
+    ends = buffer.slice(size - 1).to_pybytes() == b"\n"
+    if shape.total + shape.count != size + (0 if ends else 1):
+        return None, False  # some line was changed on the way (bad UTF-8 replaced)
+    if not ends:
+        buffer = pa.py_buffer(buffer.to_pybytes() + b"\n")
+    frame = _arrow_decode(buffer, shape.count, schema, shape.largest)
+    return frame, frame is None
 
 
 def _decode(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
@@ -300,9 +392,12 @@ def _parts_text(frame: pl.DataFrame, parts: pl.Expr) -> pl.Expr:
     When no row of ``frame`` has several parts or a thought part, it is simply the first part's text.
     """
     part = pl.element().struct
-    simple = frame.select((parts.list.len().max().fill_null(0) <= 1)
-                          & ~parts.list.eval(part.field("thought")).list.any().any()).item()
-    if simple:
+    # with at most one part per row, the first parts are all the parts (no list.eval pass needed)
+    single, thought = frame.lazy().select(
+        (parts.list.len().max().fill_null(0) <= 1).alias("single"),
+        parts.list.first().struct.field("thought").fill_null(False).any().alias("thought"),
+    ).collect().row(0)
+    if single and not thought:
         return parts.list.first().struct.field("text")
     texts = parts.list.eval(part.field("text").filter(~part.field("thought").fill_null(False))
                             .drop_nulls())
@@ -326,11 +421,13 @@ def _status(is_ok: pl.Expr, error: pl.Expr, fallback_message: pl.Expr) -> list[p
     ]
 
 
-def parse_generate_lines(lines: pl.Series | Payload, *, all_candidates: bool = False) -> pl.DataFrame:
+def parse_generate_lines(lines: pl.Series | Payload | os.PathLike[str], *, all_candidates: bool = False
+                         ) -> pl.DataFrame:
     """One row per non-blank result line, with the columns of :data:`GENERATE_COLUMNS`.
 
-    ``lines`` is a Utf8 Series of result lines, or the JSONL payload itself (bytes: decoded in place,
-    the fastest way in).
+    ``lines`` is a Utf8 Series of result lines, the JSONL payload itself (bytes: decoded in place), or
+    the path of a local JSONL file (a ``pathlib.Path``: memory-mapped and decoded in place, the fastest
+    way in).
 
     ``text`` concatenates the non-thought parts of candidate 0 (null without content). A blocked prompt
     (no candidates) and an ``error`` line have status ``error``; so has a malformed line (message
@@ -360,7 +457,9 @@ def parse_generate_lines(lines: pl.Series | Payload, *, all_candidates: bool = F
         pl.when(has_response).then(response.struct.field("modelVersion")).alias("model_version"),
         *_status(has_response & has_candidates & pl.col("malformed").is_null(), error, fallback),
     ]
-    out = frame.lazy().select(columns).collect().cast(GENERATE_COLUMNS)
+    # one chunk per column (the decoder gives one per block): a gather, as in the join, on a column of
+    # many chunks is several times slower
+    out = frame.lazy().select(columns).collect().cast(GENERATE_COLUMNS).rechunk()
     if all_candidates:
         out = out.with_columns(_all_texts(frame))
     return out
@@ -384,7 +483,8 @@ def _all_texts(frame: pl.DataFrame) -> pl.Series:
 
 
 # ---------------------------------------------------------------------------------------------- embed
-def parse_embed_lines(lines: pl.Series | Payload, *, dimensions: int | None) -> pl.DataFrame:
+def parse_embed_lines(lines: pl.Series | Payload | os.PathLike[str], *, dimensions: int | None
+                      ) -> pl.DataFrame:
     """One row per non-blank embed result line: ``key``, ``embedding`` (Array(Float32, dimensions), or
     List(Float32) when ``dimensions`` is None), ``status``, ``error_code``, ``error_message``.
 
@@ -407,7 +507,7 @@ def parse_embed_lines(lines: pl.Series | Payload, *, dimensions: int | None) -> 
         vector.alias("embedding"),
         *_status(has_values & fits, pl.col("error"), fallback),
     ).collect()
-    return out.cast(schema)
+    return out.cast(schema).rechunk()
 
 
 # ----------------------------------------------------------------------------------------- structured
@@ -591,6 +691,47 @@ def _right_key(keys: pl.Series, dtype: pl.DataType) -> pl.Series:
     return pl.select(pl.when(same).then(pl.lit(numbers))).to_series()
 
 
+def _consecutive(keys: pl.Series) -> int | None:
+    """``k`` when the rows' keys are ``k, k+1, ..., k+n-1`` in order (integers, or their exact decimal
+    text: gembatch's default keys are row positions), else None."""
+    if not len(keys) or keys.null_count():
+        return None
+    if keys.dtype == pl.Utf8:
+        first = keys[0]
+        if not (first.isascii() and first.lstrip("-").isdigit()):  # cheap refusal of other text keys
+            return None
+        numbers = keys.cast(pl.Int64, strict=False)
+    elif keys.dtype.is_integer():
+        numbers = keys.cast(pl.Int64, strict=False)
+    else:
+        return None
+    if numbers.null_count():
+        return None
+    start = numbers[0]
+    if numbers[-1] - start != len(keys) - 1 or not bool((numbers.diff().drop_nulls() == 1).all()):
+        return None
+    if keys.dtype == pl.Utf8 and not bool((numbers.cast(pl.Utf8) == keys).all()):  # e.g. "007"
+        return None
+    return int(start)
+
+
+def _place(height: int, offset: int, keys: pl.Series) -> tuple[pl.Series, int] | None:
+    """For rows keyed ``offset + position``: per row, the index of its result line (null when none),
+    and the number of lines that match no row; None when some row has several lines.
+
+    A result key matches only as the exact decimal text of ``offset + position`` (as in the hash join).
+    """
+    position = _right_key(keys, pl.Int64()) - offset
+    inside = (position >= 0) & (position < height)  # null for keys that are not such text
+    found = pl.select(pl.lit(position).filter(pl.lit(inside)), pl.int_range(len(keys), dtype=pl.UInt32)
+                      .filter(pl.lit(inside)).alias("line"))
+    where = found.to_series(0)
+    if where.n_unique() != len(where):
+        return None
+    lines = pl.repeat(None, height, dtype=pl.UInt32, eager=True).scatter(where, found.to_series(1))
+    return lines, len(keys) - len(where)
+
+
 def _literal(value: Any) -> pl.Expr:
     return pl.lit(None, dtype=pl.Utf8) if value is None else pl.lit(value)
 
@@ -632,25 +773,34 @@ def join_results(
         raise InputError(f"The join key {key_expr} cannot be cast to text keys: {exc}") from exc
     keyed = results.filter(pl.col("key").is_not_null())
     malformed = results.height - keyed.height
-    keyed = keyed.select(_right_key(keyed.get_column("key"), left.schema[_KEY]).alias(_KEY),
-                         *[pl.col(c).alias(n) for c, n in names.items()])
-    joined = left.join(keyed.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
-    if joined.height == left.height:  # no key matched twice: count the lines no row took
-        duplicated, unknown = 0, keyed.height - joined.get_column(_LINE).drop_nulls().n_unique()
+    offset = _consecutive(left.get_column(_KEY))
+    placed = None if offset is None else _place(left.height, offset, keyed.get_column("key"))
+    if placed is not None:  # row positions as keys: no hashing, each row takes its line directly
+        lines, unknown = placed
+        duplicated = 0
+        joined = left.hstack(keyed.select(pl.col(c).alias(n) for c, n in names.items())
+                             .select(pl.all().gather(lines)))
     else:
-        known = keyed.filter(pl.col(_KEY).is_in(left.get_column(_KEY).drop_nulls().implode()))
-        unknown = keyed.height - known.height
-        known = (known.sort(pl.col(f"{prefix}status") != "ok", maintain_order=True)
-                 .unique(_KEY, keep="first", maintain_order=True))
-        duplicated = keyed.height - unknown - known.height
-        joined = left.join(known.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
+        keyed = keyed.select(_right_key(keyed.get_column("key"), left.schema[_KEY]).alias(_KEY),
+                             *[pl.col(c).alias(n) for c, n in names.items()])
+        joined = left.join(keyed.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
+        if joined.height == left.height:  # no key matched twice: count the lines no row took
+            duplicated, unknown = 0, keyed.height - joined.get_column(_LINE).drop_nulls().n_unique()
+        else:
+            known = keyed.filter(pl.col(_KEY).is_in(left.get_column(_KEY).drop_nulls().implode()))
+            unknown = keyed.height - known.height
+            known = (known.sort(pl.col(f"{prefix}status") != "ok", maintain_order=True)
+                     .unique(_KEY, keep="first", maintain_order=True))
+            duplicated = keyed.height - unknown - known.height
+            joined = left.join(known.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
+        joined = joined.drop(_LINE)
     status = pl.col(f"{prefix}status")
     sent = pl.lit(True) if send_mask is None else pl.lit(send_mask.cast(pl.Boolean).fill_null(False))
+    missing = int(joined.select((status.is_null() & sent).sum()).item())
     joined = joined.with_columns(
         pl.when(~sent).then(pl.lit("skipped")).when(status.is_null()).then(pl.lit("missing"))
         .otherwise(status).alias(f"{prefix}status"))
-    missing = int((joined.get_column(f"{prefix}status") == "missing").sum())
-    joined = joined.drop(_KEY, _LINE)
+    joined = joined.drop(_KEY)
     if extra:
         joined = joined.with_columns(_literal(v).alias(k) for k, v in extra.items())
     report = JoinReport(missing=missing, duplicated=duplicated, unknown=unknown, malformed=malformed)

@@ -455,3 +455,30 @@ def test_join_property_never_multiplies_rows(result_keys, oks):
             assert status == "ok" and text == next(t for i, t in mine if oks[i % 8])
         else:
             assert status == "error" and text == mine[0][1]
+
+
+@FAST
+@given(st.integers(0, 8), st.sampled_from([0, 5]), st.sampled_from([pl.Int64, pl.UInt16, pl.Utf8]),
+       st.lists(st.one_of(st.integers(-3, 14).map(str), st.sampled_from(["01", "+1", "-0", " 2", "x"]),
+                          st.none()), max_size=16),
+       st.lists(st.booleans(), min_size=16, max_size=16))
+def test_join_on_row_positions_matches_the_hash_join(n, offset, dtype, result_keys, flags):
+    """Keys that are row positions take the direct (gather) way; it must give what the hash join gives
+    (the same rows reversed are not consecutive, so they take the hash join)."""
+    rows = pl.DataFrame({"id": pl.Series(range(offset, offset + n)).cast(dtype)})
+    results = _results(*[(k, f"t{i}", "ok" if flags[i] else "error") for i, k in enumerate(result_keys)])
+    mask = pl.Series([flags[-1 - i] or i % 3 != 0 for i in range(n)], dtype=pl.Boolean)
+    out, report = join_results(rows, key="id", results=results, send_mask=mask)
+    back, back_report = join_results(rows.reverse(), key="id", results=results, send_mask=mask.reverse())
+    assert out.equals(back.reverse()) and report == back_report
+
+
+def test_a_local_file_path_parses_like_the_payload(tmp_path):
+    lines = [_ok(str(i), {"text": f"t{i}"}) for i in range(50)] + [HAND[3]]
+    for payload in ("\n".join(lines) + "\n", "\n".join(lines), "\n".join(lines + ["junk", ""]) + "\n"):
+        path = tmp_path / "results.jsonl"
+        path.write_bytes(payload.encode())
+        assert parse_generate_lines(path).equals(parse_generate_lines(payload.encode()))
+    path.write_bytes(b"")
+    assert parse_generate_lines(path).height == 0
+

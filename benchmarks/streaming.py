@@ -1,0 +1,169 @@
+"""Peak memory of the streaming path: ``batch_generate_parquet`` at N and at a large size.
+
+A Parquet input of N rows (``id`` = row position, a ~200-character ``prompt``) is generated in row
+groups (never held whole in memory). The emulator runs in a process of its own; the gembatch client runs
+``gembatch.batch_generate_parquet(input, output_dir, ...)`` in a child process (``python -m
+benchmarks.streaming --child ...``) whose peak resident set is measured: the child reports its own
+``VmHWM`` (/proc/self/status: the kernel's high-water mark of its address space, exact) when the call
+has returned, and the parent samples its RSS with psutil every 50 ms as a cross-check. (``ru_maxrss``
+of the child, from ``wait4``/``RUSAGE_CHILDREN``, is not used: on Linux a child started from this
+process begins with this process's high-water mark.) Rows are keyed by row position (gembatch's
+default key).
+
+Targets (issue #4): peak RSS at the large size <= 1.3x the peak at N, and under 1 GiB. The output row
+count must equal the input's, every row ``ok`` and in input order. The child's import of polars,
+pyarrow and google-genai alone is measured too (the floor no streaming can go under).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from . import Row
+from .kernels import _texts
+from .pipeline import EmulatorProcess, run_sampled, shard_events, stage_times, vm_hwm
+
+SECTION = "streaming"
+ROOT = Path(__file__).resolve().parent.parent
+MB = 1024 * 1024
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stream-rows-large", type=int, default=10_000_000,
+                        help="streaming: the large size, compared with --rows (default 10,000,000)")
+    parser.add_argument("--stream-shard-rows", type=int, default=250_000,
+                        help="streaming: Options.shard_max_rows (default 250,000)")
+    parser.add_argument("--stream-timeout", type=float, default=3600.0,
+                        help="streaming: seconds before a child run is killed (default 3600)")
+
+
+def write_input(path: Path, n: int, group: int = 200_000) -> int:
+    """``n`` rows in row groups of ``group``, generated group by group; returns the file size."""
+    writer: pq.ParquetWriter | None = None
+    for start in range(0, n, group):
+        m = min(group, n - start)
+        table = pl.DataFrame({
+            "id": pl.int_range(start, start + m, eager=True),
+            "prompt": _texts(m, 40, 200, seed=start),
+        }).to_arrow()
+        if writer is None:
+            writer = pq.ParquetWriter(path, table.schema, compression="zstd")
+        writer.write_table(table, row_group_size=group)
+    assert writer is not None
+    writer.close()
+    return path.stat().st_size
+
+
+def _child(spec: dict[str, Any]) -> int:
+    """The measured process: one streaming call, nothing else."""
+    import gembatch
+
+    options = gembatch.Options(shard_max_rows=spec["shard_rows"], poll_interval=0.1, max_poll_interval=0.5)
+    started = time.time()
+    gembatch.batch_generate_parquet(
+        spec["input"], spec["output"], prompt="prompt", config=gembatch.Config(model="gemini-2.5-flash"),
+        job_dir=spec["job_dir"], options=options, progress=False,
+    )
+    print(json.dumps({"started": started, "ended": time.time(), "vm_hwm": vm_hwm()}), flush=True)
+    return 0
+
+
+def _import_floor() -> int:
+    """VmHWM of a child that only imports what the client imports."""
+    code = ("import gembatch, polars, pyarrow.parquet, pyarrow.json, google.genai\n"
+            "from benchmarks.pipeline import vm_hwm\nprint(vm_hwm())")
+    _, _, _, out = run_sampled([sys.executable, "-c", code], env={}, cwd=ROOT, timeout=120)
+    return int(out.split()[-1])
+
+
+def _progress(job_dir: Path, rows: int, elapsed: float) -> None:
+    states: Counter[str] = Counter()
+    for events in shard_events(job_dir) if (job_dir / "shards").exists() else []:
+        latest = max(events, key=lambda k: events[k]) if events else "preparing"
+        states[latest] += 1
+    shown = ", ".join(f"{k}: {v}" for k, v in sorted(states.items())) or "preparing shards"
+    print(f"  [streaming] {rows:,} rows, {elapsed:.0f} s: {shown}", flush=True)
+
+
+def _verify(output: Path, n: int) -> tuple[int, int, bool]:
+    """(output rows, rows with status ok, ids in input order)."""
+    files = sorted(output.glob("*.parquet"))
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
+    got = pl.scan_parquet(files).select(
+        (pl.col("gemini_status") == "ok").sum().alias("ok"),
+        (pl.col("id") == pl.int_range(pl.len(), dtype=pl.Int64)).all().alias("ordered"),
+    ).collect().row(0)
+    return rows, int(got[0]), bool(got[1])
+
+
+def _one(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    base = work / f"n{n}"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    source = base / "input.parquet"
+    t0 = time.perf_counter()
+    size = write_input(source, n)
+    print(f"  [streaming] {n:,} rows: input written ({size / MB:,.0f} MB) in "
+          f"{time.perf_counter() - t0:.0f} s", flush=True)
+    spec = {"input": str(source), "output": str(base / "out"), "job_dir": str(base / "run"),
+            "shard_rows": args.stream_shard_rows}
+    job_dir = base / "run"
+    with EmulatorProcess(base / "emulator") as emulator:
+        code, wall, sampled, stdout = run_sampled(
+            [sys.executable, "-m", "benchmarks.streaming", "--child", json.dumps(spec)],
+            env=emulator.env, cwd=ROOT, timeout=args.stream_timeout,
+            on_tick=lambda elapsed: _progress(job_dir, n, elapsed))
+    if code != 0:
+        raise RuntimeError(f"the streaming child exited with {code} at {n:,} rows")
+    peak = int(json.loads(stdout.strip().splitlines()[-1])["vm_hwm"])
+    rows, ok, ordered = _verify(base / "out", n)
+    stages = stage_times(job_dir)
+    print(f"  [streaming] {n:,} rows: {wall:.0f} s, peak RSS {peak / MB:,.0f} MB "
+          f"(sampled {sampled / MB:,.0f} MB); {stages.describe()}", flush=True)
+    shutil.rmtree(base, ignore_errors=True)  # several GB at 10 M rows
+    return {"n": n, "wall": wall, "peak": peak, "sampled": sampled, "rows": rows, "ok": ok,
+            "ordered": ordered, "shards": stages.shards, "input_mb": size / MB}
+
+
+def run(args: argparse.Namespace) -> list[Row]:
+    work = Path(args.workdir_for)
+    small_n, large_n = args.rows, args.stream_rows_large
+    floor = _import_floor()
+    results = [_one(n, args, work) for n in (small_n, large_n)]
+    small, large = results
+    out: list[Row] = []
+    for r in results:
+        same = r["rows"] == r["n"] and r["ok"] == r["n"] and r["ordered"]
+        out.append(Row(SECTION, f"output rows == input rows, all ok, in order ({r['n']:,} rows)",
+                       r["rows"], "rows", "input rows", r["n"], target="equal", ok=same,
+                       note=f"{r['ok']:,} ok; ids in input order: {'yes' if r['ordered'] else 'NO'}"))
+        out.append(Row(SECTION, f"batch_generate_parquet end to end ({r['n']:,} rows)", r["n"] / r["wall"],
+                       "rows/s", note=f"{r['wall']:.0f} s wall, {r['shards']} shards of <= "
+                       f"{args.stream_shard_rows:,} rows, emulator in another process sharing the CPUs"))
+    gib = 1024 * MB
+    out.append(Row(SECTION, f"peak RSS of the client ({small_n:,} rows)", small["peak"] / MB, "MB",
+                   higher_is_better=False, target="< 1 GiB", ok=small["peak"] < gib,
+                   note=f"VmHWM reported by the child; psutil samples peaked at {small['sampled'] / MB:,.0f} MB; "
+                        f"importing gembatch's dependencies alone: {floor / MB:,.0f} MB"))
+    ratio = large["peak"] / small["peak"]
+    out.append(Row(SECTION, f"peak RSS of the client ({large_n:,} rows)", large["peak"] / MB, "MB",
+                   f"peak RSS at {small_n:,} rows", small["peak"] / MB, higher_is_better=False,
+                   target="<= 1.3x; < 1 GiB", ok=ratio <= 1.3 and large["peak"] < gib,
+                   note=f"ratio {ratio:.2f}; psutil samples peaked at {large['sampled'] / MB:,.0f} MB"))
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        sys.exit(_child(json.loads(sys.argv[2])))
+    sys.exit("usage: python -m benchmarks --only streaming (this module is a section of it)")
