@@ -24,6 +24,7 @@ from typing import IO, Any
 
 import polars as pl
 
+from . import hashing
 from .exceptions import (
     ColumnNotFoundError,
     ConfigError,
@@ -80,10 +81,26 @@ class MediaParts:
 
 
 # --------------------------------------------------------------------------------------------- lines
+def _canonical(value: Any) -> Any:
+    """``value`` with integral floats as ints (``1.0`` and ``1`` are one JSON number) and -0.0 as 0."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def static_json(static: Mapping[str, Any]) -> str:
-    """The canonical JSON of ``static`` (compact, sorted keys, UTF-8 kept)."""
+    """The canonical JSON of ``static``: compact, sorted keys, UTF-8 kept, floats in shortest
+    round-trip form and integral ones as integers (so equal requests always give equal text).
+
+    >>> static_json({"b": {"temperature": 1.0, "topP": 0.95}, "a": [2.50]})
+    '{"a":[2.5],"b":{"temperature":1,"topP":0.95}}'
+    """
     try:
-        return json.dumps(static, separators=(",", ":"), sort_keys=True, ensure_ascii=False,
+        return json.dumps(_canonical(static), separators=(",", ":"), sort_keys=True, ensure_ascii=False,
                           allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"The static request part is not JSON-serialisable: {exc}.") from exc
@@ -172,6 +189,7 @@ def build_generate_lines(
     system_instruction: pl.Expr | None = None,
     media: Sequence[MediaParts] = (),
     media_first: bool = False,
+    hash_prefix: str | None = None,
 ) -> pl.DataFrame:
     """Keyed ``generateContent`` request lines: a frame of ``key`` and ``line`` (Utf8), in input order.
 
@@ -184,6 +202,8 @@ def build_generate_lines(
     system_instruction: a per-row system instruction; overrides ``static["systemInstruction"]`` where
         not null.
     media: extra parts per row; after the text part, or before it when ``media_first``.
+    hash_prefix: when given, a ``hash`` column is added: each request's content address
+        (:mod:`gembatch.hashing`), the sha256 of this prefix and the request body.
     """
     media_series = [_media_json(frame, m) for m in media]
     text = _text_part(prompt)
@@ -201,11 +221,12 @@ def build_generate_lines(
         sys_piece = pl.when(system_instruction.is_not_null()).then(per_row).otherwise(pl.lit(fallback))
         pieces = [pl.lit(opening), parts_expr,
                   pl.lit("]}]" + _members(static, drop="systemInstruction")), sys_piece, pl.lit("}}")]
-    return _collect(frame, keys, pieces)
+    return _collect(frame, keys, pieces, hash_prefix)
 
 
 def build_embed_lines(
-    frame: pl.DataFrame, *, text: pl.Expr, keys: pl.Expr, static: Mapping[str, Any]
+    frame: pl.DataFrame, *, text: pl.Expr, keys: pl.Expr, static: Mapping[str, Any],
+    hash_prefix: str | None = None,
 ) -> pl.DataFrame:
     """Keyed ``embedContent`` request lines: ``{"key":..,"request":{"content":{"parts":[{"text":..}]},..}}``.
 
@@ -213,15 +234,26 @@ def build_embed_lines(
     """
     pieces = [pl.lit(',"request":{"content":{"parts":['), _text_part(text),
               pl.lit("]}" + _members(static) + "}}")]
-    return _collect(frame, keys, pieces)
+    return _collect(frame, keys, pieces, hash_prefix)
 
 
-def _collect(frame: pl.DataFrame, keys: pl.Expr, pieces: list[pl.Expr]) -> pl.DataFrame:
+def _collect(frame: pl.DataFrame, keys: pl.Expr, pieces: list[pl.Expr],
+             hash_prefix: str | None = None) -> pl.DataFrame:
     key = frame.lazy().select(keys.cast(pl.Utf8).alias("key")).collect().to_series()
     if len(key) != frame.height:
         raise InputError(f"The key expression {keys} gives {len(key)} values for {frame.height} rows.")
     line = pl.concat_str([_key_head(key), *pieces])
-    return frame.lazy().select(pl.lit(key).alias("key"), line.alias("line")).collect()
+    columns = [pl.lit(key).alias("key"), line.alias("line")]
+    if hash_prefix is not None:  # the body is everything after the key: the request, canonical
+        columns.append(hashing.hash_expr(pl.concat_str([pl.lit(hash_prefix), *pieces])).alias("hash"))
+    return frame.lazy().select(columns).collect()
+
+
+def answer_lines(keys: pl.Series, responses: pl.Series) -> pl.Series:
+    """Result lines ``{"key":<key>,"response":<response>}`` (``responses`` holds raw JSON objects)."""
+    frame = pl.DataFrame({"key": keys.cast(pl.Utf8), "response": responses})
+    return frame.select(pl.concat_str([_key_head(frame["key"]), pl.lit(',"response":'), pl.col("response"),
+                                       pl.lit("}")]).alias("line")).to_series()
 
 
 def request_bytes(lines: pl.DataFrame) -> pl.Series:
