@@ -10,9 +10,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .api import batch_embed, batch_generate, batch_generate_parquet
+from . import cache
+from .api import batch_embed, batch_generate, batch_generate_parquet, estimate, plan
 from .backend import RetryPolicy
+from .cache import ResultCache
 from .config import Config, EmbedConfig
+from .estimate import Estimate
 from .exceptions import (
     AuthenticationError,
     ColumnNotFoundError,
@@ -23,6 +26,7 @@ from .exceptions import (
     GembatchError,
     InputError,
     InvalidPromptError,
+    PilotFailedError,
     RequestTooLargeError,
     ResultWarning,
     RunDirectoryError,
@@ -33,8 +37,11 @@ from .exceptions import (
     TransientServiceError,
 )
 from .namespace import register as _register
+from .planning import Plan
 from .prepare import Options
+from .pricing import Cost, PriceTable, TokenCounts
 from .progress import NullProgress, Progress, Snapshot, TqdmProgress
+from .report import RunCost
 from .requests import MediaParts
 from .run import BatchRun, RunStatus
 
@@ -47,19 +54,26 @@ __all__ = [
     "Config",
     "ConfigError",
     "CorruptRunError",
+    "Cost",
     "CostLimitError",
     "DuplicateKeyError",
     "EmbedConfig",
+    "Estimate",
     "GembatchError",
     "InputError",
     "InvalidPromptError",
     "MediaParts",
     "NullProgress",
     "Options",
+    "PilotFailedError",
+    "Plan",
+    "PriceTable",
     "Progress",
     "RequestTooLargeError",
+    "ResultCache",
     "ResultWarning",
     "RetryPolicy",
+    "RunCost",
     "RunDirectoryError",
     "RunLockedError",
     "RunMismatchError",
@@ -67,10 +81,14 @@ __all__ = [
     "ServiceError",
     "Snapshot",
     "TerminalServiceError",
+    "TokenCounts",
     "TqdmProgress",
     "TransientServiceError",
     "__version__",
     "batch_embed",
     "batch_generate",
     "batch_generate_parquet",
+    "cache",
+    "estimate",
+    "plan",
 ]

@@ -6,26 +6,47 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, overload
 
 import polars as pl
 
 from . import __version__
-from .backend import Backend, RetryPolicy
+from .backend import Backend, RetryPolicy, service_of
+from .cache import ResultCache
 from .config import Config, EmbedConfig
-from .exceptions import ConfigError, RunMismatchError
-from .journal import Journal
-from .prepare import Options, RequestPlan, Source, as_source, check_same_input, prepare_run
+from .estimate import Estimate
+from .exceptions import (
+    AuthenticationError,
+    ConfigError,
+    CostLimitError,
+    PilotFailedError,
+    RunMismatchError,
+)
+from .journal import Journal, ShardState
+from .planning import Plan, plan_of
+from .prepare import (
+    FrameSource,
+    Options,
+    RequestPlan,
+    Source,
+    as_source,
+    check_same_input,
+    iter_prepared,
+    prepare_run,
+)
+from .pricing import PriceTable
 from .progress import Progress
 from .requests import MediaParts
 from .run import BatchRun
 from .storage import Store
 
-__all__ = ["batch_embed", "batch_generate", "batch_generate_parquet"]
+__all__ = ["batch_embed", "batch_generate", "batch_generate_parquet", "estimate", "plan"]
 
 Frame = pl.DataFrame | pl.LazyFrame
 #: Default vector sizes of the embedding models, when output_dimensionality is not given.
@@ -73,12 +94,64 @@ def _options(options: Options | None, overrides: dict[str, Any]) -> Options:
     return Options(**base)
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Spend:
+    """How a call saves money: the result cache, a cost ceiling, a dry run, a pilot sample."""
+
+    cache: bool | str | os.PathLike[str] | ResultCache | None = True
+    max_cost: float | None = None
+    dry_run: bool = False
+    pilot: float | int | None = None
+    pilot_max_error_rate: float = 0.2
+    prices: PriceTable | None = None
+    exact_tokens: bool = False
+
+    def __post_init__(self) -> None:
+        if self.max_cost is not None and not (isinstance(self.max_cost, (int, float)) and self.max_cost >= 0):
+            raise ConfigError(f"max_cost must be a number of US dollars >= 0 (got {self.max_cost!r}).")
+        pilot = self.pilot
+        if pilot is not None and (isinstance(pilot, bool) or not isinstance(pilot, (int, float))
+                                  or pilot <= 0 or (isinstance(pilot, float) and pilot >= 1)):
+            raise ConfigError(
+                f"pilot must be a share of the rows in (0, 1), e.g. 0.01, or a number of rows >= 1 "
+                f"(got {pilot!r}).")
+        if not 0 <= self.pilot_max_error_rate <= 1:
+            raise ConfigError(f"pilot_max_error_rate must be in [0, 1] (got {self.pilot_max_error_rate!r}).")
+
+
+def _cache(value: bool | str | os.PathLike[str] | ResultCache | None) -> ResultCache | None:
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ResultCache()
+    if isinstance(value, ResultCache):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return ResultCache(value)
+    raise ConfigError(f"cache must be True, False, a path / fsspec URL or a gembatch.ResultCache (got {value!r}).")
+
+
+def _backend(client: Any, retry: RetryPolicy | None, *, required: bool) -> Backend | None:
+    """The backend; a missing API key fails here, before any work (unless nothing will be sent)."""
+    try:
+        return Backend(client, retry=retry)
+    except AuthenticationError:
+        if required:
+            raise
+        return None
+
+
 def _start(
     source: Source, plan: RequestPlan, manifest: dict[str, Any], *, job_dir: str | os.PathLike[str] | None,
     client: Any, options: Options, wait: bool, progress: bool | Progress, storage_options: dict[str, Any] | None,
-    retry: RetryPolicy | None, sink: str | os.PathLike[str] | None = None,
-) -> pl.DataFrame | BatchRun:
-    backend = Backend(client, retry=retry)  # a missing API key fails here, before any work
+    retry: RetryPolicy | None, sink: str | os.PathLike[str] | None = None, spend: _Spend = _Spend(),
+) -> pl.DataFrame | BatchRun | Plan:
+    backend = _backend(client, retry, required=not spend.dry_run or spend.exact_tokens)
+    service = backend.service if backend is not None else service_of(os.environ.get("GOOGLE_GEMINI_BASE_URL"))
+    cache = _cache(spend.cache)
+    plan = dataclasses.replace(plan, service=service,
+                               hashed=options.dedup or cache is not None or spend.pilot is not None)
+    manifest.update(service=service, cache=None if cache is None else cache.path)
     store = Store(job_dir if job_dir is not None else _default_job_dir(), **(storage_options or {}))
     if Journal.exists(store):
         journal = Journal.open(store)
@@ -91,9 +164,29 @@ def _start(
             )
         check_same_input(stored, source, plan, options, store.url)
     else:
+        lookup = cache
+        if spend.pilot is not None and not spend.dry_run:
+            assert backend is not None
+            lookup = _pilot(source, plan, manifest, store, options=options, backend=backend, cache=cache,
+                            progress=progress, retry=retry, spend=spend, storage_options=storage_options)
         with _prepare_lock(store):
-            journal = prepare_run(store, source, plan, options, manifest)
-    run = BatchRun(journal, backend, options, progress=progress)
+            journal = prepare_run(store, source, plan, options, manifest, lookup)
+    unsent = all(s.state is ShardState.PREPARED or s.mode == "none" for s in journal.records())
+    if spend.dry_run or (spend.max_cost is not None and unsent):
+        the_plan = plan_of(journal, table=spend.prices, strict=spend.max_cost is not None,
+                           backend=backend, exact=spend.exact_tokens)
+        estimate = the_plan.estimate
+        if spend.max_cost is not None and unsent and estimate is not None \
+                and estimate.total_usd_bound > spend.max_cost:
+            raise CostLimitError(
+                f"The run would cost up to ${estimate.total_usd_bound:,.4f} at the batch rate, above "
+                f"max_cost=${spend.max_cost:,.4f}; nothing was sent.\n{estimate}\nHint: set "
+                "Config(max_output_tokens=...) to tighten the output bound, raise max_cost, or call "
+                f"again with job_dir={store.url!r} to send this prepared run.")
+        if spend.dry_run:
+            return the_plan
+    assert backend is not None
+    run = BatchRun(journal, backend, options, progress=progress, cache=cache, prices=spend.prices)
     if not wait:
         with journal.locked():
             run._runner(progress=False).submit()
@@ -102,6 +195,41 @@ def _start(
         run.write(sink, storage_options=storage_options)
         return run
     return run.result()
+
+
+def _pilot(
+    source: Source, plan: RequestPlan, manifest: dict[str, Any], store: Store, *, options: Options,
+    backend: Backend, cache: ResultCache | None, progress: bool | Progress, retry: RetryPolicy | None,
+    spend: _Spend, storage_options: dict[str, Any] | None,
+) -> ResultCache:
+    """Validate every row, then send a random sample as a run of its own (``<job_dir>/pilot``); stop
+    with :class:`PilotFailedError` if too many of its rows fail. Returns the cache that holds the
+    pilot's answers (so the full run does not pay for them again)."""
+    for _ in iter_prepared(source, dataclasses.replace(plan, hashed=False), options):
+        pass  # a bad row anywhere stops here, before the pilot spends anything
+    assert spend.pilot is not None
+    sample = source.sample(spend.pilot, seed=0, slice_rows=options.slice_rows)
+    answers = cache if cache is not None else \
+        ResultCache(f"{store.url.rstrip('/')}/pilot-cache", storage_options=storage_options)
+    out = _start(FrameSource(sample), plan, {**manifest, "pilot": True},
+                 job_dir=f"{store.url.rstrip('/')}/pilot", client=backend.client, options=options, wait=True,
+                 progress=progress, storage_options=storage_options, retry=retry,
+                 spend=_Spend(cache=answers, prices=spend.prices))
+    assert isinstance(out, pl.DataFrame)
+    status = out[f"{options.prefix}status"]
+    asked = int((status != "skipped").sum())
+    failed = out.filter((status != "skipped") & (status != "ok"))
+    rate = failed.height / asked if asked else 0.0
+    if rate > spend.pilot_max_error_rate:
+        errors = failed.group_by(f"{options.prefix}error_message").len().sort("len", descending=True).head(3)
+        top = "; ".join(f"{n:,} x {msg!r}" for msg, n in errors.iter_rows())
+        raise PilotFailedError(
+            f"The pilot sample failed: {failed.height:,} of {asked:,} rows ({rate:.0%}) did not get an "
+            f"answer (limit {spend.pilot_max_error_rate:.0%}); the full batch was not sent. Most common "
+            f"errors: {top}.\nHint: fix the config or prompt (see the pilot's rows in "
+            f"error.result or {store.url.rstrip('/')}/pilot), or raise pilot_max_error_rate.",
+            result=out)
+    return answers
 
 
 def _prepare_lock(store: Store) -> Any:
@@ -117,7 +245,7 @@ def batch_generate(data: Frame, prompt: str | pl.Expr, *, config: Config, wait: 
 def batch_generate(data: Frame, prompt: str | pl.Expr, *, config: Config, wait: Literal[False], **kw: Any) -> BatchRun: ...
 
 
-def batch_generate(
+def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists every keyword
     data: Frame,
     prompt: str | pl.Expr,
     *,
@@ -136,7 +264,14 @@ def batch_generate(
     storage_options: dict[str, Any] | None = None,
     retry: RetryPolicy | None = None,
     sink: str | os.PathLike[str] | None = None,
-) -> pl.DataFrame | BatchRun:
+    cache: bool | str | os.PathLike[str] | ResultCache = True,
+    max_cost: float | None = None,
+    dry_run: bool = False,
+    pilot: float | None = None,
+    pilot_max_error_rate: float = 0.2,
+    prices: PriceTable | None = None,
+    exact_tokens: bool = False,
+) -> pl.DataFrame | BatchRun | Plan:
     """Send every row of ``data`` through the Gemini Batch API and join the answers back.
 
     Parameters
@@ -161,6 +296,21 @@ def batch_generate(
         within 10 minutes, exponential backoff with jitter, Retry-After honoured).
     sink: write the output there (``.parquet`` file or dataset directory, local or fsspec URL)
         shard by shard instead of returning it; memory stays flat. Returns the BatchRun.
+    cache: the result cache: True (default) uses :func:`gembatch.cache.default_path`, a path or
+        fsspec URL another one, False none. Requests it already answered are not sent again; fresh
+        ``ok`` answers are added to it. Identical requests within a shard are always sent once
+        (``Options(dedup=False)`` turns that off).
+    max_cost: refuse to send (:class:`gembatch.CostLimitError`) when the estimated cost bound at
+        the batch rate, in US dollars, is above this. Nothing is spent; the run stays prepared.
+    dry_run: prepare the run directory and return its :class:`gembatch.Plan` (rows, requests after
+        dedup and cache, shards against the limits, tokens and cost) without sending anything; call
+        again with the same ``job_dir`` to send it.
+    pilot: first send this share (``0.01``) or number of random rows as a run of its own
+        (``<job_dir>/pilot``); if more than ``pilot_max_error_rate`` of them fail, stop with
+        :class:`gembatch.PilotFailedError`. Their answers are reused by the full run.
+    prices: a :class:`gembatch.PriceTable` for the estimate and cost report (default: the packaged one).
+    exact_tokens: with ``dry_run`` or ``max_cost``, count input tokens with the countTokens endpoint
+        instead of the local estimate.
 
     Returns the input frame, every row in order, with ``gemini_text``, ``gemini_status`` (ok / error /
     skipped / missing / cancelled / expired), token counts, errors, ``gemini_batch_job`` and
@@ -190,7 +340,10 @@ def batch_generate(
         "gembatch": __version__,
     }
     return back(_start(source, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
-                       progress=progress, storage_options=storage_options, retry=retry, sink=sink))
+                       progress=progress, storage_options=storage_options, retry=retry, sink=sink,
+                       spend=_Spend(cache=cache, max_cost=max_cost, dry_run=dry_run, pilot=pilot,
+                                    pilot_max_error_rate=pilot_max_error_rate, prices=prices,
+                                    exact_tokens=exact_tokens)))
 
 
 def batch_generate_parquet(
@@ -210,7 +363,7 @@ def batch_generate_parquet(
 
     >>> # gembatch.batch_generate_parquet("reviews/*.parquet", "scored/", prompt="review", config=cfg)
     """
-    run = batch_generate(os.fspath(source), prompt, config=config, sink=dest, **kwargs)
+    run = batch_generate(os.fspath(source), prompt, config=config, sink=dest, **kwargs)  # type: ignore[call-overload]
     assert isinstance(run, BatchRun)
     return run
 
@@ -235,11 +388,18 @@ def batch_embed(
     storage_options: dict[str, Any] | None = None,
     retry: RetryPolicy | None = None,
     sink: str | os.PathLike[str] | None = None,
-) -> pl.DataFrame | BatchRun:
+    cache: bool | str | os.PathLike[str] | ResultCache = True,
+    max_cost: float | None = None,
+    dry_run: bool = False,
+    pilot: float | None = None,
+    pilot_max_error_rate: float = 0.2,
+    prices: PriceTable | None = None,
+    exact_tokens: bool = False,
+) -> pl.DataFrame | BatchRun | Plan:
     """Embed every row's ``text`` through the batch embeddings endpoint.
 
-    Adds ``gemini_embedding`` (``pl.Array(pl.Float32, d)``) with the same statuses, run directory and
-    resume behaviour as :func:`batch_generate`.
+    Adds ``gemini_embedding`` (``pl.Array(pl.Float32, d)``) with the same statuses, run directory,
+    resume, cache, cost and pilot behaviour (and keyword arguments) as :func:`batch_generate`.
 
     >>> # out = gembatch.batch_embed(df, "text", output_dimensionality=256, task_type="CLUSTERING")
     """
@@ -261,4 +421,50 @@ def batch_embed(
         "gembatch": __version__,
     }
     return back(_start(source, plan, manifest, job_dir=job_dir, client=client, options=opts, wait=wait,
-                       progress=progress, storage_options=storage_options, retry=retry, sink=sink))
+                       progress=progress, storage_options=storage_options, retry=retry, sink=sink,
+                       spend=_Spend(cache=cache, max_cost=max_cost, dry_run=dry_run, pilot=pilot,
+                                    pilot_max_error_rate=pilot_max_error_rate, prices=prices,
+                                    exact_tokens=exact_tokens)))
+
+
+def plan(data: Frame, prompt: str | pl.Expr, *, config: Config, job_dir: str | os.PathLike[str] | None = None,
+         exact: bool = False, **kwargs: Any) -> Plan:
+    """What :func:`batch_generate` would send and cost, without sending anything (needs no API key
+    unless ``exact``): rows, requests after dedup and the result cache, shards against the 20 MB
+    inline / 2 GB file limits, tokens and the cost bound at the batch rate.
+
+    With a ``job_dir`` the run stays prepared there: :func:`batch_generate` with the same ``job_dir``
+    then sends exactly this plan. Without one, a temporary directory is used and removed. ``exact``
+    counts input tokens with the service's countTokens endpoint (one call per request line). Other
+    keyword arguments are those of :func:`batch_generate`.
+
+    >>> # print(df.gemini.plan("prompt", config=gembatch.Config(model="gemini-2.5-flash")))
+    """
+    return _planned(batch_generate, data, prompt, job_dir=job_dir, exact=exact, config=config, **kwargs)
+
+
+def estimate(data: Frame, prompt: str | pl.Expr, *, config: Config, exact: bool = False,
+             **kwargs: Any) -> Estimate:
+    """Input tokens (a fast local estimate, or ``exact`` via countTokens), the output-token bound and
+    the cost bound at the batch rate of what :func:`batch_generate` would send (after dedup and the
+    result cache).
+
+    >>> # gembatch.estimate(df, "prompt", config=cfg).total_usd_bound
+    """
+    planned = plan(data, prompt, config=config, exact=exact, **kwargs)
+    if planned.estimate is None:
+        PriceTable.default().for_model(config.model_name)  # raises: the model has no price
+    assert planned.estimate is not None
+    return planned.estimate
+
+
+def _planned(call: Any, data: Any, prompt: Any, *, job_dir: Any, exact: bool, **kwargs: Any) -> Plan:
+    import tempfile
+
+    if exact:
+        kwargs["exact_tokens"] = True
+    if job_dir is not None:
+        return call(data, prompt, job_dir=job_dir, dry_run=True, **kwargs)  # type: ignore[no-any-return]
+    with tempfile.TemporaryDirectory(prefix="gembatch-plan-") as tmp:
+        return call(data, prompt, job_dir=os.path.join(tmp, "run"), dry_run=True,  # type: ignore[no-any-return]
+                    **kwargs)

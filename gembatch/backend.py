@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
@@ -199,6 +200,21 @@ def translate(exc: BaseException, what: str) -> GembatchError:
     return ServiceError(f"Could not {what}: {type(exc).__name__}: {exc}")
 
 
+def service_of(base_url: str | None) -> str:
+    """Which service a base URL names: ``https://generativelanguage.googleapis.com`` for Google (also
+    when None), ``emulator`` for a server on this machine (any loopback port), else scheme and host.
+
+    Cached answers are kept per service, so an emulator's answers are never served for Google's.
+
+    >>> service_of(None), service_of("http://127.0.0.1:8123/"), service_of("https://proxy.example/x")
+    ('https://generativelanguage.googleapis.com', 'emulator', 'https://proxy.example')
+    """
+    parts = urllib.parse.urlsplit(str(base_url or "https://generativelanguage.googleapis.com/"))
+    if parts.hostname in ("127.0.0.1", "localhost", "::1"):
+        return "emulator"
+    return f"{parts.scheme}://{parts.hostname}"
+
+
 class Backend:
     """gembatch's view of the Gemini Batch + File APIs, through the real google-genai SDK.
 
@@ -219,6 +235,12 @@ class Backend:
 
     def __repr__(self) -> str:  # never show the key
         return f"Backend(retry={self.retry!r})"
+
+    @property
+    def service(self) -> str:
+        """Which service answers (see :func:`service_of`)."""
+        http_options = getattr(getattr(self.client, "_api_client", None), "_http_options", None)
+        return service_of(getattr(http_options, "base_url", None))
 
     # -- the one retry mechanism -----------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
@@ -337,6 +359,23 @@ class Backend:
                     raise
         self._call(f"delete {name}", go)
 
+    # -- tokens ----------------------------------------------------------------------------------
+    def count_tokens(self, model: str, request: dict[str, Any]) -> int:
+        """The input tokens of one wire-form request (generateContent, or embedContent's ``content``)
+        by the countTokens endpoint; retried like every idempotent call.
+
+        The SDK's CountTokensConfig refuses ``system_instruction``, ``tools`` and ``generation_config``
+        on the Gemini Developer API, so the system instruction's parts are counted as a leading user
+        turn (the same number of tokens on the emulator; within a few tokens on the service) and
+        tools are not counted.
+        """
+        contents = _count_contents(request)
+
+        def go() -> int:
+            answer = self.client.models.count_tokens(model=model, contents=contents)
+            return int(answer.total_tokens or 0)
+        return self._call(f"count tokens with {model}", go)
+
     def _remote_job(
         self, job: types.BatchJob, inline_keys: Sequence[str] | None, *, with_results: bool = True
     ) -> RemoteJob:
@@ -380,6 +419,20 @@ def _inline_request(line: str) -> types.InlinedRequest:
         {"contents": request["contents"], "metadata": {"key": obj["key"]},
          "config": config or None}
     )
+
+
+def _count_contents(request: dict[str, Any]) -> list[types.Content]:
+    """The contents countTokens is asked about for a wire-form request: the system instruction's
+    parts as a first user turn, then ``contents`` (or an embed request's single ``content``)."""
+    contents = list(request.get("contents") or ([request["content"]] if "content" in request else []))
+    system = request.get("systemInstruction") or request.get("system_instruction") or {}
+    if system.get("parts"):
+        contents.insert(0, {"role": "user", "parts": system["parts"]})
+    if not contents:
+        from .exceptions import InputError
+
+        raise InputError(f"The request has no contents to count tokens of (fields: {sorted(request)}).")
+    return [types.Content.model_validate(c) for c in contents]
 
 
 def _inline_embed_batch(lines: Sequence[str]) -> types.EmbedContentBatch:

@@ -9,6 +9,9 @@ Examples::
     gembatch emulator --port 8765 --data-dir ./emulator-data  # serve the emulator for other programs
     gembatch status runs/reviews                               # where a run stands
     gembatch wait runs/reviews && gembatch results runs/reviews --out scored.parquet
+    gembatch estimate reviews.parquet --prompt-col review --model gemini-2.5-flash   # plan + cost, sends nothing
+    gembatch cost runs/reviews                                 # tokens and money of a finished run
+    gembatch cache stats                                       # the result cache (also: cache clear)
 
 Exit codes: 0 success, 1 a gembatch error (message on stderr), 2 bad usage, 3 the run is not finished
 (``status``), 130 interrupted.
@@ -44,21 +47,39 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("emulator", help="serve the Batch + File API emulator (see --help)", add_help=False)
 
     run = sub.add_parser("run", help="run a batch over a Parquet / CSV / JSONL file")
-    run.add_argument("input", help="input file (.parquet, .csv, .jsonl; local path or fsspec URL)")
-    prompt = run.add_mutually_exclusive_group(required=True)
-    prompt.add_argument("--prompt-col", help="the column holding the prompt")
-    prompt.add_argument("--prompt-template", help="a template over columns, e.g. 'Summarise: {review}'")
-    run.add_argument("--model", required=True, help="e.g. gemini-2.5-flash")
+    estimate = sub.add_parser("estimate", help="show the plan and cost bound of a batch, sending nothing")
+    for p in (run, estimate):
+        p.add_argument("input", help="input file (.parquet, .csv, .jsonl; local path or fsspec URL)")
+        prompt = p.add_mutually_exclusive_group(required=True)
+        prompt.add_argument("--prompt-col", help="the column holding the prompt")
+        prompt.add_argument("--prompt-template", help="a template over columns, e.g. 'Summarise: {review}'")
+        p.add_argument("--model", required=True, help="e.g. gemini-2.5-flash")
+        p.add_argument("--key", default=None, help="a column of unique row keys (default: row position)")
+        p.add_argument("--system-instruction", default=None)
+        p.add_argument("--temperature", type=float, default=None)
+        p.add_argument("--max-output-tokens", type=int, default=None)
+        p.add_argument("--skip-null-prompts", action="store_true")
+        p.add_argument("--base-url", default=None, help="service URL (default: GOOGLE_GEMINI_BASE_URL or Google)")
+        cache = p.add_mutually_exclusive_group()
+        cache.add_argument("--cache", default=None, help="result cache path or URL (default: the user cache)")
+        cache.add_argument("--no-cache", action="store_true", help="neither read nor fill the result cache")
     run.add_argument("--out", required=True, help="output (.parquet file or directory, .csv, .jsonl)")
     run.add_argument("--job-dir", required=True, help="the run directory (resumable)")
-    run.add_argument("--key", default=None, help="a column of unique row keys (default: row position)")
-    run.add_argument("--system-instruction", default=None)
-    run.add_argument("--temperature", type=float, default=None)
-    run.add_argument("--max-output-tokens", type=int, default=None)
-    run.add_argument("--skip-null-prompts", action="store_true")
-    run.add_argument("--base-url", default=None, help="service URL (default: GOOGLE_GEMINI_BASE_URL or Google)")
     run.add_argument("--poll-interval", type=float, default=None)
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--max-cost", type=float, default=None, help="refuse to send above this many US dollars")
+    run.add_argument("--pilot", type=float, default=None,
+                     help="first send this share (e.g. 0.01) or number (e.g. 50) of random rows as a pilot")
+    run.add_argument("--dry-run", action="store_true", help="prepare the run directory and print the plan only")
+    estimate.add_argument("--exact", action="store_true", help="count input tokens with countTokens (needs a key)")
+    estimate.add_argument("--job-dir", default=None, help="keep the prepared run there (send it later with run)")
+
+    cost = sub.add_parser("cost", help="tokens and money of a run, and what dedup and the cache saved")
+    cost.add_argument("job_dir", help="the run directory (local path or fsspec URL)")
+
+    cache_cmd = sub.add_parser("cache", help="the result cache: stats or clear")
+    cache_cmd.add_argument("action", choices=("stats", "clear"))
+    cache_cmd.add_argument("--path", default=None, help="cache path or URL (default: the user cache)")
 
     listing = sub.add_parser("list", help="list the batch jobs on the service")
     listing.add_argument("--base-url", default=None)
@@ -113,24 +134,51 @@ def _read(path: str) -> object:
     raise SystemExit(f"gembatch: cannot tell the format of {path!r} (use .parquet, .csv or .jsonl)")
 
 
-def _run(args: argparse.Namespace) -> int:
-    from .api import batch_generate
+def _call_args(args: argparse.Namespace) -> tuple[object, object, dict[str, object]]:
+    """(data, prompt, keyword arguments) shared by ``run`` and ``estimate``."""
     from .backend import make_client
     from .config import Config
-    from .prepare import Options
 
     config = Config(model=args.model, temperature=args.temperature, max_output_tokens=args.max_output_tokens,
                     system_instruction=args.system_instruction)
     prompt = args.prompt_col or _template(args.prompt_template)
-    data = _read(args.input)
+    client = make_client(base_url=args.base_url) if args.base_url else None
+    cache: object = False if args.no_cache else (args.cache or True)
+    return _read(args.input), prompt, {"config": config, "key": args.key, "client": client, "cache": cache,
+                                       "skip_null_prompts": args.skip_null_prompts}
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    import os
+
+    from .api import plan
+
+    data, prompt, kwargs = _call_args(args)
+    if kwargs["client"] is None and args.base_url is None and not args.exact:
+        kwargs.pop("client")
+    print(plan(data, prompt, job_dir=args.job_dir, exact=args.exact, progress=False, **kwargs))  # type: ignore[arg-type]
+    if args.job_dir:
+        print(f"prepared in {os.fspath(args.job_dir)}: `gembatch run ... --job-dir {args.job_dir}` sends it")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .api import batch_generate
+    from .planning import Plan
+    from .prepare import Options
+
+    data, prompt, kwargs = _call_args(args)
     options = Options(**({"poll_interval": args.poll_interval,
                           "max_poll_interval": max(120.0, args.poll_interval)} if args.poll_interval else {}))
-    client = make_client(base_url=args.base_url) if args.base_url else None
     streaming = isinstance(data, str) and (args.out.endswith(".parquet") or "." not in args.out.rsplit("/", 1)[-1])
-    result = batch_generate(data, prompt, config=config, key=args.key, job_dir=args.job_dir,  # type: ignore[arg-type]
-                            skip_null_prompts=args.skip_null_prompts, client=client,
-                            progress=not args.no_progress, options=options,
-                            sink=args.out if streaming else None)
+    pilot = None if args.pilot is None else (int(args.pilot) if args.pilot >= 1 else args.pilot)
+    result = batch_generate(data, prompt, job_dir=args.job_dir,  # type: ignore[call-overload]
+                            progress=not args.no_progress, options=options, max_cost=args.max_cost,
+                            pilot=pilot, dry_run=args.dry_run, sink=args.out if streaming else None,
+                            **kwargs)
+    if isinstance(result, Plan):
+        print(result)
+        return EXIT_OK
     if not streaming:
         from .run import BatchRun
 
@@ -157,6 +205,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "run":
             return _run(args)
+        if args.command == "estimate":
+            return _estimate(args)
+        if args.command == "cache":
+            from . import cache
+
+            if args.action == "clear":
+                cache.clear(args.path)
+                print(f"cleared {cache.ResultCache(args.path).path}")
+            else:
+                print(cache.stats(args.path))
+            return EXIT_OK
         if args.command == "list":
             from .backend import Backend, make_client
 
@@ -165,7 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_OK
         from .run import BatchRun
 
-        run = BatchRun.open(args.job_dir, poll_interval=args.poll_interval)
+        run = BatchRun.open(args.job_dir, poll_interval=getattr(args, "poll_interval", None))
+        if args.command == "cost":
+            print(run.cost())
+            return EXIT_OK
         if args.command == "status":
             status = run.status()
             print(status)

@@ -42,8 +42,7 @@ def run_demo(*, rows: int = 2_000, out: str = "gembatch_demo.parquet", job_dir: 
                        pl.col("review"))
     config = Config(model="gemini-2.5-flash", temperature=0.2, response_schema=ReviewLabel,
                     system_instruction="You label product reviews.")
-    options = Options(poll_interval=0.2, max_poll_interval=1.0,
-                      **({"shard_max_rows": shard_rows} if shard_rows else {}))
+    options = Options(poll_interval=0.2, max_poll_interval=1.0, shard_max_rows=shard_rows or 200_000)
     saved = {k: os.environ.get(k) for k in ("GOOGLE_GEMINI_BASE_URL", "GEMINI_API_KEY")}
     with tempfile.TemporaryDirectory(prefix="gembatch-demo-") as tmp, Emulator() as emu:
         os.environ.update(emu.environ())

@@ -20,13 +20,16 @@ call site::
     ├── ServiceError           the service refused or failed a call
     │   ├── TransientServiceError  429 / 5xx / dropped connection, retries exhausted (transient)
     │   └── TerminalServiceError   any other 4xx
-    └── CostLimitError         the estimate is above ``max_cost``
+    ├── CostLimitError         the estimate is above ``max_cost``
+    └── PilotFailedError       too many rows of the pilot sample failed
 
     ResultWarning (a UserWarning): result files had missing, duplicated, unknown or malformed lines;
     the affected rows carry their own status, the warning summarises the counts once per run.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AuthenticationError",
@@ -38,6 +41,7 @@ __all__ = [
     "GembatchError",
     "InputError",
     "InvalidPromptError",
+    "PilotFailedError",
     "RequestTooLargeError",
     "ResultWarning",
     "RunDirectoryError",
@@ -126,6 +130,17 @@ class TerminalServiceError(ServiceError):
 
 class CostLimitError(GembatchError):
     """The estimated cost of the run is above the ``max_cost`` the caller set."""
+
+
+class PilotFailedError(GembatchError):
+    """Too large a share of the pilot sample failed; the full batch was not sent.
+
+    ``result`` holds the pilot's output frame (every sampled row with its status and error).
+    """
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class ResultWarning(UserWarning):

@@ -29,6 +29,20 @@ class GeminiFrameNamespace:
         """
         return api.batch_generate(self._frame, prompt, **kwargs)
 
+    def plan(self, prompt: str | pl.Expr, **kwargs: Any) -> Any:
+        """See :func:`gembatch.plan`: what ``batch_generate`` would send and cost, sending nothing.
+
+        >>> # print(df.gemini.plan("prompt", config=gembatch.Config(model="gemini-2.5-flash")))
+        """
+        return api.plan(self._frame, prompt, **kwargs)
+
+    def estimate(self, prompt: str | pl.Expr, **kwargs: Any) -> Any:
+        """See :func:`gembatch.estimate`: tokens and the cost bound at the batch rate.
+
+        >>> # df.gemini.estimate("prompt", config=cfg).total_usd_bound
+        """
+        return api.estimate(self._frame, prompt, **kwargs)
+
     def batch_embed(self, text: str | pl.Expr, **kwargs: Any) -> Any:
         """See :func:`gembatch.batch_embed`.
 

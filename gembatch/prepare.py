@@ -11,26 +11,35 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from . import hashing
 from . import requests as rq
-from .exceptions import InputError, RunMismatchError
+from .exceptions import InputError, ResultWarning, RunMismatchError
 from .journal import Journal, ShardRecord, ShardState
 from .shards import INLINE_OVERHEAD_BYTES, ShardPlanner
 from .storage import Store, parquet_dataset
 
-__all__ = ["KEY_COL", "SEND_COL", "Options", "RequestPlan", "fingerprint", "prepare_run"]
+if TYPE_CHECKING:
+    from .cache import ResultCache
+
+__all__ = ["HASH_COL", "KEY_COL", "SEND_COL", "VIA_COL", "Options", "RequestPlan", "fingerprint",
+           "prepare_run"]
 
 KEY_COL = "__gembatch_key"
-SEND_COL = "__gembatch_send"
+SEND_COL = "__gembatch_send"  # the row asks something (False: skipped, e.g. a null prompt)
+HASH_COL = "__gembatch_hash"  # the request's content address (gembatch.hashing)
+VIA_COL = "__gembatch_via"  # how the row gets its answer: "line" | "dup" | "cache" (null: skipped)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +59,7 @@ class Options:
     resubmit_expired: bool = True  # send the rows of an EXPIRED job again, automatically
     max_resubmits: int = 3  # resubmissions per shard (expired, watchdog, retry_failed together)
     stuck_after: float | None = None  # seconds without start or progress before the watchdog acts
+    dedup: bool = True  # identical requests within a shard are sent once, the answer fanned out
 
     def __post_init__(self) -> None:
         from .exceptions import ConfigError
@@ -93,6 +103,8 @@ class RequestPlan:
     media: tuple[rq.MediaParts, ...] = ()
     skip_null_prompts: bool = False
     columns_needed: tuple[str, ...] = field(default_factory=tuple)
+    hashed: bool = True  # add each request's content address (for dedup and the result cache)
+    service: str = hashing.GOOGLE  # who answers (part of the content address): Backend.service
 
     def keys(self, offset: int) -> pl.Expr:
         if self.key_column is not None:
@@ -100,11 +112,14 @@ class RequestPlan:
         return (pl.int_range(pl.len(), dtype=pl.Int64) + offset).cast(pl.Utf8)
 
     def lines(self, frame: pl.DataFrame, offset: int) -> pl.DataFrame:
+        """``key``, ``line`` (and ``hash`` when :attr:`hashed`) of every row of ``frame``."""
+        prefix = hashing.hash_prefix(self.kind, self.model, self.service) if self.hashed else None
         if self.kind == "embed":
-            return rq.build_embed_lines(frame, text=self.prompt, keys=self.keys(offset), static=self.static)
+            return rq.build_embed_lines(frame, text=self.prompt, keys=self.keys(offset), static=self.static,
+                                        hash_prefix=prefix)
         return rq.build_generate_lines(
             frame, prompt=self.prompt, keys=self.keys(offset), static=self.static,
-            system_instruction=self.system_instruction, media=self.media,
+            system_instruction=self.system_instruction, media=self.media, hash_prefix=prefix,
         )
 
 
@@ -120,6 +135,20 @@ class Source:
         """One whole column (for the global key check)."""
         return pl.concat([s.get_column(name) for s in self.slices(1_000_000)])
 
+    def height(self) -> int:
+        return sum(s.height for s in self.slices(1_000_000))
+
+    def sample(self, size: float, *, seed: int = 0, slice_rows: int = 100_000) -> pl.DataFrame:
+        """A random sample of the rows, the same for the same input and seed: ``size`` rows if an int,
+        else that fraction of the rows (at least one), drawn slice by slice."""
+        height = self.height()
+        want = min(height, int(size) if isinstance(size, int) else max(1, math.ceil(size * height)))
+        parts = []
+        for i, part in enumerate(self.slices(slice_rows)):
+            take = min(part.height, math.ceil(want * part.height / max(height, 1)))
+            parts.append(part.sample(n=take, seed=seed + i))
+        return pl.concat(parts).head(want) if parts else pl.DataFrame(schema=self.schema)
+
 
 class FrameSource(Source):
     """An in-memory DataFrame."""
@@ -134,6 +163,9 @@ class FrameSource(Source):
 
     def column(self, name: str) -> pl.Series:
         return self.frame.get_column(name)
+
+    def height(self) -> int:
+        return self.frame.height
 
 
 class ParquetSource(Source):
@@ -155,6 +187,9 @@ class ParquetSource(Source):
     def column(self, name: str) -> pl.Series:
         return pl.from_arrow(self.dataset.to_table(columns=[name]).column(name))  # type: ignore[return-value]
 
+    def height(self) -> int:
+        return int(self.dataset.count_rows())
+
 
 class LazySource(Source):
     """A LazyFrame, collected one bounded slice at a time (slice pushdown keeps scans cheap)."""
@@ -162,10 +197,13 @@ class LazySource(Source):
     def __init__(self, frame: pl.LazyFrame) -> None:
         self.frame = frame
         self.schema = frame.collect_schema()
-        self.height = int(frame.select(pl.len()).collect().item())
+        self._height = int(frame.select(pl.len()).collect().item())
+
+    def height(self) -> int:
+        return self._height
 
     def slices(self, rows: int) -> Iterator[pl.DataFrame]:
-        for start in range(0, max(self.height, 1), rows):
+        for start in range(0, max(self._height, 1), rows):
             yield self.frame.slice(start, rows).collect()
 
     def column(self, name: str) -> pl.Series:
@@ -216,7 +254,8 @@ def iter_prepared(
         )
         lines = plan.lines(part, start)
         rq.check_sizes(lines, max_request_bytes=options.max_request_bytes, row_offset=start, send_mask=mask)
-        rows = part.with_columns(lines["key"].alias(KEY_COL), mask.alias(SEND_COL))
+        rows = part.with_columns(lines["key"].alias(KEY_COL), mask.alias(SEND_COL),
+                                 *([lines["hash"].alias(HASH_COL)] if "hash" in lines.columns else []))
         nbytes = pl.when(mask).then(rq.request_bytes(lines).cast(pl.Int64)).otherwise(0)
         yield rows, lines.with_columns(nbytes.alias("nbytes"))
         start += part.height
@@ -232,31 +271,61 @@ def _joined(lines: pl.Series) -> bytes:
 
 
 class _ShardFiles:
-    """The open shard's two files, written as slices arrive."""
+    """The open shard's files, written as slices arrive: ``requests.jsonl`` (the lines to send),
+    ``input.parquet`` (every row, with its key, hash and route) and ``cached.jsonl`` (answers the
+    result cache already holds, as result lines)."""
 
     def __init__(self, store: Store, index: int) -> None:
+        self.store = store
         self.index = index
         self.dir = f"shards/{index:06d}"
         store.makedirs(self.dir)
         self.jsonl: IO[bytes] = store.open(f"{self.dir}/requests.jsonl", "wb")
         self.parquet_fh: IO[bytes] = store.open(f"{self.dir}/input.parquet", "wb")
+        self.cached_fh: IO[bytes] | None = None
         self.writer: pq.ParquetWriter | None = None
         self.sha = hashlib.sha256()
-        self.rows = self.lines = self.bytes = 0
+        self.rows = self.lines = self.bytes = self.dedup = self.cached = 0
+        self.seen = pl.Series("hash", [], dtype=pl.Utf8)  # hashes sent by this shard (bounded by its rows)
 
-    def add(self, rows: pl.DataFrame, lines: pl.Series) -> None:
+    def route(self, rows: pl.DataFrame, hits: pl.Series, *, dedup: bool) -> pl.Series:
+        """Each row's route: its own ``line``, a ``dup`` of a line of this shard, or from the ``cache``."""
+        send = pl.col(SEND_COL)
+        if HASH_COL not in rows.columns:
+            return rows.select(pl.when(send).then(pl.lit("line")).alias(VIA_COL)).to_series()
+        h = pl.col(HASH_COL)
+        route: Any = pl.when(~send).then(pl.lit(None, dtype=pl.Utf8))
+        if dedup:
+            route = route.when(h.is_in(self.seen.implode())).then(pl.lit("dup"))
+        route = route.when(h.is_in(hits.implode())).then(pl.lit("cache"))
+        first = pl.when(send).then(h).is_first_distinct() if dedup else pl.lit(True)
+        via = rows.select(route.when(first).then(pl.lit("line")).otherwise(pl.lit("dup")).alias(VIA_COL))
+        return via.to_series()
+
+    def add(self, rows: pl.DataFrame, lines: pl.Series, answers: pl.Series | None = None) -> bytes:
+        """Append rows (with their route), the lines to send and cached answers; returns the lines' bytes."""
         if rows.height:
             table = rows.to_arrow()
             if self.writer is None:
                 self.writer = pq.ParquetWriter(self.parquet_fh, table.schema, compression="zstd")
             self.writer.write_table(table)
             self.rows += rows.height
-        if len(lines):
-            data = _joined(lines)
+            if HASH_COL in rows.columns:
+                via = rows[VIA_COL]
+                self.seen = pl.concat([self.seen, rows.filter(via == "line")[HASH_COL].rename("hash")])
+                self.dedup += int((via == "dup").sum())
+        data = _joined(lines)
+        if data:
             self.jsonl.write(data)
             self.sha.update(data)
             self.lines += len(lines)
             self.bytes += len(data)
+        if answers is not None and len(answers):
+            if self.cached_fh is None:
+                self.cached_fh = self.store.open(f"{self.dir}/cached.jsonl", "wb")
+            rq.write_jsonl(answers, self.cached_fh)
+            self.cached += len(answers)
+        return data
 
     def close(self, schema: pa.Schema | None) -> None:
         if self.writer is None and schema is not None:
@@ -265,13 +334,45 @@ class _ShardFiles:
             self.writer.close()
         self.parquet_fh.close()
         self.jsonl.close()
+        if self.cached_fh is not None:
+            self.cached_fh.close()
+
+
+def _cache_hits(cache: ResultCache | None, rows: pl.DataFrame) -> pl.DataFrame:
+    """The cached answers (``hash``, ``response``) for the requests of ``rows`` (empty without a cache)."""
+    empty = pl.DataFrame(schema={"hash": pl.Utf8, "response": pl.Utf8})
+    if cache is None or HASH_COL not in rows.columns:
+        return empty
+    wanted = rows.filter(pl.col(SEND_COL))[HASH_COL]
+    if not len(wanted):
+        return empty
+    try:
+        return cache.lookup(wanted).select("hash", "response")
+    except OSError as exc:  # the cache saves money; an unreadable one must not stop the run
+        warnings.warn(f"gembatch could not read the result cache {cache.path!r} ({exc}); these rows are "
+                      "sent instead.", ResultWarning, stacklevel=2)
+        return empty
+
+
+def _answers(rows: pl.DataFrame, hits: pl.DataFrame) -> pl.Series | None:
+    """Result lines for the rows routed to the cache, keyed by each row's own key."""
+    cached = rows.filter(pl.col(VIA_COL) == "cache")
+    if not cached.height:
+        return None
+    responses = cached.select(HASH_COL).join(hits, left_on=HASH_COL, right_on="hash", how="left",
+                                             maintain_order="left")["response"]
+    return rq.answer_lines(cached[KEY_COL], responses)
 
 
 def prepare_run(
     store: Store, source: Source, plan: RequestPlan, options: Options,
-    manifest: dict[str, Any],
+    manifest: dict[str, Any], cache: ResultCache | None = None,
 ) -> Journal:
-    """Validate the input, write its shards and the manifest; return the new journal."""
+    """Validate the input, write its shards and the manifest; return the new journal.
+
+    With a hashed plan, identical requests within a shard are written once (``options.dedup``) and
+    requests ``cache`` already answered are not written at all: their answers go to ``cached.jsonl``.
+    """
     run_id = manifest.setdefault("run_id", uuid.uuid4().hex[:12])
     store.remove("shards", recursive=True)  # leftovers of a prepare that died before run.json
     planner = ShardPlanner(max_rows=options.shard_max_rows, max_bytes=options.shard_max_bytes)
@@ -279,11 +380,12 @@ def prepare_run(
     current: _ShardFiles | None = None
     line_sha, data_sha = hashlib.sha256(), _data_digest(source)
     schema: pa.Schema | None = None
-    total_bytes = height = 0
+    total_bytes = height = asked = 0
     for rows, lines in iter_prepared(source, plan, options):
-        schema = rows.to_arrow().schema if schema is None else schema
         height += rows.height
-        _update_data_digest(data_sha, rows.drop(KEY_COL, SEND_COL))
+        asked += int(rows[SEND_COL].sum())
+        _update_data_digest(data_sha, _user_columns(rows))
+        hits = _cache_hits(cache, rows)
         positions = planner.cuts(lines["nbytes"])
         if positions[:1] == [0] and current is not None:
             current.close(schema)
@@ -298,10 +400,15 @@ def prepare_run(
             if current is None:
                 current = _ShardFiles(store, len(done))
             part_rows, part_lines = rows.slice(a, b - a), lines.slice(a, b - a)
-            sent = part_lines.filter(part_rows[SEND_COL])["line"]
-            current.add(part_rows, sent)
-            line_sha.update(_joined(sent))
-            total_bytes += int(part_lines["nbytes"].sum())
+            via = current.route(part_rows, hits["hash"], dedup=options.dedup)
+            part_rows = part_rows.with_columns(via)
+            schema = part_rows.to_arrow().schema if schema is None else schema
+            sent = via == "line"
+            data = current.add(part_rows, part_lines.filter(sent)["line"], _answers(part_rows, hits))
+            asked_here = part_rows[SEND_COL]
+            line_sha.update(data if bool((sent == asked_here).all()) else
+                            _joined(part_lines.filter(asked_here)["line"]))  # independent of dedup/cache
+            total_bytes += int(part_lines.filter(sent)["nbytes"].sum())
     if current is not None:
         current.close(schema)
         done.append(current)
@@ -317,12 +424,19 @@ def prepare_run(
     manifest["fingerprint"] = fingerprint(line_sha.hexdigest(), data_sha.hexdigest(), plan)
     manifest["rows"] = height
     manifest["lines"] = sum(s.lines for s in shards)
+    manifest["requests"] = asked  # rows that ask something (not skipped)
+    manifest["deduplicated"] = sum(f.dedup for f in done)
+    manifest["cached"] = sum(f.cached for f in done)
     journal = Journal.create(store, manifest, shards)
     for shard in shards:
-        if shard.mode == "none":  # nothing to send: every row skipped
+        if shard.mode == "none":  # nothing to send: every row skipped or answered from the cache
             store.write_bytes(shard.path("results.jsonl"), b"")
             journal.move(shard, ShardState.FETCHED, note="nothing to send")
     return journal
+
+
+def _user_columns(rows: pl.DataFrame) -> pl.DataFrame:
+    return rows.drop([c for c in (KEY_COL, SEND_COL, HASH_COL, VIA_COL) if c in rows.columns])
 
 
 def _data_digest(source: Source) -> Any:
@@ -347,7 +461,7 @@ def digests(source: Source, plan: RequestPlan, options: Options) -> tuple[str, s
     lines_sha, data_sha = hashlib.sha256(), _data_digest(source)
     for rows, lines in iter_prepared(source, plan, options):
         lines_sha.update(_joined(lines.filter(rows[SEND_COL])["line"]))
-        _update_data_digest(data_sha, rows.drop(KEY_COL, SEND_COL))
+        _update_data_digest(data_sha, _user_columns(rows))
     return lines_sha.hexdigest(), data_sha.hexdigest()
 
 

@@ -19,10 +19,14 @@ from typing import Any
 import polars as pl
 
 from .backend import Backend, RetryPolicy
-from .exceptions import ResultWarning
-from .journal import Journal, ShardState
+from .cache import ResultCache
+from .estimate import local_tokens
+from .exceptions import GembatchError, ResultWarning
+from .journal import Journal, ShardRecord, ShardState
 from .prepare import Options
+from .pricing import PriceTable
 from .progress import Progress, make_progress
+from .report import RunCost, run_cost
 from .runner import Runner
 from .storage import OutputSink, Store
 
@@ -75,12 +79,16 @@ class BatchRun:
         *,
         progress: bool | Progress = True,
         sleep: Callable[[float], None] = time.sleep,
+        cache: ResultCache | None = None,
+        prices: PriceTable | None = None,
     ) -> None:
         self._journal = journal
         self._backend = backend
         self._options = options
         self._progress = progress
         self._sleep = sleep
+        self._cache = cache
+        self._prices = prices
 
     @classmethod
     def open(
@@ -103,7 +111,9 @@ class BatchRun:
         if poll_interval is not None:
             stored["poll_interval"] = poll_interval
             stored["max_poll_interval"] = max(poll_interval, stored.get("max_poll_interval", poll_interval))
-        return cls(journal, Backend(client, retry=retry), Options(**stored), progress=progress)
+        cache = journal.manifest.get("cache")
+        return cls(journal, Backend(client, retry=retry), Options(**stored), progress=progress,
+                   cache=None if cache is None else ResultCache(cache))
 
     @property
     def job_dir(self) -> str:
@@ -112,7 +122,7 @@ class BatchRun:
     def _runner(self, progress: bool | Progress | None = None, sink: OutputSink | None = None) -> Runner:
         return Runner(self._journal, self._backend, self._options,
                       progress=make_progress(self._progress if progress is None else progress),
-                      sleep=self._sleep, sink=sink)
+                      sleep=self._sleep, sink=sink, cache=self._cache)
 
     def status(self, *, refresh: bool = True) -> RunStatus:
         """Where the run is; with ``refresh`` (default) the service is asked first."""
@@ -142,8 +152,45 @@ class BatchRun:
     def wait(self, timeout: float | None = None) -> BatchRun:
         """Submit what is left and poll until every result is joined (or ``timeout`` seconds pass)."""
         with self._journal.locked():
-            self._runner().wait(timeout)
+            finished = self._runner().wait(timeout)
+        if finished and self._progress:
+            self._print_summary()
         return self
+
+    def cost(self) -> RunCost:
+        """Tokens and money of the finished shards: billed at the batch rate (next to what the same
+        work would cost interactively), and what dedup and the result cache saved.
+
+        >>> # print(run.cost())
+        """
+        manifest, prefix = self._journal.manifest, self._options.prefix
+        joined = [s for s in self._journal.shards if s.state is ShardState.JOINED]
+        if manifest.get("kind") == "embed":
+            frames = (self._embed_tokens(s) for s in joined)
+        else:
+            frames = (self._journal.store.read_parquet(s.path("output.parquet")) for s in joined)
+        return run_cost(frames, model=manifest["model"], prefix=prefix, table=self._prices)
+
+    def _embed_tokens(self, shard: ShardRecord) -> pl.DataFrame:
+        """Embedding answers carry no token counts: the requests' local estimate stands in."""
+        prefix = self._options.prefix
+        out = self._journal.store.read_parquet(shard.path("output.parquet")).select(f"{prefix}origin")
+        lines = self._journal.store.read_lines(shard.path("requests.jsonl")) if shard.lines else \
+            pl.Series([], dtype=pl.Utf8)
+        billed = pl.DataFrame({f"{prefix}prompt_tokens": local_tokens(lines) if len(lines) else
+                               pl.Series([], dtype=pl.Int64)})
+        billed = billed.with_columns(pl.lit("batch").alias(f"{prefix}origin"))
+        others = out.filter(pl.col(f"{prefix}origin") != "batch").with_columns(
+            pl.lit(0, dtype=pl.Int64).alias(f"{prefix}prompt_tokens"))
+        frame = pl.concat([billed, others.select(billed.columns)], how="vertical_relaxed")
+        return frame.with_columns(pl.lit(0, dtype=pl.Int64).alias(f"{prefix}{n}_tokens")
+                                  for n in ("output", "thoughts", "cached"))
+
+    def _print_summary(self) -> None:
+        try:
+            print(self.cost().summary())
+        except GembatchError:  # e.g. a model missing from the price table: no money figures
+            pass
 
     def write(self, dest: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> str:
         """Wait for the run and stream its output to ``dest`` without holding it in memory.

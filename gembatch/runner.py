@@ -11,20 +11,24 @@ from __future__ import annotations
 import json
 import random
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
 from . import results as rs
 from .backend import Backend, RemoteFile, RemoteJob
-from .exceptions import GembatchError, TransientServiceError
+from .exceptions import GembatchError, ResultWarning, TransientServiceError
 from .journal import Journal, ShardRecord, ShardState
-from .prepare import KEY_COL, SEND_COL, Options
+from .prepare import HASH_COL, KEY_COL, SEND_COL, VIA_COL, Options
 from .progress import NullProgress, Progress, Snapshot
 from .storage import OutputSink
+
+if TYPE_CHECKING:
+    from .cache import ResultCache
 
 __all__ = ["Runner"]
 
@@ -51,8 +55,10 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         sink: OutputSink | None = None,
+        cache: ResultCache | None = None,
     ) -> None:
         self.journal = journal
+        self.cache = cache
         self.store = journal.store
         self.backend = backend
         self.options = options
@@ -280,9 +286,31 @@ class Runner:
         self.journal.move(shard, S.FETCHED, note=f"results of {shard.job_name} saved")
 
     def _join(self, shard: ShardRecord) -> None:
-        out, report = join_shard(self.journal, shard, self.options.prefix)
-        self.store.write_parquet(shard.path("output.parquet"), out)
+        joined, report = join_shard(self.journal, shard, self.options.prefix)
+        self.store.write_parquet(shard.path("output.parquet"), output_frame(joined))
+        self._remember(shard, joined)
         self.journal.move(shard, S.JOINED, report=report)
+
+    def _remember(self, shard: ShardRecord, joined: pl.DataFrame) -> None:
+        """Put the shard's fresh ``ok`` answers in the result cache (a failure only warns: the cache
+        saves money, the run directory holds the results)."""
+        prefix = self.options.prefix
+        if self.cache is None or HASH_COL not in joined.columns:
+            return
+        fresh = joined.filter((pl.col(VIA_COL) == "line") & (pl.col(f"{prefix}status") == "ok"))
+        if not fresh.height:
+            return
+        try:
+            version = f"{prefix}model_version"
+            entries = fresh.select(
+                pl.col(KEY_COL).alias("key"), pl.col(HASH_COL).alias("hash"),
+                (pl.col(version) if version in fresh.columns else pl.lit(None, dtype=pl.Utf8))
+                .alias("model_version"),
+            ).join(raw_answers(self.journal, shard), on="key", how="inner")
+            self.cache.put(entries.with_columns(pl.lit(self.model).alias("model")))
+        except Exception as exc:  # noqa: BLE001 - the cache is an optimisation, never a failure
+            warnings.warn(f"gembatch could not add shard {shard.index}'s answers to the result cache "
+                          f"{self.cache.path!r}: {exc}", ResultWarning, stacklevel=2)
 
     def _cleanup(self, shard: ShardRecord) -> None:
         for name in (shard.file_name, shard.result_file):
@@ -374,16 +402,53 @@ def retryable_lines(journal: Journal, shard: ShardRecord, *, include_errors: boo
     return requests.filter(need).to_list()
 
 
+def _cached_results(journal: Journal, shard: ShardRecord) -> pl.DataFrame | None:
+    """The parsed answers the result cache gave this shard's rows at prepare time (None: none)."""
+    rel = shard.path("cached.jsonl")
+    if not journal.store.exists(rel):
+        return None
+    lines = journal.store.read_bytes(rel)
+    if journal.manifest.get("kind") == "embed":
+        parsed = rs.parse_embed_lines(lines, dimensions=journal.manifest.get("dimensions"))
+    else:
+        parsed = rs.parse_generate_lines(lines)
+    return parsed.with_columns(pl.lit(None, dtype=pl.Utf8).alias("batch_job"))
+
+
+_ORIGIN = {"line": "batch", "dup": "dedup", "cache": "cache"}
+
+
 def join_shard(journal: Journal, shard: ShardRecord, prefix: str) -> tuple[pl.DataFrame, dict[str, int]]:
-    """The shard's input rows joined with its (merged) results, job outcomes applied."""
+    """The shard's input rows joined with its (merged) results, job outcomes applied.
+
+    A row routed ``dup`` takes the answer of the row of this shard that sent the same request; a row
+    routed ``cache`` its cached answer. The ``{prefix}origin`` column tells which (``batch``, ``dedup``,
+    ``cache``; null for skipped rows). The internal columns (key, hash, route) are kept: callers drop
+    them with :func:`output_frame`.
+    """
     store, manifest = journal.store, journal.manifest
     rows = store.read_parquet(shard.path("input.parquet"))
     results, last = merged_results(journal, shard)
+    cached = _cached_results(journal, shard)
+    if cached is not None:
+        results = pl.concat([results, cached], how="vertical_relaxed")
+    answer = pl.col(KEY_COL)
+    if VIA_COL in rows.columns and bool((rows[VIA_COL] == "dup").any()):
+        senders = rows.filter(pl.col(VIA_COL) == "line").select(HASH_COL, pl.col(KEY_COL).alias(_SENDER))
+        rows = rows.join(senders.unique(HASH_COL, keep="first"), on=HASH_COL, how="left", maintain_order="left")
+        answer = pl.when(pl.col(VIA_COL) == "dup").then(pl.col(_SENDER)).otherwise(pl.col(KEY_COL))
     joined, report = rs.join_results(
-        rows, key=KEY_COL, results=results, prefix=prefix, send_mask=rows[SEND_COL],
+        rows, key=answer, results=results, prefix=prefix, send_mask=rows[SEND_COL],
     )
-    job = f"{prefix}batch_job"
-    joined = joined.with_columns(pl.coalesce(pl.col(job), pl.lit(last.job_name, dtype=pl.Utf8)).alias(job))
+    joined = joined.drop(_SENDER, strict=False)
+    job, origin = f"{prefix}batch_job", f"{prefix}origin"
+    via = pl.col(VIA_COL) if VIA_COL in joined.columns else \
+        pl.when(pl.col(SEND_COL)).then(pl.lit("line"))
+    joined = joined.with_columns(
+        pl.when(via == "cache").then(pl.col(job))
+        .otherwise(pl.coalesce(pl.col(job), pl.lit(last.job_name, dtype=pl.Utf8))).alias(job),
+        via.replace_strict(_ORIGIN, default=None, return_dtype=pl.Utf8).alias(origin),
+    )
     status, message = f"{prefix}status", f"{prefix}error_message"
     outcome = STATUS_FOR_JOB_STATE.get(last.job_state or "")
     if outcome is not None:  # rows the job never answered take the job's outcome
@@ -411,4 +476,31 @@ def join_shard(journal: Journal, shard: ShardRecord, prefix: str) -> tuple[pl.Da
         **{k: int(v) for k, v in vars(report).items() if isinstance(v, int)},
         "missing": int(by_status.get("missing", 0)),  # rows a finished job did not answer
     }
-    return joined.drop(KEY_COL, SEND_COL), summary
+    summary["deduplicated"] = int((joined[origin] == "dedup").sum())
+    summary["cached"] = int((joined[origin] == "cache").sum())
+    return joined, summary
+
+
+_SENDER = "__gembatch_sender"
+
+
+def output_frame(joined: pl.DataFrame) -> pl.DataFrame:
+    """A joined shard without gembatch's internal columns."""
+    return joined.drop([c for c in (KEY_COL, SEND_COL, HASH_COL, VIA_COL) if c in joined.columns])
+
+
+def raw_answers(journal: Journal, shard: ShardRecord) -> pl.DataFrame:
+    """``key`` and ``response`` (raw JSON) of the shard's result lines that hold a response, its
+    resubmissions' laid over them (later wins)."""
+    frames = []
+    for record in (shard, *journal.retries.get(shard.index, [])):
+        if record.state.rank < S.FETCHED.rank or not journal.store.exists(record.path("results.jsonl")):
+            continue
+        lines = rs.lines_from_bytes(journal.store.read_bytes(record.path("results.jsonl")))
+        frames.append(lines.to_frame("line").select(
+            pl.col("line").str.json_path_match("$.key").alias("key"),
+            pl.col("line").str.json_path_match("$.response").alias("response"),
+        ).filter(pl.col("key").is_not_null() & pl.col("response").is_not_null()))
+    if not frames:
+        return pl.DataFrame(schema={"key": pl.Utf8, "response": pl.Utf8})
+    return pl.concat(frames).unique("key", keep="last", maintain_order=True)

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from google import genai
 from google.genai import types
 
 from gembatch.emulator import Emulator
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Fixtures wider than a test (module references) get a cache of the session, never ``~/.cache``."""
+    path = tmp_path_factory.mktemp("session-cache")
+    old = os.environ.get("GEMBATCH_CACHE_DIR")
+    os.environ["GEMBATCH_CACHE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("GEMBATCH_CACHE_DIR", None)
+    else:
+        os.environ["GEMBATCH_CACHE_DIR"] = old
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own empty result cache (``GEMBATCH_CACHE_DIR``): no test sees another's
+    answers, and none touches the user's ``~/.cache``."""
+    path = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("GEMBATCH_CACHE_DIR", str(path))
+    return path
 
 
 @pytest.fixture()

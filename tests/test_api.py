@@ -51,9 +51,9 @@ def test_inline_and_file_paths_give_identical_answers(emu, tmp_path):
     cfg = Config(model="gemini-2.5-flash", temperature=0.3, system_instruction="Be terse.",
                  max_output_tokens=500, stop_sequences=["ZZZ"])
     inline = gembatch.batch_generate(df, "prompt", config=cfg, job_dir=tmp_path / "a", options=FAST,
-                                     progress=False)
+                                     progress=False, cache=False)
     files = gembatch.batch_generate(
-        df, "prompt", config=cfg, job_dir=tmp_path / "b", progress=False,
+        df, "prompt", config=cfg, job_dir=tmp_path / "b", progress=False, cache=False,
         options=Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=7))
     assert inline.drop("gemini_batch_job").equals(files.drop("gemini_batch_job"))
     assert files["gemini_batch_job"].n_unique() == 5  # 30 rows / 7 per shard
@@ -102,7 +102,7 @@ def test_per_row_errors_missing_rows_and_skipped_rows(emu, tmp_path):
     emu.faults.add(LineFaults(missing_rate=1.0))
     with pytest.warns(gembatch.ResultWarning, match="4 rows missing"):
         out2 = df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "m",
-                                        skip_null_prompts=True, options=FAST, progress=False)
+                                        skip_null_prompts=True, options=FAST, progress=False, cache=False)
     assert set(out2["gemini_status"].to_list()) == {"missing", "skipped"}
     assert out2.height == 6
 

@@ -57,3 +57,29 @@ def test_demo_command_writes_a_parquet_file(tmp_path):
     out = pl.read_parquet(tmp_path / "demo.parquet")
     assert out.height == 200 and (out["gemini_status"] == "ok").all()
     assert out.schema["gemini_parsed"] == pl.Struct({"sentiment": pl.Utf8, "summary": pl.Utf8, "score": pl.Int64})
+
+
+def test_estimate_cost_and_cache_commands(emu, tmp_path):
+    pl.DataFrame({"review": ["great", "bad", "great"]}).write_parquet(tmp_path / "in.parquet")
+    env = {**emu.environ(), "GEMBATCH_CACHE_DIR": str(tmp_path / "cache")}
+    common = ["--prompt-col", "review", "--model", "gemini-2.5-flash", "--max-output-tokens", "10"]
+    est = _cli("estimate", str(tmp_path / "in.parquet"), *common, env=env)
+    assert est.returncode == 0, est.stderr
+    assert "3 rows" in est.stdout and "1 deduplicated" in est.stdout and "2 to send" in est.stdout
+    assert "$" in est.stdout and emu.stats()["batches_created"] == 0
+    run = _cli("run", str(tmp_path / "in.parquet"), *common, "--out", str(tmp_path / "out.parquet"),
+               "--job-dir", str(tmp_path / "run"), "--poll-interval", "0.05", "--no-progress",
+               "--max-cost", "1", env=env)
+    assert run.returncode == 0, run.stderr
+    cost = _cli("cost", str(tmp_path / "run"), env=env)
+    assert cost.returncode == 0 and "2 rows answered by batch jobs, 1 by dedup" in cost.stdout
+    stats = _cli("cache", "stats", env=env)
+    assert stats.returncode == 0 and "2 entries" in stats.stdout, stats.stdout
+    again = _cli("estimate", str(tmp_path / "in.parquet"), *common, env=env)
+    assert "0 to send" in again.stdout
+    refused = _cli("run", str(tmp_path / "in.parquet"), "--prompt-col", "review", "--model", "gemini-2.5-flash",
+                   "--out", str(tmp_path / "o2.parquet"), "--job-dir", str(tmp_path / "run2"), "--no-cache",
+                   "--max-cost", "0", env=env)
+    assert refused.returncode == 1 and "CostLimit" not in refused.stderr and "max_cost" in refused.stderr
+    cleared = _cli("cache", "clear", env=env)
+    assert cleared.returncode == 0 and "0 entries" in _cli("cache", "stats", env=env).stdout

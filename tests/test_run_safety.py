@@ -25,7 +25,7 @@ def _frame(n: int = 10) -> pl.DataFrame:
     return pl.DataFrame({"id": [f"r{i}" for i in range(n)], "prompt": [f"Prompt {i}" for i in range(n)]})
 
 
-def test_the_api_key_is_never_written_logged_or_shown(tmp_path, monkeypatch, caplog, capsys):
+def test_the_api_key_is_never_written_logged_or_shown(tmp_path, monkeypatch, caplog, capsys, private_cache):
     caplog.set_level(logging.DEBUG)
     with Emulator(api_key=KEY) as emu:
         for name, value in emu.environ().items():
@@ -37,20 +37,21 @@ def test_the_api_key_is_never_written_logged_or_shown(tmp_path, monkeypatch, cap
         emu.faults.add(HttpFault(endpoint="batches.get", status=503, times=None))
         with pytest.raises(gembatch.TransientServiceError) as info:
             _frame(3).gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run3",
-                                            options=FILES, progress=False,
+                                            options=FILES, progress=False, cache=False,
                                             retry=gembatch.RetryPolicy(attempts=2, initial_delay=0.01,
                                                                        max_delay=0.01, jitter=0))
         texts.append(str(info.value))
         monkeypatch.setenv("GEMINI_API_KEY", "wrong-key-also-secret")
         with pytest.raises(gembatch.AuthenticationError) as auth:
             _frame(3).gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run4",
-                                            progress=False)
+                                            progress=False, cache=False)
         texts.append(str(auth.value))
     captured = capsys.readouterr()
     texts += [captured.out, captured.err, caplog.text]
     for text in texts:
         assert KEY not in text and "wrong-key-also-secret" not in text
-    for path in tmp_path.rglob("*"):
+    assert any(private_cache.rglob("*.parquet"))  # the result cache was written, and is scanned too
+    for path in [*tmp_path.rglob("*"), *private_cache.rglob("*")]:
         if path.is_file():
             data = path.read_bytes()
             assert KEY.encode() not in data and b"wrong-key-also-secret" not in data, path
@@ -70,7 +71,7 @@ def test_batch_stats_are_recorded_per_job_and_remote_files_are_cleaned(tmp_path,
         keep = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=5,
                        cleanup_remote=False)
         _frame().gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "keep", options=keep,
-                                       progress=False)
+                                       progress=False, cache=False)
         assert len(emu.files()) == 4  # two request files, two result files
 
 

@@ -22,7 +22,10 @@ def s3(monkeypatch):
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
     options = {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
-    fs = s3fs.S3FileSystem(**options)
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"))  # moto's state is per process
+    fs = s3fs.S3FileSystem(**options, skip_instance_cache=True)
     fs.mkdir("gembatch-test")
     try:
         yield fs, options
@@ -52,3 +55,19 @@ def test_s3_round_trip_with_resume(s3, emu, tmp_path):
     assert reopened.result().equals(out)
     assert emu.stats()["batches_created"] == 3
     assert run.status(refresh=False).state == "done"
+
+
+def test_result_cache_on_s3(s3, emu, tmp_path):
+    fs, options = s3
+    frame = pl.DataFrame({"id": [f"r{i}" for i in range(20)], "text": [f"cached row {i}" for i in range(20)]})
+    cache = gembatch.ResultCache("s3://gembatch-test/cache", storage_options=options)
+    opts = Options(poll_interval=0.01, max_poll_interval=0.05)
+    first = frame.gemini.batch_generate("text", config=Config(model="gemini-2.5-flash"), key="id",
+                                        job_dir=tmp_path / "a", options=opts, progress=False, cache=cache)
+    assert first["gemini_origin"].eq("batch").all()
+    assert cache.stats().entries == 20 and fs.ls("gembatch-test/cache/segments")
+    second = frame.gemini.batch_generate("text", config=Config(model="gemini-2.5-flash"), key="id",
+                                         job_dir=tmp_path / "b", options=opts, progress=False, cache=cache)
+    assert second["gemini_origin"].eq("cache").all()
+    assert second.drop("gemini_origin", "gemini_batch_job").equals(first.drop("gemini_origin", "gemini_batch_job"))
+    assert emu.stats()["lines_processed"] == 20

@@ -24,7 +24,7 @@ def _frame(n: int = 450) -> pl.DataFrame:
 @pytest.fixture()
 def reference(emu, tmp_path):
     out = _frame().gemini.batch_generate("text", config=CFG, key="id", job_dir=tmp_path / "ref",
-                                         options=OPTS, progress=False)
+                                         options=OPTS, progress=False, cache=False)
     return out.drop("gemini_batch_job")
 
 
@@ -67,7 +67,8 @@ def test_lazyframe_with_sink_and_fsspec_urls(emu, tmp_path, reference):
     assert out.drop("gemini_batch_job").equals(reference)
     again = gembatch.batch_generate_parquet("memory://stream-test/in.parquet", "memory://stream-test/out2",
                                             prompt="text", config=CFG, key="id",
-                                            job_dir="memory://stream-test/run2", options=OPTS, progress=False)
+                                            job_dir="memory://stream-test/run2", options=OPTS, progress=False,
+                                            cache=False)
     assert again.result().drop("gemini_batch_job").equals(reference)
 
 
