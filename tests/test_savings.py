@@ -146,7 +146,8 @@ def test_the_estimate_matches_the_bill_on_the_emulator(emu, tmp_path):
     assert estimate.input_tokens == out["gemini_prompt_tokens"].sum()  # the local rule is the emulator's
     exact = gembatch.estimate(df, "prompt", config=CFG, exact=True)
     assert exact.input_exact and exact.input_tokens == estimate.input_tokens
-    assert out["gemini_output_tokens"].sum() <= estimate.output_tokens_bound
+    spent = out["gemini_output_tokens"].fill_null(0).sum() + out["gemini_thoughts_tokens"].fill_null(0).sum()
+    assert 0 < spent <= estimate.output_tokens_bound  # maxOutputTokens covers thinking too
 
 
 def test_cost_equals_usage_times_the_price_table(emu, tmp_path):

@@ -23,8 +23,9 @@ Answers
         [system: <first 40 chars of systemInstruction>] Answer to "<first 80 chars of the last user
         text>" (with 1 attachment: image/png): <8-40 seeded words>.
 
-    ``candidateCount = n`` gives n different candidates. ``maxOutputTokens = m`` cuts an answer of
-    more than m tokens to its first 4*m characters, with finishReason MAX_TOKENS. With
+    ``candidateCount = n`` gives n different candidates. ``maxOutputTokens = m`` covers thinking and
+    answer together (as on the service's thinking models): thinking is cut to m tokens first, and an
+    answer over what is left (m - thinking) to 4 characters per token, with finishReason MAX_TOKENS. With
     ``responseMimeType: application/json`` the text is compact JSON: a value that validates against
     ``responseSchema`` (OpenAPI subset) or ``responseJsonSchema`` (JSON Schema, ``$ref``/``$defs``
     included), with every property filled, whose first string is the first 24 characters of the
@@ -748,6 +749,9 @@ def _candidates(draws: _Draws, model: str, config: dict[str, Any], prompt: _Prom
         budget = thinking.get("thinkingBudget", -1)
         thought = f'Thinking about "{prompt.user_text[:40]}": {draws.words()}.'
         thought = thought[: budget * 4] if budget > 0 else thought
+    limit = config.get("maxOutputTokens")
+    if limit is not None:  # on thinking models maxOutputTokens covers thinking and answer together
+        thought = thought[: limit * 4]
     thoughts = count_text_tokens(thought)
     if "finish" in directives:
         reason = directives["finish"] or "OTHER"
@@ -756,7 +760,7 @@ def _candidates(draws: _Draws, model: str, config: dict[str, Any], prompt: _Prom
             candidate["safetyRatings"] = _safety_ratings(draws.rng)
         return [candidate], _usage(prompt, 0, thoughts)
     head = _head(prompt)
-    limit = config.get("maxOutputTokens")
+    limit = None if limit is None else limit - thoughts  # what thinking left for the answer
     n_parts = int(directives["parts"]) if directives.get("parts", "").isdigit() else 1
     candidates, answer_tokens = [], 0
     for index in range(config.get("candidateCount", 1)):

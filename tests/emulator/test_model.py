@@ -140,7 +140,8 @@ def test_count_tokens_matches_prompt_token_count() -> None:
 
 def test_max_output_tokens_truncates_with_max_tokens() -> None:
     def story(limit: int) -> dict[str, Any]:
-        request = ask("Tell me a story", generationConfig={"maxOutputTokens": limit})
+        request = ask("Tell me a story", generationConfig={"maxOutputTokens": limit,
+                                                          "thinkingConfig": {"thinkingBudget": 0}})
         return model.generate_content(MODEL, request)
 
     full = story(1000)
@@ -150,6 +151,15 @@ def test_max_output_tokens_truncates_with_max_tokens() -> None:
     assert candidate["finishReason"] == "MAX_TOKENS"
     assert answer_text(cut) == 'Answer to "T'  # the first 3 * 4 characters
     assert cut["usageMetadata"]["candidatesTokenCount"] == 3
+
+
+def test_max_output_tokens_covers_thinking_and_answer() -> None:
+    usage = model.generate_content(MODEL, ask("Tell me a story", generationConfig={"maxOutputTokens": 20})
+                                   )["usageMetadata"]
+    assert usage["thoughtsTokenCount"] + usage.get("candidatesTokenCount", 0) <= 20
+    spent = model.generate_content(MODEL, ask("Tell me a story", generationConfig={"maxOutputTokens": 3}))
+    assert spent["candidates"][0]["finishReason"] == "MAX_TOKENS"  # thinking used the whole budget
+    assert spent["usageMetadata"]["thoughtsTokenCount"] == 3
 
 
 def test_candidate_count() -> None:
