@@ -312,9 +312,10 @@ class ResultCache:
 
 
 def _matching(paths: list[str], wanted: pl.Series, columns: list[str]) -> pl.DataFrame:
-    """The rows of local segment files whose hash is in ``wanted``: one lazy, parallel scan."""
+    """The rows of local segment files whose hash is in ``wanted``: one streaming scan (memory
+    bounded by the matches, not by the size of the cache)."""
     scan = pl.scan_parquet(paths, schema=_SEGMENT_SCHEMA, hive_partitioning=False, glob=False)
-    return scan.filter(pl.col("hash").is_in(wanted.implode())).select(columns).collect()
+    return scan.filter(pl.col("hash").is_in(wanted.implode())).select(columns).collect(engine="streaming")
 
 
 def _check_schema(schema: pa.Schema) -> None:
