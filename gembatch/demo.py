@@ -48,8 +48,9 @@ def run_demo(*, rows: int = 2_000, out: str = "gembatch_demo.parquet", job_dir: 
         os.environ.update(emu.environ())
         try:
             started = time.perf_counter()
+            # no result cache: the demo always sends a real batch (a second run would be served from it)
             result = batch_generate(reviews, prompt, config=config, key="review_id",
-                                    job_dir=job_dir or os.path.join(tmp, "run"), options=options)
+                                    job_dir=job_dir or os.path.join(tmp, "run"), options=options, cache=False)
             elapsed = time.perf_counter() - started
         finally:
             for k, v in saved.items():
@@ -60,9 +61,11 @@ def run_demo(*, rows: int = 2_000, out: str = "gembatch_demo.parquet", job_dir: 
     assert isinstance(result, pl.DataFrame)
     result.write_parquet(out)
     counts = result["gemini_status"].value_counts().sort("gemini_status")
+    origins = result["gemini_origin"].value_counts().sort("gemini_origin")
     print(result.select("review_id", "review", "gemini_parsed", "gemini_status").head(5))
     print(f"{result.height:,} rows in {elapsed:.1f} s; statuses: "
           + ", ".join(f"{s}={n}" for s, n in counts.iter_rows())
+          + "; answered by: " + ", ".join(f"{s}={n}" for s, n in origins.iter_rows())
           + f"; tokens in/out: {result['gemini_prompt_tokens'].sum():,}/"
           f"{result['gemini_output_tokens'].sum():,}")
     print(f"wrote {out}")
