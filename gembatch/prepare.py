@@ -176,13 +176,23 @@ class ParquetSource(Source):
         self.schema = pl.Schema(pl.from_arrow(self.dataset.schema.empty_table()).schema)  # type: ignore[union-attr]
 
     def slices(self, rows: int) -> Iterator[pl.DataFrame]:
+        """File by file, ``rows`` at a time, without pre-buffering: the dataset scanner's buffers grow
+        with the input (+150 MB from 0.5 M to 2 M rows), a file reader's do not (+30 MB)."""
         empty = True
-        for batch in self.dataset.to_batches(batch_size=rows, batch_readahead=1, fragment_readahead=1):
-            if batch.num_rows:
-                empty = False
-                yield pl.from_arrow(batch)  # type: ignore[misc]
+        schema = self.dataset.schema
+        for fragment in self.dataset.get_fragments():
+            with self.dataset.filesystem.open_input_file(fragment.path) as fh:
+                reader = pq.ParquetFile(fh, pre_buffer=False)
+                if reader.schema_arrow == schema:
+                    batches: Iterator[pa.RecordBatch] = reader.iter_batches(batch_size=rows)
+                else:  # columns in another order or missing: the dataset's unified schema
+                    batches = iter(fragment.to_batches(schema=schema, batch_size=rows))
+                for batch in batches:
+                    if batch.num_rows:
+                        empty = False
+                        yield pl.from_arrow(batch)  # type: ignore[misc]
         if empty:
-            yield pl.from_arrow(self.dataset.schema.empty_table())  # type: ignore[misc]
+            yield pl.from_arrow(schema.empty_table())  # type: ignore[misc]
 
     def column(self, name: str) -> pl.Series:
         return pl.from_arrow(self.dataset.to_table(columns=[name]).column(name))  # type: ignore[return-value]
@@ -328,6 +338,7 @@ class _ShardFiles:
         return data
 
     def close(self, schema: pa.Schema | None) -> None:
+        self.seen = self.seen.clear()  # closed shards keep only their counts (memory stays flat)
         if self.writer is None and schema is not None:
             self.writer = pq.ParquetWriter(self.parquet_fh, schema, compression="zstd")
         if self.writer is not None:
