@@ -212,3 +212,21 @@ def test_service_faults_do_not_poison_the_cache(emu, tmp_path):
                                      progress=False)
     assert again["gemini_text"].to_list() == out["gemini_text"].to_list()
     assert again["gemini_origin"].to_list() == ["cache", "cache"]
+
+
+def test_retry_failed_refans_the_new_answer_to_duplicates(emu, tmp_path):
+    from gembatch.emulator.faults import LineFaults
+
+    df = pl.DataFrame({"id": list(range(6)), "prompt": ["same"] * 3 + ["other"] * 3})
+    emu.faults.add(LineFaults(error_rate=1.0, error_code=503))
+    run = df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "r", options=FAST,
+                                   progress=False, wait=False, cache=False)
+    first = run.result()
+    assert first["gemini_status"].to_list() == ["error"] * 6 and first["gemini_error_code"].to_list() == [503] * 6
+    emu.faults.clear()
+    assert run.retry_failed() == 2  # one line per distinct request, not six
+    out = run.result()
+    assert out["gemini_status"].to_list() == ["ok"] * 6
+    assert out["gemini_text"][:3].n_unique() == 1 and out["gemini_text"][3:].n_unique() == 1
+    assert out["gemini_origin"].to_list() == ["batch", "dedup", "dedup"] * 2
+    assert _sent(emu) == 4
