@@ -25,7 +25,9 @@ class Row:
     """One line of the table: our figure, its baseline, and the target it must meet.
 
     ``value`` and ``baseline_value`` are in ``unit``; ``higher_is_better`` says which way is good (rows/s:
-    True; seconds or MB of memory: False). ``ok`` is decided by the section (None: no target).
+    True; seconds or MB of memory: False). ``ok`` is decided by the section (None: no target: the row
+    is information, shown as ``target: none``). ``share``: the ratio is shown as the value's share of
+    the baseline (a stage of a total) rather than as "x better/worse".
     """
 
     section: str
@@ -38,6 +40,7 @@ class Row:
     target: str = ""
     ok: bool | None = None
     note: str = ""
+    share: bool = False
 
     @property
     def factor(self) -> float | None:
@@ -94,23 +97,26 @@ def _number(value: float, unit: str) -> str:
 
 
 def _factor(row: Row) -> str:
+    if row.share and row.baseline_value:
+        return f"{row.value / row.baseline_value:.0%} of it"
     factor = row.factor
     if factor is None:
-        return ""
-    return f"{factor:,.1f}x better" if factor >= 1 else f"{1 / factor:,.2f}x worse"
+        return "-"
+    return f"{factor:,.2f}x better" if factor >= 1 else f"{1 / factor:,.2f}x worse"
 
 
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as a plain-text table (one line per row, notes underneath)."""
-    header = ("section", "measure", "ours", "baseline", "vs baseline", "target", "ok")
+    header = ("section", "measure", "ours", "baseline", "vs baseline", "target", "met")
     cells = [header]
     notes = []
     for row in rows:
-        baseline = "" if row.baseline_value is None else \
+        baseline = "-" if row.baseline_value is None else \
             f"{row.baseline}: {_number(row.baseline_value, row.unit)}"
-        ok = "" if row.ok is None else ("yes" if row.ok else "NO")
+        ok = "-" if row.ok is None else ("ok" if row.ok else "MISS")
+        target = row.target or "none (information)" if row.ok is None else row.target
         cells.append((row.section, row.measure, _number(row.value, row.unit), baseline, _factor(row),
-                       row.target, ok))
+                       target, ok))
         if row.note:
             notes.append(f"  [{row.section}] {row.measure}: {row.note}")
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]

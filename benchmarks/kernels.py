@@ -27,9 +27,10 @@ import polars as pl
 from gembatch.requests import build_generate_lines, write_jsonl
 from gembatch.results import GENERATE_COLUMNS, join_results, parse_generate_lines
 
-from . import Row, best_of
+from . import Row, Timing, best_of
 
 SECTION = "kernels"
+PARSE_FLOOR = 400_000  # rows/s: issue #4's absolute target for read + parse + join
 STATIC: dict[str, Any] = {
     "generationConfig": {"maxOutputTokens": 256, "temperature": 0.2},
     "systemInstruction": {"parts": [{"text": "You classify product reviews. Answer in one sentence."}]},
@@ -194,25 +195,30 @@ def run(args: argparse.Namespace) -> list[Row]:
         size_mb = make_results(n, path, shuffle=shuffle) / 1e6
         parsed, ours = best_of(partial(ours_parse_join, rows, path), repeat)
         rate = n / parsed.seconds
-        note = (f"{n:,} result lines ({label}), {size_mb:,.0f} MB; ours used {parsed.cores_used:.1f} cores")
+        note = (f"{n:,} result lines ({label}), {size_mb:,.0f} MB; ours used {parsed.cores_used:.1f} cores "
+                f"({parsed.cpu_seconds:.2f} CPU s)")
+        looped: Timing | None = None
         if not skip:
             looped, theirs = best_of(partial(loop_parse_join, rows, path), 1)
             same = ours.get_column("gemini_text").equals(theirs.get_column("gemini_text")) and \
                 ours.get_column("gemini_total_tokens").equals(theirs.get_column("gemini_total_tokens"))
             del theirs
-            note += f"; same texts and tokens as the loop: {'yes' if same else 'NO'}"
+            note += (f"; the loop used {looped.cpu_seconds:.2f} CPU s; "
+                     f"same texts and tokens as the loop: {'yes' if same else 'NO'}")
             factor = looped.seconds / parsed.seconds
             out.append(Row(SECTION, f"result lines ({label}): read + parse + join", rate, "rows/s",
                            "json.loads loop + join", n / looped.seconds, target=">= 5x",
                            ok=factor >= 5 and same, note=note))
             note = ""
         out.append(Row(SECTION, f"result lines ({label}): read + parse + join", rate, "rows/s",
-                       target=">= 400k rows/s", ok=rate >= 400_000, note=note))
+                       "the issue's floor", PARSE_FLOOR, target=">= 400k rows/s", ok=rate >= PARSE_FLOOR,
+                       note=note))
         del ours
         if shuffle:
             as_bytes, _ = best_of(partial(ours_parse_join_bytes, rows, path), repeat)
             out.append(Row(SECTION, f"result lines ({label}): read_bytes + parse + join", n / as_bytes.seconds,
-                           "rows/s", note=f"the file read into bytes first (as runner._parse does today); "
-                                          f"used {as_bytes.cores_used:.1f} cores"))
+                           "rows/s", "read + parse + join (memory-mapped)", rate,
+                           note=f"the file read into bytes first (as runner._parse does); "
+                                f"used {as_bytes.cores_used:.1f} cores"))
         _remove(path)
     return out

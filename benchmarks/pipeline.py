@@ -3,7 +3,9 @@
 * :class:`EmulatorProcess`: ``python -m gembatch.emulator --port 0`` in its own process, so the process
   being measured is only the gembatch client (its CPU still competes on a small machine);
 * :func:`stage_times`: the time of each stage of a finished run, read from the journal's shard
-  histories (every state change is recorded with its time), without instrumenting any code.
+  histories (every state change is recorded with its time), without instrumenting any code;
+* :class:`RssTimeline` and :func:`states_at`: a process's resident set sampled over time, and what
+  every shard was doing at a given moment (to tell which stage holds the memory at the peak).
 """
 
 from __future__ import annotations
@@ -14,16 +16,21 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, final
 
-__all__ = ["EmulatorProcess", "Stages", "run_sampled", "stage_times", "vm_hwm"]
+__all__ = ["EmulatorProcess", "RssTimeline", "Stages", "answered_ok", "run_sampled", "stage_times", "states_at",
+           "vm_hwm", "without_cache"]
 
 _TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
 
 
+@final
 class EmulatorProcess:
     """The emulator in a subprocess, for ``with``: sets nothing globally, gives ``env`` for clients."""
 
@@ -39,7 +46,7 @@ class EmulatorProcess:
 
     def __enter__(self) -> EmulatorProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "w")  # noqa: SIM115
+        self._log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "w")
         self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=self._log, text=True)
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
@@ -61,7 +68,7 @@ class EmulatorProcess:
         """Environment variables pointing the google-genai SDK (and so gembatch) at this emulator."""
         return {"GOOGLE_GEMINI_BASE_URL": self.base_url, "GEMINI_API_KEY": "emulator-key"}
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -132,6 +139,16 @@ def shard_events(job_dir: Path) -> Iterator[dict[str, float]]:
         yield _events(json.loads(state.read_text())["history"])
 
 
+def states_at(job_dir: Path, when: float) -> Counter[str]:
+    """How many shards were in each state at the wall-clock time ``when`` (their latest event by then;
+    ``preparing`` before a shard's first record)."""
+    states: Counter[str] = Counter()
+    for events in shard_events(job_dir):
+        past = {k: v for k, v in events.items() if v <= when}
+        states[max(past, key=lambda k: past[k]) if past else "preparing"] += 1
+    return states
+
+
 def stage_times(job_dir: Path) -> Stages:
     """Stage times of the finished run in ``job_dir`` (a local run directory)."""
     events = list(shard_events(job_dir))
@@ -157,6 +174,42 @@ def vm_hwm() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
+@final
+class RssTimeline:
+    """This process's resident set (``VmRSS``), sampled every ``every`` s on a daemon thread, for
+    ``with``; ``samples`` holds ``(wall-clock time, bytes)``."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self.every = every
+        self.samples: list[tuple[float, int]] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self) -> None:
+        while not self._done.is_set():
+            self.samples.append((time.time(), self.rss()))
+            self._done.wait(self.every)
+
+    def __enter__(self) -> RssTimeline:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.samples.append((time.time(), self.rss()))
+
+    def peak(self, start: float = 0.0, end: float = float("inf")) -> tuple[float, int]:
+        """``(time, bytes)`` of the highest sample within ``[start, end]`` (``(nan, 0)`` if none)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        return max(inside, key=lambda s: s[1]) if inside else (float("nan"), 0)
+
+
 def run_sampled(argv: list[str], *, env: dict[str, str], cwd: Path, timeout: float,
                 sample_every: float = 0.05, on_tick: Any = None) -> tuple[int, float, int, str]:
     """Run ``argv``; return ``(exit code, wall seconds, highest sampled RSS in bytes, its stdout)``.
@@ -166,9 +219,6 @@ def run_sampled(argv: list[str], *, env: dict[str, str], cwd: Path, timeout: flo
     big parent is useless on Linux, it starts from the parent's high-water mark). ``on_tick(elapsed)``
     is called about every 15 s (progress). The child is killed after ``timeout`` s.
     """
-    import threading
-    import time
-
     import psutil
 
     started = time.perf_counter()
@@ -201,3 +251,24 @@ def run_sampled(argv: list[str], *, env: dict[str, str], cwd: Path, timeout: flo
     done.set()
     sampler.join()
     return proc.returncode, wall, sampled, out
+
+
+def answered_ok(schema: Any, prefix: str = "gemini_") -> Any:
+    """A polars expression: the row's status is ``ok`` and, when the output tells, the batch job
+    answered it (``{prefix}origin`` is ``batch``, not ``cache`` or ``dedup``)."""
+    import polars as pl
+
+    ok = pl.col(f"{prefix}status") == "ok"
+    origin = f"{prefix}origin"
+    return ok & (pl.col(origin) == "batch") if origin in schema else ok
+
+
+def without_cache() -> dict[str, Any]:
+    """``{"cache": False}`` when gembatch has a result cache (``batch_generate(..., cache=...)``; the
+    other entry points pass their keywords on to it): a benchmark must send every row, and must neither
+    read nor fill the user's cache (a cache filled by an earlier run answers every row of the next)."""
+    import inspect
+
+    import gembatch
+
+    return {"cache": False} if "cache" in inspect.signature(gembatch.batch_generate).parameters else {}

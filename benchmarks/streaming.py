@@ -31,7 +31,18 @@ import pyarrow.parquet as pq
 
 from . import Row
 from .kernels import _texts
-from .pipeline import EmulatorProcess, run_sampled, shard_events, stage_times, vm_hwm
+from .pipeline import (
+    EmulatorProcess,
+    RssTimeline,
+    Stages,
+    answered_ok,
+    run_sampled,
+    shard_events,
+    stage_times,
+    states_at,
+    vm_hwm,
+    without_cache,
+)
 
 SECTION = "streaming"
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,16 +76,20 @@ def write_input(path: Path, n: int, group: int = 200_000) -> int:
 
 
 def _child(spec: dict[str, Any]) -> int:
-    """The measured process: one streaming call, nothing else."""
+    """The measured process: one streaming call, nothing else (its RSS sampled on a thread)."""
     import gembatch
 
     options = gembatch.Options(shard_max_rows=spec["shard_rows"], poll_interval=0.1, max_poll_interval=0.5)
-    started = time.time()
-    gembatch.batch_generate_parquet(
-        spec["input"], spec["output"], prompt="prompt", config=gembatch.Config(model="gemini-2.5-flash"),
-        job_dir=spec["job_dir"], options=options, progress=False,
-    )
-    print(json.dumps({"started": started, "ended": time.time(), "vm_hwm": vm_hwm()}), flush=True)
+    with RssTimeline() as timeline:
+        started = time.time()
+        gembatch.batch_generate_parquet(
+            spec["input"], spec["output"], prompt="prompt", config=gembatch.Config(model="gemini-2.5-flash"),
+            job_dir=spec["job_dir"], options=options, progress=False,
+            **without_cache(),
+        )
+        ended = time.time()
+    Path(spec["rss_log"]).write_text(json.dumps(timeline.samples))
+    print(json.dumps({"started": started, "ended": ended, "vm_hwm": vm_hwm()}), flush=True)
     return 0
 
 
@@ -96,14 +111,37 @@ def _progress(job_dir: Path, rows: int, elapsed: float) -> None:
 
 
 def _verify(output: Path, n: int) -> tuple[int, int, bool]:
-    """(output rows, rows with status ok, ids in input order)."""
+    """(output rows, rows answered ok by the batch job itself, ids in input order)."""
     files = sorted(output.glob("*.parquet"))
     rows = sum(pq.read_metadata(f).num_rows for f in files)
-    got = pl.scan_parquet(files).select(
-        (pl.col("gemini_status") == "ok").sum().alias("ok"),
+    scan = pl.scan_parquet(files)
+    got = scan.select(
+        answered_ok(scan.collect_schema()).sum().alias("ok"),
         (pl.col("id") == pl.int_range(pl.len(), dtype=pl.Int64)).all().alias("ordered"),
     ).collect().row(0)
     return rows, int(got[0]), bool(got[1])
+
+
+def _where(samples: list[tuple[float, int]], started: float, stages: Stages, job_dir: Path) -> dict[str, Any]:
+    """Which stage held the memory: the peak while preparing shards (until every shard is written)
+    and while running them (upload, poll, fetch, join, write), the least RSS between the two (what
+    stays resident once prepared), what the shards were doing at the overall peak and, when a shard
+    was being joined then, the RSS when its join began."""
+    timeline = RssTimeline()
+    timeline.samples = samples
+    at, peak = timeline.peak()
+    events = list(shard_events(job_dir))
+    first_join = min((e["fetched"] for e in events if "fetched" in e), default=float("inf"))
+    between = [rss for t, rss in samples if stages.prepared_at <= t <= first_join]
+    joining = [e for e in events if e.get("fetched", float("inf")) <= at < e.get("joined", float("inf"))]
+    before = [rss for t, rss in samples if joining and t <= joining[0]["fetched"]]
+    return {"at": at - started, "peak_sampled": peak, "first": samples[0][1] if samples else 0,
+            "prepare_peak": timeline.peak(0, stages.prepared_at)[1],
+            "run_peak": timeline.peak(stages.prepared_at)[1],
+            "resident_after_prepare": min(between) if between else 0,
+            "join_began_at": before[-1] if before else None,
+            "states": ", ".join(f"{k} {v}" for k, v in sorted(states_at(job_dir, at).items())),
+            "phase": "prepare" if at <= stages.prepared_at else "run"}
 
 
 def _one(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -115,9 +153,9 @@ def _one(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     size = write_input(source, n)
     print(f"  [streaming] {n:,} rows: input written ({size / MB:,.0f} MB) in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
-    spec = {"input": str(source), "output": str(base / "out"), "job_dir": str(base / "run"),
-            "shard_rows": args.stream_shard_rows}
     job_dir = base / "run"
+    spec = {"input": str(source), "output": str(base / "out"), "job_dir": str(job_dir),
+            "shard_rows": args.stream_shard_rows, "rss_log": str(base / "rss.json")}
     with EmulatorProcess(base / "emulator") as emulator:
         code, wall, sampled, stdout = run_sampled(
             [sys.executable, "-m", "benchmarks.streaming", "--child", json.dumps(spec)],
@@ -125,14 +163,29 @@ def _one(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
             on_tick=lambda elapsed: _progress(job_dir, n, elapsed))
     if code != 0:
         raise RuntimeError(f"the streaming child exited with {code} at {n:,} rows")
-    peak = int(json.loads(stdout.strip().splitlines()[-1])["vm_hwm"])
+    report = json.loads(stdout.strip().splitlines()[-1])
+    peak = int(report["vm_hwm"])
     rows, ok, ordered = _verify(base / "out", n)
     stages = stage_times(job_dir)
+    where = _where(json.loads((base / "rss.json").read_text()), report["started"], stages, job_dir)
     print(f"  [streaming] {n:,} rows: {wall:.0f} s, peak RSS {peak / MB:,.0f} MB "
           f"(sampled {sampled / MB:,.0f} MB); {stages.describe()}", flush=True)
+    print(f"  [streaming] {n:,} rows: {_memory_note(where)}", flush=True)
     shutil.rmtree(base, ignore_errors=True)  # several GB at 10 M rows
     return {"n": n, "wall": wall, "peak": peak, "sampled": sampled, "rows": rows, "ok": ok,
-            "ordered": ordered, "shards": stages.shards, "input_mb": size / MB}
+            "ordered": ordered, "shards": stages.shards, "input_mb": size / MB, "where": where}
+
+
+def _memory_note(where: dict[str, Any]) -> str:
+    note = (f"RSS after imports {where['first'] / MB:,.0f} MB; peak while preparing shards "
+            f"{where['prepare_peak'] / MB:,.0f} MB; least RSS between prepare and the first join "
+            f"{where['resident_after_prepare'] / MB:,.0f} MB; peak while running the shards (upload, poll, "
+            f"fetch, join, write) {where['run_peak'] / MB:,.0f} MB; the peak sample "
+            f"({where['peak_sampled'] / MB:,.0f} MB) came {where['at']:.0f} s in, during {where['phase']}, "
+            f"shards then: {where['states']}")
+    if where["join_began_at"] is not None:
+        note += f"; RSS when that shard's join began: {where['join_began_at'] / MB:,.0f} MB"
+    return note
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -144,22 +197,27 @@ def run(args: argparse.Namespace) -> list[Row]:
     out: list[Row] = []
     for r in results:
         same = r["rows"] == r["n"] and r["ok"] == r["n"] and r["ordered"]
-        out.append(Row(SECTION, f"output rows == input rows, all ok, in order ({r['n']:,} rows)",
-                       r["rows"], "rows", "input rows", r["n"], target="equal", ok=same,
-                       note=f"{r['ok']:,} ok; ids in input order: {'yes' if r['ordered'] else 'NO'}"))
-        out.append(Row(SECTION, f"batch_generate_parquet end to end ({r['n']:,} rows)", r["n"] / r["wall"],
-                       "rows/s", note=f"{r['wall']:.0f} s wall, {r['shards']} shards of <= "
-                       f"{args.stream_shard_rows:,} rows, emulator in another process sharing the CPUs"))
+        out.append(Row(SECTION, f"output rows, all ok and in order ({r['n']:,} rows)",
+                       r["rows"], "rows", "input rows", r["n"], target="equal, all ok, in order", ok=same,
+                       note=f"{r['ok']:,} answered ok by the batch jobs (none from a cache); ids in input "
+                            f"order: {'yes' if r['ordered'] else 'NO'}"))
+    out.append(Row(SECTION, f"batch_generate_parquet end to end ({large_n:,} rows)", large_n / large["wall"],
+                   "rows/s", f"the same at {small_n:,} rows", small_n / small["wall"],
+                   note=f"{large['wall']:.0f} s and {small['wall']:.0f} s wall, {large['shards']} and "
+                        f"{small['shards']} shards of <= {args.stream_shard_rows:,} rows; the emulator (in "
+                        f"another process) answers the lines and shares the CPUs"))
     gib = 1024 * MB
     out.append(Row(SECTION, f"peak RSS of the client ({small_n:,} rows)", small["peak"] / MB, "MB",
-                   higher_is_better=False, target="< 1 GiB", ok=small["peak"] < gib,
+                   "importing gembatch's dependencies alone", floor / MB, higher_is_better=False,
+                   target="< 1 GiB", ok=small["peak"] < gib,
                    note=f"VmHWM reported by the child; psutil samples peaked at {small['sampled'] / MB:,.0f} MB; "
-                        f"importing gembatch's dependencies alone: {floor / MB:,.0f} MB"))
+                        + _memory_note(small["where"])))
     ratio = large["peak"] / small["peak"]
     out.append(Row(SECTION, f"peak RSS of the client ({large_n:,} rows)", large["peak"] / MB, "MB",
                    f"peak RSS at {small_n:,} rows", small["peak"] / MB, higher_is_better=False,
                    target="<= 1.3x; < 1 GiB", ok=ratio <= 1.3 and large["peak"] < gib,
-                   note=f"ratio {ratio:.2f}; psutil samples peaked at {large['sampled'] / MB:,.0f} MB"))
+                   note=f"ratio {ratio:.2f}; psutil samples peaked at {large['sampled'] / MB:,.0f} MB; "
+                        + _memory_note(large["where"])))
     return out
 
 

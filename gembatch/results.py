@@ -94,9 +94,9 @@ def embed_columns(dimensions: int | None) -> pl.Schema:
 
 
 # ------------------------------------------------------------------------------------------ decoding
-_CSV: dict[str, Any] = dict(  # one column per line: no quoting, a separator valid JSON never holds raw
-    has_header=False, separator="\x1f", quote_char=None, new_columns=["line"], schema={"line": pl.Utf8},
-    encoding="utf8-lossy", raise_if_empty=False)
+_CSV: dict[str, Any] = {  # one column per line: no quoting, a separator valid JSON never holds raw
+    "has_header": False, "separator": "\x1f", "quote_char": None, "new_columns": ["line"],
+    "schema": {"line": pl.Utf8}, "encoding": "utf8-lossy", "raise_if_empty": False}
 
 
 def _read_lines(source: bytes | str) -> pl.Series:
@@ -234,6 +234,7 @@ def _arrow_decode(data: pa.Buffer, count: int, schema: pl.Schema, largest: int) 
         return None
     if table.num_rows != count:  # e.g. two objects on one line
         return None
+    pa.default_memory_pool().release_unused()  # the parser's scratch memory, back to the system
     frame = pl.from_arrow(table, rechunk=False)
     assert isinstance(frame, pl.DataFrame)
     return frame.cast(schema).with_columns(pl.lit(False).alias("bad"))
@@ -726,9 +727,9 @@ def _place(height: int, offset: int, keys: pl.Series) -> tuple[pl.Series, int] |
     found = pl.select(pl.lit(position).filter(pl.lit(inside)), pl.int_range(len(keys), dtype=pl.UInt32)
                       .filter(pl.lit(inside)).alias("line"))
     where = found.to_series(0)
-    if where.n_unique() != len(where):
-        return None
     lines = pl.repeat(None, height, dtype=pl.UInt32, eager=True).scatter(where, found.to_series(1))
+    if height - lines.null_count() != len(where):  # two lines landed on one row (no hashing needed)
+        return None
     return lines, len(keys) - len(where)
 
 

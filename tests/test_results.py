@@ -436,6 +436,22 @@ def test_join_refuses_clashing_columns_and_bad_keys():
 
 
 @FAST
+@given(st.lists(st.sampled_from(["3", "4", "5", "6", "7", "8", "9", "03", "x"]), min_size=0, max_size=30),
+       st.lists(st.booleans(), min_size=9, max_size=9), st.sampled_from([pl.Int64, pl.Utf8]))
+def test_join_row_position_keys_agree_with_the_hash_join(result_keys, oks, dtype):
+    # keys 3..8 in order take the direct placement path; the same keys shuffled take the hash join
+    results = _results(*[(k, f"{k}{i}", "ok" if oks[i % 9] else "error") for i, k in enumerate(result_keys)])
+    direct = pl.DataFrame({"id": [3, 4, 5, 6, 7, 8]}).cast({"id": dtype})
+    out, report = join_results(direct, key="id", results=results)
+    shuffled = direct.reverse()
+    expected, expected_report = join_results(shuffled, key="id", results=results)
+    assert out.equals(expected.reverse()) and report == expected_report
+    known = [k for k in result_keys if k in "345678"]
+    assert report.duplicated == len(known) - len(set(known))
+    assert report.unknown == len(result_keys) - len(known)
+
+
+@FAST
 @given(st.lists(st.sampled_from("abcdefgh"), min_size=0, max_size=30),
        st.lists(st.booleans(), min_size=8, max_size=8))
 def test_join_property_never_multiplies_rows(result_keys, oks):
