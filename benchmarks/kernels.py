@@ -9,7 +9,8 @@ Measured against baselines run on the same data in the same process:
   frame) vs a per-row ``json.loads`` loop building the same columns and joining them with polars
   (target: >= 5x and >= 400k rows/s). Results come back shuffled (the service does not keep order);
   the in-order case is reported too. gembatch is given the file's path (read memory-mapped); the
-  file read into ``bytes`` first, as the runner does today, is reported as well (no target).
+  file read into ``bytes`` first, as the runner does for a remote run directory, is reported as well
+  (no target).
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ def ours_parse_join(rows: pl.DataFrame, path: Path) -> pl.DataFrame:
 
 
 def ours_parse_join_bytes(rows: pl.DataFrame, path: Path) -> pl.DataFrame:
-    """The file read into bytes first (what ``runner._parse`` does today, via ``Store.read_bytes``)."""
+    """The file read into bytes first (what ``runner._parse`` does for a remote run directory)."""
     results = parse_generate_lines(path.read_bytes())
     joined, _ = join_results(rows, key="id", results=results)
     return joined
@@ -218,7 +219,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             as_bytes, _ = best_of(partial(ours_parse_join_bytes, rows, path), repeat)
             out.append(Row(SECTION, f"result lines ({label}): read_bytes + parse + join", n / as_bytes.seconds,
                            "rows/s", "read + parse + join (memory-mapped)", rate,
-                           note=f"the file read into bytes first (as runner._parse does); "
+                           note=f"the file read into bytes first (as runner._parse does for a remote run directory); "
                                 f"used {as_bytes.cores_used:.1f} cores"))
         _remove(path)
     return out

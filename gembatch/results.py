@@ -16,8 +16,10 @@ found by bisection, so the good lines are still decoded in bulk; they become row
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import mmap
 import os
 import re
 from collections.abc import Mapping
@@ -147,13 +149,34 @@ def _arrow_type(dtype: Any) -> pa.DataType:
     return simple[dtype.base_type()]
 
 
-def _read_json(buffer: Any, arrow_schema: pa.Schema, block_size: int) -> pa.Table:
-    return pa_json.read_json(
-        pa.BufferReader(buffer),
-        read_options=pa_json.ReadOptions(block_size=block_size, use_threads=True),
-        parse_options=pa_json.ParseOptions(explicit_schema=arrow_schema,
-                                           unexpected_field_behavior="ignore"),
-    )
+Lines = bytes | mmap.mmap | pa.Buffer  # whole lines, each ending in a newline
+
+
+def _read_json(data: Lines, arrow_schema: pa.Schema, block_size: int) -> pa.Table:
+    """Decode ``data`` with Arrow's multi-threaded JSON reader, ``_CHUNK`` bytes (cut at a line end) at
+    a time. A memory-mapped file gives back the pages of each chunk once it is decoded, so the file
+    never becomes resident memory as a whole (its pages would count in the process's RSS)."""
+    read_options = pa_json.ReadOptions(block_size=block_size, use_threads=True)
+    parse_options = pa_json.ParseOptions(explicit_schema=arrow_schema, unexpected_field_behavior="ignore")
+    if isinstance(data, pa.Buffer):  # lines gathered from a Series: already in memory, one go
+        return pa_json.read_json(pa.BufferReader(data), read_options=read_options,
+                                 parse_options=parse_options)
+    mapped = isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED")
+    tables, start, size = [], 0, len(data)
+    chunk = max(_CHUNK, 4 * block_size)
+    with memoryview(data) as view:
+        while start < size:
+            cut = data.find(b"\n", min(start + chunk, size) - 1)
+            stop = size if cut < 0 else cut + 1
+            piece = pa.py_buffer(view[start:stop])
+            tables.append(pa_json.read_json(pa.BufferReader(piece), read_options=read_options,
+                                            parse_options=parse_options))
+            del piece
+            if mapped:
+                first = start - start % mmap.PAGESIZE
+                data.madvise(mmap.MADV_DONTNEED, first, stop - first)  # type: ignore[union-attr]
+            start = stop
+    return pa.concat_tables(tables)
 
 
 def _arrow_schema(schema: pl.Schema) -> pa.Schema:
@@ -223,7 +246,7 @@ def _bulk_from_lines(lines: pl.Series, schema: pl.Schema, shape: _Shape | None =
     return decoded.select(pl.all().gather(where)).with_columns(pl.col("bad").fill_null(True))
 
 
-def _arrow_decode(data: pa.Buffer, count: int, schema: pl.Schema, largest: int) -> pl.DataFrame | None:
+def _arrow_decode(data: Lines, count: int, schema: pl.Schema, largest: int) -> pl.DataFrame | None:
     """``count`` lines (each a ``{...}`` and a newline) decoded by Arrow's JSON reader, or None if it
     refuses any of them."""
     if not count:
@@ -253,7 +276,8 @@ def _payload(lines: pl.Series) -> pa.Buffer:
     return arrow.buffers()[2].slice(start, stop - start)
 
 
-_BLOCK = 16 << 20  # bytes per block of the JSON reader (a line must fit in one)
+_BLOCK = 4 << 20  # bytes per block of the JSON reader (a line must fit in one)
+_CHUNK = 64 << 20  # bytes per call of the JSON reader (its blocks are decoded on all cores)
 _KEY_RE = re.compile(r'"key"\s*:\s*("(?:[^"\\]|\\.)*")')
 
 
@@ -313,29 +337,33 @@ def _decode_in_place(lines: Payload | os.PathLike[str], schema: pl.Schema
     """A payload or local file decoded by Arrow straight from its bytes (a file memory-mapped), when
     every line is a ``{...}`` (no blank line, no ``\\r``, nothing replaced) and Arrow takes them all;
     else None. The flag is True when Arrow was tried and refused (no use trying it again)."""
+    data: bytes | mmap.mmap
     if isinstance(lines, os.PathLike):
         path = os.fspath(lines)
         size = os.path.getsize(path)
         if not size:
             return None, False
         shape = _Shape.scan(path)
-        buffer = pa.memory_map(path).read_buffer()
+        with open(path, "rb") as fh:
+            data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     else:
-        raw = lines if isinstance(lines, bytes) else bytes(lines)
-        size = len(raw)
+        data = lines if isinstance(lines, bytes) else bytes(lines)
+        size = len(data)
         if not size:
             return None, False
-        shape = _Shape.scan(raw)
-        buffer = pa.py_buffer(raw)
-    if shape is None or not shape.objects:
-        return None, False
-    ends = buffer.slice(size - 1).to_pybytes() == b"\n"
-    if shape.total + shape.count != size + (0 if ends else 1):
-        return None, False  # some line was changed on the way (bad UTF-8 replaced)
-    if not ends:
-        buffer = pa.py_buffer(buffer.to_pybytes() + b"\n")
-    frame = _arrow_decode(buffer, shape.count, schema, shape.largest)
-    return frame, frame is None
+        shape = _Shape.scan(data)
+    try:
+        if shape is None or not shape.objects:
+            return None, False
+        ends = data[size - 1:] == b"\n"
+        if shape.total + shape.count != size + (0 if ends else 1):
+            return None, False  # some line was changed on the way (bad UTF-8 replaced)
+        frame = _arrow_decode(data if ends else data[:] + b"\n", shape.count, schema, shape.largest)
+        return frame, frame is None
+    finally:
+        if isinstance(data, mmap.mmap):
+            with contextlib.suppress(BufferError):  # should Arrow still hold a view, unmapped when freed
+                data.close()
 
 
 def _decode(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gembatch import results as results_module
 from gembatch.exceptions import ConfigError, InputError
 from gembatch.results import (
     GENERATE_COLUMNS,
@@ -190,6 +191,24 @@ def test_crlf_and_padded_payload_parses_like_lines():
     payload = ("\r\n".join(lines) + "\r\n\r\n").encode()
     assert parse_generate_lines(payload).equals(_parse(lines))
     assert parse_generate_lines(pl.Series(["  " + HAND[0] + " "])).equals(_parse([HAND[0]]))
+
+
+@pytest.mark.parametrize("odd", [None, "null", '{"key": "cut", "response": {', '{"key": "a"} {"key": "b"}'])
+@pytest.mark.parametrize("newline_at_end", [True, False])
+def test_payload_and_file_decoded_piece_by_piece(monkeypatch, tmp_path, odd, newline_at_end):
+    # the JSON reader gets the input a few lines at a time; an odd line in a later piece (Arrow must
+    # never see a bare null: it crashes) still gives the same rows as the line-by-line way
+    monkeypatch.setattr(results_module, "_CHUNK", 700)
+    monkeypatch.setattr(results_module, "_BLOCK", 300)
+    lines = [_ok(str(i), {"text": f"t{i}"}) for i in range(40)]
+    if odd is not None:
+        lines[29] = odd
+    payload = ("\n".join(lines) + ("\n" if newline_at_end else "")).encode()
+    expected = _parse(lines)
+    (tmp_path / "results.jsonl").write_bytes(payload)
+    assert parse_generate_lines(payload).equals(expected)
+    assert parse_generate_lines(tmp_path / "results.jsonl").equals(expected)
+    assert expected.filter(pl.col("status") == "ok").height == (40 if odd is None else 39)
 
 
 # ------------------------------------------------------------------------------ property: generate
