@@ -120,16 +120,18 @@ def _text_part(expr: pl.Expr) -> pl.Expr:
 _ESCAPED = ['"', "\\", *map(chr, range(0x20))]  # what JSON must escape inside a string
 
 
-def _key_head(keys: pl.Series) -> pl.Expr:
-    """``{"key":"<key>"`` (the line's opening, without the closing brace).
+def _key_head(keys: pl.Series, column: pl.Expr | None = None) -> pl.Expr:
+    """``{"key":"<key>"`` (the line's opening, without the closing brace); ``column`` refers to
+    ``keys`` where they are a column of the frame being selected from (else they are a literal).
 
     Keys are usually plain (row numbers, ids): then they are quoted as they are, which is exact and
     saves encoding them; any key holding a quote, a backslash or a control character, or a null key,
     sends all of them through the JSON encoder.
     """
+    expr = pl.lit(keys) if column is None else column
     if not keys.null_count() and not keys.str.contains_any(_ESCAPED).any():
-        return pl.concat_str([pl.lit('{"key":"'), pl.lit(keys), pl.lit('"')])
-    return pl.struct(pl.lit(keys).alias("key")).struct.json_encode().str.strip_suffix("}")
+        return pl.concat_str([pl.lit('{"key":"'), expr, pl.lit('"')])
+    return pl.struct(expr.alias("key")).struct.json_encode().str.strip_suffix("}")
 
 
 def _media_kind(frame: pl.DataFrame, media: MediaParts) -> tuple[str, bool]:
@@ -205,9 +207,9 @@ def build_generate_lines(
     hash_prefix: when given, a ``hash`` column is added: each request's content address
         (:mod:`gembatch.hashing`), the sha256 of this prefix and the request body.
     """
-    media_series = [_media_json(frame, m) for m in media]
+    extra = {f"{_TMP}media{i}": _media_json(frame, m) for i, m in enumerate(media)}
     text = _text_part(prompt)
-    media_exprs = [pl.lit(s) for s in media_series]
+    media_exprs = [pl.col(name) for name in extra]
     parts = [*media_exprs, text] if media_first else [text, *media_exprs]
     parts_expr = parts[0] if len(parts) == 1 else pl.concat_str(parts, separator=",", ignore_nulls=True)
     opening = ',"request":{"contents":[{"role":"user","parts":['
@@ -221,7 +223,7 @@ def build_generate_lines(
         sys_piece = pl.when(system_instruction.is_not_null()).then(per_row).otherwise(pl.lit(fallback))
         pieces = [pl.lit(opening), parts_expr,
                   pl.lit("]}]" + _members(static, drop="systemInstruction")), sys_piece, pl.lit("}}")]
-    return _collect(frame, keys, pieces, hash_prefix)
+    return _collect(frame, keys, pieces, hash_prefix, extra)
 
 
 def build_embed_lines(
@@ -237,16 +239,23 @@ def build_embed_lines(
     return _collect(frame, keys, pieces, hash_prefix)
 
 
-def _collect(frame: pl.DataFrame, keys: pl.Expr, pieces: list[pl.Expr],
-             hash_prefix: str | None = None) -> pl.DataFrame:
+_TMP = "__gembatch_requests_"  # prefix of the helper columns put next to the input while building
+
+
+def _collect(frame: pl.DataFrame, keys: pl.Expr, pieces: list[pl.Expr], hash_prefix: str | None = None,
+             extra: Mapping[str, pl.Series] | None = None) -> pl.DataFrame:
+    """The ``key``, ``line`` (and ``hash``) frame: one pass of the streaming engine, which encodes
+    the rows on every core, morsel by morsel (helper series are columns, not literals, for that)."""
     key = frame.lazy().select(keys.cast(pl.Utf8).alias("key")).collect().to_series()
     if len(key) != frame.height:
         raise InputError(f"The key expression {keys} gives {len(key)} values for {frame.height} rows.")
-    line = pl.concat_str([_key_head(key), *pieces])
-    columns = [pl.lit(key).alias("key"), line.alias("line")]
+    key_col = f"{_TMP}key"
+    line = pl.concat_str([_key_head(key, pl.col(key_col)), *pieces])
+    columns = [pl.col(key_col).alias("key"), line.alias("line")]
     if hash_prefix is not None:  # the body is everything after the key: the request, canonical
         columns.append(hashing.hash_expr(pl.concat_str([pl.lit(hash_prefix), *pieces])).alias("hash"))
-    return frame.lazy().select(columns).collect()
+    helpers = [key.alias(key_col), *(series.alias(name) for name, series in (extra or {}).items())]
+    return frame.with_columns(helpers).lazy().select(columns).collect(engine="streaming")
 
 
 def answer_lines(keys: pl.Series, responses: pl.Series) -> pl.Series:
