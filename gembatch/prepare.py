@@ -9,13 +9,15 @@ restart). The manifest is written last, by :meth:`Journal.create`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
 import os
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -280,10 +282,55 @@ def _joined(lines: pl.Series) -> bytes:
     return buffer.getvalue()
 
 
+def _input_writer(fh: IO[bytes], schema: pa.Schema) -> pq.ParquetWriter:
+    """The writer of a shard's ``input.parquet``: a working file, written once and read once (at the
+    join), so it is made for speed. The key and the hash (unique, incompressible hex) are stored
+    plain; the user's columns snappy-compressed (half zstd's time, ~1.5x its size); no statistics.
+    For 1 M rows of ~200-character prompts: 0.5 s and 156 MB, against zstd's 1.25 s and 95 MB."""
+    plain = {KEY_COL, HASH_COL}
+    return pq.ParquetWriter(
+        fh, schema, compression={name: "none" if name in plain else "snappy" for name in schema.names},
+        use_dictionary=[name for name in schema.names if name not in plain], write_statistics=False,
+    )
+
+
+class _Writer:
+    """The prepare's file writes and digests, done in order on one background thread, one slice
+    behind the main thread: while slice i is encoded, compressed and hashed there, slice i+1 is read,
+    checked and built here. At most one slice waits for it, so memory stays bounded."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gembatch-prepare")
+        self._pending: Future[None] | None = None
+
+    def submit(self, jobs: list[Callable[[], None]]) -> None:
+        """Run ``jobs`` in order after everything submitted before (waits for the previous slice)."""
+        self.wait()
+        if jobs:
+            self._pending = self._pool.submit(_run_all, jobs)
+
+    def wait(self) -> None:
+        """Wait for what was submitted; re-raise its error here."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    for job in jobs:
+        job()
+
+
 class _ShardFiles:
     """The open shard's files, written as slices arrive: ``requests.jsonl`` (the lines to send),
     ``input.parquet`` (every row, with its key, hash and route) and ``cached.jsonl`` (answers the
-    result cache already holds, as result lines)."""
+    result cache already holds, as result lines).
+
+    The counts are kept by the caller's thread (:meth:`add`); the writing itself is a job it returns,
+    for the :class:`_Writer`."""
 
     def __init__(self, store: Store, index: int) -> None:
         self.store = store
@@ -312,41 +359,54 @@ class _ShardFiles:
         via = rows.select(route.when(first).then(pl.lit("line")).otherwise(pl.lit("dup")).alias(VIA_COL))
         return via.to_series()
 
-    def add(self, rows: pl.DataFrame, lines: pl.Series, answers: pl.Series | None = None) -> bytes:
-        """Append rows (with their route), the lines to send and cached answers; returns the lines' bytes."""
+    def add(self, rows: pl.DataFrame, lines: pl.Series, answers: pl.Series | None = None, *,
+            asked: pl.Series | None = None, digest: Any = None) -> Callable[[], None]:
+        """Count rows (with their route), the lines to send and cached answers; return the job that
+        writes them. The job also feeds ``digest`` the JSONL of ``asked`` (default: ``lines``)."""
         if rows.height:
-            table = rows.to_arrow()
-            if self.writer is None:
-                self.writer = pq.ParquetWriter(self.parquet_fh, table.schema, compression="zstd")
-            self.writer.write_table(table)
             self.rows += rows.height
             if HASH_COL in rows.columns:
                 via = rows[VIA_COL]
                 self.seen = pl.concat([self.seen, rows.filter(via == "line")[HASH_COL].rename("hash")])
                 self.dedup += int((via == "dup").sum())
-        data = _joined(lines)
-        if data:
-            self.jsonl.write(data)
-            self.sha.update(data)
-            self.lines += len(lines)
-            self.bytes += len(data)
-        if answers is not None and len(answers):
-            if self.cached_fh is None:
-                self.cached_fh = self.store.open(f"{self.dir}/cached.jsonl", "wb")
-            rq.write_jsonl(answers, self.cached_fh)
-            self.cached += len(answers)
-        return data
+        self.lines += len(lines)
+        self.bytes += int(lines.str.len_bytes().sum()) + len(lines)
+        self.cached += 0 if answers is None else len(answers)
 
-    def close(self, schema: pa.Schema | None) -> None:
+        def write() -> None:
+            if rows.height:
+                table = rows.to_arrow()
+                if self.writer is None:
+                    self.writer = _input_writer(self.parquet_fh, table.schema)
+                self.writer.write_table(table)
+            data = _joined(lines)
+            if data:
+                self.jsonl.write(data)
+                self.sha.update(data)
+            if digest is not None:
+                digest.update(data if asked is None else _joined(asked))
+            if answers is not None and len(answers):
+                if self.cached_fh is None:
+                    self.cached_fh = self.store.open(f"{self.dir}/cached.jsonl", "wb")
+                rq.write_jsonl(answers, self.cached_fh)
+
+        return write
+
+    def close(self, schema: pa.Schema | None) -> Callable[[], None]:
+        """Let go of the shard's dedup set; return the job that closes its files."""
         self.seen = self.seen.clear()  # closed shards keep only their counts (memory stays flat)
-        if self.writer is None and schema is not None:
-            self.writer = pq.ParquetWriter(self.parquet_fh, schema, compression="zstd")
-        if self.writer is not None:
-            self.writer.close()
-        self.parquet_fh.close()
-        self.jsonl.close()
-        if self.cached_fh is not None:
-            self.cached_fh.close()
+
+        def close() -> None:
+            if self.writer is None and schema is not None:
+                self.writer = _input_writer(self.parquet_fh, schema)
+            if self.writer is not None:
+                self.writer.close()
+            self.parquet_fh.close()
+            self.jsonl.close()
+            if self.cached_fh is not None:
+                self.cached_fh.close()
+
+        return close
 
 
 def _cache_hits(cache: ResultCache | None, rows: pl.DataFrame) -> pl.DataFrame:
@@ -392,37 +452,50 @@ def prepare_run(
     line_sha, data_sha = hashlib.sha256(), _data_digest(source)
     schema: pa.Schema | None = None
     total_bytes = height = asked = 0
-    for rows, lines in iter_prepared(source, plan, options):
-        height += rows.height
-        asked += int(rows[SEND_COL].sum())
-        _update_data_digest(data_sha, _user_columns(rows))
-        hits = _cache_hits(cache, rows)
-        positions = planner.cuts(lines["nbytes"])
-        if positions[:1] == [0] and current is not None:
-            current.close(schema)
-            done.append(current)
-            current = None
-        bounds = [0, *(p for p in positions if p > 0), rows.height]
-        for a, b in zip(bounds, bounds[1:]):
-            if a > 0 and current is not None:  # a new shard begins at a
-                current.close(schema)
+    writer = _Writer()
+    try:
+        for rows, lines in iter_prepared(source, plan, options):
+            jobs: list[Callable[[], None]] = []
+            height += rows.height
+            asked += int(rows[SEND_COL].sum())
+            _update_data_digest(data_sha, _user_columns(rows))
+            hits = _cache_hits(cache, rows)
+            positions = planner.cuts(lines["nbytes"])
+            if positions[:1] == [0] and current is not None:
+                jobs.append(current.close(schema))
                 done.append(current)
                 current = None
-            if current is None:
-                current = _ShardFiles(store, len(done))
-            part_rows, part_lines = rows.slice(a, b - a), lines.slice(a, b - a)
-            via = current.route(part_rows, hits["hash"], dedup=options.dedup)
-            part_rows = part_rows.with_columns(via)
-            schema = part_rows.to_arrow().schema if schema is None else schema
-            sent = via == "line"
-            data = current.add(part_rows, part_lines.filter(sent)["line"], _answers(part_rows, hits))
-            asked_here = part_rows[SEND_COL]
-            line_sha.update(data if bool((sent == asked_here).all()) else
-                            _joined(part_lines.filter(asked_here)["line"]))  # independent of dedup/cache
-            total_bytes += int(part_lines.filter(sent)["nbytes"].sum())
-    if current is not None:
-        current.close(schema)
-        done.append(current)
+            bounds = [0, *(p for p in positions if p > 0), rows.height]
+            for a, b in zip(bounds, bounds[1:]):
+                if a > 0 and current is not None:  # a new shard begins at a
+                    jobs.append(current.close(schema))
+                    done.append(current)
+                    current = None
+                if current is None:
+                    current = _ShardFiles(store, len(done))
+                part_rows, part_lines = rows.slice(a, b - a), lines.slice(a, b - a)
+                via = current.route(part_rows, hits["hash"], dedup=options.dedup)
+                part_rows = part_rows.with_columns(via)
+                schema = part_rows.to_arrow().schema if schema is None else schema
+                sent, asked_here = via == "line", part_rows[SEND_COL]
+                same = bool((sent == asked_here).all())  # else the digest needs the asked lines
+                jobs.append(current.add(part_rows, part_lines.filter(sent)["line"], _answers(part_rows, hits),
+                                        asked=None if same else part_lines.filter(asked_here)["line"],
+                                        digest=line_sha))  # the digest is independent of dedup/cache
+                total_bytes += int(part_lines.filter(sent)["nbytes"].sum())
+            writer.submit(jobs)
+        if current is not None:
+            writer.submit([current.close(schema)])
+            done.append(current)
+            current = None
+        writer.wait()
+    finally:
+        if current is not None:  # stopped by an error: let the files go (the next prepare removes them)
+            with contextlib.suppress(Exception):
+                writer.wait()
+            with contextlib.suppress(Exception):
+                current.close(schema)()
+        writer.close()
     inline = len(done) == 1 and total_bytes + INLINE_OVERHEAD_BYTES * done[0].lines <= options.inline_max_bytes
     shards = [
         ShardRecord(

@@ -26,7 +26,7 @@ from .exceptions import GembatchError, ResultWarning, TransientServiceError
 from .journal import Journal, ShardRecord, ShardState
 from .prepare import HASH_COL, KEY_COL, SEND_COL, VIA_COL, Options
 from .progress import NullProgress, Progress, Snapshot
-from .storage import OutputSink
+from .storage import OutputSink, Store
 
 if TYPE_CHECKING:
     from .cache import ResultCache
@@ -288,7 +288,7 @@ class Runner:
 
     def _join(self, shard: ShardRecord) -> None:
         joined, report = join_shard(self.journal, shard, self.options.prefix)
-        self.store.write_parquet(shard.path("output.parquet"), output_frame(joined))
+        write_output(self.store, shard.path("output.parquet"), output_frame(joined))
         self._remember(shard, joined)
         self.journal.move(shard, S.JOINED, report=report)
 
@@ -423,6 +423,13 @@ def _cached_results(journal: Journal, shard: ShardRecord) -> pl.DataFrame | None
 
 
 _ORIGIN = {"line": "batch", "dup": "dedup", "cache": "cache"}
+
+
+def write_output(store: Store, rel: str, frame: pl.DataFrame) -> None:
+    """Write a shard's output file. Snappy: half zstd's time for ~1.4x its size; the file is written
+    once per shard and is what a dataset-directory sink receives as its part file (as pyarrow would
+    write it by default)."""
+    store.write_parquet(rel, frame, compression="snappy")
 
 
 def join_shard(journal: Journal, shard: ShardRecord, prefix: str) -> tuple[pl.DataFrame, dict[str, int]]:

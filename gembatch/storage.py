@@ -113,9 +113,9 @@ class Store:
         return self.fs.open(self.path(rel), mode)  # type: ignore[no-any-return]
 
     # -- tables ----------------------------------------------------------------------------------
-    def write_parquet(self, rel: str, frame: pl.DataFrame) -> None:
+    def write_parquet(self, rel: str, frame: pl.DataFrame, compression: str = "zstd") -> None:
         with self.atomic_writer(rel) as fh:
-            frame.write_parquet(fh, compression="zstd", statistics=False)
+            frame.write_parquet(fh, compression=compression, statistics=False)  # type: ignore[arg-type]
 
     def read_parquet(self, rel: str) -> pl.DataFrame:
         with self.open(rel) as fh:

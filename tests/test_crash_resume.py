@@ -101,12 +101,12 @@ CHILD = textwrap.dedent(
         after(backend.Backend, "download", nth=2)
     elif point == "while_writing_output":
         original_write = storage.Store.write_parquet
-        def write_parquet(self, rel, frame):
+        def write_parquet(self, rel, frame, **kw):
             if rel.endswith("output.parquet") and "000001" in rel:
                 with self.atomic_writer(rel) as fh:
                     fh.write(b"PAR1partial")
                     die()
-            return original_write(self, rel, frame)
+            return original_write(self, rel, frame, **kw)
         storage.Store.write_parquet = write_parquet
     elif point != "none":
         raise SystemExit("unknown point " + point)
