@@ -12,6 +12,7 @@ the SDK (``HttpOptions.client_args``), so nothing reaches into SDK internals.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -20,7 +21,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import tenacity
 from google import genai
@@ -101,7 +102,7 @@ class _StatsCapture:
         try:
             response.read()
             body = json.loads(response.content)
-        except Exception:  # a hook must never break the call it observes
+        except Exception:  # noqa: BLE001 - a hook must never break the call it observes
             return
         for op in body.get("operations", [body]) if isinstance(body, dict) else []:
             name = op.get("name") if isinstance(op, dict) else None
@@ -272,7 +273,7 @@ class Backend:
         def go() -> RemoteFile:
             stream.seek(0)
             f = self.client.files.upload(
-                file=stream, config={"display_name": display_name, "mime_type": mime_type}
+                file=cast(io.IOBase, stream), config={"display_name": display_name, "mime_type": mime_type}
             )
             return _remote_file(f)
         return self._call(f"upload {display_name}", go, idempotent=False)
@@ -314,16 +315,16 @@ class Backend:
         """Create a batch job from an uploaded file or inline lines. Never retried blindly."""
         if (file_name is None) == (inline_lines is None):
             raise ValueError("give exactly one of file_name and inline_lines")
-        config = {"display_name": display_name}
-
         def go() -> RemoteJob:
             if kind == "embed":
                 src: Any = {"file_name": file_name} if file_name else {
                     "inlined_requests": _inline_embed_batch(inline_lines or [])}
-                job = self.client.batches.create_embeddings(model=model, src=src, config=config)
+                job = self.client.batches.create_embeddings(
+                    model=model, src=src, config=types.CreateEmbeddingsBatchJobConfig(display_name=display_name))
             else:
                 src = file_name if file_name else [_inline_request(x) for x in inline_lines or []]
-                job = self.client.batches.create(model=model, src=src, config=config)
+                job = self.client.batches.create(
+                    model=model, src=src, config=types.CreateBatchJobConfig(display_name=display_name))
             return self._remote_job(job, inline_keys=None)
         return self._call(f"create batch job {display_name}", go, idempotent=False)
 

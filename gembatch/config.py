@@ -86,7 +86,7 @@ def _schema_to_wire(schema: Any) -> tuple[str, dict[str, Any]]:
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             return "responseJsonSchema", schema.model_json_schema()
         return "responseJsonSchema", TypeAdapter(schema).json_schema()
-    except Exception as exc:  # pydantic raises several error types for non-schema objects
+    except Exception as exc:  # noqa: BLE001 - pydantic raises several types for non-schema objects
         raise _fail("response_schema", schema, "a pydantic model, a type like list[Model], or a "
                     f"JSON schema dict ({exc})") from None
 

@@ -28,8 +28,10 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import math
 import os
 import socket
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +40,9 @@ from .exceptions import CorruptRunError, RunDirectoryError, RunLockedError
 from .storage import Store
 
 __all__ = ["FORMAT_VERSION", "Journal", "ShardRecord", "ShardState"]
+
+PROGRESS_SAVE_EVERY = 15.0
+"""Seconds between two saves of a running job's counts alone (a change of job state is saved at once)."""
 
 FORMAT_VERSION = 1
 RUN_FILE = "run.json"
@@ -129,6 +134,8 @@ class Journal:
     'generate'
     """
 
+    progress_save_every: float = PROGRESS_SAVE_EVERY
+
     def __init__(
         self, store: Store, manifest: dict[str, Any], shards: list[ShardRecord],
         retries: dict[int, list[ShardRecord]] | None = None,
@@ -137,6 +144,7 @@ class Journal:
         self.manifest = manifest
         self.shards = shards  # the shards of the input, in input order
         self.retries: dict[int, list[ShardRecord]] = retries or {s.index: [] for s in shards}
+        self._progress_saved: dict[tuple[int, int], float] = {}  # (index, attempt) -> monotonic time
 
     def records(self) -> list[ShardRecord]:
         """Every shard and resubmission, each shard followed by its resubmissions."""
@@ -227,6 +235,22 @@ class Journal:
             setattr(shard, name, value)
         shard.state = state
         self.save(shard, note=note or state.value)
+
+    def progress(self, shard: ShardRecord, *, job_state: str, stats: dict[str, int] | None, at: float) -> None:
+        """Record a running job's state and batch stats (``at``: when it was seen to progress).
+
+        The fields change in memory at once. A new job state is saved at once; new counts alone at
+        most every ``progress_save_every`` seconds per shard: they are read from the service again
+        on resume, so a lost update costs nothing, and a fast-polled run does not rewrite its state
+        files hundreds of times.
+        """
+        ident, now = (shard.index, shard.attempt), time.monotonic()
+        last = self._progress_saved.get(ident, -math.inf)
+        due = job_state != shard.job_state or now - last >= self.progress_save_every
+        shard.job_state, shard.stats, shard.progress_at = job_state, stats, at
+        if due:
+            self._progress_saved[ident] = now
+            self.save(shard, note=job_state)
 
     # -- the lock --------------------------------------------------------------------------------
     @contextlib.contextmanager

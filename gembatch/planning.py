@@ -86,9 +86,9 @@ class Plan:
             return ["nothing to send"]
         biggest = max(sent, key=lambda s: s.share_of_limit)
         modes = sorted({s.mode for s in sent})
-        return [f"{len(sent)} shard(s) ({'/'.join(modes)}), largest {biggest.bytes / 1e6:,.1f} MB = "
-                f"{biggest.share_of_limit:.1%} of the {biggest.limit / 1e6:,.0f} MB "
-                f"{'inline' if biggest.mode == 'inline' else 'file'} limit"]
+        return [(f"{len(sent)} shard(s) ({'/'.join(modes)}), largest {biggest.bytes / 1e6:,.1f} MB = "
+                 f"{biggest.share_of_limit:.1%} of the {biggest.limit / 1e6:,.0f} MB "
+                 f"{'inline' if biggest.mode == 'inline' else 'file'} limit")]
 
     def __str__(self) -> str:
         head = (f"Plan for {self.model} in {self.job_dir}: {self.rows:,} rows, {self.requests:,} requests "

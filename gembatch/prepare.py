@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import math
 import os
 import uuid
@@ -466,7 +467,7 @@ def prepare_run(
                 done.append(current)
                 current = None
             bounds = [0, *(p for p in positions if p > 0), rows.height]
-            for a, b in zip(bounds, bounds[1:]):
+            for a, b in itertools.pairwise(bounds):
                 if a > 0 and current is not None:  # a new shard begins at a
                     jobs.append(current.close(schema))
                     done.append(current)

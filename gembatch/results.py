@@ -24,7 +24,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import polars as pl
 import pyarrow as pa
@@ -149,7 +149,7 @@ def _arrow_type(dtype: Any) -> pa.DataType:
     return simple[dtype.base_type()]
 
 
-Lines = bytes | mmap.mmap | pa.Buffer  # whole lines, each ending in a newline
+Lines: TypeAlias = "bytes | mmap.mmap | pa.Buffer"  # whole lines, each ending in a newline
 
 
 def _read_json(data: Lines, arrow_schema: pa.Schema, block_size: int) -> pa.Table:

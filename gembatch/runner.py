@@ -252,8 +252,8 @@ class Runner:
         job = self.backend.get(shard.job_name, inline_keys=self._inline_keys(shard))
         if not job.done:
             if job.state != shard.job_state or (job.stats and job.stats != shard.stats):
-                self.journal.move(shard, S.SUBMITTED, job_state=job.state, stats=job.stats or shard.stats,
-                                  progress_at=self._wall(), note=f"{job.state}")
+                self.journal.progress(shard, job_state=job.state, stats=job.stats or shard.stats,
+                                      at=self._wall())
             self._watch(shard)
             return
         fields: dict[str, Any] = {"job_state": job.state, "job_error": job.error,

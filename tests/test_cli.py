@@ -11,7 +11,7 @@ import polars as pl
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gembatch.cli", *args], env={**os.environ, **env},
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_run_status_results_and_list_round_trip(emu, tmp_path):
@@ -52,7 +52,7 @@ def test_parquet_run_streams_and_errors_exit_nonzero(emu, tmp_path):
 def test_demo_command_writes_a_parquet_file(tmp_path):
     done = subprocess.run([sys.executable, "-m", "gembatch.cli", "demo", "--rows", "200", "--out",
                            str(tmp_path / "demo.parquet"), "--shard-rows", "80"],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
     assert done.returncode == 0, done.stderr
     out = pl.read_parquet(tmp_path / "demo.parquet")
     assert out.height == 200 and (out["gemini_status"] == "ok").all()

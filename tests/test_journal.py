@@ -87,3 +87,23 @@ def test_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_progress_saves_a_new_state_at_once_and_counts_alone_at_most_every_interval(tmp_path):
+    store = Store(tmp_path / "run")
+    journal = Journal.create(store, {"kind": "generate"}, [_shard(0)])
+    shard = journal.shards[0]
+    journal.move(shard, ShardState.SUBMITTED, job_name="batches/1", job_state="JOB_STATE_PENDING")
+    for done in range(1, 101):  # a fast poll seeing the counts grow
+        journal.progress(shard, job_state="JOB_STATE_RUNNING", stats={"successfulRequestCount": done}, at=done)
+    assert shard.stats == {"successfulRequestCount": 100} and shard.progress_at == 100  # in memory: the latest
+    saved = Journal.open(store).shards[0]
+    assert saved.job_state == "JOB_STATE_RUNNING" and saved.stats == {"successfulRequestCount": 1}
+    assert [h[1] for h in saved.history].count("JOB_STATE_RUNNING") == 1  # one write, not a hundred
+
+    journal.progress(shard, job_state="JOB_STATE_SUCCEEDED", stats={"successfulRequestCount": 101}, at=101)
+    assert Journal.open(store).shards[0].stats == {"successfulRequestCount": 101}  # a new state: at once
+
+    journal.progress_save_every = 0.0
+    journal.progress(shard, job_state="JOB_STATE_SUCCEEDED", stats={"successfulRequestCount": 102}, at=102)
+    assert Journal.open(store).shards[0].stats == {"successfulRequestCount": 102}  # the interval passed

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -49,7 +51,7 @@ def test_every_shard_respects_bounds_and_rows_stay_in_order(slices, max_rows, ma
         assert len(sent) <= max_rows
         assert sum(sent) <= max_bytes or len(sent) == 1
     # greedy: a shard is only closed when the next sent row would not fit
-    for a, b in zip(shards, shards[1:]):
+    for a, b in itertools.pairwise(shards):
         sent = [sizes[r] for r in a if sizes[r] > 0]
         first_next = next((sizes[r] for r in b if sizes[r] > 0), None)
         if first_next is not None and sent:
