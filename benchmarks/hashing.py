@@ -2,8 +2,9 @@
 
 Ours: :func:`gembatch.hashing.request_hashes` (sha256 via the ``polars-hash`` plugin, vectorised).
 Baselines in the same run: the same digests with a per-row ``hashlib.sha256`` loop, and building the
-lines themselves (hashing should cost a fraction of building). No target is set by the issue: the table
-reports rows/s; the row is marked ok when hashing is at least as fast as building the lines.
+lines themselves (information: what the content address adds to the prepare step). The issue asks for
+the rows/s and for hashing that is vectorised, not a Python loop per row: the row is marked ok when the
+digests equal the loop's and come at least ``LOOP_FACTOR`` times as fast.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from . import Row, best_of
 from .kernels import STATIC, make_rows
 
 SECTION = "hashing"
+LOOP_FACTOR = 5  # both cores and no per-row Python, against one core running a C hash per call
 
 
 def run(args: argparse.Namespace) -> list[Row]:
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             f"ours used {hashed.cores_used:.1f} cores")
     return [
         Row(SECTION, "request hashes (sha256)", n / hashed.seconds, "rows/s", "hashlib loop",
-            n / looped.seconds, target=">= lines build rate", ok=same and hashed.seconds <= plain.seconds,
+            n / looped.seconds, target=f">= {LOOP_FACTOR}x", ok=same and looped.seconds >= LOOP_FACTOR * hashed.seconds,
             note=note),
         Row(SECTION, "build lines + hashes", n / built.seconds, "rows/s", "build lines only",
             n / plain.seconds, note="the prepare step builds both in one pass"),

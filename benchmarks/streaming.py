@@ -46,14 +46,15 @@ from .pipeline import (
 
 SECTION = "streaming"
 ROOT = Path(__file__).resolve().parent.parent
-MB = 1024 * 1024
+MiB = 1024 * 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stream-rows-large", type=int, default=10_000_000,
                         help="streaming: the large size, compared with --rows (default 10,000,000)")
-    parser.add_argument("--stream-shard-rows", type=int, default=250_000,
-                        help="streaming: Options.shard_max_rows (default 250,000)")
+    parser.add_argument("--stream-shard-rows", type=int, default=None,
+                        help="streaming: Options.shard_max_rows (default: gembatch's own default, "
+                             "what a user gets; the client's peak memory follows the shard size)")
     parser.add_argument("--stream-timeout", type=float, default=3600.0,
                         help="streaming: seconds before a child run is killed (default 3600)")
 
@@ -79,7 +80,8 @@ def _child(spec: dict[str, Any]) -> int:
     """The measured process: one streaming call, nothing else (its RSS sampled on a thread)."""
     import gembatch
 
-    options = gembatch.Options(shard_max_rows=spec["shard_rows"], poll_interval=0.1, max_poll_interval=0.5)
+    shard_rows = {} if spec["shard_rows"] is None else {"shard_max_rows": spec["shard_rows"]}
+    options = gembatch.Options(**shard_rows, poll_interval=0.1, max_poll_interval=0.5)
     with RssTimeline() as timeline:
         started = time.time()
         gembatch.batch_generate_parquet(
@@ -91,6 +93,12 @@ def _child(spec: dict[str, Any]) -> int:
     Path(spec["rss_log"]).write_text(json.dumps(timeline.samples))
     print(json.dumps({"started": started, "ended": ended, "vm_hwm": vm_hwm()}), flush=True)
     return 0
+
+
+def _default_shard_rows() -> int:
+    import gembatch
+
+    return int(gembatch.Options().shard_max_rows)
 
 
 def _import_floor() -> int:
@@ -151,7 +159,7 @@ def _one(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     source = base / "input.parquet"
     t0 = time.perf_counter()
     size = write_input(source, n)
-    print(f"  [streaming] {n:,} rows: input written ({size / MB:,.0f} MB) in "
+    print(f"  [streaming] {n:,} rows: input written ({size / MiB:,.0f} MiB) in "
           f"{time.perf_counter() - t0:.0f} s", flush=True)
     job_dir = base / "run"
     spec = {"input": str(source), "output": str(base / "out"), "job_dir": str(job_dir),
@@ -168,23 +176,23 @@ def _one(n: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     rows, ok, ordered = _verify(base / "out", n)
     stages = stage_times(job_dir)
     where = _where(json.loads((base / "rss.json").read_text()), report["started"], stages, job_dir)
-    print(f"  [streaming] {n:,} rows: {wall:.0f} s, peak RSS {peak / MB:,.0f} MB "
-          f"(sampled {sampled / MB:,.0f} MB); {stages.describe()}", flush=True)
+    print(f"  [streaming] {n:,} rows: {wall:.0f} s, peak RSS {peak / MiB:,.0f} MiB "
+          f"(sampled {sampled / MiB:,.0f} MiB); {stages.describe()}", flush=True)
     print(f"  [streaming] {n:,} rows: {_memory_note(where)}", flush=True)
     shutil.rmtree(base, ignore_errors=True)  # several GB at 10 M rows
     return {"n": n, "wall": wall, "peak": peak, "sampled": sampled, "rows": rows, "ok": ok,
-            "ordered": ordered, "shards": stages.shards, "input_mb": size / MB, "where": where}
+            "ordered": ordered, "shards": stages.shards, "input_mb": size / MiB, "where": where}
 
 
 def _memory_note(where: dict[str, Any]) -> str:
-    note = (f"RSS after imports {where['first'] / MB:,.0f} MB; peak while preparing shards "
-            f"{where['prepare_peak'] / MB:,.0f} MB; least RSS between prepare and the first join "
-            f"{where['resident_after_prepare'] / MB:,.0f} MB; peak while running the shards (upload, poll, "
-            f"fetch, join, write) {where['run_peak'] / MB:,.0f} MB; the peak sample "
-            f"({where['peak_sampled'] / MB:,.0f} MB) came {where['at']:.0f} s in, during {where['phase']}, "
+    note = (f"RSS after imports {where['first'] / MiB:,.0f} MiB; peak while preparing shards "
+            f"{where['prepare_peak'] / MiB:,.0f} MiB; least RSS between prepare and the first join "
+            f"{where['resident_after_prepare'] / MiB:,.0f} MiB; peak while running the shards (upload, poll, "
+            f"fetch, join, write) {where['run_peak'] / MiB:,.0f} MiB; the peak sample "
+            f"({where['peak_sampled'] / MiB:,.0f} MiB) came {where['at']:.0f} s in, during {where['phase']}, "
             f"shards then: {where['states']}")
     if where["join_began_at"] is not None:
-        note += f"; RSS when that shard's join began: {where['join_began_at'] / MB:,.0f} MB"
+        note += f"; RSS when that shard's join began: {where['join_began_at'] / MiB:,.0f} MiB"
     return note
 
 
@@ -201,22 +209,23 @@ def run(args: argparse.Namespace) -> list[Row]:
                        r["rows"], "rows", "input rows", r["n"], target="equal, all ok, in order", ok=same,
                        note=f"{r['ok']:,} answered ok by the batch jobs (none from a cache); ids in input "
                             f"order: {'yes' if r['ordered'] else 'NO'}"))
+    shard_rows = args.stream_shard_rows or _default_shard_rows()
     out.append(Row(SECTION, f"batch_generate_parquet end to end ({large_n:,} rows)", large_n / large["wall"],
                    "rows/s", f"the same at {small_n:,} rows", small_n / small["wall"],
                    note=f"{large['wall']:.0f} s and {small['wall']:.0f} s wall, {large['shards']} and "
-                        f"{small['shards']} shards of <= {args.stream_shard_rows:,} rows; the emulator (in "
+                        f"{small['shards']} shards of <= {shard_rows:,} rows; the emulator (in "
                         f"another process) answers the lines and shares the CPUs"))
-    gib = 1024 * MB
-    out.append(Row(SECTION, f"peak RSS of the client ({small_n:,} rows)", small["peak"] / MB, "MB",
-                   "importing gembatch's dependencies alone", floor / MB, higher_is_better=False,
+    gib = 1024 * MiB
+    out.append(Row(SECTION, f"peak RSS of the client ({small_n:,} rows)", small["peak"] / MiB, "MiB",
+                   "importing gembatch's dependencies alone", floor / MiB, higher_is_better=False,
                    target="< 1 GiB", ok=small["peak"] < gib,
-                   note=f"VmHWM reported by the child; psutil samples peaked at {small['sampled'] / MB:,.0f} MB; "
+                   note=f"VmHWM reported by the child; psutil samples peaked at {small['sampled'] / MiB:,.0f} MiB; "
                         + _memory_note(small["where"])))
     ratio = large["peak"] / small["peak"]
-    out.append(Row(SECTION, f"peak RSS of the client ({large_n:,} rows)", large["peak"] / MB, "MB",
-                   f"peak RSS at {small_n:,} rows", small["peak"] / MB, higher_is_better=False,
+    out.append(Row(SECTION, f"peak RSS of the client ({large_n:,} rows)", large["peak"] / MiB, "MiB",
+                   f"peak RSS at {small_n:,} rows", small["peak"] / MiB, higher_is_better=False,
                    target="<= 1.3x; < 1 GiB", ok=ratio <= 1.3 and large["peak"] < gib,
-                   note=f"ratio {ratio:.2f}; psutil samples peaked at {large['sampled'] / MB:,.0f} MB; "
+                   note=f"ratio {ratio:.2f}; psutil samples peaked at {large['sampled'] / MiB:,.0f} MiB; "
                         + _memory_note(large["where"])))
     return out
 

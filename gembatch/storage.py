@@ -71,13 +71,17 @@ class Store:
             self.fs.rm(self.path(rel), recursive=recursive)
 
     # -- atomic writes ---------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def atomic_writer(self, rel: str) -> Iterator[IO[bytes]]:
-        """A binary stream whose content replaces ``rel`` only when the block ends without error."""
+    def _temporary(self, rel: str) -> tuple[str, str]:
+        """``(temporary path, final path)`` of ``rel``: a fresh name beside it, its folder made."""
         final = self.path(rel)
         parent = final.rsplit("/", 1)[0]
         self.fs.makedirs(parent, exist_ok=True)
-        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{final.rsplit('/', 1)[-1]}"
+        return f"{parent}/.tmp-{uuid.uuid4().hex}-{final.rsplit('/', 1)[-1]}", final
+
+    @contextlib.contextmanager
+    def atomic_writer(self, rel: str) -> Iterator[IO[bytes]]:
+        """A binary stream whose content replaces ``rel`` only when the block ends without error."""
+        tmp, final = self._temporary(rel)
         try:
             if self.is_local:
                 with open(tmp, "wb") as fh:
@@ -92,6 +96,23 @@ class Store:
         except BaseException:
             with contextlib.suppress(Exception):
                 self.fs.rm(tmp)
+            raise
+
+    @contextlib.contextmanager
+    def _atomic_local_path(self, rel: str) -> Iterator[str]:
+        """A local path to write; its file replaces ``rel`` (synced) when the block ends without error."""
+        tmp, final = self._temporary(rel)
+        try:
+            yield tmp
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
             raise
 
     def write_bytes(self, rel: str, data: bytes) -> None:
@@ -114,10 +135,20 @@ class Store:
 
     # -- tables ----------------------------------------------------------------------------------
     def write_parquet(self, rel: str, frame: pl.DataFrame, compression: str = "zstd") -> None:
+        """Write ``frame`` atomically. A local file is written by path: polars then encodes and
+        writes it row group by row group instead of assembling the whole file in memory first."""
+        options: dict[str, Any] = {"compression": compression, "statistics": False}
+        if self.is_local:
+            with self._atomic_local_path(rel) as tmp:
+                frame.write_parquet(tmp, **options)
+            return
         with self.atomic_writer(rel) as fh:
-            frame.write_parquet(fh, compression=compression, statistics=False)  # type: ignore[arg-type]
+            frame.write_parquet(fh, **options)
 
     def read_parquet(self, rel: str) -> pl.DataFrame:
+        """Read a Parquet file whole (a local one memory-mapped, not copied into memory first)."""
+        if self.is_local:
+            return pl.read_parquet(self.path(rel), glob=False)
         with self.open(rel) as fh:
             return pl.read_parquet(fh)
 
