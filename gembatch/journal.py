@@ -157,11 +157,11 @@ class Journal:
         attempt = max(shard.retries, default=0) + 1
         data = "".join(line + "\n" for line in lines).encode()
         sha = hashlib.sha256(data).hexdigest()
-        run_id = self.manifest.get("run_id", "run")
+        run_id, options = self.manifest.get("run_id", "run"), self.manifest.get("options", {})
         child = ShardRecord(
             index=shard.index, rows=0, lines=len(lines), bytes=len(data), sha256=sha,
-            mode="inline" if len(data) <= int(self.manifest.get("options", {}).get("inline_max_bytes", 0))
-            else "file",
+            mode="inline" if len(data) <= int(options.get("inline_max_bytes", 0))
+            and len(lines) <= int(options.get("inline_max_rows", 5_000)) else "file",
             display_name=f"gembatch-{run_id}-{shard.index:05d}r{attempt}-{sha[:8]}",
             parent=shard.index, attempt=attempt, reason=reason,
         )

@@ -60,6 +60,22 @@ def test_inline_and_file_paths_give_identical_answers(emu, tmp_path):
     assert inline["gemini_text"].str.starts_with("[system: Be terse.]").all()
 
 
+def test_inline_only_up_to_inline_max_rows_then_one_uploaded_file(emu, tmp_path):
+    df = _frame(30)
+    small = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_rows=30)
+    gembatch.batch_generate(df, "prompt", config=CFG, job_dir=tmp_path / "a", options=small,
+                            progress=False, cache=False)
+    assert emu.stats()["files_created"] == 0  # 30 rows: inline
+    capped = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_rows=29)
+    out = gembatch.batch_generate(df, "prompt", config=CFG, job_dir=tmp_path / "b", options=capped,
+                                  progress=False, cache=False)
+    stats = emu.stats()
+    assert stats["files_created"] == 1 and stats["batches_created"] == 2  # one more row: one file
+    assert (out["gemini_status"] == "ok").all()
+    with pytest.raises(gembatch.ConfigError, match="inline_max_rows"):
+        Options(inline_max_rows=-1)
+
+
 def test_large_frame_several_shards_keyed_by_position(emu, tmp_path):
     n = 200_000
     df = pl.select(pl.format("Item {} of the catalogue", pl.int_range(n)).alias("prompt"))
