@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import itertools
 import math
 import os
@@ -277,13 +276,27 @@ def iter_prepared(
         start += part.height
 
 
-def _joined(lines: pl.Series) -> bytes:
-    """JSONL bytes of ``lines``: each line followed by a newline (so chunks concatenate)."""
-    if not len(lines):
-        return b""
-    buffer = io.BytesIO()
-    rq.write_jsonl(lines, buffer)
-    return buffer.getvalue()
+class _Digesting:
+    """A binary writer that feeds what it writes to some hashes first (``sink`` None: only hashes)."""
+
+    def __init__(self, sink: IO[bytes] | None, *hashes: Any) -> None:
+        self.sink, self.hashes = sink, hashes
+
+    def write(self, data: bytes) -> int:
+        for h in self.hashes:
+            h.update(data)
+        return len(data) if self.sink is None else self.sink.write(data)
+
+    def flush(self) -> None:
+        if self.sink is not None:
+            self.sink.flush()
+
+
+def _digest_jsonl(lines: pl.Series, *hashes: Any, sink: IO[bytes] | None = None) -> None:
+    """Feed ``hashes`` the JSONL of ``lines`` (each followed by a newline), writing it to ``sink``
+    too when given: straight from the polars writer's buffers, never joined into one bytes object."""
+    if len(lines):
+        rq.write_jsonl(lines, _Digesting(sink, *hashes))  # type: ignore[arg-type]
 
 
 def _input_writer(fh: IO[bytes], schema: pa.Schema) -> pq.ParquetWriter:
@@ -383,12 +396,10 @@ class _ShardFiles:
                 if self.writer is None:
                     self.writer = _input_writer(self.parquet_fh, table.schema)
                 self.writer.write_table(table)
-            data = _joined(lines)
-            if data:
-                self.jsonl.write(data)
-                self.sha.update(data)
-            if digest is not None:
-                digest.update(data if asked is None else _joined(asked))
+            same = digest is not None and asked is None  # the digest takes the lines written
+            _digest_jsonl(lines, self.sha, *([digest] if same else []), sink=self.jsonl)
+            if digest is not None and asked is not None:
+                _digest_jsonl(asked, digest)
             if answers is not None and len(answers):
                 if self.cached_fh is None:
                     self.cached_fh = self.store.open(f"{self.dir}/cached.jsonl", "wb")
@@ -549,7 +560,7 @@ def digests(source: Source, plan: RequestPlan, options: Options) -> tuple[str, s
     """The sha256 of the request lines the input would send, and of the input rows."""
     lines_sha, data_sha = hashlib.sha256(), _data_digest(source)
     for rows, lines in iter_prepared(source, plan, options):
-        lines_sha.update(_joined(lines.filter(rows[SEND_COL])["line"]))
+        _digest_jsonl(lines.filter(rows[SEND_COL])["line"], lines_sha)
         _update_data_digest(data_sha, _user_columns(rows))
     return lines_sha.hexdigest(), data_sha.hexdigest()
 
