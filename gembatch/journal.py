@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .exceptions import CorruptRunError, RunDirectoryError, RunLockedError
+from .shards import fits_inline
 from .storage import Store
 
 __all__ = ["FORMAT_VERSION", "Journal", "ShardRecord", "ShardState"]
@@ -160,8 +161,8 @@ class Journal:
         run_id, options = self.manifest.get("run_id", "run"), self.manifest.get("options", {})
         child = ShardRecord(
             index=shard.index, rows=0, lines=len(lines), bytes=len(data), sha256=sha,
-            mode="inline" if len(data) <= int(options.get("inline_max_bytes", 0))
-            and len(lines) <= int(options.get("inline_max_rows", 5_000)) else "file",
+            mode="inline" if fits_inline(len(lines), len(data), max_rows=int(options.get("inline_max_rows", 5_000)),
+                                         max_bytes=int(options.get("inline_max_bytes", 0))) else "file",
             display_name=f"gembatch-{run_id}-{shard.index:05d}r{attempt}-{sha[:8]}",
             parent=shard.index, attempt=attempt, reason=reason,
         )

@@ -29,7 +29,7 @@ from . import hashing
 from . import requests as rq
 from .exceptions import InputError, ResultWarning, RunMismatchError
 from .journal import Journal, ShardRecord, ShardState
-from .shards import INLINE_OVERHEAD_BYTES, ShardPlanner
+from .shards import ShardPlanner, fits_inline
 from .storage import Store, parquet_dataset
 
 if TYPE_CHECKING:
@@ -376,10 +376,11 @@ class _ShardFiles:
         via = rows.select(route.when(first).then(pl.lit("line")).otherwise(pl.lit("dup")).alias(VIA_COL))
         return via.to_series()
 
-    def add(self, rows: pl.DataFrame, lines: pl.Series, answers: pl.Series | None = None, *,
+    def add(self, rows: pl.DataFrame, lines: pl.Series, nbytes: int, answers: pl.Series | None = None, *,
             asked: pl.Series | None = None, digest: Any = None) -> Callable[[], None]:
-        """Count rows (with their route), the lines to send and cached answers; return the job that
-        writes them. The job also feeds ``digest`` the JSONL of ``asked`` (default: ``lines``)."""
+        """Count rows (with their route), the lines to send (``nbytes``: their JSONL bytes) and cached
+        answers; return the job that writes them. The job also feeds ``digest`` the JSONL of ``asked``
+        (default: ``lines``)."""
         if rows.height:
             self.rows += rows.height
             if HASH_COL in rows.columns:
@@ -387,7 +388,7 @@ class _ShardFiles:
                 self.seen = pl.concat([self.seen, rows.filter(via == "line")[HASH_COL].rename("hash")])
                 self.dedup += int((via == "dup").sum())
         self.lines += len(lines)
-        self.bytes += int(lines.str.len_bytes().sum()) + len(lines)
+        self.bytes += nbytes
         self.cached += 0 if answers is None else len(answers)
 
         def write() -> None:
@@ -494,10 +495,12 @@ def prepare_run(
                 schema = part_rows.to_arrow().schema if schema is None else schema
                 sent, asked_here = via == "line", part_rows[SEND_COL]
                 same = bool((sent == asked_here).all())  # else the digest needs the asked lines
-                jobs.append(current.add(part_rows, part_lines.filter(sent)["line"], _answers(part_rows, hits),
+                to_send = part_lines.filter(sent)
+                nbytes = int(to_send["nbytes"].sum())
+                jobs.append(current.add(part_rows, to_send["line"], nbytes, _answers(part_rows, hits),
                                         asked=None if same else part_lines.filter(asked_here)["line"],
                                         digest=line_sha))  # the digest is independent of dedup/cache
-                total_bytes += int(part_lines.filter(sent)["nbytes"].sum())
+                total_bytes += nbytes
             writer.submit(jobs)
         if current is not None:
             writer.submit([current.close(schema)])
@@ -511,8 +514,8 @@ def prepare_run(
             with contextlib.suppress(Exception):
                 current.close(schema)()
         writer.close()
-    inline = (len(done) == 1 and done[0].lines <= options.inline_max_rows
-              and total_bytes + INLINE_OVERHEAD_BYTES * done[0].lines <= options.inline_max_bytes)
+    inline = len(done) == 1 and fits_inline(done[0].lines, total_bytes, max_rows=options.inline_max_rows,
+                                            max_bytes=options.inline_max_bytes)
     shards = [
         ShardRecord(
             index=f.index, rows=f.rows, lines=f.lines, bytes=f.bytes, sha256=f.sha.hexdigest(),

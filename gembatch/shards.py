@@ -18,10 +18,16 @@ from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["INLINE_OVERHEAD_BYTES", "ShardPlanner"]
+__all__ = ["INLINE_OVERHEAD_BYTES", "ShardPlanner", "fits_inline"]
 
 #: Extra bytes a line costs inline (``{"request": ..., "metadata": {"key": ...}}`` wrapping).
 INLINE_OVERHEAD_BYTES = 48
+
+
+def fits_inline(lines: int, nbytes: int, *, max_rows: int, max_bytes: int) -> bool:
+    """Whether ``lines`` request lines of ``nbytes`` JSONL bytes in all go inline in one job: at most
+    ``max_rows`` lines (``Options.inline_max_rows``) and ``max_bytes`` with the inline wrapping."""
+    return lines <= max_rows and nbytes + INLINE_OVERHEAD_BYTES * lines <= max_bytes
 
 
 @dataclass

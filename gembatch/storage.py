@@ -81,18 +81,15 @@ class Store:
     @contextlib.contextmanager
     def atomic_writer(self, rel: str) -> Iterator[IO[bytes]]:
         """A binary stream whose content replaces ``rel`` only when the block ends without error."""
+        if self.is_local:
+            with self._atomic_local_path(rel) as tmp, open(tmp, "wb") as fh:
+                yield fh
+            return
         tmp, final = self._temporary(rel)
         try:
-            if self.is_local:
-                with open(tmp, "wb") as fh:
-                    yield fh
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, final)
-            else:
-                with self.fs.open(tmp, "wb") as fh:
-                    yield fh
-                self.fs.mv(tmp, final)
+            with self.fs.open(tmp, "wb") as fh:
+                yield fh
+            self.fs.mv(tmp, final)
         except BaseException:
             with contextlib.suppress(Exception):
                 self.fs.rm(tmp)
