@@ -42,9 +42,9 @@ SECTION = "e2e"
 
 def _replay(job_dir: Path) -> tuple[float, float]:
     """Seconds of parse + join and of writing the output, over every shard, redone after the run."""
-    from gembatch import runner
-    from gembatch.journal import Journal
-    from gembatch.storage import Store
+    from gembatch import _run as runner
+    from gembatch._state.journal import Journal
+    from gembatch._storage import Store
 
     journal = Journal.open(Store(str(job_dir)))
     prefix = journal.manifest.get("options", {}).get("prefix", "gemini_")

@@ -1,6 +1,6 @@
 """Request hashing throughput (issue #6): content addresses of 1 M request lines.
 
-Ours: :func:`gembatch.hashing.request_hashes` (sha256 via the ``polars-hash`` plugin, vectorised).
+Ours: :func:`gembatch._build.hashing.request_hashes` (sha256 via the ``polars-hash`` plugin, vectorised).
 Baselines in the same run: the same digests with a per-row ``hashlib.sha256`` loop, and building the
 lines themselves (information: what the content address adds to the prepare step). The issue asks for
 the rows/s and for hashing that is vectorised, not a Python loop per row: the row is marked ok when the
@@ -14,8 +14,8 @@ import hashlib
 
 import polars as pl
 
-from gembatch import hashing
-from gembatch.requests import build_generate_lines
+from gembatch._build import hashing
+from gembatch._build.lines import build_generate_lines
 
 from . import Row, best_of
 from .kernels import STATIC, make_rows

@@ -25,8 +25,8 @@ from typing import Any
 
 import polars as pl
 
-from gembatch.requests import build_generate_lines, write_jsonl
-from gembatch.results import GENERATE_COLUMNS, join_results, parse_generate_lines
+from gembatch._build.lines import build_generate_lines, write_jsonl
+from gembatch._results.parse import GENERATE_COLUMNS, join_results, parse_generate_lines
 
 from . import Row, Timing, best_of
 

@@ -12,10 +12,10 @@ __version__ = "0.1.0"
 
 from . import cache
 from .api import batch_embed, batch_generate, batch_generate_parquet, estimate, plan
-from .backend import RetryPolicy
+from ._service.backend import RetryPolicy
 from .cache import ResultCache
 from .config import Config, EmbedConfig
-from .estimate import Estimate
+from ._money.estimate import Estimate
 from .exceptions import (
     AuthenticationError,
     ColumnNotFoundError,
@@ -37,13 +37,13 @@ from .exceptions import (
     TransientServiceError,
 )
 from .namespace import register as _register
-from .planning import Plan
-from .prepare import Options
-from .pricing import Cost, PriceTable, TokenCounts
+from ._money.plan import Plan
+from ._build.prepare import Options
+from ._money.pricing import Cost, PriceTable, TokenCounts
 from .progress import NullProgress, Progress, Snapshot, TqdmProgress
-from .report import RunCost
-from .requests import MediaParts
-from .run import BatchRun, RunStatus
+from ._money.report import RunCost
+from ._build.lines import MediaParts
+from .handle import BatchRun, RunStatus
 
 _register()
 

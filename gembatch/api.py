@@ -17,10 +17,10 @@ from typing import Any, Literal, overload
 import polars as pl
 
 from . import __version__
-from .backend import Backend, RetryPolicy, service_of
+from ._service.backend import Backend, RetryPolicy, service_of
 from .cache import ResultCache
 from .config import Config, EmbedConfig
-from .estimate import Estimate
+from ._money.estimate import Estimate
 from .exceptions import (
     AuthenticationError,
     ConfigError,
@@ -28,9 +28,9 @@ from .exceptions import (
     PilotFailedError,
     RunMismatchError,
 )
-from .journal import Journal, ShardState
-from .planning import Plan, plan_of
-from .prepare import (
+from ._state.journal import Journal, ShardState
+from ._money.plan import Plan, plan_of
+from ._build.prepare import (
     FrameSource,
     Options,
     RequestPlan,
@@ -40,11 +40,11 @@ from .prepare import (
     iter_prepared,
     prepare_run,
 )
-from .pricing import PriceTable
+from ._money.pricing import PriceTable
 from .progress import Progress
-from .requests import MediaParts
-from .run import BatchRun
-from .storage import Store
+from ._build.lines import MediaParts
+from .handle import BatchRun
+from ._storage import Store
 
 __all__ = ["batch_embed", "batch_generate", "batch_generate_parquet", "estimate", "plan"]
 
@@ -233,7 +233,7 @@ def _pilot(
 
 
 def _prepare_lock(store: Store) -> Any:
-    from .journal import run_lock
+    from ._state.journal import run_lock
 
     store.makedirs()
     return run_lock(store)

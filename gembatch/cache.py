@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .exceptions import ConfigError, InputError
-from .storage import Store
+from ._storage import Store
 
 __all__ = [
     "DEFAULT_MAX_BYTES",

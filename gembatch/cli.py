@@ -136,7 +136,7 @@ def _read(path: str) -> object:
 
 def _call_args(args: argparse.Namespace) -> tuple[object, object, dict[str, object]]:
     """(data, prompt, keyword arguments) shared by ``run`` and ``estimate``."""
-    from .backend import make_client
+    from ._service.backend import make_client
     from .config import Config
 
     config = Config(model=args.model, temperature=args.temperature, max_output_tokens=args.max_output_tokens,
@@ -164,8 +164,8 @@ def _estimate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from .api import batch_generate
-    from .planning import Plan
-    from .prepare import Options
+    from ._money.plan import Plan
+    from ._build.prepare import Options
 
     data, prompt, kwargs = _call_args(args)
     options = Options(**({"poll_interval": args.poll_interval,
@@ -180,7 +180,7 @@ def _run(args: argparse.Namespace) -> int:
         print(result)
         return EXIT_OK
     if not streaming:
-        from .run import BatchRun
+        from .handle import BatchRun
 
         _write(result.result() if isinstance(result, BatchRun) else result, args.out)
     print(f"wrote {args.out}")
@@ -217,12 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(cache.stats(args.path))
             return EXIT_OK
         if args.command == "list":
-            from .backend import Backend, make_client
+            from ._service.backend import Backend, make_client
 
             for job in Backend(make_client(base_url=args.base_url)).iter_jobs():
                 print(f"{job.name}\t{job.state.removeprefix('JOB_STATE_')}\t{job.display_name or ''}")
             return EXIT_OK
-        from .run import BatchRun
+        from .handle import BatchRun
 
         run = BatchRun.open(args.job_dir, poll_interval=getattr(args, "poll_interval", None))
         if args.command == "cost":

@@ -23,7 +23,7 @@ from gembatch.cache import (
     default_path,
 )
 from gembatch.exceptions import ConfigError, InputError
-from gembatch.storage import Store
+from gembatch._storage import Store
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 

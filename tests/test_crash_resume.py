@@ -29,7 +29,9 @@ CHILD = textwrap.dedent(
     import os, signal, sys
     import polars as pl
     import gembatch
-    from gembatch import backend, journal, storage, runner
+    from gembatch._service import backend
+    from gembatch._state import journal
+    from gembatch import _storage as storage, _run as runner
 
     point, job_dir = sys.argv[1], sys.argv[2]
 

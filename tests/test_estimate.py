@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gembatch.backend import Backend, RetryPolicy
+from gembatch._service.backend import Backend, RetryPolicy
 from gembatch.emulator import HttpFault
 from gembatch.emulator.model import count_tokens, generate_content
-from gembatch.estimate import (
+from gembatch._money.estimate import (
     Estimate,
     OutputBound,
     _exact_tokens,
@@ -22,8 +22,8 @@ from gembatch.estimate import (
     output_bound,
 )
 from gembatch.exceptions import ConfigError, InputError
-from gembatch.pricing import ModelPrice, PriceTable
-from gembatch.requests import MediaParts, build_embed_lines, build_generate_lines
+from gembatch._money.pricing import ModelPrice, PriceTable
+from gembatch._build.lines import MediaParts, build_embed_lines, build_generate_lines
 
 M = 1_000_000
 FAST_RETRY = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.01, max_elapsed=30)

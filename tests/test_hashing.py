@@ -8,8 +8,8 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gembatch import hashing
-from gembatch.requests import build_generate_lines, static_json
+from gembatch._build import hashing
+from gembatch._build.lines import build_generate_lines, static_json
 
 
 def _hash(frame: pl.DataFrame, static: dict, *, model: str = "gemini-2.5-flash", service: str = hashing.GOOGLE,

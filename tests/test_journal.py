@@ -10,8 +10,8 @@ import time
 import pytest
 
 from gembatch.exceptions import CorruptRunError, RunDirectoryError, RunLockedError
-from gembatch.journal import Journal, ShardRecord, ShardState, run_lock
-from gembatch.storage import Store
+from gembatch._state.journal import Journal, ShardRecord, ShardState, run_lock
+from gembatch._storage import Store
 
 
 def _shard(i: int) -> ShardRecord:
@@ -61,8 +61,8 @@ def test_atomic_write_leaves_old_file_when_the_writer_fails(tmp_path):
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from gembatch.journal import run_lock
-    from gembatch.storage import Store
+    from gembatch._state.journal import run_lock
+    from gembatch._storage import Store
     with run_lock(Store(sys.argv[1])):
         print("locked", flush=True)
         time.sleep(60)

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from gembatch.exceptions import InputError
-from gembatch.journal import Journal
-from gembatch.prepare import HASH_COL, KEY_COL, Options, RequestPlan, as_source, prepare_run
-from gembatch.storage import Store
+from gembatch._state.journal import Journal
+from gembatch._build.prepare import HASH_COL, KEY_COL, Options, RequestPlan, as_source, prepare_run
+from gembatch._storage import Store
 
 PLAN = RequestPlan(kind="generate", model="gemini-2.5-flash", static={}, prompt=pl.col("prompt"),
                    columns_needed=("prompt",))

@@ -9,9 +9,9 @@ import pytest
 
 from gembatch.emulator.model import generate_content
 from gembatch.exceptions import ColumnNotFoundError, ConfigError
-from gembatch.pricing import Cost, ModelPrice, PriceTable, TokenCounts, cost_of, price_frame
-from gembatch.requests import answer_lines
-from gembatch.results import parse_generate_lines
+from gembatch._money.pricing import Cost, ModelPrice, PriceTable, TokenCounts, cost_of, price_frame
+from gembatch._build.lines import answer_lines
+from gembatch._results.parse import parse_generate_lines
 
 M = 1_000_000
 PRO = PriceTable.default().for_model("gemini-2.5-pro")

@@ -19,7 +19,7 @@ from gembatch.exceptions import (
     InvalidPromptError,
     RequestTooLargeError,
 )
-from gembatch.requests import (
+from gembatch._build.lines import (
     MediaParts,
     build_embed_lines,
     build_generate_lines,

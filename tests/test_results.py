@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gembatch import results as results_module
+from gembatch._results import parse as results_module
 from gembatch.exceptions import ConfigError, InputError
-from gembatch.results import (
+from gembatch._results.parse import (
     GENERATE_COLUMNS,
     GENERATE_RESULT_SCHEMA,
     JoinReport,

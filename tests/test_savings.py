@@ -12,7 +12,7 @@ from gembatch import Config, Options
 from gembatch.cache import ResultCache
 from gembatch.emulator import Emulator
 from gembatch.emulator.faults import HttpFault
-from gembatch.pricing import PriceTable
+from gembatch._money.pricing import PriceTable
 
 CFG = Config(model="gemini-2.5-flash", max_output_tokens=64)
 FAST = Options(poll_interval=0.01, max_poll_interval=0.05)

@@ -9,7 +9,7 @@ from google.genai import types
 
 import gembatch
 from gembatch import Config, Options, RetryPolicy
-from gembatch.backend import Backend
+from gembatch._service.backend import Backend
 from gembatch.emulator import DropConnection, HttpFault, JobOutcome, LineFaults
 
 FAST_RETRY = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.01, max_elapsed=30)

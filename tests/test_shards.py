@@ -5,12 +5,12 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gembatch.shards import ShardPlanner
+from gembatch._build.shards import ShardCutter
 
 
 def _shards(sizes_by_slice, max_rows, max_bytes):
     """Apply the planner over slices and return the shards as lists of global row indices."""
-    planner = ShardPlanner(max_rows=max_rows, max_bytes=max_bytes)
+    planner = ShardCutter(max_rows=max_rows, max_bytes=max_bytes)
     shards: list[list[int]] = [[]]
     row = 0
     for sizes in sizes_by_slice:
@@ -24,14 +24,14 @@ def _shards(sizes_by_slice, max_rows, max_bytes):
 
 
 def test_cuts_within_a_slice_and_across_slices():
-    p = ShardPlanner(max_rows=2, max_bytes=100)
+    p = ShardCutter(max_rows=2, max_bytes=100)
     assert p.cuts([10] * 5) == [2, 4]
     assert p.cuts([10]) == []        # the open shard had one row
     assert p.cuts([10]) == [0]       # now it is full: close it before this slice
 
 
 def test_bytes_bound_and_oversized_row_alone():
-    p = ShardPlanner(max_rows=10, max_bytes=25)
+    p = ShardCutter(max_rows=10, max_bytes=25)
     assert p.cuts([10, 0, 10, 10, 0, 30, 5]) == [3, 5, 6]
 
 

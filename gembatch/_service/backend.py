@@ -28,7 +28,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from .exceptions import (
+from ..exceptions import (
     AuthenticationError,
     GembatchError,
     ServiceError,
@@ -430,7 +430,7 @@ def _count_contents(request: dict[str, Any]) -> list[types.Content]:
     if system.get("parts"):
         contents.insert(0, {"role": "user", "parts": system["parts"]})
     if not contents:
-        from .exceptions import InputError
+        from ..exceptions import InputError
 
         raise InputError(f"The request has no contents to count tokens of (fields: {sorted(request)}).")
     return [types.Content.model_validate(c) for c in contents]

@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from .exceptions import ConfigError, InputError
+from ..exceptions import ConfigError, InputError
 
 __all__ = [
     "EMBED_RESULT_SCHEMA",

@@ -30,9 +30,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from .exceptions import ConfigError, InputError
+from ..exceptions import ConfigError, InputError
 from .pricing import ModelPrice, PriceTable, _html_table, _usd_exprs
-from .requests import write_jsonl
+from .._build.lines import write_jsonl
 
 __all__ = ["Estimate", "OutputBound", "TokenCounter", "estimate_lines", "local_tokens", "output_bound"]
 

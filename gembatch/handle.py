@@ -18,17 +18,17 @@ from typing import Any
 
 import polars as pl
 
-from .backend import Backend, RetryPolicy
+from ._service.backend import Backend, RetryPolicy
 from .cache import ResultCache
-from .estimate import local_tokens
+from ._money.estimate import local_tokens
 from .exceptions import GembatchError, ResultWarning
-from .journal import Journal, ShardRecord, ShardState
-from .prepare import Options
-from .pricing import PriceTable
+from ._state.journal import Journal, ShardRecord, ShardState
+from ._build.prepare import Options
+from ._money.pricing import PriceTable
 from .progress import Progress, make_progress
-from .report import RunCost, run_cost
-from .runner import Runner
-from .storage import OutputSink, Store
+from ._money.report import RunCost, run_cost
+from ._run import Runner
+from ._storage import OutputSink, Store
 
 __all__ = ["BatchRun", "RunStatus"]
 

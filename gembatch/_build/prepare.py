@@ -26,14 +26,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import hashing
-from . import requests as rq
-from .exceptions import InputError, ResultWarning, RunMismatchError
-from .journal import Journal, ShardRecord, ShardState
-from .shards import ShardPlanner, fits_inline
-from .storage import Store, parquet_dataset
+from . import lines as rq
+from ..exceptions import InputError, ResultWarning, RunMismatchError
+from .._state.journal import Journal, ShardRecord, ShardState
+from .shards import ShardCutter, fits_inline
+from .._storage import Store, parquet_dataset
 
 if TYPE_CHECKING:
-    from .cache import ResultCache
+    from ..cache import ResultCache
 
 __all__ = ["HASH_COL", "KEY_COL", "SEND_COL", "VIA_COL", "Options", "RequestPlan", "fingerprint",
            "prepare_run"]
@@ -67,7 +67,7 @@ class Options:
     dedup: bool = True  # identical requests within a shard are sent once, the answer fanned out
 
     def __post_init__(self) -> None:
-        from .exceptions import ConfigError
+        from ..exceptions import ConfigError
 
         for name in ("shard_max_rows", "shard_max_bytes", "inline_max_bytes", "inline_max_rows",
                      "max_request_bytes", "slice_rows", "upload_concurrency"):
@@ -462,7 +462,7 @@ def prepare_run(
     """
     run_id = manifest.setdefault("run_id", uuid.uuid4().hex[:12])
     store.remove("shards", recursive=True)  # leftovers of a prepare that died before run.json
-    planner = ShardPlanner(max_rows=options.shard_max_rows, max_bytes=options.shard_max_bytes)
+    planner = ShardCutter(max_rows=options.shard_max_rows, max_bytes=options.shard_max_bytes)
     done: list[_ShardFiles] = []
     current: _ShardFiles | None = None
     line_sha, data_sha = hashlib.sha256(), _data_digest(source)

@@ -36,9 +36,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .exceptions import CorruptRunError, RunDirectoryError, RunLockedError
-from .shards import fits_inline
-from .storage import Store
+from ..exceptions import CorruptRunError, RunDirectoryError, RunLockedError
+from .._build.shards import fits_inline
+from .._storage import Store
 
 __all__ = ["FORMAT_VERSION", "Journal", "ShardRecord", "ShardState"]
 

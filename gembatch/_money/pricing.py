@@ -30,7 +30,7 @@ from typing import Any
 
 import polars as pl
 
-from .exceptions import ColumnNotFoundError, ConfigError
+from ..exceptions import ColumnNotFoundError, ConfigError
 
 __all__ = ["Cost", "ModelPrice", "PriceTable", "TokenCounts", "cost_of", "price_frame"]
 

@@ -1,10 +1,10 @@
 """Pure planning of shards by rows and bytes (writing them is the prepare step's job).
 
-Input rows arrive in slices; :class:`ShardPlanner` cuts the stream of rows into contiguous shards so that
+Input rows arrive in slices; :class:`ShardCutter` cuts the stream of rows into contiguous shards so that
 no shard holds more than ``max_rows`` request lines or ``max_bytes`` bytes of JSONL. A row that sends no
 request (a skipped row) weighs nothing.
 
->>> p = ShardPlanner(max_rows=2, max_bytes=100)
+>>> p = ShardCutter(max_rows=2, max_bytes=100)
 >>> p.cuts([10, 10, 10, 10, 10])   # positions in this slice where a new shard starts
 [2, 4]
 >>> p.cuts([10])                   # continues the open shard (1 row in it so far)
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-__all__ = ["INLINE_OVERHEAD_BYTES", "ShardPlanner", "fits_inline"]
+__all__ = ["INLINE_OVERHEAD_BYTES", "ShardCutter", "fits_inline"]
 
 #: Extra bytes a line costs inline (``{"request": ..., "metadata": {"key": ...}}`` wrapping).
 INLINE_OVERHEAD_BYTES = 48
@@ -31,7 +31,7 @@ def fits_inline(lines: int, nbytes: int, *, max_rows: int, max_bytes: int) -> bo
 
 
 @dataclass
-class ShardPlanner:
+class ShardCutter:
     """Greedy, streaming shard cutter: fills each shard up to its row and byte bounds."""
 
     max_rows: int

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
-from . import results as rs
-from .backend import Backend, RemoteFile, RemoteJob
+from ._results import parse as rs
+from ._service.backend import Backend, RemoteFile, RemoteJob
 from .exceptions import GembatchError, ResultWarning, TransientServiceError
-from .journal import Journal, ShardRecord, ShardState
-from .prepare import HASH_COL, KEY_COL, SEND_COL, VIA_COL, Options
+from ._state.journal import Journal, ShardRecord, ShardState
+from ._build.prepare import HASH_COL, KEY_COL, SEND_COL, VIA_COL, Options
 from .progress import NullProgress, Progress, Snapshot
-from .storage import OutputSink, Store
+from ._storage import OutputSink, Store
 
 if TYPE_CHECKING:
     from .cache import ResultCache

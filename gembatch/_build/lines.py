@@ -25,7 +25,7 @@ from typing import IO, Any
 import polars as pl
 
 from . import hashing
-from .exceptions import (
+from ..exceptions import (
     ColumnNotFoundError,
     ConfigError,
     DuplicateKeyError,

@@ -17,8 +17,8 @@ from typing import Any
 import polars as pl
 
 from .estimate import Estimate, estimate_lines
-from .exceptions import ConfigError
-from .journal import Journal
+from ..exceptions import ConfigError
+from .._state.journal import Journal
 from .pricing import PriceTable
 
 __all__ = ["FILE_LIMIT_BYTES", "INLINE_LIMIT_BYTES", "Plan", "ShardPlan", "plan_of"]
