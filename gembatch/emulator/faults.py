@@ -23,7 +23,7 @@ Command-line syntax (``parse_fault``)::
 Example::
 
     >>> rules = Faults([HttpFault(endpoint="batches.create", status=429, nth=2)])
-    >>> rules.add(parse_fault("drop:files.download:mid@1,bytes=10"))
+    >>> _ = rules.add(parse_fault("drop:files.download:mid@1,bytes=10"))
     >>> len(rules.rules())
     2
 """
