@@ -11,7 +11,7 @@ may send them); the client runs in this process. Stage times come from the run d
 * poll wait: ``submitted`` -> ``finished``, a span: the emulator answering the lines (and HTTP polls);
 * download: ``finished`` -> ``fetched``, summed over shards (the runner's main thread);
 * parse + join + write shard: ``fetched`` -> ``joined``, summed over shards. The same work is replayed
-  on the same files after the run to split it into parse + join (``runner.join_shard``) and the write
+  on the same files after the run to split it into parse + join (``_results.join.join_shard``) and the write
   of the shard's ``output.parquet``;
 * assemble: the last journal record -> the call returns (``BatchRun.result()`` reads the shard
   outputs back and concatenates them).
@@ -42,20 +42,18 @@ SECTION = "e2e"
 
 def _replay(job_dir: Path) -> tuple[float, float]:
     """Seconds of parse + join and of writing the output, over every shard, redone after the run."""
-    from gembatch import _run as runner
+    from gembatch._results.join import join_shard
     from gembatch._state.journal import Journal
-    from gembatch._storage import Store
+    from gembatch._storage import Directory
 
-    journal = Journal.open(Store(str(job_dir)))
-    prefix = journal.manifest.get("options", {}).get("prefix", "gemini_")
-    shown = getattr(runner, "output_frame", lambda frame: frame)  # the columns the runner writes
-    write_output = getattr(runner, "write_output", lambda store, rel, frame: store.write_parquet(rel, frame))
+    journal = Journal.open(Directory(str(job_dir)))
+    prefix = journal.manifest.options.get("prefix", "gemini_")
     parse = write = 0.0
     for shard in journal.shards:
         t0 = time.perf_counter()
-        out = shown(runner.join_shard(journal, shard, prefix)[0])
+        out = join_shard(journal, shard, prefix)[0]
         t1 = time.perf_counter()
-        write_output(journal.store, shard.path("replay.parquet"), out)
+        journal.store.write_parquet(shard.path("replay.parquet"), out, compression="snappy")
         t2 = time.perf_counter()
         parse, write = parse + (t1 - t0), write + (t2 - t1)
         journal.store.remove(shard.path("replay.parquet"))
@@ -137,7 +135,7 @@ def run(args: argparse.Namespace) -> list[Row]:
         ("parse + join + write shard (sum over shards)", joining, kernel["parse"],
          "in the run; split by replaying the same work on the same files after it (next two rows)"),
         ("  of which parse + join (replayed)", got["replay_parse"], kernel["parse"],
-         (f"runner.join_shard on the emulator's result lines: {got['results_mb']:,.0f} MB "
+         (f"join_shard on the emulator's result lines: {got['results_mb']:,.0f} MB "
           f"(the kernel's synthetic lines: {kernel_mb:,.0f} MB)")),
         ("  of which write output.parquet (replayed)", got["replay_write"], ("total", total), ""),
         ("assemble the output (result(): read shard outputs, concat)", assemble, ("total", total), ""),

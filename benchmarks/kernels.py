@@ -26,7 +26,8 @@ from typing import Any
 import polars as pl
 
 from gembatch._build.lines import build_generate_lines, write_jsonl
-from gembatch._results.parse import GENERATE_COLUMNS, join_results, parse_generate_lines
+from gembatch._results.join import join_results
+from gembatch._results.parse import GENERATE_COLUMNS, parse_generate_lines
 
 from . import Row, Timing, best_of
 
@@ -115,7 +116,7 @@ def ours_parse_join(rows: pl.DataFrame, path: Path) -> pl.DataFrame:
 
 
 def ours_parse_join_bytes(rows: pl.DataFrame, path: Path) -> pl.DataFrame:
-    """The file read into bytes first (what ``runner._parse`` does for a remote run directory)."""
+    """The file read into bytes first (what ``_results.join.read_results`` does for a remote run directory)."""
     results = parse_generate_lines(path.read_bytes())
     joined, _ = join_results(rows, key="id", results=results)
     return joined
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace) -> list[Row]:
             as_bytes, _ = best_of(partial(ours_parse_join_bytes, rows, path), repeat)
             out.append(Row(SECTION, f"result lines ({label}): read_bytes + parse + join", n / as_bytes.seconds,
                            "rows/s", "read + parse + join (memory-mapped)", rate,
-                           note=f"the file read into bytes first (as runner._parse does for a remote run directory); "
+                           note=f"the file read into bytes first (as read_results does for a remote run directory); "
                                 f"used {as_bytes.cores_used:.1f} cores"))
         _remove(path)
     return out

@@ -12,9 +12,8 @@ __version__ = "0.1.0"
 
 from . import cache
 from .api import batch_embed, batch_generate, batch_generate_parquet, estimate, plan
-from ._service.backend import RetryPolicy
 from .cache import ResultCache
-from .config import Config, EmbedConfig
+from .config import Config, EmbedConfig, Options, RetryPolicy
 from ._money.estimate import Estimate
 from .exceptions import (
     AuthenticationError,
@@ -38,7 +37,6 @@ from .exceptions import (
 )
 from .namespace import register as _register
 from ._money.plan import Plan
-from ._build.prepare import Options
 from ._money.pricing import Cost, PriceTable, TokenCounts
 from .progress import NullProgress, Progress, Snapshot, TqdmProgress
 from ._money.report import RunCost

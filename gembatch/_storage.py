@@ -1,8 +1,11 @@
-"""The only module that touches fsspec: paths, atomic writes, streaming reads and writes.
+"""The only module that touches fsspec: literal paths, atomic writes, streaming Parquet/JSONL I/O.
 
-A :class:`Store` is a directory (local path or any fsspec URL: ``memory://``, ``s3://`` ...). Every
-write that a resume relies on is atomic: the bytes go to a temporary sibling first and are renamed into
-place, so a reader sees the old file or the new one, never half of one.
+A :class:`Directory` is a folder on any fsspec filesystem (a local path, ``memory://``, ``s3://`` ...).
+Paths are always *literal*: ``run?``, ``x[ab]`` or ``run*`` name exactly that folder or file, never a
+pattern (fsspec's ``rm``/``mv``/``copy`` and polars' readers expand patterns, so they are not used
+with user paths). Patterns are expanded only where a caller asks for them (:func:`parquet_dataset`
+with ``glob=True``). Every write a resume relies on is atomic: the bytes go to a temporary sibling
+first and are renamed into place, so a reader sees the old file or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -17,17 +20,20 @@ from typing import IO, Any
 
 import fsspec
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-__all__ = ["OutputSink", "Store", "parquet_dataset"]
+__all__ = ["Directory", "OutputSink", "has_pattern", "parquet_dataset"]
 
 
-class Store:
-    """A directory on any fsspec filesystem.
+def has_pattern(path: str) -> bool:
+    """Whether ``path`` holds a glob character (``*``, ``?``, ``[``)."""
+    return any(c in path for c in "*?[")
 
-    >>> s = Store("memory://gembatch-doc")
-    >>> s.write_json("a/b.json", {"x": 1}); s.read_json("a/b.json")
+
+class Directory:
+    """A directory on any fsspec filesystem; every path below it is literal.
+
+    >>> d = Directory("memory://gembatch-doc[1]")
+    >>> d.write_json("a/b.json", {"x": 1}); d.read_json("a/b.json")
     {'x': 1}
     """
 
@@ -39,17 +45,26 @@ class Store:
         self.is_local = "file" in _protocols(self.fs)
 
     def __repr__(self) -> str:
-        return f"Store({self.url!r})"
+        return f"Directory({self.url!r})"
+
+    def child(self, rel: str) -> Directory:
+        """The directory ``rel`` below this one (same filesystem and options)."""
+        sub = Directory.__new__(Directory)
+        sub.fs, sub.root, sub.is_local = self.fs, self.path(rel), self.is_local
+        sub.url = f"{self.url.rstrip('/')}/{rel}"
+        return sub
 
     def path(self, rel: str) -> str:
         """The filesystem path of ``rel`` under the root."""
         return f"{self.root}/{rel}" if rel else self.root
 
     def local_path(self, rel: str) -> str | None:
-        """An OS path for ``rel`` when the store is local, else None."""
+        """An OS path for ``rel`` when the directory is local, else None."""
         return self.path(rel) if self.is_local else None
 
     def exists(self, rel: str) -> bool:
+        if self.is_local:
+            return os.path.exists(self.path(rel))
         return bool(self.fs.exists(self.path(rel)))
 
     def makedirs(self, rel: str = "") -> None:
@@ -57,6 +72,11 @@ class Store:
 
     def listdir(self, rel: str = "") -> list[str]:
         """Names (not paths) directly under ``rel``; empty when it does not exist."""
+        if self.is_local:
+            try:
+                return sorted(os.listdir(self.path(rel)))
+            except (FileNotFoundError, NotADirectoryError):
+                return []
         try:
             entries = self.fs.ls(self.path(rel), detail=False)
         except FileNotFoundError:
@@ -64,11 +84,47 @@ class Store:
         return sorted(str(e).rstrip("/").rsplit("/", 1)[-1] for e in entries)
 
     def size(self, rel: str) -> int:
+        if self.is_local:
+            return os.path.getsize(self.path(rel))
         return int(self.fs.size(self.path(rel)))
 
+    def mtime(self, rel: str) -> float:
+        """The modification time of ``rel`` (epoch seconds); FileNotFoundError when absent."""
+        if self.is_local:
+            return os.path.getmtime(self.path(rel))
+        info = self.fs.info(self.path(rel))
+        for name in ("mtime", "LastModified", "last_modified", "created"):
+            value = info.get(name)
+            if value is not None:
+                return float(value.timestamp()) if hasattr(value, "timestamp") else float(value)
+        return 0.0
+
     def remove(self, rel: str, *, recursive: bool = False) -> None:
+        """Remove the file (or, with ``recursive``, the folder) ``rel``; nothing if it is absent."""
+        path = self.path(rel)
+        if self.is_local:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.isdir(path) and not os.path.islink(path):
+                    if recursive:
+                        shutil.rmtree(path)
+                else:
+                    os.remove(path)
+            return
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(self.path(rel), recursive=recursive)
+            if not self.fs.isdir(path):
+                self.fs.rm_file(path)
+                return
+            if not recursive:
+                return
+            found = self.fs.find(path, withdirs=True, detail=True)
+            for name, info in sorted(found.items(), key=lambda kv: -len(kv[0])):
+                if info.get("type") == "directory":
+                    with contextlib.suppress(Exception):
+                        self.fs.rmdir(name)
+                else:
+                    self.fs.rm_file(name)
+            with contextlib.suppress(Exception):
+                self.fs.rmdir(path)
 
     # -- atomic writes ---------------------------------------------------------------------------
     def _temporary(self, rel: str) -> tuple[str, str]:
@@ -89,10 +145,11 @@ class Store:
         try:
             with self.fs.open(tmp, "wb") as fh:
                 yield fh
-            self.fs.mv(tmp, final)
+            self.fs.cp_file(tmp, final)  # literal (fs.mv and fs.copy expand patterns)
+            self.fs.rm_file(tmp)
         except BaseException:
             with contextlib.suppress(Exception):
-                self.fs.rm(tmp)
+                self.fs.rm_file(tmp)
             raise
 
     @contextlib.contextmanager
@@ -120,6 +177,9 @@ class Store:
         self.write_bytes(rel, json.dumps(obj, indent=1, sort_keys=True).encode())
 
     def read_bytes(self, rel: str) -> bytes:
+        if self.is_local:
+            with open(self.path(rel), "rb") as fh:
+                return fh.read()
         with self.fs.open(self.path(rel), "rb") as fh:
             return bytes(fh.read())
 
@@ -128,6 +188,8 @@ class Store:
 
     def open(self, rel: str, mode: str = "rb") -> IO[Any]:
         """A plain (non-atomic) stream; used for reads and for uploads."""
+        if self.is_local:
+            return open(self.path(rel), mode)  # noqa: SIM115 - the caller closes it
         return self.fs.open(self.path(rel), mode)  # type: ignore[no-any-return]
 
     # -- tables ----------------------------------------------------------------------------------
@@ -142,14 +204,16 @@ class Store:
         with self.atomic_writer(rel) as fh:
             frame.write_parquet(fh, **options)
 
-    def read_parquet(self, rel: str) -> pl.DataFrame:
+    def read_parquet(self, rel: str, columns: list[str] | None = None) -> pl.DataFrame:
         """Read a Parquet file whole (a local one memory-mapped, not copied into memory first)."""
         if self.is_local:
-            return pl.read_parquet(self.path(rel), glob=False)
+            return pl.read_parquet(self.path(rel), columns=columns, glob=False)
         with self.open(rel) as fh:
-            return pl.read_parquet(fh)
+            return pl.read_parquet(fh, columns=columns)
 
-    def parquet_schema(self, rel: str) -> pa.Schema:
+    def parquet_schema(self, rel: str) -> Any:
+        import pyarrow.parquet as pq
+
         with self.open(rel) as fh:
             return pq.read_schema(fh)
 
@@ -168,17 +232,40 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> set[str]:
     return {proto} if isinstance(proto, str) else set(proto)
 
 
-def parquet_dataset(source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> Any:
-    """A pyarrow dataset over a Parquet file, a glob or a dataset directory (local or fsspec URL)."""
+def parquet_dataset(source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
+                    *, glob: bool | None = None) -> Any:
+    """A pyarrow dataset over a Parquet file, a dataset directory or (``glob``) a pattern.
+
+    ``glob=None`` (the default): a path that exists is taken literally (``reviews[2024].parquet`` is
+    that file); a path that does not exist and holds ``*`` is a pattern. ``glob=True`` always expands
+    the pattern (``?`` and ``[...]`` too); ``glob=False`` never does.
+    """
     import pyarrow.dataset as ds
 
     from .exceptions import InputError
 
-    fs, path = fsspec.core.url_to_fs(os.fspath(source), **(storage_options or {}))
-    paths = sorted(fs.glob(path)) if any(c in path for c in "*?[") else [path]
-    if not paths or not all(fs.exists(p) for p in paths):
-        raise InputError(f"No Parquet file at {os.fspath(source)!r}. Hint: check the path or glob.")
-    return ds.dataset(paths if len(paths) > 1 else paths[0], filesystem=fs, format="parquet")
+    text = os.fspath(source)
+    fs, path = fsspec.core.url_to_fs(text, **(storage_options or {}))
+    literal = bool(fs.exists(path))
+    pattern = glob is True or (glob is None and not literal and "*" in path)
+    if pattern:
+        paths = sorted(fs.glob(path))
+        if not paths:
+            raise InputError(f"No Parquet file matches the pattern {text!r}. Hint: check the pattern.")
+    elif literal:
+        paths = [path]
+    else:
+        hint = (" It holds a pattern character: pass glob=True to expand it as a pattern."
+                if has_pattern(path) else "")
+        raise InputError(f"No Parquet file or dataset directory at {text!r}.{hint} Hint: check the path.")
+    if len(paths) == 1 and fs.isdir(paths[0]):  # a dataset directory: its files, listed literally
+        top = paths[0].rstrip("/")
+        found = fs.find(top, detail=False)  # like pyarrow's discovery: no hidden or _-prefixed parts
+        paths = sorted(p for p in found if not any(
+            part.startswith((".", "_")) for part in p[len(top):].strip("/").split("/")))
+        if not paths:
+            raise InputError(f"The directory {text!r} holds no data file.")
+    return ds.dataset(paths, filesystem=fs, format="parquet")
 
 
 class OutputSink:
@@ -194,19 +281,21 @@ class OutputSink:
         self.single = dest.endswith(".parquet")
         self.shards = shards
         self.written: set[int] = set()
+        self._pending: dict[int, tuple[Directory, str]] = {}
+        self._writer: Any = None
+        self._tmp_ctx: Any = None
         if self.single:
             parent, name = (dest.rsplit("/", 1) if "/" in dest else (".", dest))
-            self.store = Store(parent, **storage_options)
+            self.store = Directory(parent or "/", **storage_options)
             self.name = name
-            self._writer: pq.ParquetWriter | None = None
-            self._tmp_ctx: Any = None
-            self._fh: Any = None
         else:
-            self.store = Store(dest, **storage_options)
+            self.store = Directory(dest, **storage_options)
             self.store.makedirs()
 
-    def offer(self, index: int, source: Store, rel: str) -> None:
+    def offer(self, index: int, source: Directory, rel: str) -> None:
         """Shard ``index`` is final at ``source/rel``; write it (and any shards it was holding up)."""
+        import pyarrow.parquet as pq
+
         if index in self.written:
             return
         if not self.single:
@@ -214,7 +303,6 @@ class OutputSink:
                 shutil.copyfileobj(src, out, 8 << 20)
             self.written.add(index)
             return
-        self._pending = getattr(self, "_pending", {})
         self._pending[index] = (source, rel)
         while len(self.written) in self._pending:
             i = len(self.written)
@@ -223,8 +311,8 @@ class OutputSink:
                 parquet = pq.ParquetFile(fh)
                 if self._writer is None:
                     self._tmp_ctx = self.store.atomic_writer(self.name)
-                    self._fh = self._tmp_ctx.__enter__()
-                    self._writer = pq.ParquetWriter(self._fh, parquet.schema_arrow, compression="zstd")
+                    out = self._tmp_ctx.__enter__()
+                    self._writer = pq.ParquetWriter(out, parquet.schema_arrow, compression="zstd")
                 for g in range(parquet.num_row_groups):
                     self._writer.write_table(parquet.read_row_group(g))
             self.written.add(i)

@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .exceptions import ConfigError, InputError
-from ._storage import Store
+from ._storage import Directory
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -74,7 +74,7 @@ _SEGMENT_SCHEMA = pl.Schema(
 _DIR = "segments"
 _TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _SEGMENT_NAME = re.compile(r"^(\d{8}T\d{12}Z)-[0-9a-f]{32}\.parquet$")
-_TEMP_PREFIX = ".tmp-"  # Store.atomic_writer's temporary names
+_TEMP_PREFIX = ".tmp-"  # Directory.atomic_writer's temporary names
 _HASH = r"^[0-9a-f]{64}$"
 #: What reading a vanished, truncated, foreign or garbage file raises (polars, pyarrow, fsspec).
 _UNREADABLE = (OSError, ValueError, pl.exceptions.PolarsError, pa.ArrowException)
@@ -162,7 +162,7 @@ class ResultCache:
             )
         self.path: str = _resolve(default_path() if path is None else path)
         self.max_bytes = max_bytes
-        self._store = Store(self.path, **(storage_options or {}))
+        self._store = Directory(self.path, **(storage_options or {}))
         self._clock = clock or (lambda: datetime.now(timezone.utc))
 
     def __repr__(self) -> str:

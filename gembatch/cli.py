@@ -165,7 +165,7 @@ def _estimate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from .api import batch_generate
     from ._money.plan import Plan
-    from ._build.prepare import Options
+    from .config import Options
 
     data, prompt, kwargs = _call_args(args)
     options = Options(**({"poll_interval": args.poll_interval,

@@ -1,8 +1,10 @@
-"""Frozen, keyword-only configuration objects, validated on construction.
+"""Frozen, keyword-only configuration objects, every field validated on construction.
 
-``Config`` describes *what to ask the model* (model name, generation config, system instruction,
-structured output, safety settings, tools). It turns into the wire-form part of every request that is
-the same for all rows (``Config.request_static()``), and serialises to / from the run directory.
+``Config`` / ``EmbedConfig`` describe *what to ask the model*: they turn into the wire-form part of every
+request that is the same for all rows (``request_static()``) and serialise to / from the run directory.
+``Options`` describe *how a run is cut up, sent and awaited*; ``RetryPolicy`` how transient service
+faults are retried. A bad value, or a misspelt field name, raises :class:`gembatch.ConfigError` naming
+the field, the value and what is allowed (with "did you mean" for typos).
 
 >>> import gembatch
 >>> cfg = gembatch.Config(model="gemini-2.5-flash", temperature=0.2, max_output_tokens=256)
@@ -13,16 +15,21 @@ the same for all rows (``Config.request_static()``), and serialises to / from th
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from .exceptions import ConfigError
 
-__all__ = ["GENERATION_CONFIG_FIELDS", "REQUEST_FIELDS", "Config", "EmbedConfig"]
+__all__ = [
+    "GENERATION_CONFIG_FIELDS", "REQUEST_FIELDS", "RESULT_COLUMNS", "Config", "EmbedConfig", "Options",
+    "RetryPolicy",
+]
 
 #: Every ``generationConfig`` field the Gemini API accepts (wire names, lowerCamelCase).
 GENERATION_CONFIG_FIELDS = frozenset(
@@ -51,6 +58,31 @@ def _fail(field_name: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(
         f"Config.{field_name} must be {allowed} (got {value!r} that is a {type(value).__name__})."
     )
+
+
+_T = TypeVar("_T")
+
+
+def _checked_keywords(cls: type[_T]) -> type[_T]:
+    """Wrap a keyword-only dataclass's ``__init__`` so that an unknown keyword is a ConfigError with
+    "did you mean" (the signature shown by ``help()`` / Shift-Tab stays the dataclass's own)."""
+    init = cls.__init__
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        unknown = [k for k in kwargs if k not in names]
+        if unknown and not args:
+            hints = []
+            for name in unknown:
+                close = difflib.get_close_matches(name, names, n=2, cutoff=0.6)
+                hints.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
+            raise ConfigError(
+                f"{cls.__name__} has no field {', '.join(hints)}. Its fields: {', '.join(names)}.")
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
 
 
 def _check_number(name: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> None:
@@ -91,6 +123,7 @@ def _schema_to_wire(schema: Any) -> tuple[str, dict[str, Any]]:
                     f"JSON schema dict ({exc})") from None
 
 
+@_checked_keywords
 @dataclass(frozen=True, kw_only=True)
 class Config:
     """What to ask the model: everything about a request that is the same for every row.
@@ -267,6 +300,7 @@ class Config:
         return cls(**dict(data))
 
 
+@_checked_keywords
 @dataclass(frozen=True, kw_only=True)
 class EmbedConfig:
     """What to ask an embedding model.
@@ -320,3 +354,134 @@ class EmbedConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> EmbedConfig:
         """The inverse of :meth:`to_dict`."""
         return cls(**dict(data))
+
+
+def _check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+        span = f">= {lo:,}" if hi is None else f"between {lo:,} and {hi:,}"
+        raise ConfigError(
+            f"{owner}.{name} must be an int {span} (got {value!r} that is a {type(value).__name__}).")
+
+
+def _check_seconds(owner: str, name: str, value: Any, *, optional: bool = False, zero: bool = False) -> None:
+    if optional and value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+        value >= 0 if zero else value > 0)
+    if not ok:
+        allowed = f"a number of seconds {'>= 0' if zero else '> 0'}" + (" or None" if optional else "")
+        raise ConfigError(
+            f"{owner}.{name} must be {allowed} (got {value!r} that is a {type(value).__name__}).")
+
+
+def _check_bool(owner: str, name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{owner}.{name} must be True or False (got {value!r}).")
+
+
+#: The result columns gembatch adds (without the prefix); a user column of one of these names (with the
+#: prefix) is refused before anything is sent.
+RESULT_COLUMNS = ("text", "parsed", "finish_reason", "prompt_tokens", "output_tokens", "thoughts_tokens",
+                  "cached_tokens", "total_tokens", "model_version", "status", "error_code", "error_status",
+                  "error_message", "batch_job", "origin", "embedding")
+
+
+@_checked_keywords
+@dataclass(frozen=True, kw_only=True)
+class Options:
+    """How a run is cut up, sent and awaited. Defaults suit the real service.
+
+    >>> Options(shard_max_rows=50_000).shard_max_rows
+    50000
+    """
+
+    shard_max_rows: int = 200_000
+    shard_max_bytes: int = 1_000_000_000  # well under the 2 GB file limit
+    inline_max_bytes: int = 10_000_000  # under the 20 MB inline request limit
+    # inline requests and answers pass through the SDK as Python objects (20,000 rows inline: a peak
+    # of 817 MiB, against 420 MiB through a file): a run of more lines uploads a file instead
+    inline_max_rows: int = 5_000
+    max_request_bytes: int = 20_000_000
+    slice_rows: int = 100_000
+    upload_concurrency: int = 4
+    poll_interval: float = 10.0
+    max_poll_interval: float = 120.0
+    cleanup_remote: bool = True
+    prefix: str = "gemini_"
+    resubmit_expired: bool = True  # send the rows of an EXPIRED job again, automatically
+    max_resubmits: int = 3  # resubmissions per shard (expired, watchdog, retry_failed together)
+    stuck_after: float | None = None  # seconds without start or progress before the watchdog acts
+    dedup: bool = True  # identical requests within a shard are sent once, the answer fanned out
+
+    def __post_init__(self) -> None:
+        own = "Options"
+        for name in ("shard_max_rows", "shard_max_bytes", "max_request_bytes", "slice_rows",
+                     "upload_concurrency"):
+            _check_int(own, name, getattr(self, name), 1)
+        _check_int(own, "inline_max_rows", self.inline_max_rows, 0)
+        _check_int(own, "inline_max_bytes", self.inline_max_bytes, 0, 20_000_000)
+        _check_int(own, "shard_max_bytes", self.shard_max_bytes, 1, 2_000_000_000)
+        _check_int(own, "max_resubmits", self.max_resubmits, 0)
+        _check_seconds(own, "poll_interval", self.poll_interval)
+        _check_seconds(own, "max_poll_interval", self.max_poll_interval)
+        if self.max_poll_interval < self.poll_interval:
+            raise ConfigError(
+                f"Options.max_poll_interval ({self.max_poll_interval!r}) must be >= poll_interval "
+                f"({self.poll_interval!r}).")
+        _check_seconds(own, "stuck_after", self.stuck_after, optional=True)
+        for name in ("cleanup_remote", "resubmit_expired", "dedup"):
+            _check_bool(own, name, getattr(self, name))
+        if not isinstance(self.prefix, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.prefix):
+            raise ConfigError(
+                f"Options.prefix must be a name prefix of letters, digits and underscores such as "
+                f"'gemini_' (got {self.prefix!r}).")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain, JSON-able dict (for the run directory)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Options:
+        """The inverse of :meth:`to_dict`; fields unknown to this version (a newer run) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes: Any) -> Options:
+        """A copy with ``changes`` (validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+@_checked_keywords
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """How transient service faults (429, 5xx, dropped connections, timeouts) are retried:
+    ``attempts`` tries at most, exponential backoff from ``initial_delay`` to ``max_delay`` seconds
+    with up to ``jitter`` seconds added, all within ``max_elapsed`` seconds. A delay the service asks
+    for (``Retry-After``, or a ``RetryInfo`` detail) is honoured, up to ``max_server_delay``.
+    ``timeout`` bounds every HTTP request (connect, each read and write), in seconds.
+
+    >>> RetryPolicy(attempts=3).attempts
+    3
+    """
+
+    attempts: int = 6
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    jitter: float = 1.0
+    max_elapsed: float = 600.0
+    max_server_delay: float = 900.0
+    timeout: float = 120.0
+
+    def __post_init__(self) -> None:
+        own = "RetryPolicy"
+        _check_int(own, "attempts", self.attempts, 1)
+        _check_seconds(own, "initial_delay", self.initial_delay, zero=True)
+        _check_seconds(own, "max_delay", self.max_delay, zero=True)
+        _check_seconds(own, "jitter", self.jitter, zero=True)
+        _check_seconds(own, "max_elapsed", self.max_elapsed)
+        _check_seconds(own, "max_server_delay", self.max_server_delay, zero=True)
+        _check_seconds(own, "timeout", self.timeout)
+        if self.max_delay < self.initial_delay:
+            raise ConfigError(
+                f"RetryPolicy.max_delay ({self.max_delay!r}) must be >= initial_delay "
+                f"({self.initial_delay!r}).")

@@ -17,7 +17,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from .config import Config
-from ._build.prepare import Options
+from .config import Options
 from .sample import sample_reviews
 
 __all__ = ["ReviewLabel", "run_demo"]

@@ -1,5 +1,7 @@
 """``BatchRun``: a handle on a run directory, to look at, wait for, collect, cancel or delete a run.
 
+A view over the run directory's state (the journal) and the :class:`gembatch._run.Run` that drives it.
+
 >>> # run = df.gemini.batch_generate("prompt", config=cfg, job_dir="runs/x", wait=False)
 >>> # run = gembatch.BatchRun.open("runs/x")        # after a kernel restart: continues where it was
 >>> # run.status(); out = run.result()
@@ -9,26 +11,22 @@ from __future__ import annotations
 
 import html
 import os
-import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
-from ._service.backend import Backend, RetryPolicy
-from .cache import ResultCache
 from ._money.estimate import local_tokens
-from .exceptions import GembatchError, ResultWarning
-from ._state.journal import Journal, ShardRecord, ShardState
-from ._build.prepare import Options
-from ._money.pricing import PriceTable
-from .progress import Progress, make_progress
 from ._money.report import RunCost, run_cost
-from ._run import Runner
-from ._storage import OutputSink, Store
+from ._run import Run
+from ._state.journal import Journal
+from ._state.records import ShardRecord, ShardState
+from ._storage import Directory, OutputSink
+from .config import Options, RetryPolicy
+from .exceptions import GembatchError, ResultWarning
+from .progress import Progress, make_progress
 
 __all__ = ["BatchRun", "RunStatus"]
 
@@ -68,27 +66,15 @@ class BatchRun:
     """A run directory and the service it talks to.
 
     Use :meth:`open` to reopen a run (after a kernel restart, from another process): it continues from
-    what the run directory records and never creates a job twice.
+    what the run directory records and never creates a job twice. Looking at a finished run
+    (``status``, ``result``, ``cost``) needs no API key.
     """
 
-    def __init__(
-        self,
-        journal: Journal,
-        backend: Backend,
-        options: Options,
-        *,
-        progress: bool | Progress = True,
-        sleep: Callable[[float], None] = time.sleep,
-        cache: ResultCache | None = None,
-        prices: PriceTable | None = None,
-    ) -> None:
-        self._journal = journal
-        self._backend = backend
-        self._options = options
+    def __init__(self, run: Run, *, progress: bool | Progress = True) -> None:
+        self._run = run
+        self._journal = run.journal
+        self._options = run.options
         self._progress = progress
-        self._sleep = sleep
-        self._cache = cache
-        self._prices = prices
 
     @classmethod
     def open(
@@ -105,33 +91,39 @@ class BatchRun:
 
         >>> # gembatch.BatchRun.open("runs/reviews").result()
         """
-        store = Store(job_dir, **(storage_options or {}))
-        journal = Journal.open(store)
-        stored = dict(journal.manifest.get("options", {}))
+        from ._run import _cache
+
+        journal = Journal.open(Directory(job_dir, **(storage_options or {})))
+        options = Options.from_dict(journal.manifest.options)
         if poll_interval is not None:
-            stored["poll_interval"] = poll_interval
-            stored["max_poll_interval"] = max(poll_interval, stored.get("max_poll_interval", poll_interval))
-        cache = journal.manifest.get("cache")
-        return cls(journal, Backend(client, retry=retry), Options(**stored), progress=progress,
-                   cache=None if cache is None else ResultCache(cache))
+            options = options.replace(poll_interval=poll_interval,
+                                      max_poll_interval=max(poll_interval, options.max_poll_interval))
+        backend = None
+        if client is not None:
+            from ._service.backend import Backend
+
+            backend = Backend(client, retry=retry)
+        run = Run(journal, backend, options, cache=_cache(journal.manifest.cache), retry=retry)
+        return cls(run, progress=progress)
 
     @property
     def job_dir(self) -> str:
         return self._journal.store.url
 
-    def _runner(self, progress: bool | Progress | None = None, sink: OutputSink | None = None) -> Runner:
-        return Runner(self._journal, self._backend, self._options,
-                      progress=make_progress(self._progress if progress is None else progress),
-                      sleep=self._sleep, sink=sink, cache=self._cache)
+    def _driving(self, progress: bool | Progress | None = None, sink: OutputSink | None = None) -> Run:
+        """The run, set to report to ``progress`` (default: this handle's) and write to ``sink``."""
+        self._run.progress = make_progress(self._progress if progress is None else progress)
+        self._run.sink = sink
+        return self._run
 
     def status(self, *, refresh: bool = True) -> RunStatus:
-        """Where the run is; with ``refresh`` (default) the service is asked first."""
-        runner = self._runner(progress=False)
-        if refresh:
+        """Where the run is; with ``refresh`` (default) the service is asked first (an unfinished run)."""
+        run = self._driving(progress=False)
+        if refresh and not run.done():
             with self._journal.locked():
-                runner.submit()
-                runner.step()
-        snap = runner.snapshot()
+                run.submit()
+                run.step()
+        snap = run.snapshot()
         shards = self._journal.shards
         if all(s.state is ShardState.JOINED for s in shards):
             state = "done"
@@ -140,9 +132,8 @@ class BatchRun:
         else:
             state = "submitting"
         detail = tuple(
-            {"index": s.index if s.parent is None else f"{s.index}.r{s.attempt}", "rows": s.rows,
-             "lines": s.lines, "state": s.state.value, "job_name": s.job_name,
-             "job_state": s.job_state, "stats": s.stats, "report": s.report,
+            {"index": s.name, "rows": s.rows, "lines": s.lines, "state": s.state.value,
+             "job_name": s.job_name, "job_state": s.job_state, "stats": s.stats, "report": s.report,
              "reason": s.reason, "watchdog": s.watchdog}
             for s in self._journal.records()
         )
@@ -151,8 +142,11 @@ class BatchRun:
 
     def wait(self, timeout: float | None = None) -> BatchRun:
         """Submit what is left and poll until every result is joined (or ``timeout`` seconds pass)."""
+        run = self._driving()
+        if run.done():
+            return self
         with self._journal.locked():
-            finished = self._runner().wait(timeout)
+            finished = run.wait(timeout)
         if finished and self._progress:
             self._print_summary()
         return self
@@ -165,16 +159,16 @@ class BatchRun:
         """
         manifest, prefix = self._journal.manifest, self._options.prefix
         joined = [s for s in self._journal.shards if s.state is ShardState.JOINED]
-        if manifest.get("kind") == "embed":
+        if manifest.kind == "embed":
             frames = (self._embed_tokens(s) for s in joined)
         else:
             frames = (self._journal.store.read_parquet(s.path("output.parquet")) for s in joined)
-        return run_cost(frames, model=manifest["model"], prefix=prefix, table=self._prices)
+        return run_cost(frames, model=manifest.model, prefix=prefix, table=self._run.prices)
 
     def _embed_tokens(self, shard: ShardRecord) -> pl.DataFrame:
         """Embedding answers carry no token counts: the requests' local estimate stands in."""
         prefix = self._options.prefix
-        out = self._journal.store.read_parquet(shard.path("output.parquet")).select(f"{prefix}origin")
+        out = self._journal.store.read_parquet(shard.path("output.parquet"), columns=[f"{prefix}origin"])
         lines = self._journal.store.read_lines(shard.path("requests.jsonl")) if shard.lines else \
             pl.Series([], dtype=pl.Utf8)
         billed = pl.DataFrame({f"{prefix}prompt_tokens": local_tokens(lines) if len(lines) else
@@ -201,13 +195,19 @@ class BatchRun:
         >>> # run.write("s3://bucket/scored/")      # or "scored.parquet"
         """
         sink = OutputSink(dest, len(self._journal.shards), **(storage_options or {}))
+        run = self._driving(sink=sink)
         with self._journal.locked():
-            self._runner(sink=sink).wait()
+            if run.done():
+                for shard in self._journal.shards:
+                    sink.offer(shard.index, self._journal.store, shard.path("output.parquet"))
+            else:
+                run.wait()
+        run.sink = None
         self._warn_about_results()
         return os.fspath(dest)
 
     def done(self) -> bool:
-        return all(r.state is ShardState.JOINED for r in self._journal.records())
+        return self._run.done()
 
     def result(self, *, wait: bool = True) -> pl.DataFrame:
         """The input frame with the result columns, in input order (waits for the run by default)."""
@@ -243,37 +243,39 @@ class BatchRun:
 
         >>> # n = run.retry_failed(); out = run.result()
         """
+        run = self._driving(progress=False)
         with self._journal.locked():
-            runner = self._runner(progress=False)
             total = sum(
-                runner.resubmit(shard, reason="retry_failed", include_errors=True)
+                run.resubmit(shard, reason="retry_failed", include_errors=True)
                 for shard in self._journal.shards if shard.state is ShardState.JOINED
             )
-            runner.submit()
+            run.submit()
         if wait and total:
             self.wait()
         return total
 
     def cancel(self) -> None:
         """Cancel every job still running; their unanswered rows come back as ``cancelled``."""
+        run = self._driving(progress=False)
         with self._journal.locked():
             for record in self._journal.records():
                 if record.state is ShardState.SUBMITTED and record.job_name:
-                    self._backend.cancel(record.job_name)
-            self._runner(progress=False).step()
+                    run.backend.cancel(record.job_name)
+            run.step()
 
     def delete(self) -> None:
         """Delete the run's jobs and files on the service (the local run directory is kept)."""
+        run = self._driving(progress=False)
         with self._journal.locked():
-            for shard in self._journal.records():
-                if shard.job_name:
-                    self._backend.delete_job(shard.job_name)
-                for name in (shard.file_name, shard.result_file):
+            for record in self._journal.records():
+                if record.job_name:
+                    run.backend.delete_job(record.job_name)
+                for name in (record.file_name, record.result_file):
                     if name:
-                        self._backend.delete_file(name)
+                        run.backend.delete_file(name)
 
     def __repr__(self) -> str:
-        snap = self._runner(progress=False).snapshot()
+        snap = self._run.snapshot()
         states = Counter(s.state.value for s in self._journal.shards)
         return (f"BatchRun({self.job_dir!r}, requests={snap.total:,}, answered={snap.done:,}, "
                 f"failed={snap.failed:,}, shards={dict(states)})")

@@ -23,7 +23,7 @@ from gembatch.cache import (
     default_path,
 )
 from gembatch.exceptions import ConfigError, InputError
-from gembatch._storage import Store
+from gembatch._storage import Directory
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -67,7 +67,7 @@ def root(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     else:
         url = f"memory://gembatch-test-cache/{uuid.uuid4().hex}"
         yield url
-        Store(url).remove("", recursive=True)
+        Directory(url).remove("", recursive=True)
 
 
 def make(root: str, **kwargs) -> ResultCache:
@@ -194,7 +194,7 @@ def test_stats(root):
     cache.put(entries([1, 2, 3]))
     cache.put(entries([3, 4]))
     s = cache.stats()
-    store = Store(root)
+    store = Directory(root)
     assert s.entries == 4 and s.segments == 2
     assert s.bytes == sum(store.size(f"segments/{n}") for n in segments(cache)) > 0
     assert (s.oldest, s.newest) == (T0 + timedelta(seconds=1), T0 + timedelta(seconds=2))
@@ -207,7 +207,7 @@ def test_clear(root):
     cache = make(root)
     cache.clear()  # nothing there yet
     cache.put(entries([1, 2]))
-    store = Store(root)
+    store = Directory(root)
     store.write_bytes("notes.txt", b"not ours")
     with store.open("segments/.tmp-deadbeef-x.parquet", "wb") as fh:  # a crashed writer's leftover
         fh.write(b"partial")
@@ -253,7 +253,7 @@ def test_segment_vanishing_between_listing_and_reading(root, monkeypatch):
 
     def list_then_prune(self: ResultCache) -> list[str]:
         names = listing(self)
-        Store(root).remove(f"segments/{names[0]}")  # a concurrent prune, right after our listing
+        Directory(root).remove(f"segments/{names[0]}")  # a concurrent prune, right after our listing
         return names
 
     monkeypatch.setattr(ResultCache, "_segment_names", list_then_prune)
@@ -264,7 +264,7 @@ def test_segment_vanishing_between_listing_and_reading(root, monkeypatch):
 def test_corrupt_segment_warns_and_is_skipped(root, damage):
     cache = make(root)
     cache.put(entries([1]))
-    store = Store(root)
+    store = Directory(root)
     bad = "20240101T000000000000Z-" + "0" * 32 + ".parquet"
     if damage == "garbage":
         store.write_bytes(f"segments/{bad}", b"PAR1 this is not parquet")
@@ -359,4 +359,4 @@ def test_lookup_returns_put_hashes_that_were_asked(puts, query):
         assert set(out["hash"]) == {h(i) for i in stored & {i for i in query if i is not None}}
         assert cache.stats().entries == len(stored)
     finally:
-        Store(url).remove("", recursive=True)
+        Directory(url).remove("", recursive=True)

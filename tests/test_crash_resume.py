@@ -102,14 +102,14 @@ CHILD = textwrap.dedent(
     elif point == "after_download_before_parse":
         after(backend.Backend, "download", nth=2)
     elif point == "while_writing_output":
-        original_write = storage.Store.write_parquet
+        original_write = storage.Directory.write_parquet
         def write_parquet(self, rel, frame, **kw):
             if rel.endswith("output.parquet") and "000001" in rel:
                 with self.atomic_writer(rel) as fh:
                     fh.write(b"PAR1partial")
                     die()
             return original_write(self, rel, frame, **kw)
-        storage.Store.write_parquet = write_parquet
+        storage.Directory.write_parquet = write_parquet
     elif point != "none":
         raise SystemExit("unknown point " + point)
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gembatch._service.backend import Backend, RetryPolicy
+from gembatch import RetryPolicy
+from gembatch._service.backend import Backend
 from gembatch.emulator import HttpFault
 from gembatch.emulator.model import count_tokens, generate_content
 from gembatch._money.estimate import (

@@ -9,9 +9,11 @@ import time
 
 import pytest
 
+from gembatch._state.journal import Journal
+from gembatch._state.lock import run_lock
+from gembatch._state.records import Manifest, ShardRecord, ShardState
+from gembatch._storage import Directory
 from gembatch.exceptions import CorruptRunError, RunDirectoryError, RunLockedError
-from gembatch._state.journal import Journal, ShardRecord, ShardState, run_lock
-from gembatch._storage import Store
 
 
 def _shard(i: int) -> ShardRecord:
@@ -19,15 +21,20 @@ def _shard(i: int) -> ShardRecord:
                        display_name=f"gembatch-x-{i:05d}")
 
 
+def _manifest() -> Manifest:
+    return Manifest(run_id="r1", kind="generate", model="models/m", static={}, config={}, options={},
+                    prompt="col('p')")
+
+
 @pytest.mark.parametrize("root", ["local", "memory"])
 def test_create_move_and_reopen(tmp_path, root):
     url = str(tmp_path / "run") if root == "local" else f"memory://journal-{os.getpid()}-{time.time_ns()}"
-    store = Store(url)
-    journal = Journal.create(store, {"kind": "generate", "model": "models/m"}, [_shard(0), _shard(1)])
+    store = Directory(url)
+    journal = Journal.create(store, _manifest(), [_shard(0), _shard(1)])
     journal.move(journal.shards[1], ShardState.UPLOADING)
     journal.move(journal.shards[1], ShardState.UPLOADED, file_name="files/abc")
-    again = Journal.open(Store(url))
-    assert again.manifest["kind"] == "generate" and again.manifest["shards"] == [0, 1]
+    again = Journal.open(Directory(url))
+    assert again.manifest.kind == "generate" and again.manifest.shards == [0, 1]
     s0, s1 = again.shards
     assert s0.state is ShardState.PREPARED
     assert s1.state is ShardState.UPLOADED and s1.file_name == "files/abc"
@@ -37,9 +44,9 @@ def test_create_move_and_reopen(tmp_path, root):
 
 def test_open_errors_say_what_to_do(tmp_path):
     with pytest.raises(RunDirectoryError, match="No gembatch run"):
-        Journal.open(Store(tmp_path / "nothing"))
-    store = Store(tmp_path / "bad")
-    Journal.create(store, {"kind": "generate"}, [_shard(0)])
+        Journal.open(Directory(tmp_path / "nothing"))
+    store = Directory(tmp_path / "bad")
+    Journal.create(store, _manifest(), [_shard(0)])
     store.write_bytes("shards/000000/state.json", b"{not json")
     with pytest.raises(CorruptRunError, match="cannot be read"):
         Journal.open(store)
@@ -49,7 +56,7 @@ def test_open_errors_say_what_to_do(tmp_path):
 
 
 def test_atomic_write_leaves_old_file_when_the_writer_fails(tmp_path):
-    store = Store(tmp_path)
+    store = Directory(tmp_path)
     store.write_json("a.json", {"v": 1})
     with pytest.raises(RuntimeError), store.atomic_writer("a.json") as fh:
         fh.write(b'{"v": 2')
@@ -61,9 +68,9 @@ def test_atomic_write_leaves_old_file_when_the_writer_fails(tmp_path):
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from gembatch._state.journal import run_lock
-    from gembatch._storage import Store
-    with run_lock(Store(sys.argv[1])):
+    from gembatch._state.lock import run_lock
+    from gembatch._storage import Directory
+    with run_lock(Directory(sys.argv[1])):
         print("locked", flush=True)
         time.sleep(60)
     """
@@ -71,7 +78,7 @@ HOLDER = textwrap.dedent(
 
 
 def test_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
-    store = Store(tmp_path)
+    store = Directory(tmp_path)
     proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
@@ -90,9 +97,10 @@ def test_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
 
 
 def test_progress_saves_a_new_state_at_once_and_counts_alone_at_most_every_interval(tmp_path):
-    store = Store(tmp_path / "run")
-    journal = Journal.create(store, {"kind": "generate"}, [_shard(0)])
+    store = Directory(tmp_path / "run")
+    journal = Journal.create(store, _manifest(), [_shard(0)])
     shard = journal.shards[0]
+    journal.move(shard, ShardState.CREATING)
     journal.move(shard, ShardState.SUBMITTED, job_name="batches/1", job_state="JOB_STATE_PENDING")
     for done in range(1, 101):  # a fast poll seeing the counts grow
         journal.progress(shard, job_state="JOB_STATE_RUNNING", stats={"successfulRequestCount": done}, at=done)

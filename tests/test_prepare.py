@@ -9,12 +9,16 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from gembatch.exceptions import InputError
+from gembatch import Options
+from gembatch._build.sources import as_source
+from gembatch._build.spec import RequestSpec
+from gembatch._run import prepare
 from gembatch._state.journal import Journal
-from gembatch._build.prepare import HASH_COL, KEY_COL, Options, RequestPlan, as_source, prepare_run
-from gembatch._storage import Store
+from gembatch._state.records import HASH, KEY, Manifest
+from gembatch._storage import Directory
+from gembatch.exceptions import InputError
 
-PLAN = RequestPlan(kind="generate", model="gemini-2.5-flash", static={}, prompt=pl.col("prompt"),
+SPEC = RequestSpec(kind="generate", model="gemini-2.5-flash", static={}, prompt=pl.col("prompt"),
                    columns_needed=("prompt",))
 
 
@@ -24,17 +28,20 @@ def _frame(n: int) -> pl.DataFrame:
 
 
 def _prepare(tmp_path, frame: pl.DataFrame, **options) -> Journal:
-    store = Store(str(tmp_path / "run"))
+    store = Directory(str(tmp_path / "run"))
     opts = Options(**options)
-    return prepare_run(store, as_source(frame), PLAN, opts, {"options": opts.to_dict()})
+    manifest = Manifest(run_id="r1", kind="generate", model="gemini-2.5-flash", static={}, config={},
+                        options=opts.to_dict(), prompt="col('prompt')")
+    return prepare(store, as_source(frame), SPEC, opts, manifest, None)
 
 
 def _writer_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith("gembatch-prepare")]
 
 
-def _files(journal: Journal) -> list[tuple[bytes, pl.DataFrame]]:
-    return [(journal.store.read_bytes(s.path("requests.jsonl")), journal.store.read_parquet(s.path("input.parquet")))
+def _files(journal: Journal) -> list[tuple[bytes, pl.DataFrame, pl.DataFrame]]:
+    return [(journal.store.read_bytes(s.path("requests.jsonl")), journal.store.read_parquet(s.path("input.parquet")),
+             journal.store.read_parquet(s.path("keys.parquet")))
             for s in journal.shards]
 
 
@@ -45,15 +52,16 @@ def test_shards_do_not_depend_on_the_slice_size(tmp_path, slice_rows):
     sliced = _prepare(tmp_path / "sliced", frame, shard_max_rows=60, slice_rows=slice_rows)
     assert [(s.rows, s.lines, s.bytes, s.sha256) for s in sliced.shards] == \
         [(s.rows, s.lines, s.bytes, s.sha256) for s in whole.shards]
-    assert sliced.manifest["fingerprint"] == whole.manifest["fingerprint"]
-    for (data, rows), shard in zip(_files(sliced), sliced.shards):
+    assert sliced.manifest.fingerprint == whole.manifest.fingerprint
+    for (data, rows, keys), shard in zip(_files(sliced), sliced.shards):
         assert len(data) == shard.bytes and data.count(b"\n") == shard.lines
         assert hashlib.sha256(data).hexdigest() == shard.sha256  # the digest is of the file as written
-        assert rows.height == shard.rows
-    rows = pl.concat([r for _, r in _files(sliced)])
-    assert rows.select("id", "prompt").equals(frame)
-    assert rows[KEY_COL].to_list() == [str(i) for i in range(230)]
-    assert rows[HASH_COL].str.len_chars().min() == 64
+        assert rows.height == shard.rows == keys.height
+    rows = pl.concat([r for _, r, _ in _files(sliced)])
+    keys = pl.concat([k for _, _, k in _files(sliced)])
+    assert rows.equals(frame)  # the user's rows, exactly: gembatch's own columns live beside them
+    assert keys[KEY].to_list() == [str(i) for i in range(230)]
+    assert keys[HASH].str.len_chars().min() == 64
     assert sum(s.lines for s in sliced.shards) < 230  # duplicates within a shard were written once
     assert not _writer_threads()
 
@@ -63,7 +71,7 @@ def test_bad_row_in_a_later_slice_stops_before_the_journal_and_leaves_no_thread(
         pl.when(pl.col("id") == 83).then(pl.lit(None)).otherwise(pl.col("prompt")).alias("prompt"))
     with pytest.raises(InputError, match="83"):
         _prepare(tmp_path, frame, shard_max_rows=30, slice_rows=20)
-    assert not Journal.exists(Store(str(tmp_path / "run")))  # nothing a run could be resumed from
+    assert not Journal.exists(Directory(str(tmp_path / "run")))  # nothing a run could be resumed from
     assert not _writer_threads()
     again = _prepare(tmp_path, frame.drop_nulls(), shard_max_rows=30, slice_rows=20)  # a fresh prepare
     assert sum(s.rows for s in again.shards) == 99
@@ -76,5 +84,5 @@ def test_a_failed_write_surfaces_and_leaves_no_thread(tmp_path, monkeypatch):
     monkeypatch.setattr(pq.ParquetWriter, "write_table", refuse)
     with pytest.raises(OSError, match="No space left"):
         _prepare(tmp_path, _frame(100), slice_rows=10)
-    assert not Journal.exists(Store(str(tmp_path / "run")))
+    assert not Journal.exists(Directory(str(tmp_path / "run")))
     assert not _writer_threads()

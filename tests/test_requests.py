@@ -19,12 +19,11 @@ from gembatch.exceptions import (
     InvalidPromptError,
     RequestTooLargeError,
 )
+from gembatch._build.checks import check_inputs, check_sizes
 from gembatch._build.lines import (
     MediaParts,
     build_embed_lines,
     build_generate_lines,
-    check_inputs,
-    check_sizes,
     request_bytes,
     write_jsonl,
 )

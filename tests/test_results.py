@@ -12,18 +12,16 @@ from hypothesis import strategies as st
 
 from gembatch._results import parse as results_module
 from gembatch.exceptions import ConfigError, InputError
+from gembatch._results.join import JoinReport, join_results
 from gembatch._results.parse import (
     GENERATE_COLUMNS,
     GENERATE_RESULT_SCHEMA,
-    JoinReport,
     embed_columns,
-    join_results,
     lines_from_bytes,
     parse_embed_lines,
     parse_generate_lines,
-    parse_structured,
-    polars_dtype_from_json_schema,
 )
+from gembatch._results.schema import parse_structured, polars_dtype_from_json_schema
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)

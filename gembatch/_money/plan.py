@@ -21,14 +21,14 @@ from ..exceptions import ConfigError
 from .._state.journal import Journal
 from .pricing import PriceTable
 
-__all__ = ["FILE_LIMIT_BYTES", "INLINE_LIMIT_BYTES", "Plan", "ShardPlan", "plan_of"]
+__all__ = ["FILE_LIMIT_BYTES", "INLINE_LIMIT_BYTES", "Plan", "ShardInfo", "prepared_plan"]
 
 INLINE_LIMIT_BYTES = 20_000_000  # the whole inline batch request
 FILE_LIMIT_BYTES = 2_000_000_000  # one input file
 
 
 @dataclass(frozen=True)
-class ShardPlan:
+class ShardInfo:
     """One request shard: how many rows, how many lines it sends, their bytes, inline or file."""
 
     index: int
@@ -63,7 +63,7 @@ class Plan:
     deduplicated: int
     cached: int
     to_send: int
-    shards: tuple[ShardPlan, ...]
+    shards: tuple[ShardInfo, ...]
     estimate: Estimate | None
 
     @property
@@ -120,7 +120,7 @@ def _lines(journal: Journal) -> Iterator[pl.Series]:
             yield journal.store.read_lines(shard.path("requests.jsonl"))
 
 
-def plan_of(journal: Journal, *, table: PriceTable | None = None, backend: Any = None,
+def prepared_plan(journal: Journal, *, table: PriceTable | None = None, backend: Any = None,
             exact: bool = False, strict: bool = False) -> Plan:
     """The plan of a prepared run (``exact`` counts input tokens with the service's countTokens).
 
@@ -128,18 +128,18 @@ def plan_of(journal: Journal, *, table: PriceTable | None = None, backend: Any =
     table's :class:`~gembatch.exceptions.ConfigError`.
     """
     manifest = journal.manifest
-    shards = tuple(ShardPlan(s.index, s.rows, s.lines, s.bytes, s.mode) for s in journal.shards)
+    shards = tuple(ShardInfo(s.index, s.rows, s.lines, s.bytes, s.mode) for s in journal.shards)
     to_send = sum(s.lines for s in shards)
     try:
         estimate: Estimate | None = estimate_lines(
-            _lines(journal), model=manifest["model"], static=manifest.get("static", {}),
-            rows=int(manifest.get("rows", 0)), table=table, backend=backend, exact=exact)
+            _lines(journal), model=manifest.model, static=manifest.static, rows=manifest.rows,
+            table=table, backend=backend, exact=exact)
     except ConfigError:
         if strict:
             raise
         estimate = None
     return Plan(
-        job_dir=journal.store.url, model=manifest["model"], rows=int(manifest.get("rows", 0)),
-        requests=int(manifest.get("requests", to_send)), deduplicated=int(manifest.get("deduplicated", 0)),
-        cached=int(manifest.get("cached", 0)), to_send=to_send, shards=shards, estimate=estimate,
+        job_dir=journal.store.url, model=manifest.model, rows=manifest.rows, requests=manifest.requests,
+        deduplicated=manifest.deduplicated, cached=manifest.cached, to_send=to_send, shards=shards,
+        estimate=estimate,
     )

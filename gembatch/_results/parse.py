@@ -1,11 +1,11 @@
-"""Pure: result lines -> Arrow-typed columns; the checked join of results onto the input rows.
+"""Result lines -> Arrow-typed columns (text, tokens, status, error; or embeddings), in bulk.
 
-Result lines are decoded in bulk under an explicit schema (never inferred: inference from the first
-lines silently drops ``error`` when errors come late), by Arrow's multi-threaded JSON reader: on the
-nested response schema it needs half the CPU of ``str.json_decode``. Lines that do not decode are
-found by bisection, so the good lines are still decoded in bulk; they become rows with status
-``error``. Model output parsed against a response schema (:func:`parse_structured`) is decoded with
-``str.json_decode`` (any JSON value, text over several lines).
+Takes a Series of lines, a JSONL payload (bytes), or the path of a local JSONL file, which it reads
+memory-mapped (the fastest way in; it does no other I/O). Lines are decoded under an explicit schema
+(never inferred: inference from the first lines silently drops ``error`` when errors come late), by
+Arrow's multi-threaded JSON reader: on the nested response schema it needs half the CPU of
+``str.json_decode``. Lines that do not decode are found by bisection, so the good lines are still
+decoded in bulk; they become rows with status ``error``.
 
 >>> import polars as pl
 >>> lines = pl.Series(['{"key":"0","response":{"candidates":[{"content":{"parts":[{"text":"hi"}]},'
@@ -22,7 +22,6 @@ import json
 import mmap
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
@@ -30,20 +29,16 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-from ..exceptions import ConfigError, InputError
 
 __all__ = [
     "EMBED_RESULT_SCHEMA",
     "GENERATE_COLUMNS",
     "GENERATE_RESULT_SCHEMA",
-    "JoinReport",
+    "decode_json",
     "embed_columns",
-    "join_results",
     "lines_from_bytes",
     "parse_embed_lines",
     "parse_generate_lines",
-    "parse_structured",
-    "polars_dtype_from_json_schema",
 ]
 
 Payload = bytes | bytearray | memoryview  # a JSONL file's content
@@ -107,8 +102,9 @@ def _read_lines(source: bytes | str) -> pl.Series:
     Uses polars' multi-threaded CSV reader with no quoting and a separator byte that valid JSON never
     holds raw; falls back to a plain split when some (malformed) line does hold that byte.
     """
-    try:
-        return pl.read_csv(source, empty_string_is_null=False, **_CSV).get_column("line")
+    try:  # a path is literal: glob=False (a run directory named "run[1]" is not a pattern)
+        extra = {} if isinstance(source, bytes) else {"glob": False}
+        return pl.read_csv(source, empty_string_is_null=False, **_CSV, **extra).get_column("line")
     except pl.exceptions.PolarsError:
         if isinstance(source, str):
             with open(source, "rb") as fh:
@@ -215,6 +211,7 @@ class _Shape:
         try:
             return cls._make(pl.scan_csv(
                 io.BytesIO(source) if isinstance(source, bytes) else source, **_CSV,
+                **({} if isinstance(source, bytes) else {"glob": False}),
             ).select(cls._aggregates()).collect(engine="streaming").row(0))
         except pl.exceptions.PolarsError:
             return None
@@ -237,7 +234,7 @@ def _bulk_from_lines(lines: pl.Series, schema: pl.Schema, shape: _Shape | None =
         largest = shape.largest if shaped is None else _Shape.of(good).largest
         decoded = _arrow_decode(_payload(good), len(good), schema, largest)
     if decoded is None:
-        structs, problem = _decode(good, pl.Struct(schema))
+        structs, problem = decode_json(good, pl.Struct(schema))
         decoded = structs.struct.unnest().with_columns(problem.is_not_null().alias("bad"))
     if shaped is None:
         return decoded
@@ -366,7 +363,7 @@ def _decode_in_place(lines: Payload | os.PathLike[str], schema: pl.Schema
                 data.close()
 
 
-def _decode(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
+def decode_json(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
     """``texts`` decoded under ``dtype`` by polars (any JSON value, text over several lines), and per
     row the decoder's message for rows that do not decode (null when fine).
 
@@ -537,300 +534,3 @@ def parse_embed_lines(lines: pl.Series | Payload | os.PathLike[str], *, dimensio
         *_status(has_values & fits, pl.col("error"), fallback),
     ).collect()
     return out.cast(schema).rechunk()
-
-
-# ----------------------------------------------------------------------------------------- structured
-_FENCE = r"^\s*```[A-Za-z]*\s*\n?|\n?\s*```\s*$"
-
-
-def parse_structured(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
-    """Decode JSON ``text`` under ``dtype``: ``(parsed, errors)``.
-
-    ``errors`` (Utf8) holds, per row, why the text did not decode to ``dtype`` (null when it did, and for
-    null text). A bad row never raises: its ``parsed`` value is null. Markdown code fences are removed.
-    """
-    text = text.cast(pl.Utf8)
-    fenced = text.str.starts_with("```") | text.str.ends_with("```")
-    if bool(fenced.any()):
-        text = pl.select(pl.when(pl.lit(fenced)).then(pl.lit(text).str.replace_all(_FENCE, ""))
-                         .otherwise(pl.lit(text))).to_series()
-    text = text.str.strip_chars()
-    blank = text == ""
-    # text that cannot be an object (or array) is an error without a decoding attempt, so that many
-    # bad rows (the model writing prose) do not make the bisection slow
-    opener = {pl.Struct: ("{", "}"), pl.List: ("[", "]"), pl.Array: ("[", "]")}.get(dtype.base_type())
-    shapeless = ~blank & (text != "null") & ~(text.str.starts_with(opener[0]) & text.str.ends_with(
-        opener[1])) if opener is not None else pl.repeat(False, len(text), eager=True)
-    skip = (blank | shapeless).fill_null(True)
-    decoded, problem = _decode(pl.select(pl.when(pl.lit(skip)).then(pl.lit("null"))
-                                         .otherwise(pl.lit(text))).to_series(), dtype)
-    null_json = (text == "null") & problem.is_null()
-    kind = "a JSON object" if opener == ("{", "}") else "a JSON array"
-    errors = pl.select(
-        pl.when(pl.lit(blank)).then(pl.lit("empty text, expected JSON"))
-        .when(pl.lit(shapeless)).then(pl.lit(f"not {kind}: ") + pl.lit(text).str.slice(0, 80))
-        .when(pl.lit(problem).str.contains("json parsing error")).then(
-            pl.lit("not valid JSON: ") + pl.lit(problem).str.replace(r"^json parsing error: ", ""))
-        .when(pl.lit(problem).is_not_null()).then(
-            pl.lit("does not match the response schema: ") + pl.lit(problem))
-        .when(pl.lit(null_json)).then(pl.lit("JSON null, expected a value"))
-    ).to_series()
-    return decoded.alias("parsed"), errors.cast(pl.Utf8).alias("errors")
-
-
-_SIMPLE: dict[str, pl.DataType] = {
-    "string": pl.Utf8(), "integer": pl.Int64(), "number": pl.Float64(), "boolean": pl.Boolean()}
-
-
-def polars_dtype_from_json_schema(schema: Mapping[str, Any]) -> pl.DataType:
-    """The polars dtype that JSON matching ``schema`` decodes to.
-
-    Understands JSON Schema (``$defs``/``$ref`` as pydantic writes them, ``anyOf``/``oneOf`` with null
-    for Optional, ``type`` lists, ``enum``/``const``, nested objects and arrays) and the API's OpenAPI
-    subset (UPPERCASE types, ``nullable``). Values without a fixed shape decode without errors: a
-    free-form object (no ``properties``) is an empty Struct, a union of scalars Utf8 (numbers of both
-    kinds: Float64); a property that may be anything, or a union holding objects or arrays, is left out
-    of the struct (its value stays in the raw text).
-
-    >>> polars_dtype_from_json_schema({"type": "object", "properties": {"n": {"type": "integer"}}})
-    Struct({'n': Int64})
-    """
-    if not isinstance(schema, Mapping):
-        raise ConfigError(f"response schema must be a JSON Schema dict (got {type(schema).__name__}).")
-    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
-    dtype = _dtype(schema, defs, ())
-    return pl.Utf8() if dtype is None else dtype
-
-
-_SCALARS = (pl.Utf8(), pl.Int64(), pl.Float64(), pl.Boolean())
-
-
-def _dtype(node: Any, defs: Mapping[str, Any], seen: tuple[str, ...]) -> pl.DataType | None:
-    """``node``'s dtype; None when its values have no fixed shape."""
-    if not isinstance(node, Mapping):
-        return None
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        name = ref.rsplit("/", 1)[-1]
-        if name in seen or name not in defs:
-            raise ConfigError(
-                f"response schema: cannot resolve {'recursive ' if name in seen else ''}$ref {ref!r}."
-                "\nHint: gembatch needs a finite schema without recursion.")
-        return _dtype(defs[name], defs, (*seen, name))
-    for combo in ("anyOf", "oneOf", "allOf"):
-        options = node.get(combo)
-        if isinstance(options, list) and options:
-            kept = [o for o in options if not (isinstance(o, Mapping) and _type_of(o) == "null")]
-            return _union([_dtype(o, defs, seen) for o in kept[:1 if combo == "allOf" else None]])
-    kind = _type_of(node)
-    if kind is None and "enum" in node:
-        kind = _kind_of_values([v for v in node["enum"] if v is not None])
-    if kind is None and "const" in node:
-        kind = _kind_of_values([node["const"]])
-    if kind is None:
-        kind = "object" if "properties" in node else "array" if "items" in node else None
-    if kind == "object":
-        props = node.get("properties")
-        if not isinstance(props, Mapping):
-            return pl.Struct({})
-        order = node.get("propertyOrdering")
-        names = [n for n in order if n in props] + [n for n in props if n not in order] \
-            if isinstance(order, list) else list(props)
-        fields = {n: _dtype(props[n], defs, seen) for n in names}
-        return pl.Struct({n: d for n, d in fields.items() if d is not None})
-    if kind == "array":
-        inner = _dtype(node.get("items"), defs, seen)
-        return None if inner is None else pl.List(inner)
-    return _SIMPLE.get(kind or "")
-
-
-def _union(dtypes: list[pl.DataType | None]) -> pl.DataType | None:
-    if not dtypes or any(d is None for d in dtypes):
-        return None
-    if all(d == dtypes[0] for d in dtypes):
-        return dtypes[0]
-    if all(d in (pl.Int64(), pl.Float64()) for d in dtypes):
-        return pl.Float64()
-    if all(d in _SCALARS for d in dtypes):
-        return pl.Utf8()
-    return None
-
-
-def _type_of(node: Mapping[str, Any]) -> str | None:
-    kind = node.get("type")
-    if isinstance(kind, list):
-        kinds = [str(k).lower() for k in kind if str(k).lower() != "null"]
-        if len(kinds) == 1:
-            return kinds[0]
-        return "string" if kinds else "null"
-    return str(kind).lower() if isinstance(kind, str) else None
-
-
-def _kind_of_values(values: list[Any]) -> str:
-    if values and all(isinstance(v, bool) for v in values):
-        return "boolean"
-    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "integer"
-    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return "number"
-    return "string"
-
-
-# ----------------------------------------------------------------------------------------------- join
-@dataclass(frozen=True)
-class JoinReport:
-    """What the join of results onto rows found, besides the rows' statuses.
-
-    ``missing``: rows that were sent but got no result; ``duplicated``: result lines dropped because
-    another line had the same key; ``unknown``: result keys that match no row; ``malformed``: result
-    lines without a readable key.
-    """
-
-    missing: int = 0
-    duplicated: int = 0
-    unknown: int = 0
-    malformed: int = 0
-
-    def summary(self) -> str:
-        """One line for logs, e.g. ``"2 missing, 1 duplicated, 0 unknown, 0 malformed result lines"``."""
-        return (f"{self.missing:,} missing, {self.duplicated:,} duplicated, {self.unknown:,} unknown, "
-                f"{self.malformed:,} malformed result lines")
-
-    @property
-    def clean(self) -> bool:
-        """True when every row got exactly one result and no line was dropped."""
-        return not (self.missing or self.duplicated or self.unknown or self.malformed)
-
-
-_KEY = "__gembatch_join_key__"
-_LINE = "__gembatch_result_line__"
-
-
-def _right_key(keys: pl.Series, dtype: pl.DataType) -> pl.Series:
-    """Result keys in the dtype of the rows' keys, compared as text.
-
-    For an integer key column a result key matches only when it is exactly the decimal text of that
-    integer ("7", never "07" or "+7"): the text is parsed and printed back, and keys that do not come
-    back identical can match no row. Joining on integers is then the same as joining on text, faster.
-    """
-    if not dtype.is_integer():
-        return keys.cast(pl.Utf8, strict=True)
-    numbers = keys.cast(dtype, strict=False)
-    same = pl.lit(numbers).cast(pl.Utf8) == pl.lit(keys)
-    return pl.select(pl.when(same).then(pl.lit(numbers))).to_series()
-
-
-def _consecutive(keys: pl.Series) -> int | None:
-    """``k`` when the rows' keys are ``k, k+1, ..., k+n-1`` in order (integers, or their exact decimal
-    text: gembatch's default keys are row positions), else None."""
-    if not len(keys) or keys.null_count():
-        return None
-    if keys.dtype == pl.Utf8:
-        first = keys[0]
-        if not (first.isascii() and first.lstrip("-").isdigit()):  # cheap refusal of other text keys
-            return None
-        numbers = keys.cast(pl.Int64, strict=False)
-    elif keys.dtype.is_integer():
-        numbers = keys.cast(pl.Int64, strict=False)
-    else:
-        return None
-    if numbers.null_count():
-        return None
-    start = numbers[0]
-    if numbers[-1] - start != len(keys) - 1 or not bool((numbers.diff().drop_nulls() == 1).all()):
-        return None
-    if keys.dtype == pl.Utf8 and not bool((numbers.cast(pl.Utf8) == keys).all()):  # e.g. "007"
-        return None
-    return int(start)
-
-
-def _place(height: int, offset: int, keys: pl.Series) -> tuple[pl.Series, int] | None:
-    """For rows keyed ``offset + position``: per row, the index of its result line (null when none),
-    and the number of lines that match no row; None when some row has several lines.
-
-    A result key matches only as the exact decimal text of ``offset + position`` (as in the hash join).
-    """
-    position = _right_key(keys, pl.Int64()) - offset
-    inside = (position >= 0) & (position < height)  # null for keys that are not such text
-    found = pl.select(pl.lit(position).filter(pl.lit(inside)), pl.int_range(len(keys), dtype=pl.UInt32)
-                      .filter(pl.lit(inside)).alias("line"))
-    where = found.to_series(0)
-    lines = pl.repeat(None, height, dtype=pl.UInt32, eager=True).scatter(where, found.to_series(1))
-    if height - lines.null_count() != len(where):  # two lines landed on one row (no hashing needed)
-        return None
-    return lines, len(keys) - len(where)
-
-
-def _literal(value: Any) -> pl.Expr:
-    return pl.lit(None, dtype=pl.Utf8) if value is None else pl.lit(value)
-
-
-def join_results(
-    rows: pl.DataFrame,
-    *,
-    key: pl.Expr | str,
-    results: pl.DataFrame,
-    prefix: str = "gemini_",
-    send_mask: pl.Series | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> tuple[pl.DataFrame, JoinReport]:
-    """Every row of ``rows``, in order, with the ``results`` columns (prefixed) joined on the key.
-
-    Keys are compared as strings (an Int key column joins against "0", "1", ...; the cast is strict).
-    Rows without a result get status ``missing``, rows with ``send_mask`` False ``skipped``; a key with
-    several result lines keeps one (an ``ok`` one when there is one) and never multiplies rows.
-    ``extra`` adds literal columns. The output dtypes depend only on the dtypes of ``rows`` and
-    ``results`` (the ``parse_*`` functions always give the same ones), never on what arrived.
-
-    Report: ``duplicated`` counts the lines dropped for a key that already had one, ``unknown`` the
-    lines whose key matches no row, ``malformed`` the lines without a key.
-    """
-    if "key" not in results.columns or "status" not in results.columns:
-        raise InputError(f"results must have 'key' and 'status' columns (got {results.columns}).")
-    names = {c: f"{prefix}{c}" for c in results.columns if c != "key"}
-    clash = [c for c in [*names.values(), *(extra or {})] if c in rows.columns]
-    if clash:
-        raise ConfigError(
-            f"The result columns {clash} already exist in the frame."
-            f"\nHint: pass another prefix (got {prefix!r}), or drop those columns first.")
-    key_expr = pl.col(key) if isinstance(key, str) else key
-    try:
-        left = rows.with_columns(key_expr.alias(_KEY))
-        if not left.schema[_KEY].is_integer():
-            left = left.with_columns(pl.col(_KEY).cast(pl.Utf8, strict=True))
-    except pl.exceptions.PolarsError as exc:
-        raise InputError(f"The join key {key_expr} cannot be cast to text keys: {exc}") from exc
-    keyed = results.filter(pl.col("key").is_not_null())
-    malformed = results.height - keyed.height
-    offset = _consecutive(left.get_column(_KEY))
-    placed = None if offset is None else _place(left.height, offset, keyed.get_column("key"))
-    if placed is not None:  # row positions as keys: no hashing, each row takes its line directly
-        lines, unknown = placed
-        duplicated = 0
-        joined = left.hstack(keyed.select(pl.col(c).alias(n) for c, n in names.items())
-                             .select(pl.all().gather(lines)))
-    else:
-        keyed = keyed.select(_right_key(keyed.get_column("key"), left.schema[_KEY]).alias(_KEY),
-                             *[pl.col(c).alias(n) for c, n in names.items()])
-        joined = left.join(keyed.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
-        if joined.height == left.height:  # no key matched twice: count the lines no row took
-            duplicated, unknown = 0, keyed.height - joined.get_column(_LINE).drop_nulls().n_unique()
-        else:
-            known = keyed.filter(pl.col(_KEY).is_in(left.get_column(_KEY).drop_nulls().implode()))
-            unknown = keyed.height - known.height
-            known = (known.sort(pl.col(f"{prefix}status") != "ok", maintain_order=True)
-                     .unique(_KEY, keep="first", maintain_order=True))
-            duplicated = keyed.height - unknown - known.height
-            joined = left.join(known.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
-        joined = joined.drop(_LINE)
-    status = pl.col(f"{prefix}status")
-    sent = pl.lit(True) if send_mask is None else pl.lit(send_mask.cast(pl.Boolean).fill_null(False))
-    missing = int(joined.select((status.is_null() & sent).sum()).item())
-    joined = joined.with_columns(
-        pl.when(~sent).then(pl.lit("skipped")).when(status.is_null()).then(pl.lit("missing"))
-        .otherwise(status).alias(f"{prefix}status"))
-    joined = joined.drop(_KEY)
-    if extra:
-        joined = joined.with_columns(_literal(v).alias(k) for k, v in extra.items())
-    report = JoinReport(missing=missing, duplicated=duplicated, unknown=unknown, malformed=malformed)
-    return joined, report

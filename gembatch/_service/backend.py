@@ -1,13 +1,14 @@
-"""The only module that imports google.genai: upload, create, get, list, cancel, delete, download.
+"""The backend seam: every call gembatch makes to the Gemini Batch + File APIs, through the SDK.
 
-Every call goes through one retry policy (tenacity): 429, 5xx and dropped connections are retried with
-exponential backoff and jitter, honouring ``Retry-After``, bounded in attempts and time. Calls that are
-not idempotent (upload, create) are never retried blindly: they raise ``TransientServiceError`` and the
-runner reconciles (looks for the file or job by its display name) before trying again.
+Only the ``_service`` package imports google.genai. Every call goes through one retry policy
+(tenacity): 429, 5xx and dropped connections are retried with exponential backoff and jitter,
+honouring the delay the service asks for, bounded in attempts and time. Calls that are not idempotent
+(upload, create) are never retried blindly: they raise ``TransientServiceError`` and the run
+reconciles (looks for the file or job by its display name) before trying again.
 
 Per-job progress counts (``batchStats``) are not exposed by the SDK's ``BatchJob``; when gembatch builds
 the client it reads them from the raw HTTP responses through an httpx response hook, a public option of
-the SDK (``HttpOptions.client_args``), so nothing reaches into SDK internals.
+the SDK (``HttpOptions.client_args``). Nothing reaches into SDK internals.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import IO, Any, TypeVar, cast
 
 import tenacity
@@ -28,59 +28,22 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 
-from ..exceptions import (
-    AuthenticationError,
-    GembatchError,
-    ServiceError,
-    TerminalServiceError,
-    TransientServiceError,
+from ..config import RetryPolicy
+from ..exceptions import AuthenticationError
+from .convert import (
+    count_contents,
+    inline_embed_batch,
+    inline_embed_lines,
+    inline_request,
+    inline_result_lines,
+    remote_file,
 )
+from .errors import Wait, is_transient, translate
+from .remote import RemoteFile, RemoteJob
 
-__all__ = ["Backend", "RemoteFile", "RemoteJob", "RetryPolicy", "make_client"]
+__all__ = ["Backend", "make_client", "service_of"]
 
 T = TypeVar("T")
-RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
-JOB_STATE_PREFIX = "JOB_STATE_"
-
-
-@dataclass(frozen=True, kw_only=True)
-class RetryPolicy:
-    """How transient faults are retried: attempts, exponential backoff with jitter, a time budget."""
-
-    attempts: int = 6
-    initial_delay: float = 1.0
-    max_delay: float = 60.0
-    jitter: float = 1.0
-    max_elapsed: float = 600.0
-
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A File API file, as gembatch needs it."""
-
-    name: str
-    display_name: str | None
-    state: str | None
-    size_bytes: int | None
-
-
-@dataclass(frozen=True)
-class RemoteJob:
-    """A batch job, as gembatch needs it. ``state`` is a ``JOB_STATE_*`` name."""
-
-    name: str
-    display_name: str | None
-    state: str
-    error: str | None = None
-    result_file: str | None = None
-    inline_lines: tuple[str, ...] | None = None
-    stats: dict[str, int] | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.state in (
-            "JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"
-        )
 
 
 class _StatsCapture:
@@ -136,71 +99,6 @@ def make_client(
     return genai.Client(api_key=key, http_options=options)
 
 
-def _is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, genai_errors.APIError):
-        return exc.code in RETRYABLE_CODES
-    if isinstance(exc, TransientServiceError):
-        return True
-    return _is_transport_error(exc)
-
-
-def _is_transport_error(exc: BaseException) -> bool:
-    names = {cls.__name__ for cls in type(exc).__mro__}
-    module = type(exc).__module__.split(".")[0]
-    return module in ("httpx", "httpx2", "httpcore", "aiohttp") and bool(
-        names & {"TransportError", "NetworkError", "TimeoutException", "ProtocolError",
-                 "RemoteProtocolError", "ReadError", "WriteError", "ConnectError", "CloseError",
-                 "ClientConnectionError", "ServerDisconnectedError"}
-    ) or isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def _retry_after(exc: BaseException | None) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-class _Wait(tenacity.wait.wait_base):
-    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
-
-    def __init__(self, policy: RetryPolicy) -> None:
-        self.base = tenacity.wait_exponential_jitter(
-            initial=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
-        )
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        delay = float(self.base(retry_state))
-        outcome = retry_state.outcome
-        after = _retry_after(outcome.exception() if outcome else None)
-        return max(delay, after) if after is not None else delay
-
-
-def translate(exc: BaseException, what: str) -> GembatchError:
-    """A gembatch error for an SDK / transport failure; the key is never part of the message."""
-    if isinstance(exc, GembatchError):
-        return exc
-    if isinstance(exc, genai_errors.APIError):
-        code, status, message = exc.code or 0, exc.status or "", exc.message or str(exc)
-        if code in (401, 403) or "API key" in message or "API_KEY" in json.dumps(exc.details or {}):
-            return AuthenticationError(
-                f"The service refused the API key while trying to {what}: {code} {status}: {message}. "
-                "Hint: check GEMINI_API_KEY / the client you passed."
-            )
-        cls = TransientServiceError if code in RETRYABLE_CODES else TerminalServiceError
-        return cls(f"Could not {what}: {code} {status}: {message}", code=code, status=status)
-    if _is_transport_error(exc):
-        return TransientServiceError(
-            f"Could not {what}: the connection failed ({type(exc).__name__}: {exc})."
-        )
-    return ServiceError(f"Could not {what}: {type(exc).__name__}: {exc}")
-
-
 def service_of(base_url: str | None) -> str:
     """Which service a base URL names: ``https://generativelanguage.googleapis.com`` for Google (also
     when None), ``emulator`` for a server on this machine (any loopback port), else scheme and host.
@@ -227,21 +125,25 @@ class Backend:
         client: genai.Client | None = None,
         *,
         retry: RetryPolicy | None = None,
+        base_url: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._capture = _StatsCapture()
-        self.client = client if client is not None else make_client(capture=self._capture)
+        self.base_url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL")
+        self.client = client if client is not None else make_client(base_url=self.base_url,
+                                                                    capture=self._capture)
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
 
     def __repr__(self) -> str:  # never show the key
-        return f"Backend(retry={self.retry!r})"
+        return f"Backend(base_url={self.base_url!r}, retry={self.retry!r})"
 
     @property
     def service(self) -> str:
-        """Which service answers (see :func:`service_of`)."""
-        http_options = getattr(getattr(self.client, "_api_client", None), "_http_options", None)
-        return service_of(getattr(http_options, "base_url", None))
+        """Which service answers (see :func:`service_of`): from ``base_url`` (given, or the
+        ``GOOGLE_GEMINI_BASE_URL`` the SDK reads); pass ``base_url`` with a client of your own that
+        points elsewhere."""
+        return service_of(self.base_url)
 
     # -- the one retry mechanism -----------------------------------------------------------------
     def _call(self, what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
@@ -255,8 +157,8 @@ class Backend:
         retrying = tenacity.Retrying(
             stop=tenacity.stop_after_attempt(self.retry.attempts)
             | tenacity.stop_after_delay(self.retry.max_elapsed),
-            wait=_Wait(self.retry),
-            retry=tenacity.retry_if_exception(_is_transient),
+            wait=Wait(self.retry),
+            retry=tenacity.retry_if_exception(is_transient),
             sleep=self._sleep,
             reraise=True,
         )
@@ -275,7 +177,7 @@ class Backend:
             f = self.client.files.upload(
                 file=cast(io.IOBase, stream), config={"display_name": display_name, "mime_type": mime_type}
             )
-            return _remote_file(f)
+            return remote_file(f)
         return self._call(f"upload {display_name}", go, idempotent=False)
 
     def find_files(self, display_name: str) -> list[RemoteFile]:
@@ -284,7 +186,7 @@ class Backend:
             found = []
             for f in self.client.files.list(config={"page_size": 100}):
                 if f.display_name == display_name:
-                    found.append(_remote_file(f))
+                    found.append(remote_file(f))
             return found
         return self._call("list files", go)
 
@@ -318,11 +220,11 @@ class Backend:
         def go() -> RemoteJob:
             if kind == "embed":
                 src: Any = {"file_name": file_name} if file_name else {
-                    "inlined_requests": _inline_embed_batch(inline_lines or [])}
+                    "inlined_requests": inline_embed_batch(inline_lines or [])}
                 job = self.client.batches.create_embeddings(
                     model=model, src=src, config=types.CreateEmbeddingsBatchJobConfig(display_name=display_name))
             else:
-                src = file_name if file_name else [_inline_request(x) for x in inline_lines or []]
+                src = file_name if file_name else [inline_request(x) for x in inline_lines or []]
                 job = self.client.batches.create(
                     model=model, src=src, config=types.CreateBatchJobConfig(display_name=display_name))
             return self._remote_job(job, inline_keys=None)
@@ -370,7 +272,7 @@ class Backend:
         turn (the same number of tokens on the emulator; within a few tokens on the service) and
         tools are not counted.
         """
-        contents = _count_contents(request)
+        contents = count_contents(request)
 
         def go() -> int:
             answer = self.client.models.count_tokens(model=model, contents=contents)
@@ -385,9 +287,9 @@ class Backend:
         lines: tuple[str, ...] | None = None
         if with_results and dest is not None:
             if dest.inlined_responses is not None:
-                lines = tuple(_inline_result_lines(dest.inlined_responses, inline_keys))
+                lines = tuple(inline_result_lines(dest.inlined_responses, inline_keys))
             elif dest.inlined_embed_content_responses is not None:
-                lines = tuple(_inline_embed_lines(dest.inlined_embed_content_responses, inline_keys))
+                lines = tuple(inline_embed_lines(dest.inlined_embed_content_responses, inline_keys))
         error = self._capture.errors.get(job.name or "")
         if job.error is not None:
             error = job.error.message or json.dumps(job.error.model_dump(mode="json", exclude_none=True))
@@ -400,82 +302,3 @@ class Backend:
             inline_lines=lines,
             stats=self._capture.stats.get(job.name or ""),
         )
-
-
-# -- wire <-> SDK conversions for inline requests ----------------------------------------------
-_CONFIG_FROM_REQUEST = ("systemInstruction", "safetySettings", "tools", "toolConfig",
-                        "cachedContent", "labels")
-
-
-def _inline_request(line: str) -> types.InlinedRequest:
-    """A keyed wire-form request line as the SDK's InlinedRequest (the SDK turns it back into the
-    same wire request; tests check the round trip gives identical answers)."""
-    obj = json.loads(line)
-    request = obj["request"]
-    config: dict[str, Any] = dict(request.get("generationConfig") or {})
-    for name in _CONFIG_FROM_REQUEST:
-        if name in request:
-            config[name] = request[name]
-    return types.InlinedRequest.model_validate(
-        {"contents": request["contents"], "metadata": {"key": obj["key"]},
-         "config": config or None}
-    )
-
-
-def _count_contents(request: dict[str, Any]) -> list[types.Content]:
-    """The contents countTokens is asked about for a wire-form request: the system instruction's
-    parts as a first user turn, then ``contents`` (or an embed request's single ``content``)."""
-    contents = list(request.get("contents") or ([request["content"]] if "content" in request else []))
-    system = request.get("systemInstruction") or request.get("system_instruction") or {}
-    if system.get("parts"):
-        contents.insert(0, {"role": "user", "parts": system["parts"]})
-    if not contents:
-        from ..exceptions import InputError
-
-        raise InputError(f"The request has no contents to count tokens of (fields: {sorted(request)}).")
-    return [types.Content.model_validate(c) for c in contents]
-
-
-def _inline_embed_batch(lines: Sequence[str]) -> types.EmbedContentBatch:
-    requests = [json.loads(x)["request"] for x in lines]
-    first = requests[0] if requests else {}
-    config = {k: first[k] for k in ("taskType", "title", "outputDimensionality") if k in first}
-    return types.EmbedContentBatch.model_validate(
-        {"contents": [r["content"] for r in requests], "config": config or None}
-    )
-
-
-def _dump(model: Any) -> Any:
-    return model.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def _inline_result_lines(responses: Sequence[Any], keys: Sequence[str] | None) -> Iterator[str]:
-    for i, item in enumerate(responses):
-        key = (item.metadata or {}).get("key") if item.metadata else None
-        if key is None and keys is not None and i < len(keys):
-            key = keys[i]
-        out: dict[str, Any] = {"key": key}
-        if item.error is not None:
-            out["error"] = _dump(item.error)
-        elif item.response is not None:
-            out["response"] = _dump(item.response)
-        yield json.dumps(out, ensure_ascii=False, separators=(",", ":"))
-
-
-def _inline_embed_lines(responses: Sequence[Any], keys: Sequence[str] | None) -> Iterator[str]:
-    for i, item in enumerate(responses):
-        out: dict[str, Any] = {"key": keys[i] if keys is not None and i < len(keys) else str(i)}
-        if getattr(item, "error", None) is not None:
-            out["error"] = _dump(item.error)
-        elif getattr(item, "response", None) is not None:
-            out["response"] = _dump(item.response)
-        yield json.dumps(out, separators=(",", ":"))
-
-
-def _remote_file(f: types.File) -> RemoteFile:
-    return RemoteFile(
-        name=f.name or "",
-        display_name=f.display_name,
-        state=f.state.name if f.state is not None else None,
-        size_bytes=f.size_bytes,
-    )

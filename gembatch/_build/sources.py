@@ -1,0 +1,135 @@
+"""Input rows, read in bounded consecutive slices: a DataFrame, a LazyFrame or Parquet files.
+
+Memory stays flat for any input size: a consumer sees one slice (``Options.slice_rows`` rows) at a time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import polars as pl
+
+from .._storage import parquet_dataset
+from ..exceptions import InputError
+
+__all__ = ["FrameSource", "LazySource", "ParquetSource", "Source", "as_source"]
+
+
+class Source:
+    """Input rows, read in bounded consecutive slices (memory stays flat for any input size)."""
+
+    schema: pl.Schema
+
+    def slices(self, rows: int) -> Iterator[pl.DataFrame]:
+        raise NotImplementedError
+
+    def column(self, name: str) -> pl.Series:
+        """One whole column (for the global key check)."""
+        return pl.concat([s.get_column(name) for s in self.slices(1_000_000)])
+
+    def height(self) -> int:
+        return sum(s.height for s in self.slices(1_000_000))
+
+    def sample(self, size: float, *, seed: int = 0, slice_rows: int = 100_000) -> pl.DataFrame:
+        """A random sample of the rows, the same for the same input and seed: ``size`` rows if an int,
+        else that fraction of the rows (at least one), drawn slice by slice."""
+        height = self.height()
+        want = min(height, int(size) if isinstance(size, int) else max(1, math.ceil(size * height)))
+        parts = []
+        for i, part in enumerate(self.slices(slice_rows)):
+            take = min(part.height, math.ceil(want * part.height / max(height, 1)))
+            parts.append(part.sample(n=take, seed=seed + i))
+        return pl.concat(parts).head(want) if parts else pl.DataFrame(schema=self.schema)
+
+
+class FrameSource(Source):
+    """An in-memory DataFrame."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self.frame = frame
+        self.schema = frame.schema
+
+    def slices(self, rows: int) -> Iterator[pl.DataFrame]:
+        for start in range(0, max(self.frame.height, 1), rows):
+            yield self.frame.slice(start, rows)
+
+    def column(self, name: str) -> pl.Series:
+        return self.frame.get_column(name)
+
+    def height(self) -> int:
+        return self.frame.height
+
+
+class ParquetSource(Source):
+    """Parquet file(s): a path, a glob or a dataset directory, local or any fsspec URL."""
+
+    def __init__(self, source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
+                 *, glob: bool | None = None) -> None:
+        self.dataset = parquet_dataset(source, storage_options, glob=glob)
+        self.schema = pl.Schema(pl.from_arrow(self.dataset.schema.empty_table()).schema)  # type: ignore[union-attr]
+
+    def slices(self, rows: int) -> Iterator[pl.DataFrame]:
+        """File by file, ``rows`` at a time, without pre-buffering: the dataset scanner's buffers grow
+        with the input (+150 MB from 0.5 M to 2 M rows), a file reader's do not (+30 MB)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        empty = True
+        schema = self.dataset.schema
+        for fragment in self.dataset.get_fragments():
+            with self.dataset.filesystem.open_input_file(fragment.path) as fh:
+                reader = pq.ParquetFile(fh, pre_buffer=False)
+                if reader.schema_arrow == schema:
+                    batches: Iterator[pa.RecordBatch] = reader.iter_batches(batch_size=rows)
+                else:  # columns in another order or missing: the dataset's unified schema
+                    batches = iter(fragment.to_batches(schema=schema, batch_size=rows))
+                for batch in batches:
+                    if batch.num_rows:
+                        empty = False
+                        yield pl.from_arrow(batch)  # type: ignore[misc]
+        if empty:
+            yield pl.from_arrow(schema.empty_table())  # type: ignore[misc]
+
+    def column(self, name: str) -> pl.Series:
+        return pl.from_arrow(self.dataset.to_table(columns=[name]).column(name))  # type: ignore[return-value]
+
+    def height(self) -> int:
+        return int(self.dataset.count_rows())
+
+
+class LazySource(Source):
+    """A LazyFrame, collected one bounded slice at a time (slice pushdown keeps scans cheap)."""
+
+    def __init__(self, frame: pl.LazyFrame) -> None:
+        self.frame = frame
+        self.schema = frame.collect_schema()
+        self._height = int(frame.select(pl.len()).collect().item())
+
+    def height(self) -> int:
+        return self._height
+
+    def slices(self, rows: int) -> Iterator[pl.DataFrame]:
+        for start in range(0, max(self._height, 1), rows):
+            yield self.frame.slice(start, rows).collect()
+
+    def column(self, name: str) -> pl.Series:
+        return self.frame.select(name).collect().get_column(name)
+
+
+def as_source(data: Any, storage_options: dict[str, Any] | None = None, *,
+              glob: bool | None = None) -> Source:
+    if isinstance(data, Source):
+        return data
+    if isinstance(data, pl.DataFrame):
+        return FrameSource(data)
+    if isinstance(data, pl.LazyFrame):
+        return LazySource(data)
+    if isinstance(data, (str, os.PathLike)):
+        return ParquetSource(data, storage_options, glob=glob)
+    raise InputError(
+        f"gembatch takes a polars DataFrame or LazyFrame, or a Parquet path (got {type(data).__name__}). "
+        "Hint: pl.from_pandas(df) or pl.from_arrow(table) converts other frames."
+    )
