@@ -1,7 +1,8 @@
 """gembatch benchmarks: ``python -m benchmarks [--rows N] [--only SECTION[,SECTION]]``.
 
 Each section is a module of this package with ``run(args) -> list[Row]`` (and optionally
-``add_arguments(parser)``), listed in ``benchmarks.__main__.SECTIONS``. Every figure is reported next
+``add_arguments(parser)``), listed in ``benchmarks.__main__.SECTIONS``. Every figure is reported
+next
 to a baseline measured in the same run, so the table means something on any machine. The shared
 pieces live here: :class:`Row`, :func:`best_of` and :func:`print_table`.
 """
@@ -24,9 +25,12 @@ T = TypeVar("T")
 class Row:
     """One line of the table: our figure, its baseline, and the target it must meet.
 
-    ``value`` and ``baseline_value`` are in ``unit``; ``higher_is_better`` says which way is good (rows/s:
-    True; seconds or MB of memory: False). ``ok`` is decided by the section (None: no target: the row
-    is information, shown as ``target: none``). ``share``: the ratio is shown as the value's share of
+    ``value`` and ``baseline_value`` are in ``unit``; ``higher_is_better`` says which way is good
+    (rows/s:
+    True; seconds or MB of memory: False). ``ok`` is decided by the section (None: no target: the
+    row
+    is information, shown as ``target: none``). ``share``: the ratio is shown as the value's share
+    of
     the baseline (a stage of a total) rather than as "x better/worse".
     """
 
@@ -69,9 +73,11 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def best_of(fn: Callable[[], T], repeat: int, *, before: Callable[[], Any] | None = None
-            ) -> tuple[Timing, T]:
-    """Run ``fn`` ``repeat`` times (``before`` untimed ahead of each run); the fastest run and its result."""
+def best_of(
+    fn: Callable[[], T], repeat: int, *, before: Callable[[], Any] | None = None
+) -> tuple[Timing, T]:
+    """Run ``fn`` ``repeat`` times (``before`` untimed ahead of each run); the fastest run and its
+    result."""
     best: tuple[float, float] | None = None
     result: Any = None
     for _ in range(max(1, repeat)):
@@ -111,12 +117,24 @@ def format_table(rows: Sequence[Row]) -> str:
     cells = [header]
     notes = []
     for row in rows:
-        baseline = "-" if row.baseline_value is None else \
-            f"{row.baseline}: {_number(row.baseline_value, row.unit)}"
+        baseline = (
+            "-"
+            if row.baseline_value is None
+            else f"{row.baseline}: {_number(row.baseline_value, row.unit)}"
+        )
         ok = "-" if row.ok is None else ("ok" if row.ok else "MISS")
         target = row.target or "none (information)" if row.ok is None else row.target
-        cells.append((row.section, row.measure, _number(row.value, row.unit), baseline, _factor(row),
-                       target, ok))
+        cells.append(
+            (
+                row.section,
+                row.measure,
+                _number(row.value, row.unit),
+                baseline,
+                _factor(row),
+                target,
+                ok,
+            )
+        )
         if row.note:
             notes.append(f"  [{row.section}] {row.measure}: {row.note}")
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
@@ -136,5 +154,7 @@ def machine_note() -> str:
     import polars as pl
 
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"python {platform.python_version()}, polars {pl.__version__}, {os.cpu_count()} CPUs, "
-            f"polars threads {pl.thread_pool_size()}, load average {load}")
+    return (
+        f"python {platform.python_version()}, polars {pl.__version__}, {os.cpu_count()} CPUs, "
+        f"polars threads {pl.thread_pool_size()}, load average {load}"
+    )

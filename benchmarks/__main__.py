@@ -25,11 +25,21 @@ MODULES: dict[str, str] = {"e2e": "end_to_end"}
 
 
 def _parser(modules: Mapping[str, ModuleType]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of synthetic data (default 1,000,000)")
-    parser.add_argument("--only", default="", help=f"comma-separated sections to run (of: {', '.join(SECTIONS)})")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest counts (default 3)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where files are written (default: a temp dir)")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--rows", type=int, default=1_000_000, help="rows of synthetic data (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated sections to run (of: {', '.join(SECTIONS)})"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per measurement; the fastest counts (default 3)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where files are written (default: a temp dir)"
+    )
     for module in modules.values():
         add = getattr(module, "add_arguments", None)
         if add is not None:
@@ -38,7 +48,10 @@ def _parser(modules: Mapping[str, ModuleType]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    modules = {name: importlib.import_module(f"{__package__}.{MODULES.get(name, name)}") for name in SECTIONS}
+    modules = {
+        name: importlib.import_module(f"{__package__}.{MODULES.get(name, name)}")
+        for name in SECTIONS
+    }
     args = _parser(modules).parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SECTIONS)
     unknown = [s for s in chosen if s not in modules]

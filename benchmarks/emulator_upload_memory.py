@@ -26,8 +26,9 @@ from google.genai import types
 
 
 def _write_file(path: Path, size: int) -> None:
-    block = (b'{"key": "k", "request": {"contents": [{"parts": [{"text": "'
-             + b"x" * 900 + b'"}]}]}}\n')
+    block = (
+        b'{"key": "k", "request": {"contents": [{"parts": [{"text": "' + b"x" * 900 + b'"}]}]}}\n'
+    )
     with open(path, "wb") as f:
         written = 0
         chunk = block * (8 * 1024 * 1024 // len(block))
@@ -38,8 +39,11 @@ def _write_file(path: Path, size: int) -> None:
 
 
 def _start_emulator(data_dir: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "gembatch.emulator", "--port", "0", "--data-dir", data_dir],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gembatch.emulator", "--port", "0", "--data-dir", data_dir],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("export GOOGLE_GEMINI_BASE_URL="):
@@ -80,8 +84,11 @@ def main() -> int:
         proc.wait(timeout=60)
     assert uploaded.size_bytes == size, (uploaded.size_bytes, size)
     mb = 1024 * 1024
-    print(f"uploaded {size / mb:.0f} MB in {elapsed:.1f} s ({size / mb / elapsed:.0f} MB/s); emulator RSS: "
-          f"baseline {baseline / mb:.1f} MB, peak {peak / mb:.1f} MB (limit {args.limit_mb:.0f} MB)")
+    print(
+        f"uploaded {size / mb:.0f} MB in {elapsed:.1f} s ({size / mb / elapsed:.0f} MB/s); "
+        "emulator RSS: "
+        f"baseline {baseline / mb:.1f} MB, peak {peak / mb:.1f} MB (limit {args.limit_mb:.0f} MB)"
+    )
     return 0 if peak / mb < args.limit_mb else 1
 
 

@@ -1,6 +1,7 @@
 """Shared pieces of the pipeline sections (``streaming``, ``e2e``); not a section itself.
 
-* :class:`EmulatorProcess`: ``python -m gembatch.emulator --port 0`` in its own process, so the process
+* :class:`EmulatorProcess`: ``python -m gembatch.emulator --port 0`` in its own process, so the
+process
   being measured is only the gembatch client (its CPU still competes on a small machine);
 * :func:`stage_times`: the time of each stage of a finished run, read from the journal's shard
   histories (every state change is recorded with its time), without instrumenting any code;
@@ -24,19 +25,39 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, final
 
-__all__ = ["EmulatorProcess", "RssTimeline", "Stages", "answered_ok", "run_sampled", "stage_times", "states_at",
-           "vm_hwm", "without_cache"]
+__all__ = [
+    "EmulatorProcess",
+    "RssTimeline",
+    "Stages",
+    "answered_ok",
+    "run_sampled",
+    "stage_times",
+    "states_at",
+    "vm_hwm",
+    "without_cache",
+]
 
 _TERMINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED")
 
 
 @final
 class EmulatorProcess:
-    """The emulator in a subprocess, for ``with``: sets nothing globally, gives ``env`` for clients."""
+    """The emulator in a subprocess, for ``with``: sets nothing globally, gives ``env`` for
+    clients."""
 
-    def __init__(self, data_dir: Path, *, shuffle_output: bool = True, workers: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, shuffle_output: bool = True, workers: int | None = None
+    ) -> None:
         self.data_dir = data_dir
-        self.args = [sys.executable, "-m", "gembatch.emulator", "--port", "0", "--data-dir", str(data_dir)]
+        self.args = [
+            sys.executable,
+            "-m",
+            "gembatch.emulator",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ]
         if shuffle_output:  # the service does not keep the input order either
             self.args.append("--shuffle-output")
         if workers is not None:
@@ -65,7 +86,8 @@ class EmulatorProcess:
 
     @property
     def env(self) -> dict[str, str]:
-        """Environment variables pointing the google-genai SDK (and so gembatch) at this emulator."""
+        """Environment variables pointing the google-genai SDK (and so gembatch) at this
+        emulator."""
         return {"GOOGLE_GEMINI_BASE_URL": self.base_url, "GEMINI_API_KEY": "emulator-key"}
 
     def __exit__(self, *exc: object) -> None:
@@ -120,8 +142,10 @@ class Stages:
     sums: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
-        return "; ".join([f"{k} {v:.1f} s (span)" for k, v in self.spans.items()]
-                         + [f"{k} {v:.2f} s (sum over shards)" for k, v in self.sums.items()])
+        return "; ".join(
+            [f"{k} {v:.1f} s (span)" for k, v in self.spans.items()]
+            + [f"{k} {v:.2f} s (sum over shards)" for k, v in self.sums.items()]
+        )
 
 
 _PAIRS = {  # stage: (from state, to state)
@@ -140,7 +164,8 @@ def shard_events(job_dir: Path) -> Iterator[dict[str, float]]:
 
 
 def states_at(job_dir: Path, when: float) -> Counter[str]:
-    """How many shards were in each state at the wall-clock time ``when`` (their latest event by then;
+    """How many shards were in each state at the wall-clock time ``when`` (their latest event by
+    then;
     ``preparing`` before a shard's first record)."""
     states: Counter[str] = Counter()
     for events in shard_events(job_dir):
@@ -165,7 +190,8 @@ def stage_times(job_dir: Path) -> Stages:
 
 
 def vm_hwm() -> int:
-    """This process's peak resident set in bytes (``VmHWM`` of /proc/self/status: the high-water mark
+    """This process's peak resident set in bytes (``VmHWM`` of /proc/self/status: the high-water
+    mark
     of its own address space since exec)."""
     with open("/proc/self/status") as fh:
         for line in fh:
@@ -205,24 +231,35 @@ class RssTimeline:
         self.samples.append((time.time(), self.rss()))
 
     def peak(self, start: float = 0.0, end: float = float("inf")) -> tuple[float, int]:
-        """``(time, bytes)`` of the highest sample within ``[start, end]`` (``(nan, 0)`` if none)."""
+        """``(time, bytes)`` of the highest sample within ``[start, end]`` (``(nan, 0)`` if
+        none)."""
         inside = [s for s in self.samples if start <= s[0] <= end]
         return max(inside, key=lambda s: s[1]) if inside else (float("nan"), 0)
 
 
-def run_sampled(argv: list[str], *, env: dict[str, str], cwd: Path, timeout: float,
-                sample_every: float = 0.05, on_tick: Any = None) -> tuple[int, float, int, str]:
+def run_sampled(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    timeout: float,
+    sample_every: float = 0.05,
+    on_tick: Any = None,
+) -> tuple[int, float, int, str]:
     """Run ``argv``; return ``(exit code, wall seconds, highest sampled RSS in bytes, its stdout)``.
 
     psutil samples the child's RSS every ``sample_every`` s (a cross-check: the exact figure is the
     ``VmHWM`` the child reports itself, see :func:`vm_hwm`; ``ru_maxrss`` of a child started from a
-    big parent is useless on Linux, it starts from the parent's high-water mark). ``on_tick(elapsed)``
+    big parent is useless on Linux, it starts from the parent's high-water mark).
+    ``on_tick(elapsed)``
     is called about every 15 s (progress). The child is killed after ``timeout`` s.
     """
     import psutil
 
     started = time.perf_counter()
-    proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        argv, env={**os.environ, **env}, cwd=cwd, stdout=subprocess.PIPE, text=True
+    )
     sampled = 0
     done = threading.Event()
 
@@ -264,11 +301,16 @@ def answered_ok(schema: Any, prefix: str = "gemini_") -> Any:
 
 
 def without_cache() -> dict[str, Any]:
-    """``{"cache": False}`` when gembatch has a result cache (``batch_generate(..., cache=...)``; the
-    other entry points pass their keywords on to it): a benchmark must send every row, and must neither
-    read nor fill the user's cache (a cache filled by an earlier run answers every row of the next)."""
+    """``{"cache": False}`` when gembatch has a result cache (``batch_generate(..., cache=...)``;
+    the
+    other entry points pass their keywords on to it): a benchmark must send every row, and must
+    neither
+    read nor fill the user's cache (a cache filled by an earlier run answers every row of the
+    next)."""
     import inspect
 
     import gembatch
 
-    return {"cache": False} if "cache" in inspect.signature(gembatch.batch_generate).parameters else {}
+    return (
+        {"cache": False} if "cache" in inspect.signature(gembatch.batch_generate).parameters else {}
+    )

@@ -1,20 +1,30 @@
 """gembatch: push a whole dataframe through the Gemini Batch API at batch price, from one call.
 
 >>> import polars as pl, gembatch
->>> # out = df.gemini.batch_generate("prompt", config=gembatch.Config(model="gemini-2.5-flash"))
+>>> gembatch.Config(model="gemini-2.5-flash").model_name
+'models/gemini-2.5-flash'
 
-Importing gembatch registers the ``gemini`` namespace on ``polars.DataFrame`` and ``polars.LazyFrame``.
+Importing gembatch registers the ``gemini`` namespace on ``polars.DataFrame`` and
+``polars.LazyFrame``
+(and on pandas DataFrames when pandas is imported). It does not import the google-genai SDK, which
+loads the first time the service is called; ``gembatch.emulator`` loads when first used.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from typing import Any
+
+__version__ = "0.2.0"
 
 from . import cache
+from ._build.lines import MediaParts
+from ._money.estimate import Estimate
+from ._money.plan import Plan
+from ._money.pricing import Cost, PriceTable, TokenCounts
+from ._money.report import RunCost
 from .api import batch_embed, batch_generate, batch_generate_parquet, estimate, plan
 from .cache import ResultCache
 from .config import Config, EmbedConfig, Options, RetryPolicy
-from ._money.estimate import Estimate
 from .exceptions import (
     AuthenticationError,
     ColumnNotFoundError,
@@ -35,15 +45,21 @@ from .exceptions import (
     TerminalServiceError,
     TransientServiceError,
 )
-from .namespace import register as _register
-from ._money.plan import Plan
-from ._money.pricing import Cost, PriceTable, TokenCounts
-from .progress import NullProgress, Progress, Snapshot, TqdmProgress
-from ._money.report import RunCost
-from ._build.lines import MediaParts
 from .handle import BatchRun, RunStatus
+from .namespace import register as _register
+from .progress import NullProgress, Progress, Snapshot, TqdmProgress
 
 _register()
+
+
+def __getattr__(name: str) -> Any:
+    """``gembatch.emulator`` and ``gembatch.pandas``, imported on first use."""
+    if name in ("emulator", "pandas"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AuthenticationError",

@@ -1,4 +1,5 @@
-"""The life of one run, top to bottom: prepare -> pilot -> price -> submit -> poll -> fetch -> join -> write.
+"""The life of one run, top to bottom: prepare -> pilot -> price -> submit -> poll -> fetch -> join
+-> write.
 
 This module is the orchestrator; each step's detail lives with its concern (building requests in
 ``_build``, the run directory in ``_state``, the service in ``_service``, results in ``_results``,
@@ -105,7 +106,8 @@ class Call:
     spend: Spend = field(default_factory=Spend)
 
 
-# ------------------------------------------------------------------------------------ the whole call
+# ------------------------------------------------------------------------------------ the whole
+# call
 def start(call: Call) -> pl.DataFrame | BatchRun | Plan:
     """Carry one call out, from the input rows to the output (or a plan, or a handle)."""
     from .handle import BatchRun
@@ -115,7 +117,9 @@ def start(call: Call) -> pl.DataFrame | BatchRun | Plan:
     run = open_or_prepare(call, backend)
     unsent = all(r.state is S.PREPARED or r.mode == "none" for r in run.journal.shards)
     if spend.dry_run or (spend.max_cost is not None and unsent):
-        plan = run.plan(table=spend.prices, strict=spend.max_cost is not None, exact=spend.exact_tokens)
+        plan = run.plan(
+            table=spend.prices, strict=spend.max_cost is not None, exact=spend.exact_tokens
+        )
         check_cost(plan, spend.max_cost if unsent else None, run.store.url)
         if spend.dry_run:
             return plan
@@ -145,7 +149,11 @@ def _backend(client: Any, retry: RetryPolicy | None, *, required: bool) -> Backe
 def _service(backend: Backend | None) -> str:
     from ._service.backend import service_of
 
-    return backend.service if backend is not None else service_of(os.environ.get("GOOGLE_GEMINI_BASE_URL"))
+    return (
+        backend.service
+        if backend is not None
+        else service_of(os.environ.get("GOOGLE_GEMINI_BASE_URL"))
+    )
 
 
 def _cache(value: Any) -> ResultCache | None:
@@ -160,7 +168,9 @@ def _cache(value: Any) -> ResultCache | None:
         return value
     if isinstance(value, (str, os.PathLike)):
         return ResultCache(value)
-    raise ConfigError(f"cache must be True, False, a path / fsspec URL or a gembatch.ResultCache (got {value!r}).")
+    raise ConfigError(
+        f"cache must be True, False, a path / fsspec URL or a gembatch.ResultCache (got {value!r})."
+    )
 
 
 def default_job_dir() -> str:
@@ -175,10 +185,15 @@ def default_job_dir() -> str:
 def open_or_prepare(call: Call, backend: Backend | None) -> Run:
     """The run of ``call``: its run directory reopened (same input and config only), or prepared."""
     cache = _cache(call.spend.cache)
-    spec = dataclasses.replace(call.spec, service=_service(backend),
-                               hashed=call.options.dedup or cache is not None or call.spend.pilot is not None)
-    store = Directory(call.job_dir if call.job_dir is not None else default_job_dir(),
-                      **(call.storage_options or {}))
+    spec = dataclasses.replace(
+        call.spec,
+        service=_service(backend),
+        hashed=call.options.dedup or cache is not None or call.spend.pilot is not None,
+    )
+    store = Directory(
+        call.job_dir if call.job_dir is not None else default_job_dir(),
+        **(call.storage_options or {}),
+    )
     if Journal.exists(store):
         journal = Journal.open(store)
         check_same_run(journal.manifest, call, spec, store.url)
@@ -188,23 +203,44 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
             assert backend is not None
             lookup = run_pilot(call, spec, store, backend, cache)
         manifest = Manifest(
-            run_id=new_run_id(), kind=spec.kind, model=spec.model, static=spec.static,
-            config=call.config, options=call.options.to_dict(), prompt=call.prompt,
-            key=spec.key_column, response_schema=call.response_schema, dimensions=call.dimensions,
-            service=spec.service, cache=None if cache is None else cache.path, frame=call.frame,
+            run_id=new_run_id(),
+            kind=spec.kind,
+            model=spec.model,
+            static=spec.static,
+            config=call.config,
+            options=call.options.to_dict(),
+            prompt=call.prompt,
+            key=spec.key_column,
+            response_schema=call.response_schema,
+            dimensions=call.dimensions,
+            service=spec.service,
+            cache=None if cache is None else cache.path,
+            frame=call.frame,
             gembatch=__version__,
         )
         with run_lock(store):
             journal = prepare(store, call.source, spec, call.options, manifest, lookup)
-    return Run(journal, backend, call.options, cache=cache, prices=call.spend.prices, retry=call.retry)
+    return Run(
+        journal, backend, call.options, cache=cache, prices=call.spend.prices, retry=call.retry
+    )
 
 
-def prepare(store: Directory, source: Source, spec: RequestSpec, options: Options, manifest: Manifest,
-            lookup: ResultCache | None) -> Journal:
+def prepare(
+    store: Directory,
+    source: Source,
+    spec: RequestSpec,
+    options: Options,
+    manifest: Manifest,
+    lookup: ResultCache | None,
+) -> Journal:
     """Validate the input, write its shards, then the manifest; return the new journal."""
     prepared = write_shards(store, source, spec, options, run_id=manifest.run_id, cache=lookup)
     manifest.fingerprint = prepared.fingerprint
-    manifest.rows, manifest.lines, manifest.requests = prepared.rows, prepared.lines, prepared.requests
+    manifest.rows, manifest.lines, manifest.requests = (
+        prepared.rows,
+        prepared.lines,
+        prepared.requests,
+    )
     manifest.deduplicated, manifest.cached = prepared.deduplicated, prepared.cached
     journal = Journal.create(store, manifest, prepared.shards)
     for shard in journal.shards:
@@ -218,8 +254,10 @@ def check_same_run(manifest: Manifest, call: Call, spec: RequestSpec, where: str
     """Refuse to resume a run over a different model, config or input."""
     if manifest.kind != spec.kind or manifest.model != spec.model or manifest.static != spec.static:
         raise RunMismatchError(
-            f"The run directory {where!r} holds a {manifest.kind} run of {manifest.model} with another "
-            "config. Hint: use a new job_dir, or BatchRun.open(job_dir) to look at that run.")
+            f"The run directory {where!r} holds a {manifest.kind} run of {manifest.model} with "
+            "another "
+            "config. Hint: use a new job_dir, or BatchRun.open(job_dir) to look at that run."
+        )
     fp = manifest.fingerprint
     lines_sha, data_sha = digests(call.source, spec, call.options)
     problems = []
@@ -230,12 +268,15 @@ def check_same_run(manifest: Manifest, call: Call, spec: RequestSpec, where: str
     if problems:
         raise RunMismatchError(
             f"The run directory {where!r} holds a run over different input: {'; '.join(problems)}. "
-            "Hint: use a new job_dir for new input, or BatchRun.open(job_dir) to look at the old run.")
+            "Hint: use a new job_dir for new input, or BatchRun.open(job_dir) to look at the old "
+            "run."
+        )
 
 
 # ------------------------------------------------------------------------------------ 2. pilot
-def run_pilot(call: Call, spec: RequestSpec, store: Directory, backend: Backend,
-              cache: ResultCache | None) -> ResultCache:
+def run_pilot(
+    call: Call, spec: RequestSpec, store: Directory, backend: Backend, cache: ResultCache | None
+) -> ResultCache:
     """Validate every row, then send a random sample as a run of its own (``<job_dir>/pilot``); stop
     with :class:`PilotFailedError` if too many of its rows fail. Returns the cache that holds the
     pilot's answers (so the full run does not pay for them again)."""
@@ -247,19 +288,37 @@ def run_pilot(call: Call, spec: RequestSpec, store: Directory, backend: Backend,
         pass  # a bad row anywhere stops here, before the pilot spends anything
     assert spend.pilot is not None
     sample = call.source.sample(spend.pilot, seed=0, slice_rows=call.options.slice_rows)
-    answers = cache if cache is not None else ResultCache(
-        f"{store.url.rstrip('/')}/pilot-cache", storage_options=call.storage_options)
+    answers = (
+        cache
+        if cache is not None
+        else ResultCache(
+            f"{store.url.rstrip('/')}/pilot-cache", storage_options=call.storage_options
+        )
+    )
     pilot_store = store.child("pilot")
     if Journal.exists(pilot_store):
         journal = Journal.open(pilot_store)
     else:
         manifest = Manifest(
-            run_id=new_run_id(), kind=spec.kind, model=spec.model, static=spec.static, config=call.config,
-            options=call.options.to_dict(), prompt=call.prompt, key=spec.key_column,
-            response_schema=call.response_schema, dimensions=call.dimensions, service=spec.service,
-            cache=answers.path, pilot=True, gembatch=__version__)
+            run_id=new_run_id(),
+            kind=spec.kind,
+            model=spec.model,
+            static=spec.static,
+            config=call.config,
+            options=call.options.to_dict(),
+            prompt=call.prompt,
+            key=spec.key_column,
+            response_schema=call.response_schema,
+            dimensions=call.dimensions,
+            service=spec.service,
+            cache=answers.path,
+            pilot=True,
+            gembatch=__version__,
+        )
         with run_lock(pilot_store):
-            journal = prepare(pilot_store, FrameSource(sample), spec, call.options, manifest, answers)
+            journal = prepare(
+                pilot_store, FrameSource(sample), spec, call.options, manifest, answers
+            )
     run = Run(journal, backend, call.options, cache=answers, prices=spend.prices, retry=call.retry)
     out = BatchRun(run, progress=call.progress).result()
     status = out[f"{call.options.prefix}status"]
@@ -267,14 +326,22 @@ def run_pilot(call: Call, spec: RequestSpec, store: Directory, backend: Backend,
     failed = out.filter((status != "skipped") & (status != "ok"))
     rate = failed.height / asked if asked else 0.0
     if rate > spend.pilot_max_error_rate:
-        errors = failed.group_by(f"{call.options.prefix}error_message").len().sort("len", descending=True).head(3)
+        errors = (
+            failed.group_by(f"{call.options.prefix}error_message")
+            .len()
+            .sort("len", descending=True)
+            .head(3)
+        )
         top = "; ".join(f"{n:,} x {msg!r}" for msg, n in errors.iter_rows())
         raise PilotFailedError(
-            f"The pilot sample failed: {failed.height:,} of {asked:,} rows ({rate:.0%}) did not get an "
-            f"answer (limit {spend.pilot_max_error_rate:.0%}); the full batch was not sent. Most common "
+            f"The pilot sample failed: {failed.height:,} of {asked:,} rows ({rate:.0%}) did not "
+            "get an "
+            f"answer (limit {spend.pilot_max_error_rate:.0%}); the full batch was not sent. Most "
+            "common "
             f"errors: {top}.\nHint: fix the config or prompt (see the pilot's rows in "
             f"error.result or {pilot_store.url}), or raise pilot_max_error_rate.",
-            result=out)
+            result=out,
+        )
     return answers
 
 
@@ -288,10 +355,12 @@ def check_cost(plan: Plan, max_cost: float | None, where: str) -> None:
         f"The run would cost up to ${estimate.total_usd_bound:,.4f} at the batch rate, above "
         f"max_cost=${max_cost:,.4f}; nothing was sent.\n{estimate}\nHint: set "
         "Config(max_output_tokens=...) to tighten the output bound, raise max_cost, or call "
-        f"again with job_dir={where!r} to send this prepared run.")
+        f"again with job_dir={where!r} to send this prepared run."
+    )
 
 
-# ------------------------------------------------------------------------------------ 4-7. the driver
+# ------------------------------------------------------------------------------------ 4-7. the
+# driver
 class Run:
     """One run directory being driven against the service: submit, poll, fetch, join.
 
@@ -299,11 +368,20 @@ class Run:
     is made from the environment the first time the service is needed.
     """
 
-    def __init__(self, journal: Journal, backend: Backend | None, options: Options, *,
-                 cache: ResultCache | None = None, prices: PriceTable | None = None,
-                 retry: RetryPolicy | None = None, progress: Progress | None = None,
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        backend: Backend | None,
+        options: Options,
+        *,
+        cache: ResultCache | None = None,
+        prices: PriceTable | None = None,
+        retry: RetryPolicy | None = None,
+        progress: Progress | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.journal = journal
         self.store = journal.store
         self.options = options
@@ -329,15 +407,27 @@ class Run:
     def shards(self) -> list[ShardRecord]:
         return self.journal.shards
 
-    def plan(self, *, table: PriceTable | None = None, strict: bool = False, exact: bool = False) -> Plan:
-        """What the prepared run sends and costs (``exact``: input tokens counted by the service)."""
-        return prepared_plan(self.journal, table=table or self.prices, strict=strict,
-                             backend=self.backend if exact else None, exact=exact)
+    def plan(
+        self, *, table: PriceTable | None = None, strict: bool = False, exact: bool = False
+    ) -> Plan:
+        """What the prepared run sends and costs (``exact``: input tokens counted by the
+        service)."""
+        return prepared_plan(
+            self.journal,
+            table=table or self.prices,
+            strict=strict,
+            backend=self.backend if exact else None,
+            exact=exact,
+        )
 
     # -- 4. submit ------------------------------------------------------------------------------
     def submit(self) -> None:
         """Upload and create every shard not yet submitted (uploads in parallel)."""
-        todo = [r for r in self.journal.records() if r.state.rank < S.SUBMITTED.rank and r.mode != "none"]
+        todo = [
+            r
+            for r in self.journal.records()
+            if r.state.rank < S.SUBMITTED.rank and r.mode != "none"
+        ]
         if not todo:
             return
         workers = min(self.options.upload_concurrency, len(todo))
@@ -367,11 +457,18 @@ class Run:
         elif record.state is S.CREATING:
             self._create(record, look_first=True)
 
-    def _exactly_once(self, *, look: Callable[[], list[T]], act: Callable[[], T],
-                      adopt: Callable[[list[T]], None], look_first: bool) -> None:
+    def _exactly_once(
+        self,
+        *,
+        look: Callable[[], list[T]],
+        act: Callable[[], T],
+        adopt: Callable[[list[T]], None],
+        look_first: bool,
+    ) -> None:
         """Look for the remote object (when an earlier try may have made it), else make it.
 
-        Only transient failures are tried again, each time looking first: a create whose response was
+        Only transient failures are tried again, each time looking first: a create whose response
+        was
         lost is found by the look and adopted instead of being sent again.
         """
         policy = self.backend.retry
@@ -386,10 +483,12 @@ class Run:
             except TransientServiceError as exc:
                 if attempt + 1 >= policy.attempts:
                     raise TransientServiceError(
-                        f"{exc} Gave up after {policy.attempts} tries. Nothing was lost and nothing "
+                        f"{exc} Gave up after {policy.attempts} tries. Nothing was lost and "
+                        "nothing "
                         "will be sent twice. Hint: run the same call again, or "
                         f"gembatch.BatchRun.open({self.store.url!r}).wait(), to resume.",
-                        code=exc.code, status=exc.status,
+                        code=exc.code,
+                        status=exc.status,
                     ) from exc
                 delay = min(policy.max_delay, policy.initial_delay * 2**attempt)
                 self._sleep(delay + random.uniform(0, policy.jitter))
@@ -404,8 +503,11 @@ class Run:
                 return self.backend.upload(stream, display_name=record.display_name)
 
         def look() -> list[RemoteFile]:
-            return [f for f in self.backend.find_files(record.display_name)
-                    if f.state in (None, "ACTIVE") and f.size_bytes in (None, record.bytes)]
+            return [
+                f
+                for f in self.backend.find_files(record.display_name)
+                if f.state in (None, "ACTIVE") and f.size_bytes in (None, record.bytes)
+            ]
 
         def adopt(files: list[RemoteFile]) -> None:
             keep, *extra = files
@@ -420,22 +522,42 @@ class Run:
         def act() -> RemoteJob:
             if record.mode == "inline":
                 lines = self.store.read_lines(record.path("requests.jsonl")).to_list()
-                return self.backend.create(kind=self.kind, model=self.model,
-                                           display_name=record.display_name, inline_lines=lines)
-            return self.backend.create(kind=self.kind, model=self.model,
-                                       display_name=record.display_name, file_name=record.file_name)
+                return self.backend.create(
+                    kind=self.kind,
+                    model=self.model,
+                    display_name=record.display_name,
+                    inline_lines=lines,
+                )
+            return self.backend.create(
+                kind=self.kind,
+                model=self.model,
+                display_name=record.display_name,
+                file_name=record.file_name,
+            )
 
         def adopt(jobs: list[RemoteJob]) -> None:
             job = jobs[0]
             note = f"created {job.name}" if not look_first else f"adopted {job.name}"
             if len(jobs) > 1:
-                note += f" ({len(jobs) - 1} other jobs share its display name: {[j.name for j in jobs[1:]]})"
+                others = [j.name for j in jobs[1:]]
+                note += f" ({len(others)} other jobs share its display name: {others})"
             now = self._wall()
-            self.journal.move(record, S.SUBMITTED, job_name=job.name, job_state=job.state, note=note,
-                              submitted_at=now, progress_at=now)
+            self.journal.move(
+                record,
+                S.SUBMITTED,
+                job_name=job.name,
+                job_state=job.state,
+                note=note,
+                submitted_at=now,
+                progress_at=now,
+            )
 
-        self._exactly_once(look=lambda: self.backend.find_jobs(record.display_name), act=act, adopt=adopt,
-                           look_first=look_first)
+        self._exactly_once(
+            look=lambda: self.backend.find_jobs(record.display_name),
+            act=act,
+            adopt=adopt,
+            look_first=look_first,
+        )
 
     # -- 5. poll --------------------------------------------------------------------------------
     def _inline_keys(self, record: ShardRecord) -> list[str] | None:
@@ -449,21 +571,30 @@ class Run:
         job = self.backend.get(record.job_name, inline_keys=self._inline_keys(record))
         if not job.done:
             if job.state != record.job_state or (job.stats and job.stats != record.stats):
-                self.journal.progress(record, job_state=job.state, stats=job.stats or record.stats,
-                                      at=self._wall())
+                self.journal.progress(
+                    record, job_state=job.state, stats=job.stats or record.stats, at=self._wall()
+                )
             self._watch(record)
             return
-        fields: dict[str, Any] = {"job_state": job.state, "job_error": job.error, "finished_at": self._wall(),
-                                  "result_file": job.result_file, "stats": job.stats or record.stats}
+        fields: dict[str, Any] = {
+            "job_state": job.state,
+            "job_error": job.error,
+            "finished_at": self._wall(),
+            "result_file": job.result_file,
+            "stats": job.stats or record.stats,
+        }
         if job.inline_lines is not None:
             data = "".join(line + "\n" for line in job.inline_lines).encode()
             self.store.write_bytes(record.path("results.jsonl"), data)
-            self.journal.move(record, S.FETCHED, note=f"{job.state}, inline results saved", **fields)
+            self.journal.move(
+                record, S.FETCHED, note=f"{job.state}, inline results saved", **fields
+            )
         else:
             self.journal.move(record, S.FINISHED, note=job.state, **fields)
 
     def _watch(self, record: ShardRecord) -> None:
-        """Cancel a job that has not started or progressed within ``options.stuck_after`` seconds."""
+        """Cancel a job that has not started or progressed within ``options.stuck_after``
+        seconds."""
         limit = self.options.stuck_after
         since = record.progress_at or record.submitted_at
         if limit is None or since is None or record.watchdog or self._wall() - since < limit:
@@ -472,8 +603,12 @@ class Run:
         if len(self.journal.resubmissions.get(parent, [])) >= self.options.max_resubmits:
             return
         assert record.job_name is not None
-        self.journal.move(record, S.SUBMITTED, watchdog=True,
-                          note=f"watchdog: no progress for {limit:g} s in {record.job_state}; cancelling")
+        self.journal.move(
+            record,
+            S.SUBMITTED,
+            watchdog=True,
+            note=f"watchdog: no progress for {limit:g} s in {record.job_state}; cancelling",
+        )
         self.backend.cancel(record.job_name)
 
     # -- 6. fetch -------------------------------------------------------------------------------
@@ -487,7 +622,8 @@ class Run:
 
     # -- 7. join --------------------------------------------------------------------------------
     def _settle(self, shard: ShardRecord) -> bool:
-        """Join a shard whose results (and its resubmissions') are in; resubmit what must go again."""
+        """Join a shard whose results (and its resubmissions') are in; resubmit what must go
+        again."""
         changed = False
         family = self.journal.family(shard)
         fetched = [r for r in family if r.state is S.FETCHED]
@@ -522,44 +658,72 @@ class Run:
         version = f"{prefix}model_version"
         answered = keys.select(KEY, HASH, VIA).with_columns(
             output[f"{prefix}status"].alias("status"),
-            (output[version] if version in output.columns else pl.lit(None, dtype=pl.Utf8)).alias("model_version"))
+            (output[version] if version in output.columns else pl.lit(None, dtype=pl.Utf8)).alias(
+                "model_version"
+            ),
+        )
         fresh = answered.filter((pl.col(VIA) == "line") & (pl.col("status") == "ok"))
         if not fresh.height:
             return
         try:
-            entries = fresh.select(pl.col(KEY).alias("key"), pl.col(HASH).alias("hash"), "model_version") \
-                .join(raw_answers(self.journal, shard), on="key", how="inner")
+            entries = fresh.select(
+                pl.col(KEY).alias("key"), pl.col(HASH).alias("hash"), "model_version"
+            ).join(raw_answers(self.journal, shard), on="key", how="inner")
             self.cache.put(entries.with_columns(pl.lit(self.model).alias("model")))
         except Exception as exc:  # noqa: BLE001 - the cache is an optimisation, never a failure
-            warnings.warn(f"gembatch could not add shard {shard.index}'s answers to the result cache "
-                          f"{self.cache.path!r}: {exc}", ResultWarning, stacklevel=2)
+            warnings.warn(
+                f"gembatch could not add shard {shard.index}'s answers to the result cache "
+                f"{self.cache.path!r}: {exc}",
+                ResultWarning,
+                stacklevel=2,
+            )
 
     def _in_flight(self, shard: ShardRecord) -> bool:
-        return any(r.state.rank < S.FETCHED.rank for r in self.journal.resubmissions.get(shard.index, []))
+        return any(
+            r.state.rank < S.FETCHED.rank for r in self.journal.resubmissions.get(shard.index, [])
+        )
 
     def _maybe_resubmit(self, shard: ShardRecord, fetched: list[ShardRecord]) -> bool:
-        """Send again the rows of an EXPIRED job, or of a job the watchdog cancelled (split in two)."""
-        expired = self.options.resubmit_expired and any(r.job_state == "JOB_STATE_EXPIRED" for r in fetched)
+        """Send again the rows of an EXPIRED job, or of a job the watchdog cancelled (split in
+        two)."""
+        expired = self.options.resubmit_expired and any(
+            r.job_state == "JOB_STATE_EXPIRED" for r in fetched
+        )
         stuck = any(r.watchdog for r in fetched)
         if not (expired or stuck) or self._in_flight(shard):
             return False
-        return self.resubmit(shard, reason="watchdog" if stuck else "expired",
-                             include_errors=False, parts=2 if stuck else 1) > 0
+        return (
+            self.resubmit(
+                shard,
+                reason="watchdog" if stuck else "expired",
+                include_errors=False,
+                parts=2 if stuck else 1,
+            )
+            > 0
+        )
 
-    def resubmit(self, shard: ShardRecord, *, reason: str, include_errors: bool, parts: int = 1) -> int:
+    def resubmit(
+        self, shard: ShardRecord, *, reason: str, include_errors: bool, parts: int = 1
+    ) -> int:
         """Record resubmissions of the shard's unanswered (and, if asked, retryable-error) rows."""
         if len(shard.resubmissions) >= self.options.max_resubmits or self._in_flight(shard):
             return 0
         lines = lines_to_resend(self.journal, shard, include_errors=include_errors)
         if not lines:
             return 0
-        parts = max(1, min(parts, len(lines), self.options.max_resubmits - len(shard.resubmissions)))
+        parts = max(
+            1, min(parts, len(lines), self.options.max_resubmits - len(shard.resubmissions))
+        )
         size = -(-len(lines) // parts)
         for i in range(0, len(lines), size):
-            part = lines[i:i + size]
+            part = lines[i : i + size]
             nbytes = sum(len(x.encode()) + 1 for x in part)
-            inline = fits_inline(len(part), nbytes, max_rows=self.options.inline_max_rows,
-                                 max_bytes=self.options.inline_max_bytes)
+            inline = fits_inline(
+                len(part),
+                nbytes,
+                max_rows=self.options.inline_max_rows,
+                max_bytes=self.options.inline_max_bytes,
+            )
             self.journal.add_resubmission(shard, part, reason, mode="inline" if inline else "file")
         return len(lines)
 
@@ -571,7 +735,8 @@ class Run:
 
     # -- the loop -------------------------------------------------------------------------------
     def step(self) -> bool:
-        """Advance every shard and resubmission by what can be done now; True when something changed."""
+        """Advance every shard and resubmission by what can be done now; True when something
+        changed."""
         changed = False
         for shard in self.shards:
             for record in self.journal.family(shard):
@@ -598,7 +763,9 @@ class Run:
                 done += s.report.get("answered", 0)
                 failed += s.report.get("failed", 0)
             elif s.stats:
-                done += s.stats.get("successfulRequestCount", 0) + s.stats.get("failedRequestCount", 0)
+                done += s.stats.get("successfulRequestCount", 0) + s.stats.get(
+                    "failedRequestCount", 0
+                )
                 failed += s.stats.get("failedRequestCount", 0)
         return Snapshot(total=total, done=done, failed=failed, jobs=jobs)
 
@@ -615,9 +782,16 @@ class Run:
                     return True
                 if deadline is not None and self._clock() >= deadline:
                     return False
-                interval = self.options.poll_interval if changed else min(
-                    interval * 1.5, self.options.max_poll_interval)
-                pause = interval if deadline is None else max(0.0, min(interval, deadline - self._clock()))
+                interval = (
+                    self.options.poll_interval
+                    if changed
+                    else min(interval * 1.5, self.options.max_poll_interval)
+                )
+                pause = (
+                    interval
+                    if deadline is None
+                    else max(0.0, min(interval, deadline - self._clock()))
+                )
                 self._sleep(pause)
         finally:
             self.progress.close()

@@ -1,7 +1,9 @@
 """The only module that touches fsspec: literal paths, atomic writes, streaming Parquet/JSONL I/O.
 
-A :class:`Directory` is a folder on any fsspec filesystem (a local path, ``memory://``, ``s3://`` ...).
-Paths are always *literal*: ``run?``, ``x[ab]`` or ``run*`` name exactly that folder or file, never a
+A :class:`Directory` is a folder on any fsspec filesystem (a local path, ``memory://``, ``s3://``
+...).
+Paths are always *literal*: ``run?``, ``x[ab]`` or ``run*`` name exactly that folder or file, never
+a
 pattern (fsspec's ``rm``/``mv``/``copy`` and polars' readers expand patterns, so they are not used
 with user paths). Patterns are expanded only where a caller asks for them (:func:`parquet_dataset`
 with ``glob=True``). Every write a resume relies on is atomic: the bytes go to a temporary sibling
@@ -154,7 +156,8 @@ class Directory:
 
     @contextlib.contextmanager
     def _atomic_local_path(self, rel: str) -> Iterator[str]:
-        """A local path to write; its file replaces ``rel`` (synced) when the block ends without error."""
+        """A local path to write; its file replaces ``rel`` (synced) when the block ends without
+        error."""
         tmp, final = self._temporary(rel)
         try:
             yield tmp
@@ -222,7 +225,9 @@ class Directory:
         data = self.read_bytes(rel)
         if not data:
             return pl.Series("line", [], dtype=pl.Utf8)
-        lines = pl.Series("line", [data.decode("utf-8", errors="replace")]).str.split("\n").explode()
+        lines = (
+            pl.Series("line", [data.decode("utf-8", errors="replace")]).str.split("\n").explode()
+        )
         lines = lines.str.strip_suffix("\r")
         return lines.filter(lines.str.len_bytes() > 0)
 
@@ -232,12 +237,17 @@ def _protocols(fs: fsspec.AbstractFileSystem) -> set[str]:
     return {proto} if isinstance(proto, str) else set(proto)
 
 
-def parquet_dataset(source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
-                    *, glob: bool | None = None) -> Any:
+def parquet_dataset(
+    source: str | os.PathLike[str],
+    storage_options: dict[str, Any] | None = None,
+    *,
+    glob: bool | None = None,
+) -> Any:
     """A pyarrow dataset over a Parquet file, a dataset directory or (``glob``) a pattern.
 
     ``glob=None`` (the default): a path that exists is taken literally (``reviews[2024].parquet`` is
-    that file); a path that does not exist and holds ``*`` is a pattern. ``glob=True`` always expands
+    that file); a path that does not exist and holds ``*`` is a pattern. ``glob=True`` always
+    expands
     the pattern (``?`` and ``[...]`` too); ``glob=False`` never does.
     """
     import pyarrow.dataset as ds
@@ -251,18 +261,30 @@ def parquet_dataset(source: str | os.PathLike[str], storage_options: dict[str, A
     if pattern:
         paths = sorted(fs.glob(path))
         if not paths:
-            raise InputError(f"No Parquet file matches the pattern {text!r}. Hint: check the pattern.")
+            raise InputError(
+                f"No Parquet file matches the pattern {text!r}. Hint: check the pattern."
+            )
     elif literal:
         paths = [path]
     else:
-        hint = (" It holds a pattern character: pass glob=True to expand it as a pattern."
-                if has_pattern(path) else "")
-        raise InputError(f"No Parquet file or dataset directory at {text!r}.{hint} Hint: check the path.")
+        hint = (
+            " It holds a pattern character: pass glob=True to expand it as a pattern."
+            if has_pattern(path)
+            else ""
+        )
+        raise InputError(
+            f"No Parquet file or dataset directory at {text!r}.{hint} Hint: check the path."
+        )
     if len(paths) == 1 and fs.isdir(paths[0]):  # a dataset directory: its files, listed literally
         top = paths[0].rstrip("/")
-        found = fs.find(top, detail=False)  # like pyarrow's discovery: no hidden or _-prefixed parts
-        paths = sorted(p for p in found if not any(
-            part.startswith((".", "_")) for part in p[len(top):].strip("/").split("/")))
+        found = fs.find(
+            top, detail=False
+        )  # like pyarrow's discovery: no hidden or _-prefixed parts
+        paths = sorted(
+            p
+            for p in found
+            if not any(part.startswith((".", "_")) for part in p[len(top) :].strip("/").split("/"))
+        )
         if not paths:
             raise InputError(f"The directory {text!r} holds no data file.")
     return ds.dataset(paths, filesystem=fs, format="parquet")
@@ -272,7 +294,8 @@ class OutputSink:
     """Writes a run's output shard by shard, never holding more than one row group in memory.
 
     ``dest`` ending in ``.parquet`` is one file, written to a temporary name and renamed into place
-    when the last shard is in; any other ``dest`` is a dataset directory whose ``part-00000.parquet``,
+    when the last shard is in; any other ``dest`` is a dataset directory whose
+    ``part-00000.parquet``,
     ... files appear (atomically) as their shards finish, while later shards are still running.
     """
 
@@ -285,7 +308,7 @@ class OutputSink:
         self._writer: Any = None
         self._tmp_ctx: Any = None
         if self.single:
-            parent, name = (dest.rsplit("/", 1) if "/" in dest else (".", dest))
+            parent, name = dest.rsplit("/", 1) if "/" in dest else (".", dest)
             self.store = Directory(parent or "/", **storage_options)
             self.name = name
         else:
@@ -293,13 +316,17 @@ class OutputSink:
             self.store.makedirs()
 
     def offer(self, index: int, source: Directory, rel: str) -> None:
-        """Shard ``index`` is final at ``source/rel``; write it (and any shards it was holding up)."""
+        """Shard ``index`` is final at ``source/rel``; write it (and any shards it was holding
+        up)."""
         import pyarrow.parquet as pq
 
         if index in self.written:
             return
         if not self.single:
-            with source.open(rel) as src, self.store.atomic_writer(f"part-{index:05d}.parquet") as out:
+            with (
+                source.open(rel) as src,
+                self.store.atomic_writer(f"part-{index:05d}.parquet") as out,
+            ):
                 shutil.copyfileobj(src, out, 8 << 20)
             self.written.add(index)
             return

@@ -1,5 +1,7 @@
-"""The typed entry points: ``batch_generate``, ``batch_embed``, ``batch_generate_parquet``, ``plan``,
-``estimate``. Each checks its arguments, describes the call (:class:`gembatch._run.Call`) and hands it
+"""The typed entry points: ``batch_generate``, ``batch_embed``, ``batch_generate_parquet``,
+``plan``,
+``estimate``. Each checks its arguments, describes the call (:class:`gembatch._run.Call`) and hands
+it
 to :func:`gembatch._run.start`; the ``df.gemini`` namespace calls these.
 
 >>> import polars as pl, gembatch
@@ -51,9 +53,13 @@ def _convert(data: Any) -> tuple[Any, Any]:
         return data, lambda out: out
     module = type(data).__module__.split(".")[0]
     if module == "pyarrow":
-        return pl.from_arrow(data), lambda out: out.to_arrow() if isinstance(out, pl.DataFrame) else out
+        return pl.from_arrow(
+            data
+        ), lambda out: out.to_arrow() if isinstance(out, pl.DataFrame) else out
     if module == "pandas":
-        return pl.from_pandas(data), lambda out: out.to_pandas() if isinstance(out, pl.DataFrame) else out
+        return pl.from_pandas(
+            data
+        ), lambda out: out.to_pandas() if isinstance(out, pl.DataFrame) else out
     return data, lambda out: out
 
 
@@ -74,28 +80,55 @@ def _options(options: Options | None, prefix: str | None, poll_interval: float |
         changes["prefix"] = prefix
     if poll_interval is not None:
         changes["poll_interval"] = poll_interval
-        changes["max_poll_interval"] = max(opts.max_poll_interval, poll_interval) \
-            if isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool) else poll_interval
+        changes["max_poll_interval"] = (
+            max(opts.max_poll_interval, poll_interval)
+            if isinstance(poll_interval, (int, float)) and not isinstance(poll_interval, bool)
+            else poll_interval
+        )
     return opts.replace(**changes) if changes else opts
 
 
-def _spend(cache: Any, max_cost: Any, dry_run: Any, pilot: Any, pilot_max_error_rate: Any,
-           prices: Any, exact_tokens: Any) -> Spend:
-    if max_cost is not None and (isinstance(max_cost, bool) or not isinstance(max_cost, (int, float))
-                                 or not max_cost >= 0):
+def _spend(
+    cache: Any,
+    max_cost: Any,
+    dry_run: Any,
+    pilot: Any,
+    pilot_max_error_rate: Any,
+    prices: Any,
+    exact_tokens: Any,
+) -> Spend:
+    if max_cost is not None and (
+        isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or not max_cost >= 0
+    ):
         raise ConfigError(f"max_cost must be a number of US dollars >= 0 (got {max_cost!r}).")
-    if pilot is not None and (isinstance(pilot, bool) or not isinstance(pilot, (int, float)) or pilot <= 0
-                              or (isinstance(pilot, float) and pilot >= 1)):
+    if pilot is not None and (
+        isinstance(pilot, bool)
+        or not isinstance(pilot, (int, float))
+        or pilot <= 0
+        or (isinstance(pilot, float) and pilot >= 1)
+    ):
         raise ConfigError(
-            f"pilot must be a share of the rows in (0, 1), e.g. 0.01, or a number of rows >= 1 (got {pilot!r}).")
-    if isinstance(pilot_max_error_rate, bool) or not isinstance(pilot_max_error_rate, (int, float)) \
-            or not 0 <= pilot_max_error_rate <= 1:
+            "pilot must be a share of the rows in (0, 1), e.g. 0.01, or a number of rows >= 1 "
+            f"(got {pilot!r})."
+        )
+    if (
+        isinstance(pilot_max_error_rate, bool)
+        or not isinstance(pilot_max_error_rate, (int, float))
+        or not 0 <= pilot_max_error_rate <= 1
+    ):
         raise ConfigError(f"pilot_max_error_rate must be in [0, 1] (got {pilot_max_error_rate!r}).")
     for name, value in (("dry_run", dry_run), ("exact_tokens", exact_tokens)):
         if not isinstance(value, bool):
             raise ConfigError(f"{name} must be True or False (got {value!r}).")
-    return Spend(cache=cache, max_cost=max_cost, dry_run=dry_run, pilot=pilot,
-                 pilot_max_error_rate=pilot_max_error_rate, prices=prices, exact_tokens=exact_tokens)
+    return Spend(
+        cache=cache,
+        max_cost=max_cost,
+        dry_run=dry_run,
+        pilot=pilot,
+        pilot_max_error_rate=pilot_max_error_rate,
+        prices=prices,
+        exact_tokens=exact_tokens,
+    )
 
 
 def _checked_retry(retry: Any) -> RetryPolicy | None:
@@ -105,17 +138,28 @@ def _checked_retry(retry: Any) -> RetryPolicy | None:
 
 
 @overload
-def batch_generate(data: Frame, prompt: str | pl.Expr, *, config: Config, wait: Literal[True] = ...,
-                   sink: None = ..., dry_run: Literal[False] = ..., **kw: Any) -> pl.DataFrame: ...
+def batch_generate(
+    data: Frame,
+    prompt: str | pl.Expr,
+    *,
+    config: Config,
+    wait: Literal[True] = ...,
+    sink: None = ...,
+    dry_run: Literal[False] = ...,
+    **kw: Any,
+) -> pl.DataFrame: ...
 @overload
-def batch_generate(data: Frame, prompt: str | pl.Expr, *, config: Config, wait: Literal[False],
-                   **kw: Any) -> BatchRun: ...
+def batch_generate(
+    data: Frame, prompt: str | pl.Expr, *, config: Config, wait: Literal[False], **kw: Any
+) -> BatchRun: ...
 @overload
-def batch_generate(data: Frame, prompt: str | pl.Expr, *, config: Config, sink: str | os.PathLike[str],
-                   **kw: Any) -> BatchRun: ...
+def batch_generate(
+    data: Frame, prompt: str | pl.Expr, *, config: Config, sink: str | os.PathLike[str], **kw: Any
+) -> BatchRun: ...
 @overload
-def batch_generate(data: Frame, prompt: str | pl.Expr, *, config: Config, dry_run: Literal[True],
-                   **kw: Any) -> Plan: ...
+def batch_generate(
+    data: Frame, prompt: str | pl.Expr, *, config: Config, dry_run: Literal[True], **kw: Any
+) -> Plan: ...
 
 
 def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists every keyword
@@ -156,14 +200,17 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     config: a :class:`gembatch.Config` (model, generation config, structured output ...).
     key: a column of stable, unique row keys; default: the row position.
     job_dir: the run directory (local path or fsspec URL); calling again with the same ``job_dir``
-        and the same input resumes instead of paying again. Default: a fresh ``./.gembatch/run-...``.
+        and the same input resumes instead of paying again. Default: a fresh
+        ``./.gembatch/run-...``.
     wait: False returns a :class:`gembatch.BatchRun` right after submission.
     system_instruction: a per-row system instruction column or expression (overrides the config's).
     media: extra parts (file URIs or bytes) per row: :class:`gembatch.MediaParts`.
     skip_null_prompts: rows with a null/empty prompt get status ``skipped`` instead of an error.
-    client: a ready ``genai.Client``; default: built from ``GEMINI_API_KEY``/``GOOGLE_GEMINI_BASE_URL``.
+    client: a ready ``genai.Client``; default: built from
+    ``GEMINI_API_KEY``/``GOOGLE_GEMINI_BASE_URL``.
     prefix: prefix of the result columns (default ``gemini_``).
-    poll_interval: seconds between status polls at first (backs off to ``options.max_poll_interval``).
+    poll_interval: seconds between status polls at first (backs off to
+    ``options.max_poll_interval``).
     options: a :class:`gembatch.Options` for shard sizes, inline threshold, concurrency, cleanup.
     retry: a :class:`gembatch.RetryPolicy` for 429 / 5xx / dropped connections (default: 6 tries
         within 10 minutes, exponential backoff with jitter, the service's delay honoured).
@@ -181,11 +228,13 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     pilot: first send this share (``0.01``) or number of random rows as a run of its own
         (``<job_dir>/pilot``); if more than ``pilot_max_error_rate`` of them fail, stop with
         :class:`gembatch.PilotFailedError`. Their answers are reused by the full run.
-    prices: a :class:`gembatch.PriceTable` for the estimate and cost report (default: the packaged one).
+    prices: a :class:`gembatch.PriceTable` for the estimate and cost report (default: the packaged
+    one).
     exact_tokens: with ``dry_run`` or ``max_cost``, count input tokens with the countTokens endpoint
         instead of the local estimate.
 
-    Returns the input frame, every row in order, with ``gemini_text``, ``gemini_status`` (ok / error /
+    Returns the input frame, every row in order, with ``gemini_text``, ``gemini_status`` (ok /
+    error /
     skipped / missing / cancelled / expired), token counts, errors, ``gemini_batch_job`` and
     ``gemini_parsed`` (when ``config.response_schema`` is set); a :class:`gembatch.BatchRun` with
     ``wait=False`` or ``sink=``; a :class:`gembatch.Plan` with ``dry_run=True``.
@@ -196,19 +245,40 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
         raise ConfigError(f"config must be a gembatch.Config (got {type(config).__name__}).")
     data, back = _convert(data)
     prompt_expr = _as_expr(prompt, "prompt")
-    sys_expr = None if system_instruction is None else _as_expr(system_instruction, "system_instruction")
+    sys_expr = (
+        None if system_instruction is None else _as_expr(system_instruction, "system_instruction")
+    )
     media_parts = (media,) if isinstance(media, MediaParts) else tuple(media)
-    needed = _columns_of(prompt_expr, sys_expr) + tuple(m.column for m in media_parts) + ((key,) if key else ())
+    needed = (
+        _columns_of(prompt_expr, sys_expr)
+        + tuple(m.column for m in media_parts)
+        + ((key,) if key else ())
+    )
     spec = RequestSpec(
-        kind="generate", model=config.model_name, static=config.request_static(), prompt=prompt_expr,
-        key_column=key, system_instruction=sys_expr, media=media_parts,
-        skip_null_prompts=skip_null_prompts, columns_needed=needed,
+        kind="generate",
+        model=config.model_name,
+        static=config.request_static(),
+        prompt=prompt_expr,
+        key_column=key,
+        system_instruction=sys_expr,
+        media=media_parts,
+        skip_null_prompts=skip_null_prompts,
+        columns_needed=needed,
     )
     call = Call(
-        source=as_source(data, storage_options), spec=spec, config=config.to_dict(), prompt=str(prompt_expr),
-        response_schema=config.response_json_schema(), job_dir=job_dir,
-        options=_options(options, prefix, poll_interval), retry=_checked_retry(retry), client=client,
-        wait=wait, progress=progress, storage_options=storage_options, sink=sink,
+        source=as_source(data, storage_options),
+        spec=spec,
+        config=config.to_dict(),
+        prompt=str(prompt_expr),
+        response_schema=config.response_json_schema(),
+        job_dir=job_dir,
+        options=_options(options, prefix, poll_interval),
+        retry=_checked_retry(retry),
+        client=client,
+        wait=wait,
+        progress=progress,
+        storage_options=storage_options,
+        sink=sink,
         spend=_spend(cache, max_cost, dry_run, pilot, pilot_max_error_rate, prices, exact_tokens),
     )
     return back(start(call))  # type: ignore[no-any-return]
@@ -225,13 +295,16 @@ def batch_generate_parquet(
     """Parquet in, Parquet out, with flat memory: the streaming form of :func:`batch_generate`.
 
     ``source`` is a Parquet file, a glob or a dataset directory; ``dest`` a ``.parquet`` file or a
-    dataset directory (local paths or fsspec URLs). The input is read in bounded slices, written into
-    request shards, and the output is written shard by shard as jobs finish. Other keyword arguments are
+    dataset directory (local paths or fsspec URLs). The input is read in bounded slices, written
+    into
+    request shards, and the output is written shard by shard as jobs finish. Other keyword
+    arguments are
     those of :func:`batch_generate`.
 
     >>> # gembatch.batch_generate_parquet("reviews/*.parquet", "scored/", prompt="review", config=cfg)
     """
-    run = batch_generate(os.fspath(source), prompt, config=config, sink=dest, **kwargs)  # type: ignore[arg-type]
+    # type: ignore[arg-type]
+    run = batch_generate(os.fspath(source), prompt, config=config, sink=dest, **kwargs)
     return run  # type: ignore[return-value]
 
 
@@ -270,32 +343,55 @@ def batch_embed(
 
     >>> # out = gembatch.batch_embed(df, "text", output_dimensionality=256, task_type="CLUSTERING")
     """
-    cfg = EmbedConfig(model=model, task_type=task_type, output_dimensionality=output_dimensionality,
-                      title=title)
+    cfg = EmbedConfig(
+        model=model, task_type=task_type, output_dimensionality=output_dimensionality, title=title
+    )
     data, back = _convert(data)
     text_expr = _as_expr(text, "text")
     spec = RequestSpec(
-        kind="embed", model=cfg.model_name, static=cfg.request_static(), prompt=text_expr,
-        key_column=key, skip_null_prompts=skip_null_prompts,
+        kind="embed",
+        model=cfg.model_name,
+        static=cfg.request_static(),
+        prompt=text_expr,
+        key_column=key,
+        skip_null_prompts=skip_null_prompts,
         columns_needed=_columns_of(text_expr) + ((key,) if key else ()),
     )
     call = Call(
-        source=as_source(data, storage_options), spec=spec, config=cfg.to_dict(), prompt=str(text_expr),
-        dimensions=output_dimensionality or EMBED_DIMENSIONS.get(cfg.model_name.removeprefix("models/")),
-        job_dir=job_dir, options=_options(options, prefix, poll_interval), retry=_checked_retry(retry),
-        client=client, wait=wait, progress=progress, storage_options=storage_options, sink=sink,
+        source=as_source(data, storage_options),
+        spec=spec,
+        config=cfg.to_dict(),
+        prompt=str(text_expr),
+        dimensions=output_dimensionality
+        or EMBED_DIMENSIONS.get(cfg.model_name.removeprefix("models/")),
+        job_dir=job_dir,
+        options=_options(options, prefix, poll_interval),
+        retry=_checked_retry(retry),
+        client=client,
+        wait=wait,
+        progress=progress,
+        storage_options=storage_options,
+        sink=sink,
         spend=_spend(cache, max_cost, dry_run, pilot, pilot_max_error_rate, prices, exact_tokens),
     )
     return back(start(call))  # type: ignore[no-any-return]
 
 
-def plan(data: Frame, prompt: str | pl.Expr, *, config: Config, job_dir: str | os.PathLike[str] | None = None,
-         exact: bool = False, **kwargs: Any) -> Plan:
+def plan(
+    data: Frame,
+    prompt: str | pl.Expr,
+    *,
+    config: Config,
+    job_dir: str | os.PathLike[str] | None = None,
+    exact: bool = False,
+    **kwargs: Any,
+) -> Plan:
     """What :func:`batch_generate` would send and cost, without sending anything (needs no API key
     unless ``exact``): rows, requests after dedup and the result cache, shards against the 20 MB
     inline / 2 GB file limits, tokens and the cost bound at the batch rate.
 
-    With a ``job_dir`` the run stays prepared there: :func:`batch_generate` with the same ``job_dir``
+    With a ``job_dir`` the run stays prepared there: :func:`batch_generate` with the same
+    ``job_dir``
     then sends exactly this plan. Without one, a temporary directory is used and removed. ``exact``
     counts input tokens with the service's countTokens endpoint (one call per request line). Other
     keyword arguments are those of :func:`batch_generate`.
@@ -307,13 +403,16 @@ def plan(data: Frame, prompt: str | pl.Expr, *, config: Config, job_dir: str | o
     if job_dir is not None:
         return batch_generate(data, prompt, config=config, job_dir=job_dir, dry_run=True, **kwargs)
     with tempfile.TemporaryDirectory(prefix="gembatch-plan-") as tmp:
-        return batch_generate(data, prompt, config=config, job_dir=os.path.join(tmp, "run"), dry_run=True,
-                              **kwargs)
+        return batch_generate(
+            data, prompt, config=config, job_dir=os.path.join(tmp, "run"), dry_run=True, **kwargs
+        )
 
 
-def estimate(data: Frame, prompt: str | pl.Expr, *, config: Config, exact: bool = False,
-             **kwargs: Any) -> Estimate:
-    """Input tokens (a fast local estimate, or ``exact`` via countTokens), the output-token bound and
+def estimate(
+    data: Frame, prompt: str | pl.Expr, *, config: Config, exact: bool = False, **kwargs: Any
+) -> Estimate:
+    """Input tokens (a fast local estimate, or ``exact`` via countTokens), the output-token bound
+    and
     the cost bound at the batch rate of what :func:`batch_generate` would send (after dedup and the
     result cache).
 

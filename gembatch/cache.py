@@ -37,8 +37,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .exceptions import ConfigError, InputError
 from ._storage import Directory
+from .exceptions import ConfigError, InputError
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -315,7 +315,11 @@ def _matching(paths: list[str], wanted: pl.Series, columns: list[str]) -> pl.Dat
     """The rows of local segment files whose hash is in ``wanted``: one streaming scan (memory
     bounded by the matches, not by the size of the cache)."""
     scan = pl.scan_parquet(paths, schema=_SEGMENT_SCHEMA, hive_partitioning=False, glob=False)
-    return scan.filter(pl.col("hash").is_in(wanted.implode())).select(columns).collect(engine="streaming")
+    return (
+        scan.filter(pl.col("hash").is_in(wanted.implode()))
+        .select(columns)
+        .collect(engine="streaming")
+    )
 
 
 def _check_schema(schema: pa.Schema) -> None:

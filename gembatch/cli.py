@@ -4,16 +4,21 @@ Examples::
 
     gembatch demo --rows 2000 --out reviews_scored.parquet   # a real batch on the embedded emulator
     gembatch run reviews.parquet --prompt-template "Summarise: {review}" --model gemini-2.5-flash \
-        --out scored.parquet --job-dir runs/reviews           # GEMINI_API_KEY / GOOGLE_GEMINI_BASE_URL
+        --out scored.parquet --job-dir runs/reviews           # GEMINI_API_KEY /
+        GOOGLE_GEMINI_BASE_URL
     gembatch list                                              # batch jobs on the service
-    gembatch emulator --port 8765 --data-dir ./emulator-data  # serve the emulator for other programs
+    gembatch emulator --port 8765 --data-dir ./emulator-data  # serve the emulator for other
+    programs
     gembatch status runs/reviews                               # where a run stands
     gembatch wait runs/reviews && gembatch results runs/reviews --out scored.parquet
-    gembatch estimate reviews.parquet --prompt-col review --model gemini-2.5-flash   # plan + cost, sends nothing
+    gembatch estimate reviews.parquet --prompt-col review --model gemini-2.5-flash   # plan + cost,
+    sends nothing
     gembatch cost runs/reviews                                 # tokens and money of a finished run
-    gembatch cache stats                                       # the result cache (also: cache clear)
+    gembatch cache stats                                       # the result cache (also: cache
+    clear)
 
-Exit codes: 0 success, 1 a gembatch error (message on stderr), 2 bad usage, 3 the run is not finished
+Exit codes: 0 success, 1 a gembatch error (message on stderr), 2 bad usage, 3 the run is not
+finished
 (``status``), 130 interrupted.
 """
 
@@ -37,55 +42,101 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run a real batch over a sample dataset on the embedded emulator")
+    demo = sub.add_parser(
+        "demo", help="run a real batch over a sample dataset on the embedded emulator"
+    )
     demo.add_argument("--rows", type=int, default=2_000, help="sample rows (default 2000)")
     demo.add_argument("--out", default="gembatch_demo.parquet", help="output Parquet file")
     demo.add_argument("--job-dir", default=None, help="run directory (default: a fresh one)")
-    demo.add_argument("--shard-rows", type=int, default=None,
-                      help="rows per shard; small values force the File API path with several jobs")
+    demo.add_argument(
+        "--shard-rows",
+        type=int,
+        default=None,
+        help="rows per shard; small values force the File API path with several jobs",
+    )
 
-    sub.add_parser("emulator", help="serve the Batch + File API emulator (see --help)", add_help=False)
+    sub.add_parser(
+        "emulator", help="serve the Batch + File API emulator (see --help)", add_help=False
+    )
 
     run = sub.add_parser("run", help="run a batch over a Parquet / CSV / JSONL file")
-    estimate = sub.add_parser("estimate", help="show the plan and cost bound of a batch, sending nothing")
+    estimate = sub.add_parser(
+        "estimate", help="show the plan and cost bound of a batch, sending nothing"
+    )
     for p in (run, estimate):
-        p.add_argument("input", help="input file (.parquet, .csv, .jsonl; local path or fsspec URL)")
+        p.add_argument(
+            "input", help="input file (.parquet, .csv, .jsonl; local path or fsspec URL)"
+        )
         prompt = p.add_mutually_exclusive_group(required=True)
         prompt.add_argument("--prompt-col", help="the column holding the prompt")
-        prompt.add_argument("--prompt-template", help="a template over columns, e.g. 'Summarise: {review}'")
+        prompt.add_argument(
+            "--prompt-template", help="a template over columns, e.g. 'Summarise: {review}'"
+        )
         p.add_argument("--model", required=True, help="e.g. gemini-2.5-flash")
-        p.add_argument("--key", default=None, help="a column of unique row keys (default: row position)")
+        p.add_argument(
+            "--key", default=None, help="a column of unique row keys (default: row position)"
+        )
         p.add_argument("--system-instruction", default=None)
         p.add_argument("--temperature", type=float, default=None)
         p.add_argument("--max-output-tokens", type=int, default=None)
         p.add_argument("--skip-null-prompts", action="store_true")
-        p.add_argument("--base-url", default=None, help="service URL (default: GOOGLE_GEMINI_BASE_URL or Google)")
+        p.add_argument(
+            "--base-url",
+            default=None,
+            help="service URL (default: GOOGLE_GEMINI_BASE_URL or Google)",
+        )
         cache = p.add_mutually_exclusive_group()
-        cache.add_argument("--cache", default=None, help="result cache path or URL (default: the user cache)")
-        cache.add_argument("--no-cache", action="store_true", help="neither read nor fill the result cache")
-    run.add_argument("--out", required=True, help="output (.parquet file or directory, .csv, .jsonl)")
+        cache.add_argument(
+            "--cache", default=None, help="result cache path or URL (default: the user cache)"
+        )
+        cache.add_argument(
+            "--no-cache", action="store_true", help="neither read nor fill the result cache"
+        )
+    run.add_argument(
+        "--out", required=True, help="output (.parquet file or directory, .csv, .jsonl)"
+    )
     run.add_argument("--job-dir", required=True, help="the run directory (resumable)")
     run.add_argument("--poll-interval", type=float, default=None)
     run.add_argument("--no-progress", action="store_true")
-    run.add_argument("--max-cost", type=float, default=None, help="refuse to send above this many US dollars")
-    run.add_argument("--pilot", type=float, default=None,
-                     help="first send this share (e.g. 0.01) or number (e.g. 50) of random rows as a pilot")
-    run.add_argument("--dry-run", action="store_true", help="prepare the run directory and print the plan only")
-    estimate.add_argument("--exact", action="store_true", help="count input tokens with countTokens (needs a key)")
-    estimate.add_argument("--job-dir", default=None, help="keep the prepared run there (send it later with run)")
+    run.add_argument(
+        "--max-cost", type=float, default=None, help="refuse to send above this many US dollars"
+    )
+    run.add_argument(
+        "--pilot",
+        type=float,
+        default=None,
+        help="first send this share (e.g. 0.01) or number (e.g. 50) of random rows as a pilot",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="prepare the run directory and print the plan only"
+    )
+    estimate.add_argument(
+        "--exact", action="store_true", help="count input tokens with countTokens (needs a key)"
+    )
+    estimate.add_argument(
+        "--job-dir", default=None, help="keep the prepared run there (send it later with run)"
+    )
 
-    cost = sub.add_parser("cost", help="tokens and money of a run, and what dedup and the cache saved")
+    cost = sub.add_parser(
+        "cost", help="tokens and money of a run, and what dedup and the cache saved"
+    )
     cost.add_argument("job_dir", help="the run directory (local path or fsspec URL)")
 
     cache_cmd = sub.add_parser("cache", help="the result cache: stats or clear")
     cache_cmd.add_argument("action", choices=("stats", "clear"))
-    cache_cmd.add_argument("--path", default=None, help="cache path or URL (default: the user cache)")
+    cache_cmd.add_argument(
+        "--path", default=None, help="cache path or URL (default: the user cache)"
+    )
 
     listing = sub.add_parser("list", help="list the batch jobs on the service")
     listing.add_argument("--base-url", default=None)
 
-    for name, text in (("status", "show where a run stands"), ("wait", "wait for a run to finish"),
-                       ("cancel", "cancel a run's jobs"), ("results", "write a run's results")):
+    for name, text in (
+        ("status", "show where a run stands"),
+        ("wait", "wait for a run to finish"),
+        ("cancel", "cancel a run's jobs"),
+        ("results", "write a run's results"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("job_dir", help="the run directory (local path or fsspec URL)")
         p.add_argument("--poll-interval", type=float, default=None)
@@ -100,8 +151,10 @@ def _write(frame: object, out: str) -> None:
     assert isinstance(frame, pl.DataFrame)
     if out.endswith(".csv"):  # CSV has no nested types: struct/list columns become JSON text
         nested = [n for n, t in frame.schema.items() if t.is_nested()]
-        frame.with_columns(pl.struct(n).struct.json_encode().str.slice(len(n) + 4).str.head(-1).alias(n)
-                           for n in nested).write_csv(out)
+        frame.with_columns(
+            pl.struct(n).struct.json_encode().str.slice(len(n) + 4).str.head(-1).alias(n)
+            for n in nested
+        ).write_csv(out)
     elif out.endswith((".jsonl", ".ndjson")):
         frame.write_ndjson(out)
     else:
@@ -139,13 +192,26 @@ def _call_args(args: argparse.Namespace) -> tuple[object, object, dict[str, obje
     from ._service.backend import make_client
     from .config import Config
 
-    config = Config(model=args.model, temperature=args.temperature, max_output_tokens=args.max_output_tokens,
-                    system_instruction=args.system_instruction)
+    config = Config(
+        model=args.model,
+        temperature=args.temperature,
+        max_output_tokens=args.max_output_tokens,
+        system_instruction=args.system_instruction,
+    )
     prompt = args.prompt_col or _template(args.prompt_template)
     client = make_client(base_url=args.base_url) if args.base_url else None
     cache: object = False if args.no_cache else (args.cache or True)
-    return _read(args.input), prompt, {"config": config, "key": args.key, "client": client, "cache": cache,
-                                       "skip_null_prompts": args.skip_null_prompts}
+    return (
+        _read(args.input),
+        prompt,
+        {
+            "config": config,
+            "key": args.key,
+            "client": client,
+            "cache": cache,
+            "skip_null_prompts": args.skip_null_prompts,
+        },
+    )
 
 
 def _estimate(args: argparse.Namespace) -> int:
@@ -156,26 +222,48 @@ def _estimate(args: argparse.Namespace) -> int:
     data, prompt, kwargs = _call_args(args)
     if kwargs["client"] is None and args.base_url is None and not args.exact:
         kwargs.pop("client")
-    print(plan(data, prompt, job_dir=args.job_dir, exact=args.exact, progress=False, **kwargs))  # type: ignore[arg-type]
+    # type: ignore[arg-type]
+    print(plan(data, prompt, job_dir=args.job_dir, exact=args.exact, progress=False, **kwargs))
     if args.job_dir:
-        print(f"prepared in {os.fspath(args.job_dir)}: `gembatch run ... --job-dir {args.job_dir}` sends it")
+        print(
+            f"prepared in {os.fspath(args.job_dir)}: `gembatch run ... --job-dir {args.job_dir}` "
+            "sends it"
+        )
     return EXIT_OK
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .api import batch_generate
     from ._money.plan import Plan
+    from .api import batch_generate
     from .config import Options
 
     data, prompt, kwargs = _call_args(args)
-    options = Options(**({"poll_interval": args.poll_interval,
-                          "max_poll_interval": max(120.0, args.poll_interval)} if args.poll_interval else {}))
-    streaming = isinstance(data, str) and (args.out.endswith(".parquet") or "." not in args.out.rsplit("/", 1)[-1])
+    options = Options(
+        **(
+            {
+                "poll_interval": args.poll_interval,
+                "max_poll_interval": max(120.0, args.poll_interval),
+            }
+            if args.poll_interval
+            else {}
+        )
+    )
+    streaming = isinstance(data, str) and (
+        args.out.endswith(".parquet") or "." not in args.out.rsplit("/", 1)[-1]
+    )
     pilot = None if args.pilot is None else (int(args.pilot) if args.pilot >= 1 else args.pilot)
-    result = batch_generate(data, prompt, job_dir=args.job_dir,  # type: ignore[call-overload]
-                            progress=not args.no_progress, options=options, max_cost=args.max_cost,
-                            pilot=pilot, dry_run=args.dry_run, sink=args.out if streaming else None,
-                            **kwargs)
+    result = batch_generate(
+        data,
+        prompt,
+        job_dir=args.job_dir,  # type: ignore[call-overload]
+        progress=not args.no_progress,
+        options=options,
+        max_cost=args.max_cost,
+        pilot=pilot,
+        dry_run=args.dry_run,
+        sink=args.out if streaming else None,
+        **kwargs,
+    )
     if isinstance(result, Plan):
         print(result)
         return EXIT_OK
@@ -220,7 +308,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._service.backend import Backend, make_client
 
             for job in Backend(make_client(base_url=args.base_url)).iter_jobs():
-                print(f"{job.name}\t{job.state.removeprefix('JOB_STATE_')}\t{job.display_name or ''}")
+                print(
+                    f"{job.name}\t{job.state.removeprefix('JOB_STATE_')}\t{job.display_name or ''}"
+                )
             return EXIT_OK
         from .handle import BatchRun
 
@@ -248,8 +338,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gembatch: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("gembatch: interrupted; the run directory is intact, run the same command to resume.",
-              file=sys.stderr)
+        print(
+            "gembatch: interrupted; the run directory is intact, run the same command to resume.",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     return EXIT_USAGE  # pragma: no cover
 

@@ -1,9 +1,12 @@
 """Frozen, keyword-only configuration objects, every field validated on construction.
 
-``Config`` / ``EmbedConfig`` describe *what to ask the model*: they turn into the wire-form part of every
-request that is the same for all rows (``request_static()``) and serialise to / from the run directory.
+``Config`` / ``EmbedConfig`` describe *what to ask the model*: they turn into the wire-form part of
+every
+request that is the same for all rows (``request_static()``) and serialise to / from the run
+directory.
 ``Options`` describe *how a run is cut up, sent and awaited*; ``RetryPolicy`` how transient service
-faults are retried. A bad value, or a misspelt field name, raises :class:`gembatch.ConfigError` naming
+faults are retried. A bad value, or a misspelt field name, raises :class:`gembatch.ConfigError`
+naming
 the field, the value and what is allowed (with "did you mean" for typos).
 
 >>> import gembatch
@@ -27,25 +30,57 @@ from typing import Any, TypeVar
 from .exceptions import ConfigError
 
 __all__ = [
-    "GENERATION_CONFIG_FIELDS", "REQUEST_FIELDS", "RESULT_COLUMNS", "Config", "EmbedConfig", "Options",
+    "GENERATION_CONFIG_FIELDS",
+    "REQUEST_FIELDS",
+    "RESULT_COLUMNS",
+    "Config",
+    "EmbedConfig",
+    "Options",
     "RetryPolicy",
 ]
 
 #: Every ``generationConfig`` field the Gemini API accepts (wire names, lowerCamelCase).
 GENERATION_CONFIG_FIELDS = frozenset(
     {
-        "stopSequences", "responseMimeType", "responseSchema", "responseJsonSchema",
-        "responseModalities", "candidateCount", "maxOutputTokens", "temperature", "topP", "topK",
-        "seed", "presencePenalty", "frequencyPenalty", "responseLogprobs", "logprobs",
-        "enableEnhancedCivicAnswers", "speechConfig", "thinkingConfig", "imageConfig",
-        "mediaResolution", "audioTimestamp", "enableAffectiveDialog", "routingConfig",
+        "stopSequences",
+        "responseMimeType",
+        "responseSchema",
+        "responseJsonSchema",
+        "responseModalities",
+        "candidateCount",
+        "maxOutputTokens",
+        "temperature",
+        "topP",
+        "topK",
+        "seed",
+        "presencePenalty",
+        "frequencyPenalty",
+        "responseLogprobs",
+        "logprobs",
+        "enableEnhancedCivicAnswers",
+        "speechConfig",
+        "thinkingConfig",
+        "imageConfig",
+        "mediaResolution",
+        "audioTimestamp",
+        "enableAffectiveDialog",
+        "routingConfig",
         "modelSelectionConfig",
     }
 )
 #: Top-level GenerateContentRequest fields besides ``contents`` (wire names).
 REQUEST_FIELDS = frozenset(
-    {"systemInstruction", "generationConfig", "safetySettings", "tools", "toolConfig",
-     "cachedContent", "labels", "serviceTier", "store"}
+    {
+        "systemInstruction",
+        "generationConfig",
+        "safetySettings",
+        "tools",
+        "toolConfig",
+        "cachedContent",
+        "labels",
+        "serviceTier",
+        "store",
+    }
 )
 _CAMEL = re.compile(r"_([a-z0-9])")
 
@@ -76,9 +111,13 @@ def _checked_keywords(cls: type[_T]) -> type[_T]:
             hints = []
             for name in unknown:
                 close = difflib.get_close_matches(name, names, n=2, cutoff=0.6)
-                hints.append(f"{name!r}" + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""))
+                hints.append(
+                    f"{name!r}"
+                    + (f" (did you mean {' or '.join(map(repr, close))}?)" if close else "")
+                )
             raise ConfigError(
-                f"{cls.__name__} has no field {', '.join(hints)}. Its fields: {', '.join(names)}.")
+                f"{cls.__name__} has no field {', '.join(hints)}. Its fields: {', '.join(names)}."
+            )
         init(self, *args, **kwargs)
 
     cls.__init__ = __init__  # type: ignore[method-assign]
@@ -119,8 +158,11 @@ def _schema_to_wire(schema: Any) -> tuple[str, dict[str, Any]]:
             return "responseJsonSchema", schema.model_json_schema()
         return "responseJsonSchema", TypeAdapter(schema).json_schema()
     except Exception as exc:  # noqa: BLE001 - pydantic raises several types for non-schema objects
-        raise _fail("response_schema", schema, "a pydantic model, a type like list[Model], or a "
-                    f"JSON schema dict ({exc})") from None
+        raise _fail(
+            "response_schema",
+            schema,
+            f"a pydantic model, a type like list[Model], or a JSON schema dict ({exc})",
+        ) from None
 
 
 @_checked_keywords
@@ -129,7 +171,8 @@ class Config:
     """What to ask the model: everything about a request that is the same for every row.
 
     Parameters mirror the Gemini ``GenerateContentConfig`` (snake_case). Fields the named parameters
-    do not cover go in ``generation_config`` (wire names, camelCase or snake_case) or ``request_extra``
+    do not cover go in ``generation_config`` (wire names, camelCase or snake_case) or
+    ``request_extra``
     (top-level request fields); unknown names are an error, never silently dropped.
 
     >>> Config(model="gemini-2.5-flash", system_instruction="Answer in French.").model
@@ -160,9 +203,11 @@ class Config:
     _static: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.model, str) or not self.model.strip() or "/" in self.model.strip(
-            "/"
-        ).removeprefix("models/"):
+        if (
+            not isinstance(self.model, str)
+            or not self.model.strip()
+            or "/" in self.model.strip("/").removeprefix("models/")
+        ):
             raise _fail("model", self.model, "a model name such as 'gemini-2.5-flash'")
         _check_number("temperature", self.temperature, 0, 2)
         _check_number("top_p", self.top_p, 0, 1)
@@ -196,10 +241,15 @@ class Config:
     def _build_static(self) -> dict[str, Any]:
         gen: dict[str, Any] = {}
         for src, wire in (
-            ("temperature", "temperature"), ("top_p", "topP"), ("top_k", "topK"),
-            ("max_output_tokens", "maxOutputTokens"), ("candidate_count", "candidateCount"),
-            ("seed", "seed"), ("presence_penalty", "presencePenalty"),
-            ("frequency_penalty", "frequencyPenalty"), ("response_mime_type", "responseMimeType"),
+            ("temperature", "temperature"),
+            ("top_p", "topP"),
+            ("top_k", "topK"),
+            ("max_output_tokens", "maxOutputTokens"),
+            ("candidate_count", "candidateCount"),
+            ("seed", "seed"),
+            ("presence_penalty", "presencePenalty"),
+            ("frequency_penalty", "frequencyPenalty"),
+            ("response_mime_type", "responseMimeType"),
         ):
             if getattr(self, src) is not None:
                 gen[wire] = getattr(self, src)
@@ -217,8 +267,11 @@ class Config:
             gen[wire_field] = schema
             gen.setdefault("responseMimeType", "application/json")
             if gen["responseMimeType"] != "application/json":
-                raise _fail("response_mime_type", gen["responseMimeType"],
-                            "'application/json' (or unset) when response_schema is given")
+                raise _fail(
+                    "response_mime_type",
+                    gen["responseMimeType"],
+                    "'application/json' (or unset) when response_schema is given",
+                )
         for name, value in (self.generation_config or {}).items():
             wire = _camel(name)
             if wire not in GENERATION_CONFIG_FIELDS:
@@ -277,7 +330,8 @@ class Config:
 
     # -- journal ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able form for the run directory (a pydantic schema is stored as its JSON schema)."""
+        """A JSON-able form for the run directory (a pydantic schema is stored as its JSON
+        schema)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             if f.name.startswith("_"):
@@ -315,9 +369,17 @@ class EmbedConfig:
     title: str | None = None
 
     TASK_TYPES = frozenset(
-        {"TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY",
-         "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION",
-         "CODE_RETRIEVAL_QUERY"}
+        {
+            "TASK_TYPE_UNSPECIFIED",
+            "RETRIEVAL_QUERY",
+            "RETRIEVAL_DOCUMENT",
+            "SEMANTIC_SIMILARITY",
+            "CLASSIFICATION",
+            "CLUSTERING",
+            "QUESTION_ANSWERING",
+            "FACT_VERIFICATION",
+            "CODE_RETRIEVAL_QUERY",
+        }
     )
 
     def __post_init__(self) -> None:
@@ -357,21 +419,37 @@ class EmbedConfig:
 
 
 def _check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < lo
+        or (hi is not None and value > hi)
+    ):
         span = f">= {lo:,}" if hi is None else f"between {lo:,} and {hi:,}"
         raise ConfigError(
-            f"{owner}.{name} must be an int {span} (got {value!r} that is a {type(value).__name__}).")
+            f"{owner}.{name} must be an int {span} (got {value!r} that is a "
+            f"{type(value).__name__})."
+        )
 
 
-def _check_seconds(owner: str, name: str, value: Any, *, optional: bool = False, zero: bool = False) -> None:
+def _check_seconds(
+    owner: str, name: str, value: Any, *, optional: bool = False, zero: bool = False
+) -> None:
     if optional and value is None:
         return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
-        value >= 0 if zero else value > 0)
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if zero else value > 0)
+    )
     if not ok:
-        allowed = f"a number of seconds {'>= 0' if zero else '> 0'}" + (" or None" if optional else "")
+        allowed = f"a number of seconds {'>= 0' if zero else '> 0'}" + (
+            " or None" if optional else ""
+        )
         raise ConfigError(
-            f"{owner}.{name} must be {allowed} (got {value!r} that is a {type(value).__name__}).")
+            f"{owner}.{name} must be {allowed} (got {value!r} that is a {type(value).__name__})."
+        )
 
 
 def _check_bool(owner: str, name: str, value: Any) -> None:
@@ -379,11 +457,27 @@ def _check_bool(owner: str, name: str, value: Any) -> None:
         raise ConfigError(f"{owner}.{name} must be True or False (got {value!r}).")
 
 
-#: The result columns gembatch adds (without the prefix); a user column of one of these names (with the
+# : The result columns gembatch adds (without the prefix); a user column of one of these names (with
+# the
 #: prefix) is refused before anything is sent.
-RESULT_COLUMNS = ("text", "parsed", "finish_reason", "prompt_tokens", "output_tokens", "thoughts_tokens",
-                  "cached_tokens", "total_tokens", "model_version", "status", "error_code", "error_status",
-                  "error_message", "batch_job", "origin", "embedding")
+RESULT_COLUMNS = (
+    "text",
+    "parsed",
+    "finish_reason",
+    "prompt_tokens",
+    "output_tokens",
+    "thoughts_tokens",
+    "cached_tokens",
+    "total_tokens",
+    "model_version",
+    "status",
+    "error_code",
+    "error_status",
+    "error_message",
+    "batch_job",
+    "origin",
+    "embedding",
+)
 
 
 @_checked_keywords
@@ -415,8 +509,13 @@ class Options:
 
     def __post_init__(self) -> None:
         own = "Options"
-        for name in ("shard_max_rows", "shard_max_bytes", "max_request_bytes", "slice_rows",
-                     "upload_concurrency"):
+        for name in (
+            "shard_max_rows",
+            "shard_max_bytes",
+            "max_request_bytes",
+            "slice_rows",
+            "upload_concurrency",
+        ):
             _check_int(own, name, getattr(self, name), 1)
         _check_int(own, "inline_max_rows", self.inline_max_rows, 0)
         _check_int(own, "inline_max_bytes", self.inline_max_bytes, 0, 20_000_000)
@@ -427,14 +526,18 @@ class Options:
         if self.max_poll_interval < self.poll_interval:
             raise ConfigError(
                 f"Options.max_poll_interval ({self.max_poll_interval!r}) must be >= poll_interval "
-                f"({self.poll_interval!r}).")
+                f"({self.poll_interval!r})."
+            )
         _check_seconds(own, "stuck_after", self.stuck_after, optional=True)
         for name in ("cleanup_remote", "resubmit_expired", "dedup"):
             _check_bool(own, name, getattr(self, name))
-        if not isinstance(self.prefix, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.prefix):
+        if not isinstance(self.prefix, str) or not re.fullmatch(
+            r"[A-Za-z_][A-Za-z0-9_]*", self.prefix
+        ):
             raise ConfigError(
                 f"Options.prefix must be a name prefix of letters, digits and underscores such as "
-                f"'gemini_' (got {self.prefix!r}).")
+                f"'gemini_' (got {self.prefix!r})."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain, JSON-able dict (for the run directory)."""
@@ -442,7 +545,8 @@ class Options:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Options:
-        """The inverse of :meth:`to_dict`; fields unknown to this version (a newer run) are ignored."""
+        """The inverse of :meth:`to_dict`; fields unknown to this version (a newer run) are
+        ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -456,7 +560,8 @@ class Options:
 class RetryPolicy:
     """How transient service faults (429, 5xx, dropped connections, timeouts) are retried:
     ``attempts`` tries at most, exponential backoff from ``initial_delay`` to ``max_delay`` seconds
-    with up to ``jitter`` seconds added, all within ``max_elapsed`` seconds. A delay the service asks
+    with up to ``jitter`` seconds added, all within ``max_elapsed`` seconds. A delay the service
+    asks
     for (``Retry-After``, or a ``RetryInfo`` detail) is honoured, up to ``max_server_delay``.
     ``timeout`` bounds every HTTP request (connect, each read and write), in seconds.
 
@@ -484,4 +589,5 @@ class RetryPolicy:
         if self.max_delay < self.initial_delay:
             raise ConfigError(
                 f"RetryPolicy.max_delay ({self.max_delay!r}) must be >= initial_delay "
-                f"({self.initial_delay!r}).")
+                f"({self.initial_delay!r})."
+            )

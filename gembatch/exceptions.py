@@ -1,7 +1,9 @@
 """The gembatch error tree.
 
-Every error gembatch raises on purpose is a ``GembatchError``; its message says what happened, to which
-rows, columns or fields, and what to do next ("Hint: ..."). Errors are marked *transient* (retrying the
+Every error gembatch raises on purpose is a ``GembatchError``; its message says what happened, to
+which
+rows, columns or fields, and what to do next ("Hint: ..."). Errors are marked *transient* (retrying
+the
 same call later may succeed) or *terminal* once, here, so that retry decisions are not made at each
 call site::
 
@@ -61,11 +63,13 @@ class GembatchError(Exception):
 
 
 class ConfigError(GembatchError, ValueError):
-    """A configuration value is invalid; the message names the field, the value and what is allowed."""
+    """A configuration value is invalid; the message names the field, the value and what is
+    allowed."""
 
 
 class InputError(GembatchError, ValueError):
-    """The input frame cannot be turned into requests. Raised before anything is uploaded or created."""
+    """The input frame cannot be turned into requests. Raised before anything is uploaded or
+    created."""
 
 
 class ColumnNotFoundError(InputError):
@@ -146,6 +150,7 @@ class PilotFailedError(GembatchError):
 class ResultWarning(UserWarning):
     """Result files were not clean (missing, duplicated, unknown-key or malformed lines).
 
-    Every affected row carries its own status (``missing`` / ``error``); this warning gives the counts
+    Every affected row carries its own status (``missing`` / ``error``); this warning gives the
+    counts
     once per run, so that a silently wrong join cannot happen and a bad file does not go unnoticed.
     """

@@ -1,6 +1,7 @@
 """``BatchRun``: a handle on a run directory, to look at, wait for, collect, cancel or delete a run.
 
-A view over the run directory's state (the journal) and the :class:`gembatch._run.Run` that drives it.
+A view over the run directory's state (the journal) and the :class:`gembatch._run.Run` that drives
+it.
 
 >>> # run = df.gemini.batch_generate("prompt", config=cfg, job_dir="runs/x", wait=False)
 >>> # run = gembatch.BatchRun.open("runs/x")        # after a kernel restart: continues where it was
@@ -44,28 +45,39 @@ class RunStatus:
     shards: tuple[dict[str, Any], ...] = ()
 
     def __str__(self) -> str:
-        jobs = ", ".join(f"{k.removeprefix('JOB_STATE_').lower()}: {v}" for k, v in sorted(self.jobs.items()))
-        return (f"gembatch run {self.job_dir} [{self.state}] {self.done:,}/{self.total:,} requests "
-                f"answered, {self.failed:,} failed; jobs: {jobs or 'none yet'}")
+        jobs = ", ".join(
+            f"{k.removeprefix('JOB_STATE_').lower()}: {v}" for k, v in sorted(self.jobs.items())
+        )
+        return (
+            f"gembatch run {self.job_dir} [{self.state}] {self.done:,}/{self.total:,} requests "
+            f"answered, {self.failed:,} failed; jobs: {jobs or 'none yet'}"
+        )
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in ("shard", "rows", "requests", "state", "job", "job state"))
+        head = "".join(
+            f"<th>{h}</th>" for h in ("shard", "rows", "requests", "state", "job", "job state")
+        )
         body = "".join(
-            "<tr>" + "".join(
+            "<tr>"
+            + "".join(
                 f"<td>{html.escape(str(s.get(k) or ''))}</td>"
                 for k in ("index", "rows", "lines", "state", "job_name", "job_state")
-            ) + "</tr>"
+            )
+            + "</tr>"
             for s in self.shards
         )
-        return (f"<div><b>gembatch run</b> <code>{html.escape(self.job_dir)}</code> — "
-                f"<b>{self.state}</b>: {self.done:,} / {self.total:,} requests answered, "
-                f"{self.failed:,} failed<table><tr>{head}</tr>{body}</table></div>")
+        return (
+            f"<div><b>gembatch run</b> <code>{html.escape(self.job_dir)}</code> — "
+            f"<b>{self.state}</b>: {self.done:,} / {self.total:,} requests answered, "
+            f"{self.failed:,} failed<table><tr>{head}</tr>{body}</table></div>"
+        )
 
 
 class BatchRun:
     """A run directory and the service it talks to.
 
-    Use :meth:`open` to reopen a run (after a kernel restart, from another process): it continues from
+    Use :meth:`open` to reopen a run (after a kernel restart, from another process): it continues
+    from
     what the run directory records and never creates a job twice. Looking at a finished run
     (``status``, ``result``, ``cost``) needs no API key.
     """
@@ -96,8 +108,10 @@ class BatchRun:
         journal = Journal.open(Directory(job_dir, **(storage_options or {})))
         options = Options.from_dict(journal.manifest.options)
         if poll_interval is not None:
-            options = options.replace(poll_interval=poll_interval,
-                                      max_poll_interval=max(poll_interval, options.max_poll_interval))
+            options = options.replace(
+                poll_interval=poll_interval,
+                max_poll_interval=max(poll_interval, options.max_poll_interval),
+            )
         backend = None
         if client is not None:
             from ._service.backend import Backend
@@ -110,14 +124,17 @@ class BatchRun:
     def job_dir(self) -> str:
         return self._journal.store.url
 
-    def _driving(self, progress: bool | Progress | None = None, sink: OutputSink | None = None) -> Run:
+    def _driving(
+        self, progress: bool | Progress | None = None, sink: OutputSink | None = None
+    ) -> Run:
         """The run, set to report to ``progress`` (default: this handle's) and write to ``sink``."""
         self._run.progress = make_progress(self._progress if progress is None else progress)
         self._run.sink = sink
         return self._run
 
     def status(self, *, refresh: bool = True) -> RunStatus:
-        """Where the run is; with ``refresh`` (default) the service is asked first (an unfinished run)."""
+        """Where the run is; with ``refresh`` (default) the service is asked first (an unfinished
+        run)."""
         run = self._driving(progress=False)
         if refresh and not run.done():
             with self._journal.locked():
@@ -132,16 +149,33 @@ class BatchRun:
         else:
             state = "submitting"
         detail = tuple(
-            {"index": s.name, "rows": s.rows, "lines": s.lines, "state": s.state.value,
-             "job_name": s.job_name, "job_state": s.job_state, "stats": s.stats, "report": s.report,
-             "reason": s.reason, "watchdog": s.watchdog}
+            {
+                "index": s.name,
+                "rows": s.rows,
+                "lines": s.lines,
+                "state": s.state.value,
+                "job_name": s.job_name,
+                "job_state": s.job_state,
+                "stats": s.stats,
+                "report": s.report,
+                "reason": s.reason,
+                "watchdog": s.watchdog,
+            }
             for s in self._journal.records()
         )
-        return RunStatus(job_dir=self.job_dir, state=state, total=snap.total, done=snap.done,
-                         failed=snap.failed, jobs=snap.jobs, shards=detail)
+        return RunStatus(
+            job_dir=self.job_dir,
+            state=state,
+            total=snap.total,
+            done=snap.done,
+            failed=snap.failed,
+            jobs=snap.jobs,
+            shards=detail,
+        )
 
     def wait(self, timeout: float | None = None) -> BatchRun:
-        """Submit what is left and poll until every result is joined (or ``timeout`` seconds pass)."""
+        """Submit what is left and poll until every result is joined (or ``timeout`` seconds
+        pass)."""
         run = self._driving()
         if run.done():
             return self
@@ -168,17 +202,30 @@ class BatchRun:
     def _embed_tokens(self, shard: ShardRecord) -> pl.DataFrame:
         """Embedding answers carry no token counts: the requests' local estimate stands in."""
         prefix = self._options.prefix
-        out = self._journal.store.read_parquet(shard.path("output.parquet"), columns=[f"{prefix}origin"])
-        lines = self._journal.store.read_lines(shard.path("requests.jsonl")) if shard.lines else \
-            pl.Series([], dtype=pl.Utf8)
-        billed = pl.DataFrame({f"{prefix}prompt_tokens": local_tokens(lines) if len(lines) else
-                               pl.Series([], dtype=pl.Int64)})
+        out = self._journal.store.read_parquet(
+            shard.path("output.parquet"), columns=[f"{prefix}origin"]
+        )
+        lines = (
+            self._journal.store.read_lines(shard.path("requests.jsonl"))
+            if shard.lines
+            else pl.Series([], dtype=pl.Utf8)
+        )
+        billed = pl.DataFrame(
+            {
+                f"{prefix}prompt_tokens": local_tokens(lines)
+                if len(lines)
+                else pl.Series([], dtype=pl.Int64)
+            }
+        )
         billed = billed.with_columns(pl.lit("batch").alias(f"{prefix}origin"))
         others = out.filter(pl.col(f"{prefix}origin") != "batch").with_columns(
-            pl.lit(0, dtype=pl.Int64).alias(f"{prefix}prompt_tokens"))
+            pl.lit(0, dtype=pl.Int64).alias(f"{prefix}prompt_tokens")
+        )
         frame = pl.concat([billed, others.select(billed.columns)], how="vertical_relaxed")
-        return frame.with_columns(pl.lit(0, dtype=pl.Int64).alias(f"{prefix}{n}_tokens")
-                                  for n in ("output", "thoughts", "cached"))
+        return frame.with_columns(
+            pl.lit(0, dtype=pl.Int64).alias(f"{prefix}{n}_tokens")
+            for n in ("output", "thoughts", "cached")
+        )
 
     def _print_summary(self) -> None:
         try:
@@ -186,10 +233,13 @@ class BatchRun:
         except GembatchError:  # e.g. a model missing from the price table: no money figures
             pass
 
-    def write(self, dest: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None) -> str:
+    def write(
+        self, dest: str | os.PathLike[str], *, storage_options: dict[str, Any] | None = None
+    ) -> str:
         """Wait for the run and stream its output to ``dest`` without holding it in memory.
 
-        ``dest`` ending in ``.parquet`` is one file (renamed into place at the end); anything else is a
+        ``dest`` ending in ``.parquet`` is one file (renamed into place at the end); anything else
+        is a
         dataset directory whose ``part-NNNNN.parquet`` files appear as their shards finish.
 
         >>> # run.write("s3://bucket/scored/")      # or "scored.parquet"
@@ -210,11 +260,13 @@ class BatchRun:
         return self._run.done()
 
     def result(self, *, wait: bool = True) -> pl.DataFrame:
-        """The input frame with the result columns, in input order (waits for the run by default)."""
+        """The input frame with the result columns, in input order (waits for the run by
+        default)."""
         if not self.done():
             if not wait:
                 raise RuntimeError(
-                    f"The run in {self.job_dir} is not finished. Hint: run.wait() or run.result(wait=True)."
+                    f"The run in {self.job_dir} is not finished. Hint: run.wait() or "
+                    "run.result(wait=True)."
                 )
             self.wait()
         store = self._journal.store
@@ -228,12 +280,18 @@ class BatchRun:
             for name in ("missing", "duplicated", "unknown", "malformed"):
                 totals[name] += (shard.report or {}).get(name, 0)
         if any(totals.values()):
-            warnings.warn(ResultWarning(
-                f"Result files of {self.job_dir} were not clean: {totals['missing']:,} rows missing, "
-                f"{totals['duplicated']:,} duplicated lines dropped, {totals['unknown']:,} unknown keys, "
-                f"{totals['malformed']:,} malformed lines. Each affected row has its own status "
-                "(missing / error); run.retry_failed() sends the retryable ones again."
-            ), stacklevel=3)
+            warnings.warn(
+                ResultWarning(
+                    f"Result files of {self.job_dir} were not clean: {totals['missing']:,} rows "
+                    "missing, "
+                    f"{totals['duplicated']:,} duplicated lines dropped, {totals['unknown']:,} "
+                    "unknown keys, "
+                    f"{totals['malformed']:,} malformed lines. Each affected row has its own "
+                    "status "
+                    "(missing / error); run.retry_failed() sends the retryable ones again."
+                ),
+                stacklevel=3,
+            )
 
     def retry_failed(self, *, wait: bool = True) -> int:
         """Send again the rows that got a retryable error (429, 5xx) or no answer, and merge the new
@@ -247,7 +305,8 @@ class BatchRun:
         with self._journal.locked():
             total = sum(
                 run.resubmit(shard, reason="retry_failed", include_errors=True)
-                for shard in self._journal.shards if shard.state is ShardState.JOINED
+                for shard in self._journal.shards
+                if shard.state is ShardState.JOINED
             )
             run.submit()
         if wait and total:
@@ -277,8 +336,10 @@ class BatchRun:
     def __repr__(self) -> str:
         snap = self._run.snapshot()
         states = Counter(s.state.value for s in self._journal.shards)
-        return (f"BatchRun({self.job_dir!r}, requests={snap.total:,}, answered={snap.done:,}, "
-                f"failed={snap.failed:,}, shards={dict(states)})")
+        return (
+            f"BatchRun({self.job_dir!r}, requests={snap.total:,}, answered={snap.done:,}, "
+            f"failed={snap.failed:,}, shards={dict(states)})"
+        )
 
     def _repr_html_(self) -> str:
         return self.status(refresh=False)._repr_html_()

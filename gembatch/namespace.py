@@ -59,7 +59,10 @@ def register() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # re-registering (a reload) warns
-        for register_ns in (pl.api.register_dataframe_namespace, pl.api.register_lazyframe_namespace):
+        for register_ns in (
+            pl.api.register_dataframe_namespace,
+            pl.api.register_lazyframe_namespace,
+        ):
             register_ns("gemini")(GeminiFrameNamespace)
     if "pandas" in sys.modules:
         register_pandas()

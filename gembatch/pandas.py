@@ -1,4 +1,5 @@
-"""``import gembatch.pandas`` registers ``pd.DataFrame.gemini`` (done automatically by ``import gembatch``
+"""``import gembatch.pandas`` registers ``pd.DataFrame.gemini`` (done automatically by ``import
+gembatch``
 when pandas was imported first). Needs ``pip install 'gembatch[pandas]'``.
 
 >>> # import pandas as pd, gembatch

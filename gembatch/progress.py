@@ -1,7 +1,8 @@
 """Progress reporting as an object passed in; the core never draws anything itself.
 
 The runner calls ``progress.update(snapshot)`` after every poll and ``progress.close()`` at the end.
-:class:`TqdmProgress` draws a ``tqdm.auto`` bar (a widget in Jupyter, a line in a terminal) when tqdm
+:class:`TqdmProgress` draws a ``tqdm.auto`` bar (a widget in Jupyter, a line in a terminal) when
+tqdm
 is installed (``pip install 'gembatch[progress]'``); :class:`NullProgress` draws nothing.
 """
 
@@ -16,7 +17,8 @@ __all__ = ["NullProgress", "Progress", "Snapshot", "TqdmProgress", "make_progres
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Where a run stands: request rows answered, failed, in total, and how many jobs are in each state."""
+    """Where a run stands: request rows answered, failed, in total, and how many jobs are in each
+    state."""
 
     total: int
     done: int
@@ -25,7 +27,8 @@ class Snapshot:
 
     def describe_jobs(self) -> str:
         return " ".join(
-            f"{state.removeprefix('JOB_STATE_').lower()}={n}" for state, n in sorted(self.jobs.items())
+            f"{state.removeprefix('JOB_STATE_').lower()}={n}"
+            for state, n in sorted(self.jobs.items())
         )
 
 
@@ -65,7 +68,8 @@ class TqdmProgress:
 
 
 def make_progress(progress: bool | Progress | None, description: str = "gembatch") -> Progress:
-    """``True``: a tqdm bar if tqdm is installed (else nothing); ``False``/None: nothing; an object: itself."""
+    """``True``: a tqdm bar if tqdm is installed (else nothing); ``False``/None: nothing; an
+    object: itself."""
     if progress is None or progress is False:
         return NullProgress()
     if progress is True:

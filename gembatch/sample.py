@@ -1,4 +1,5 @@
-"""A small, deterministic sample dataset: product reviews, for the demo, the README and the notebooks.
+"""A small, deterministic sample dataset: product reviews, for the demo, the README and the
+notebooks.
 
 >>> sample_reviews(3).columns
 ['review_id', 'product', 'stars', 'review']
@@ -10,15 +11,49 @@ import polars as pl
 
 __all__ = ["sample_reviews"]
 
-_PRODUCTS = ["kettle", "headphones", "desk lamp", "backpack", "coffee grinder", "keyboard",
-             "running shoes", "blender", "e-reader", "water bottle"]
-_GOOD = ["works perfectly", "exceeded my expectations", "is sturdy and well made",
-         "arrived early and looks great", "is worth every cent"]
-_BAD = ["stopped working after a week", "feels cheap", "is much louder than advertised",
-        "arrived scratched", "has a confusing manual"]
-_EXTRA = ["Customer service was friendly.", "I would buy it again.", "Shipping took ages.",
-          "The colour is nicer in person.", "Battery life could be better.", ""]
-_USE = ["at home", "at work", "on trips", "in the kitchen", "every morning", "for the kids", "as a gift"]
+_PRODUCTS = [
+    "kettle",
+    "headphones",
+    "desk lamp",
+    "backpack",
+    "coffee grinder",
+    "keyboard",
+    "running shoes",
+    "blender",
+    "e-reader",
+    "water bottle",
+]
+_GOOD = [
+    "works perfectly",
+    "exceeded my expectations",
+    "is sturdy and well made",
+    "arrived early and looks great",
+    "is worth every cent",
+]
+_BAD = [
+    "stopped working after a week",
+    "feels cheap",
+    "is much louder than advertised",
+    "arrived scratched",
+    "has a confusing manual",
+]
+_EXTRA = [
+    "Customer service was friendly.",
+    "I would buy it again.",
+    "Shipping took ages.",
+    "The colour is nicer in person.",
+    "Battery life could be better.",
+    "",
+]
+_USE = [
+    "at home",
+    "at work",
+    "on trips",
+    "in the kitchen",
+    "every morning",
+    "for the kids",
+    "as a gift",
+]
 
 
 def sample_reviews(n: int = 1_000) -> pl.DataFrame:
@@ -35,6 +70,14 @@ def sample_reviews(n: int = 1_000) -> pl.DataFrame:
     frame = pl.DataFrame({"review_id": review_id, "product": product, "stars": stars})
     verdict = pl.when(pl.col("stars") >= 3).then(good.alias("g")).otherwise(bad.alias("b"))
     return frame.with_columns(
-        pl.format("The {} {}. Used {} for {} weeks. {}", pl.col("product"), verdict, pl.lit(use),
-                  pl.lit(weeks), extra).str.strip_chars().alias("review")
+        pl.format(
+            "The {} {}. Used {} for {} weeks. {}",
+            pl.col("product"),
+            verdict,
+            pl.lit(use),
+            pl.lit(weeks),
+            extra,
+        )
+        .str.strip_chars()
+        .alias("review")
     )

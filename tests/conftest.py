@@ -1,4 +1,5 @@
-"""Shared fixtures: an emulator started in-process on an ephemeral loopback port, and an SDK client."""
+"""Shared fixtures: an emulator started in-process on an ephemeral loopback port, and an SDK
+client."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from gembatch.emulator import Emulator
 
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Fixtures wider than a test (module references) get a cache of the session, never ``~/.cache``."""
+    """Fixtures wider than a test (module references) get a cache of the session, never
+    ``~/.cache``."""
     path = tmp_path_factory.mktemp("session-cache")
     old = os.environ.get("GEMBATCH_CACHE_DIR")
     os.environ["GEMBATCH_CACHE_DIR"] = str(path)
@@ -27,7 +29,9 @@ def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+def private_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """Every test gets its own empty result cache (``GEMBATCH_CACHE_DIR``): no test sees another's
     answers, and none touches the user's ``~/.cache``."""
     path = tmp_path_factory.mktemp("cache")
@@ -45,7 +49,9 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture()
 def client(emulator: Emulator) -> genai.Client:
     """The real google-genai SDK pointed at ``emulator`` over HTTP."""
-    return genai.Client(api_key=emulator.api_key, http_options=types.HttpOptions(base_url=emulator.base_url))
+    return genai.Client(
+        api_key=emulator.api_key, http_options=types.HttpOptions(base_url=emulator.base_url)
+    )
 
 
 @pytest.fixture()

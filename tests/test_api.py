@@ -16,12 +16,14 @@ FAST = Options(poll_interval=0.01, max_poll_interval=0.05)
 CFG = Config(model="gemini-2.5-flash")
 
 
-
-
 def _frame(n: int) -> pl.DataFrame:
-    return pl.DataFrame({"id": [f"k{i:06d}" for i in range(n)],
-                         "prompt": [f"Question number {i}: what is {i} squared?" for i in range(n)],
-                         "n": list(range(n))})
+    return pl.DataFrame(
+        {
+            "id": [f"k{i:06d}" for i in range(n)],
+            "prompt": [f"Question number {i}: what is {i} squared?" for i in range(n)],
+            "n": list(range(n)),
+        }
+    )
 
 
 def _answers_match_prompts(out: pl.DataFrame) -> None:
@@ -32,15 +34,18 @@ def _answers_match_prompts(out: pl.DataFrame) -> None:
 
 def test_small_frame_inline_every_row_in_order(emu, tmp_path):
     df = _frame(10)
-    out = df.gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run", options=FAST,
-                                   progress=False)
+    out = df.gemini.batch_generate(
+        "prompt", config=CFG, job_dir=tmp_path / "run", options=FAST, progress=False
+    )
     assert out.columns[:3] == ["id", "prompt", "n"]
     assert out["n"].to_list() == list(range(10))
     assert (out["gemini_status"] == "ok").all()
     _answers_match_prompts(out)
     assert out.schema["gemini_prompt_tokens"] == pl.Int64
-    assert (out["gemini_total_tokens"] == out["gemini_prompt_tokens"] + out["gemini_output_tokens"]
-            + out["gemini_thoughts_tokens"]).all()
+    assert (
+        out["gemini_total_tokens"]
+        == out["gemini_prompt_tokens"] + out["gemini_output_tokens"] + out["gemini_thoughts_tokens"]
+    ).all()
     assert out["gemini_batch_job"].str.starts_with("batches/").all()
     stats = emu.stats()
     assert stats["batches_created"] == 1 and stats["files_created"] == 0  # inline: no upload
@@ -48,13 +53,27 @@ def test_small_frame_inline_every_row_in_order(emu, tmp_path):
 
 def test_inline_and_file_paths_give_identical_answers(emu, tmp_path):
     df = _frame(30)
-    cfg = Config(model="gemini-2.5-flash", temperature=0.3, system_instruction="Be terse.",
-                 max_output_tokens=500, stop_sequences=["ZZZ"])
-    inline = gembatch.batch_generate(df, "prompt", config=cfg, job_dir=tmp_path / "a", options=FAST,
-                                     progress=False, cache=False)
+    cfg = Config(
+        model="gemini-2.5-flash",
+        temperature=0.3,
+        system_instruction="Be terse.",
+        max_output_tokens=500,
+        stop_sequences=["ZZZ"],
+    )
+    inline = gembatch.batch_generate(
+        df, "prompt", config=cfg, job_dir=tmp_path / "a", options=FAST, progress=False, cache=False
+    )
     files = gembatch.batch_generate(
-        df, "prompt", config=cfg, job_dir=tmp_path / "b", progress=False, cache=False,
-        options=Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=7))
+        df,
+        "prompt",
+        config=cfg,
+        job_dir=tmp_path / "b",
+        progress=False,
+        cache=False,
+        options=Options(
+            poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=7
+        ),
+    )
     assert inline.drop("gemini_batch_job").equals(files.drop("gemini_batch_job"))
     assert files["gemini_batch_job"].n_unique() == 5  # 30 rows / 7 per shard
     assert inline["gemini_text"].str.starts_with("[system: Be terse.]").all()
@@ -63,12 +82,20 @@ def test_inline_and_file_paths_give_identical_answers(emu, tmp_path):
 def test_inline_only_up_to_inline_max_rows_then_one_uploaded_file(emu, tmp_path):
     df = _frame(30)
     small = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_rows=30)
-    gembatch.batch_generate(df, "prompt", config=CFG, job_dir=tmp_path / "a", options=small,
-                            progress=False, cache=False)
+    gembatch.batch_generate(
+        df, "prompt", config=CFG, job_dir=tmp_path / "a", options=small, progress=False, cache=False
+    )
     assert emu.stats()["files_created"] == 0  # 30 rows: inline
     capped = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_rows=29)
-    out = gembatch.batch_generate(df, "prompt", config=CFG, job_dir=tmp_path / "b", options=capped,
-                                  progress=False, cache=False)
+    out = gembatch.batch_generate(
+        df,
+        "prompt",
+        config=CFG,
+        job_dir=tmp_path / "b",
+        options=capped,
+        progress=False,
+        cache=False,
+    )
     stats = emu.stats()
     assert stats["files_created"] == 1 and stats["batches_created"] == 2  # one more row: one file
     assert (out["gemini_status"] == "ok").all()
@@ -80,8 +107,12 @@ def test_large_frame_several_shards_keyed_by_position(emu, tmp_path):
     n = 200_000
     df = pl.select(pl.format("Item {} of the catalogue", pl.int_range(n)).alias("prompt"))
     out = df.gemini.batch_generate(
-        "prompt", config=CFG, job_dir=tmp_path / "big", progress=False,
-        options=Options(poll_interval=0.05, max_poll_interval=0.2, shard_max_rows=60_000))
+        "prompt",
+        config=CFG,
+        job_dir=tmp_path / "big",
+        progress=False,
+        options=Options(poll_interval=0.05, max_poll_interval=0.2, shard_max_rows=60_000),
+    )
     assert out.height == n
     assert (out["gemini_status"] == "ok").all()
     _answers_match_prompts(out)
@@ -98,10 +129,18 @@ class Label(BaseModel):
 
 def test_structured_output_is_parsed_into_a_struct(emu, tmp_path):
     df = _frame(12)
-    out = df.gemini.batch_generate("prompt", config=Config(model="gemini-2.5-flash", response_schema=Label),
-                                   key="id", job_dir=tmp_path / "s", options=FAST, progress=False)
+    out = df.gemini.batch_generate(
+        "prompt",
+        config=Config(model="gemini-2.5-flash", response_schema=Label),
+        key="id",
+        job_dir=tmp_path / "s",
+        options=FAST,
+        progress=False,
+    )
     parsed = out["gemini_parsed"]
-    assert parsed.dtype == pl.Struct({"sentiment": pl.Utf8, "score": pl.Int64, "tags": pl.List(pl.Utf8)})
+    assert parsed.dtype == pl.Struct(
+        {"sentiment": pl.Utf8, "score": pl.Int64, "tags": pl.List(pl.Utf8)}
+    )
     assert parsed.struct.field("score").is_not_null().all()
     for text, row in zip(out["gemini_text"], parsed.to_list()):
         assert json.loads(text) == row
@@ -110,15 +149,30 @@ def test_structured_output_is_parsed_into_a_struct(emu, tmp_path):
 def test_per_row_errors_missing_rows_and_skipped_rows(emu, tmp_path):
     prompts = ["fine", "[[error:500]] boom", None, "also fine", "[[error:400]] bad", ""]
     df = pl.DataFrame({"prompt": prompts, "id": [1, 2, 3, 4, 5, 6]})
-    out = df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "e",
-                                   skip_null_prompts=True, options=FAST, progress=False)
+    out = df.gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / "e",
+        skip_null_prompts=True,
+        options=FAST,
+        progress=False,
+    )
     assert out["gemini_status"].to_list() == ["ok", "error", "skipped", "ok", "error", "skipped"]
     assert out["gemini_error_code"].to_list()[:2] == [None, 500]
     assert out["gemini_error_message"][1]
     emu.faults.add(LineFaults(missing_rate=1.0))
     with pytest.warns(gembatch.ResultWarning, match="4 rows missing"):
-        out2 = df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "m",
-                                        skip_null_prompts=True, options=FAST, progress=False, cache=False)
+        out2 = df.gemini.batch_generate(
+            "prompt",
+            config=CFG,
+            key="id",
+            job_dir=tmp_path / "m",
+            skip_null_prompts=True,
+            options=FAST,
+            progress=False,
+            cache=False,
+        )
     assert set(out2["gemini_status"].to_list()) == {"missing", "skipped"}
     assert out2.height == 6
 
@@ -128,8 +182,14 @@ def test_bad_input_fails_before_anything_is_sent(emu, tmp_path):
     with pytest.raises(gembatch.InvalidPromptError, match="1"):
         df.gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "x", progress=False)
     with pytest.raises(gembatch.DuplicateKeyError, match="2"):
-        df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "y",
-                                 skip_null_prompts=True, progress=False)
+        df.gemini.batch_generate(
+            "prompt",
+            config=CFG,
+            key="id",
+            job_dir=tmp_path / "y",
+            skip_null_prompts=True,
+            progress=False,
+        )
     with pytest.raises(gembatch.ColumnNotFoundError, match="promt"):
         df.gemini.batch_generate("promt", config=CFG, job_dir=tmp_path / "z", progress=False)
     stats = emu.stats()
@@ -139,29 +199,43 @@ def test_bad_input_fails_before_anything_is_sent(emu, tmp_path):
 def test_missing_api_key_is_a_clear_error(emu, tmp_path, monkeypatch):
     monkeypatch.delenv("GEMINI_API_KEY")
     with pytest.raises(gembatch.AuthenticationError, match="GEMINI_API_KEY"):
-        _frame(2).gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "k", progress=False)
+        _frame(2).gemini.batch_generate(
+            "prompt", config=CFG, job_dir=tmp_path / "k", progress=False
+        )
     assert not (tmp_path / "k").exists()
 
 
 def test_same_job_dir_resumes_and_different_input_is_refused(emu, tmp_path):
     df = _frame(20)
-    first = df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "r",
-                                     options=FAST, progress=False)
-    again = df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "r",
-                                     options=FAST, progress=False)
+    first = df.gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=tmp_path / "r", options=FAST, progress=False
+    )
+    again = df.gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=tmp_path / "r", options=FAST, progress=False
+    )
     assert first.equals(again)
     assert emu.stats()["batches_created"] == 1
-    changed = df.with_columns(pl.when(pl.col("n") == 3).then(pl.lit("other")).otherwise(pl.col("prompt")).alias("prompt"))
+    changed = df.with_columns(
+        pl.when(pl.col("n") == 3).then(pl.lit("other")).otherwise(pl.col("prompt")).alias("prompt")
+    )
     with pytest.raises(gembatch.RunMismatchError, match="requests differ"):
-        changed.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "r", progress=False)
+        changed.gemini.batch_generate(
+            "prompt", config=CFG, key="id", job_dir=tmp_path / "r", progress=False
+        )
     with pytest.raises(gembatch.RunMismatchError, match="another config"):
-        df.gemini.batch_generate("prompt", config=Config(model="gemini-2.5-flash", temperature=1.0),
-                                 key="id", job_dir=tmp_path / "r", progress=False)
+        df.gemini.batch_generate(
+            "prompt",
+            config=Config(model="gemini-2.5-flash", temperature=1.0),
+            key="id",
+            job_dir=tmp_path / "r",
+            progress=False,
+        )
 
 
 def test_wait_false_returns_a_handle(emu, tmp_path):
-    run = _frame(5).gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "h", wait=False,
-                                          options=FAST, progress=False)
+    run = _frame(5).gemini.batch_generate(
+        "prompt", config=CFG, job_dir=tmp_path / "h", wait=False, options=FAST, progress=False
+    )
     assert isinstance(run, gembatch.BatchRun)
     assert "BatchRun(" in repr(run) and emu.api_key not in repr(run)
     out = run.result()
@@ -174,20 +248,41 @@ def test_wait_false_returns_a_handle(emu, tmp_path):
 
 def test_lazyframe_and_expression_prompt(emu, tmp_path):
     lf = _frame(4).lazy()
-    out = lf.gemini.batch_generate(pl.format("Say {} twice", pl.col("n")), config=CFG,
-                                   job_dir=tmp_path / "l", options=FAST, progress=False)
-    assert out["gemini_text"].str.contains('Answer to "Say 2 twice"').to_list() == [False, False, True, False]
+    out = lf.gemini.batch_generate(
+        pl.format("Say {} twice", pl.col("n")),
+        config=CFG,
+        job_dir=tmp_path / "l",
+        options=FAST,
+        progress=False,
+    )
+    assert out["gemini_text"].str.contains('Answer to "Say 2 twice"').to_list() == [
+        False,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_embeddings_have_the_requested_dimension(emu, tmp_path):
     df = pl.DataFrame({"text": ["alpha", "beta", "gamma"]})
-    out = df.gemini.batch_embed("text", output_dimensionality=16, task_type="CLUSTERING",
-                                job_dir=tmp_path / "emb", options=FAST, progress=False)
+    out = df.gemini.batch_embed(
+        "text",
+        output_dimensionality=16,
+        task_type="CLUSTERING",
+        job_dir=tmp_path / "emb",
+        options=FAST,
+        progress=False,
+    )
     assert out.schema["gemini_embedding"] == pl.Array(pl.Float32, 16)
     assert (out["gemini_status"] == "ok").all()
     vecs = out["gemini_embedding"].to_list()
     assert vecs[0] != vecs[1]
-    files = df.gemini.batch_embed("text", output_dimensionality=16, task_type="CLUSTERING",
-                                  job_dir=tmp_path / "emb2", progress=False,
-                                  options=Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0))
+    files = df.gemini.batch_embed(
+        "text",
+        output_dimensionality=16,
+        task_type="CLUSTERING",
+        job_dir=tmp_path / "emb2",
+        progress=False,
+        options=Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0),
+    )
     assert files["gemini_embedding"].to_list() == vecs

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gembatch import cache as cache_mod
+from gembatch._storage import Directory
 from gembatch.cache import (
     LOOKUP_SCHEMA,
     CacheStats,
@@ -23,7 +24,6 @@ from gembatch.cache import (
     default_path,
 )
 from gembatch.exceptions import ConfigError, InputError
-from gembatch._storage import Directory
 
 T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
 
@@ -253,7 +253,9 @@ def test_segment_vanishing_between_listing_and_reading(root, monkeypatch):
 
     def list_then_prune(self: ResultCache) -> list[str]:
         names = listing(self)
-        Directory(root).remove(f"segments/{names[0]}")  # a concurrent prune, right after our listing
+        Directory(root).remove(
+            f"segments/{names[0]}"
+        )  # a concurrent prune, right after our listing
         return names
 
     monkeypatch.setattr(ResultCache, "_segment_names", list_then_prune)

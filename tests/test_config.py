@@ -15,13 +15,23 @@ class Review(BaseModel):
 
 
 def test_static_request_fields_are_wire_form():
-    cfg = Config(model="gemini-2.5-flash", temperature=0.2, top_p=0.9, max_output_tokens=64,
-                 system_instruction="Be brief.", stop_sequences=["END"], thinking_budget=0,
-                 safety_settings=[{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}])
+    cfg = Config(
+        model="gemini-2.5-flash",
+        temperature=0.2,
+        top_p=0.9,
+        max_output_tokens=64,
+        system_instruction="Be brief.",
+        stop_sequences=["END"],
+        thinking_budget=0,
+        safety_settings=[{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
+    )
     static = cfg.request_static()
     assert static["generationConfig"] == {
-        "maxOutputTokens": 64, "stopSequences": ["END"], "temperature": 0.2,
-        "thinkingConfig": {"thinkingBudget": 0}, "topP": 0.9,
+        "maxOutputTokens": 64,
+        "stopSequences": ["END"],
+        "temperature": 0.2,
+        "thinkingConfig": {"thinkingBudget": 0},
+        "topP": 0.9,
     }
     assert static["systemInstruction"] == {"parts": [{"text": "Be brief."}]}
     assert static["safetySettings"][0]["threshold"] == "BLOCK_NONE"
@@ -43,7 +53,10 @@ def test_openapi_dict_schema_becomes_response_schema():
 
 
 def test_raw_generation_config_accepts_known_and_refuses_unknown_fields():
-    cfg = Config(model="m", generation_config={"response_logprobs": True, "mediaResolution": "MEDIA_RESOLUTION_LOW"})
+    cfg = Config(
+        model="m",
+        generation_config={"response_logprobs": True, "mediaResolution": "MEDIA_RESOLUTION_LOW"},
+    )
     gen = cfg.request_static()["generationConfig"]
     assert gen["responseLogprobs"] is True and gen["mediaResolution"] == "MEDIA_RESOLUTION_LOW"
     with pytest.raises(ConfigError, match="unknown field 'temprature'"):
@@ -57,7 +70,10 @@ def test_raw_generation_config_accepts_known_and_refuses_unknown_fields():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"temperature": 3}, r"temperature must be a number between 0 and 2 \(got 3 that is a int\)"),
+        (
+            {"temperature": 3},
+            r"temperature must be a number between 0 and 2 \(got 3 that is a int\)",
+        ),
         ({"temperature": "hot"}, "temperature"),
         ({"top_k": 1.5}, "top_k must be an int"),
         ({"candidate_count": 0}, "candidate_count"),
@@ -85,7 +101,9 @@ def test_model_name_is_checked_and_config_is_frozen_and_keyword_only():
 
 
 def test_round_trip_through_the_journal_form():
-    cfg = Config(model="gemini-2.5-flash", temperature=0.5, response_schema=Review, stop_sequences=["x"])
+    cfg = Config(
+        model="gemini-2.5-flash", temperature=0.5, response_schema=Review, stop_sequences=["x"]
+    )
     data = json.loads(json.dumps(cfg.to_dict()))
     again = Config.from_dict(data)
     assert again.request_static() == cfg.request_static()
@@ -102,8 +120,15 @@ def test_embed_config():
 
 def test_public_surface_is_pinned():
     assert set(gembatch.__all__) >= {
-        "Config", "EmbedConfig", "BatchRun", "batch_generate", "batch_embed", "GembatchError",
-        "Options", "MediaParts", "RunStatus",
+        "Config",
+        "EmbedConfig",
+        "BatchRun",
+        "batch_generate",
+        "batch_embed",
+        "GembatchError",
+        "Options",
+        "MediaParts",
+        "RunStatus",
     }
     for name in gembatch.__all__:
         assert hasattr(gembatch, name), name

@@ -1,8 +1,10 @@
 """Kill a real subprocess (SIGKILL) at every step boundary; resuming must give the same output with
 zero extra jobs and zero extra uploads on the emulator.
 
-The child process is an ordinary gembatch user; the only thing added is a hook that kills the process
-(``os.kill(os.getpid(), SIGKILL)``: no cleanup, no finally blocks) at a chosen point in gembatch's own
+The child process is an ordinary gembatch user; the only thing added is a hook that kills the
+process
+(``os.kill(os.getpid(), SIGKILL)``: no cleanup, no finally blocks) at a chosen point in gembatch's
+own
 code. The SDK and the HTTP traffic are real.
 """
 
@@ -22,7 +24,12 @@ from gembatch.emulator import Emulator
 
 N_ROWS = 60
 SHARD_ROWS = 20  # three shards, three uploads, three jobs
-OPTIONS = {"poll_interval": 0.02, "max_poll_interval": 0.05, "shard_max_rows": SHARD_ROWS, "inline_max_bytes": 0}
+OPTIONS = {
+    "poll_interval": 0.02,
+    "max_poll_interval": 0.05,
+    "shard_max_rows": SHARD_ROWS,
+    "inline_max_bytes": 0,
+}
 
 CHILD = textwrap.dedent(
     """
@@ -135,14 +142,24 @@ POINTS = [
 
 
 def _frame() -> pl.DataFrame:
-    return pl.DataFrame({"id": [f"row{i}" for i in range(N_ROWS)],
-                         "prompt": [f"Tell me about item {i}" for i in range(N_ROWS)]})
+    return pl.DataFrame(
+        {
+            "id": [f"row{i}" for i in range(N_ROWS)],
+            "prompt": [f"Tell me about item {i}" for i in range(N_ROWS)],
+        }
+    )
 
 
 def _run_child(emu: Emulator, point: str, job_dir: str) -> int:
     env = {**os.environ, **emu.environ()}
-    proc = subprocess.run([sys.executable, "-c", CHILD, point, job_dir], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, point, job_dir],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if proc.returncode not in (0, -9):
         raise AssertionError(f"child failed ({proc.returncode}):\n{proc.stderr}")
     return proc.returncode
@@ -167,11 +184,17 @@ def test_killed_at_every_step_resumes_exactly_once(point, resume, reference, tmp
         if resume == "open" and os.path.exists(os.path.join(job_dir, "run.json")):
             out = gembatch.BatchRun.open(job_dir, poll_interval=0.02, progress=False).result()
         else:
-            out = _frame().gemini.batch_generate("prompt", config=Config(model="gemini-2.5-flash"),
-                                                 key="id", job_dir=job_dir, progress=False,
-                                                 options=Options(**OPTIONS))
+            out = _frame().gemini.batch_generate(
+                "prompt",
+                config=Config(model="gemini-2.5-flash"),
+                key="id",
+                job_dir=job_dir,
+                progress=False,
+                options=Options(**OPTIONS),
+            )
         assert out.equals(reference.select(out.columns)) or out.drop("gemini_batch_job").equals(
-            reference.drop("gemini_batch_job"))
+            reference.drop("gemini_batch_job")
+        )
         assert (out["gemini_status"] == "ok").all()
         stats = emu.stats()
         shards = N_ROWS // SHARD_ROWS

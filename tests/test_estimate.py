@@ -1,4 +1,5 @@
-"""Estimates: the local token rule, the output bound, the money, and exact counts on the emulator."""
+"""Estimates: the local token rule, the output bound, the money, and exact counts on the
+emulator."""
 
 from __future__ import annotations
 
@@ -11,9 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gembatch import RetryPolicy
-from gembatch._service.backend import Backend
-from gembatch.emulator import HttpFault
-from gembatch.emulator.model import count_tokens, generate_content
+from gembatch._build.lines import MediaParts, build_embed_lines, build_generate_lines
 from gembatch._money.estimate import (
     Estimate,
     OutputBound,
@@ -22,12 +21,16 @@ from gembatch._money.estimate import (
     local_tokens,
     output_bound,
 )
-from gembatch.exceptions import ConfigError, InputError
 from gembatch._money.pricing import ModelPrice, PriceTable
-from gembatch._build.lines import MediaParts, build_embed_lines, build_generate_lines
+from gembatch._service.backend import Backend
+from gembatch.emulator import HttpFault
+from gembatch.emulator.model import count_tokens, generate_content
+from gembatch.exceptions import ConfigError, InputError
 
 M = 1_000_000
-FAST_RETRY = RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.01, max_elapsed=30)
+FAST_RETRY = RetryPolicy(
+    attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.01, max_elapsed=30
+)
 
 
 def _line(request: dict, key: str = "0", ascii_only: bool = False) -> str:
@@ -49,9 +52,13 @@ def _tokens(*requests: dict) -> list[int]:
 def test_text_costs_a_token_per_four_characters_rounded_up_per_part():
     assert _tokens(_text(""), _text("abcd"), _text("abcde"), _text("a" * 400)) == [0, 1, 2, 100]
     assert _tokens(_text("abcde", "abcde")) == [4]  # each part rounds up, as promptTokenCount does
-    turns = {"contents": [{"role": "user", "parts": [{"text": "abcde"}]},
-                          {"role": "model", "parts": [{"text": "abc"}]},
-                          {"role": "user", "parts": [{"text": "abcdefgh"}]}]}
+    turns = {
+        "contents": [
+            {"role": "user", "parts": [{"text": "abcde"}]},
+            {"role": "model", "parts": [{"text": "abc"}]},
+            {"role": "user", "parts": [{"text": "abcdefgh"}]},
+        ]
+    }
     assert _tokens(turns) == [2 + 1 + 2]
 
 
@@ -64,23 +71,40 @@ def test_characters_are_code_points_whatever_the_json_escaping():
 
 def test_system_instruction_counts():
     assert _tokens(_text("abcd", system="abcdefghi")) == [1 + 3]
-    assert _tokens({**_text("abcd"), "systemInstruction": {"parts": [{"text": "ab"}, {"text": "cd"}]}}) == [3]
+    assert _tokens(
+        {**_text("abcd"), "systemInstruction": {"parts": [{"text": "ab"}, {"text": "cd"}]}}
+    ) == [3]
 
 
 def test_media_parts_cost_258_each():
-    request = {"contents": [{"role": "user", "parts": [
-        {"text": "abcde"},
-        {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo" * 1000}},
-        {"fileData": {"mimeType": "application/pdf", "fileUri": "https://example.com/f/1"}},
-        {"inline_data": {"mime_type": "image/png", "data": "AAAA"}},  # snake_case is not read
-    ]}]}
+    request = {
+        "contents": [
+            {
+                "role": "user",
+                "parts": [
+                    {"text": "abcde"},
+                    {"inlineData": {"mimeType": "image/png", "data": "iVBORw0KGgo" * 1000}},
+                    {
+                        "fileData": {
+                            "mimeType": "application/pdf",
+                            "fileUri": "https://example.com/f/1",
+                        }
+                    },
+                    {
+                        "inline_data": {"mime_type": "image/png", "data": "AAAA"}
+                    },  # snake_case is not read
+                ],
+            }
+        ]
+    }
     assert _tokens(request) == [2 + 258 + 258]
 
 
 def test_embed_lines_count_their_content():
     frame = pl.DataFrame({"t": ["abcd", "abcdefghi", ""]})
-    lines = build_embed_lines(frame, text=pl.col("t"), keys=pl.int_range(pl.len()),
-                              static={"taskType": "CLUSTERING"})["line"]
+    lines = build_embed_lines(
+        frame, text=pl.col("t"), keys=pl.int_range(pl.len()), static={"taskType": "CLUSTERING"}
+    )["line"]
     assert local_tokens(lines).to_list() == [1, 3, 0]
 
 
@@ -101,10 +125,15 @@ def test_local_tokens_is_ceil_of_characters_over_four(text, system, ascii_only):
 
 
 @settings(max_examples=100, deadline=None)
-@given(texts=st.lists(st.text(min_size=1), min_size=1, max_size=4), system=st.none() | st.text(min_size=1),
-       media=st.integers(0, 3))
+@given(
+    texts=st.lists(st.text(min_size=1), min_size=1, max_size=4),
+    system=st.none() | st.text(min_size=1),
+    media=st.integers(0, 3),
+)
 def test_local_tokens_is_the_emulators_prompt_token_count(texts, system, media):
-    parts = [{"text": t} for t in texts] + [{"inlineData": {"mimeType": "image/png", "data": "AAAA"}}] * media
+    parts = [{"text": t} for t in texts] + [
+        {"inlineData": {"mimeType": "image/png", "data": "AAAA"}}
+    ] * media
     request = {"contents": [{"role": "user", "parts": parts}]}
     if system is not None:
         request["systemInstruction"] = {"parts": [{"text": system}]}
@@ -119,16 +148,25 @@ def test_output_bound_is_max_output_tokens_times_candidates_times_requests():
     assert output_bound(static, "gemini-2.5-flash", 7) == OutputBound(700, False)
     static = {"generationConfig": {"maxOutputTokens": 100, "candidateCount": 3}}
     assert output_bound(static, "gemini-2.5-flash", 7) == (2_100, False)
-    assert output_bound({"generation_config": {"max_output_tokens": 5, "candidate_count": 2}},
-                        "gemini-2.0-flash", 1).tokens == 10
+    assert (
+        output_bound(
+            {"generation_config": {"max_output_tokens": 5, "candidate_count": 2}},
+            "gemini-2.0-flash",
+            1,
+        ).tokens
+        == 10
+    )
 
 
 def test_without_max_output_tokens_the_model_limit_bounds_output():
     assert output_bound({}, "gemini-2.5-flash", 2) == OutputBound(2 * 65_536, True)
-    assert output_bound({"generationConfig": {"temperature": 0}}, "models/gemini-2.0-flash-001", 1) \
-        == (8_192, True)
-    assert output_bound({"generationConfig": {"candidateCount": 2}}, "gemini-3-pro-preview", 1) \
-        == (131_072, True)
+    assert output_bound(
+        {"generationConfig": {"temperature": 0}}, "models/gemini-2.0-flash-001", 1
+    ) == (8_192, True)
+    assert output_bound({"generationConfig": {"candidateCount": 2}}, "gemini-3-pro-preview", 1) == (
+        131_072,
+        True,
+    )
     assert output_bound({"taskType": "CLUSTERING"}, "gemini-embedding-001", 9) == (0, False)
     mine = ModelPrice(model="mine", input=1, output=1)
     assert output_bound({"generationConfig": {"maxOutputTokens": 4}}, mine, 2) == (8, False)
@@ -144,7 +182,11 @@ def test_estimate_arithmetic_applies_the_long_tier_per_request():
     batches = iter([pl.Series([small]), pl.Series([], dtype=pl.Utf8), pl.Series([large, small])])
     est = estimate_lines(batches, model="models/gemini-2.5-pro", static=static, rows=5)
     assert (est.model, est.rows, est.requests, est.input_exact) == ("gemini-2.5-pro", 5, 3, False)
-    assert (est.input_tokens, est.output_tokens_bound, est.bounded_by_model_limit) == (200_201, 3_000, False)
+    assert (est.input_tokens, est.output_tokens_bound, est.bounded_by_model_limit) == (
+        200_201,
+        3_000,
+        False,
+    )
     input_interactive = 200 * 1.25 + 200_001 * 2.5
     output_interactive = 2_000 * 10.0 + 1_000 * 15.0
     assert est.input_usd == pytest.approx(input_interactive / 2 / M)
@@ -155,8 +197,13 @@ def test_estimate_arithmetic_applies_the_long_tier_per_request():
 
 
 def test_estimate_with_model_limit_and_own_table():
-    table = PriceTable.from_dict({"as_of": "2030-01-01", "batch_multiplier": 0.25, "models": {
-        "acme": {"input": 4.0, "output": 8.0, "max_output_tokens": 10}}})
+    table = PriceTable.from_dict(
+        {
+            "as_of": "2030-01-01",
+            "batch_multiplier": 0.25,
+            "models": {"acme": {"input": 4.0, "output": 8.0, "max_output_tokens": 10}},
+        }
+    )
     lines = [pl.Series([_line(_text("abcd"))] * 4)]
     est = estimate_lines(lines, model="acme-2", static={}, rows=4, table=table)
     assert (est.input_tokens, est.output_tokens_bound, est.bounded_by_model_limit) == (4, 40, True)
@@ -167,12 +214,18 @@ def test_estimate_with_model_limit_and_own_table():
 
 def test_estimate_of_nothing_is_zero():
     est = estimate_lines([], model="gemini-2.5-flash", static={}, rows=0)
-    assert (est.requests, est.input_tokens, est.output_tokens_bound, est.total_usd_bound) == (0, 0, 0, 0.0)
+    assert (est.requests, est.input_tokens, est.output_tokens_bound, est.total_usd_bound) == (
+        0,
+        0,
+        0,
+        0.0,
+    )
 
 
 def test_estimate_is_readable_and_serialisable():
-    est = estimate_lines([pl.Series([_line(_text("a" * 4_000))] * 3)], model="gemini-2.5-flash",
-                         static={}, rows=3)
+    est = estimate_lines(
+        [pl.Series([_line(_text("a" * 4_000))] * 3)], model="gemini-2.5-flash", static={}, rows=3
+    )
     assert isinstance(est, Estimate)
     text = str(est)
     assert "3,000 estimated" in text and "the model's output limit" in text and "2025-11-20" in text
@@ -193,25 +246,45 @@ def test_estimate_refuses_bad_arguments():
 
 
 # -- exact counts on the emulator -----------------------------------------------------------------
-PROMPTS = ["Hello", "Ünïcödé prompts cöunt cödé pöints", "日本語のテキストです",
-           "emoji 😀🎉 and \"quotes\"\n",
-           "a" * 1_001, "x"]
+PROMPTS = [
+    "Hello",
+    "Ünïcödé prompts cöunt cödé pöints",
+    "日本語のテキストです",
+    'emoji 😀🎉 and "quotes"\n',
+    "a" * 1_001,
+    "x",
+]
 
 
 def _generate_lines() -> pl.Series:
-    frame = pl.DataFrame({
-        "prompt": PROMPTS,
-        "system": [None, "Be brief.", "Réponds en français.", None, "s" * 17, None],
-        "image": [b"\x89PNG...", None, b"\x00" * 50, None, None, b"x"],
-        "uris": [["https://example.com/a.pdf", "https://example.com/b.pdf"], None, [], ["gs://b/c.mp3"],
-                 None, None],
-    })
+    frame = pl.DataFrame(
+        {
+            "prompt": PROMPTS,
+            "system": [None, "Be brief.", "Réponds en français.", None, "s" * 17, None],
+            "image": [b"\x89PNG...", None, b"\x00" * 50, None, None, b"x"],
+            "uris": [
+                ["https://example.com/a.pdf", "https://example.com/b.pdf"],
+                None,
+                [],
+                ["gs://b/c.mp3"],
+                None,
+                None,
+            ],
+        }
+    )
     return build_generate_lines(
-        frame, prompt=pl.col("prompt"), keys=pl.int_range(pl.len()),
-        static={"generationConfig": {"temperature": 0.3},
-                "systemInstruction": {"parts": [{"text": "Default"}]}},
+        frame,
+        prompt=pl.col("prompt"),
+        keys=pl.int_range(pl.len()),
+        static={
+            "generationConfig": {"temperature": 0.3},
+            "systemInstruction": {"parts": [{"text": "Default"}]},
+        },
         system_instruction=pl.col("system"),
-        media=[MediaParts("image", mime_type="image/png"), MediaParts("uris", mime_type="application/pdf")],
+        media=[
+            MediaParts("image", mime_type="image/png"),
+            MediaParts("uris", mime_type="application/pdf"),
+        ],
     )["line"]
 
 
@@ -225,8 +298,10 @@ def test_exact_counts_equal_local_counts_and_prompt_token_counts_on_the_emulator
     local = local_tokens(lines)
     exact = _exact_tokens(lines, "gemini-2.5-flash", backend, concurrency=3)
     assert exact.to_list() == local.to_list()  # same order as the lines
-    usage = [generate_content("models/gemini-2.5-flash", json.loads(x)["request"])["usageMetadata"]
-             for x in lines]
+    usage = [
+        generate_content("models/gemini-2.5-flash", json.loads(x)["request"])["usageMetadata"]
+        for x in lines
+    ]
     assert local.to_list() == [u["promptTokenCount"] for u in usage]
     assert emulator.stats()["calls"]["models.count_tokens"] == len(lines)
 
@@ -235,18 +310,28 @@ def test_estimate_exact_equals_local_on_the_emulator(backend):
     lines = _generate_lines()
     static = {"generationConfig": {"temperature": 0.3, "maxOutputTokens": 64}}
     batches = [lines.slice(0, 4), lines.slice(4)]
-    exact = estimate_lines(batches, model="gemini-2.5-flash", static=static, rows=6, backend=backend,
-                           exact=True)
-    local = estimate_lines(batches, model="gemini-2.5-flash", static=static, rows=6, backend=backend)
+    exact = estimate_lines(
+        batches, model="gemini-2.5-flash", static=static, rows=6, backend=backend, exact=True
+    )
+    local = estimate_lines(
+        batches, model="gemini-2.5-flash", static=static, rows=6, backend=backend
+    )
     assert exact.input_exact and not local.input_exact
     assert exact.to_dict() == {**local.to_dict(), "input_exact": True}
     assert "exact (countTokens)" in str(exact)
 
 
 def test_count_tokens_of_embed_and_system_only_requests(backend):
-    assert backend.count_tokens("gemini-embedding-001", {"content": {"parts": [{"text": "abcde"}]}}) == 2
-    request = {**_text("abcd"), "systemInstruction": {"parts": [{"text": "abcde"}]}, "tools": [],
-               "generationConfig": {"maxOutputTokens": 3}}
+    assert (
+        backend.count_tokens("gemini-embedding-001", {"content": {"parts": [{"text": "abcde"}]}})
+        == 2
+    )
+    request = {
+        **_text("abcd"),
+        "systemInstruction": {"parts": [{"text": "abcde"}]},
+        "tools": [],
+        "generationConfig": {"maxOutputTokens": 3},
+    }
     assert backend.count_tokens("models/gemini-2.5-flash", request) == 3
     with pytest.raises(InputError, match="no contents"):
         backend.count_tokens("gemini-2.5-flash", {"generationConfig": {}})

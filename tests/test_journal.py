@@ -17,18 +17,36 @@ from gembatch.exceptions import CorruptRunError, RunDirectoryError, RunLockedErr
 
 
 def _shard(i: int) -> ShardRecord:
-    return ShardRecord(index=i, rows=10, lines=9, bytes=900, sha256="ab" * 32, mode="file",
-                       display_name=f"gembatch-x-{i:05d}")
+    return ShardRecord(
+        index=i,
+        rows=10,
+        lines=9,
+        bytes=900,
+        sha256="ab" * 32,
+        mode="file",
+        display_name=f"gembatch-x-{i:05d}",
+    )
 
 
 def _manifest() -> Manifest:
-    return Manifest(run_id="r1", kind="generate", model="models/m", static={}, config={}, options={},
-                    prompt="col('p')")
+    return Manifest(
+        run_id="r1",
+        kind="generate",
+        model="models/m",
+        static={},
+        config={},
+        options={},
+        prompt="col('p')",
+    )
 
 
 @pytest.mark.parametrize("root", ["local", "memory"])
 def test_create_move_and_reopen(tmp_path, root):
-    url = str(tmp_path / "run") if root == "local" else f"memory://journal-{os.getpid()}-{time.time_ns()}"
+    url = (
+        str(tmp_path / "run")
+        if root == "local"
+        else f"memory://journal-{os.getpid()}-{time.time_ns()}"
+    )
     store = Directory(url)
     journal = Journal.create(store, _manifest(), [_shard(0), _shard(1)])
     journal.move(journal.shards[1], ShardState.UPLOADING)
@@ -79,7 +97,9 @@ HOLDER = textwrap.dedent(
 
 def test_second_process_is_refused_and_a_dead_holder_is_taken_over(tmp_path):
     store = Directory(tmp_path)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "locked"
         holder = json.loads((tmp_path / "lock.json").read_text())
@@ -103,15 +123,27 @@ def test_progress_saves_a_new_state_at_once_and_counts_alone_at_most_every_inter
     journal.move(shard, ShardState.CREATING)
     journal.move(shard, ShardState.SUBMITTED, job_name="batches/1", job_state="JOB_STATE_PENDING")
     for done in range(1, 101):  # a fast poll seeing the counts grow
-        journal.progress(shard, job_state="JOB_STATE_RUNNING", stats={"successfulRequestCount": done}, at=done)
-    assert shard.stats == {"successfulRequestCount": 100} and shard.progress_at == 100  # in memory: the latest
+        journal.progress(
+            shard, job_state="JOB_STATE_RUNNING", stats={"successfulRequestCount": done}, at=done
+        )
+    assert (
+        shard.stats == {"successfulRequestCount": 100} and shard.progress_at == 100
+    )  # in memory: the latest
     saved = Journal.open(store).shards[0]
     assert saved.job_state == "JOB_STATE_RUNNING" and saved.stats == {"successfulRequestCount": 1}
     assert [h[1] for h in saved.history].count("JOB_STATE_RUNNING") == 1  # one write, not a hundred
 
-    journal.progress(shard, job_state="JOB_STATE_SUCCEEDED", stats={"successfulRequestCount": 101}, at=101)
-    assert Journal.open(store).shards[0].stats == {"successfulRequestCount": 101}  # a new state: at once
+    journal.progress(
+        shard, job_state="JOB_STATE_SUCCEEDED", stats={"successfulRequestCount": 101}, at=101
+    )
+    assert Journal.open(store).shards[0].stats == {
+        "successfulRequestCount": 101
+    }  # a new state: at once
 
     journal.progress_save_every = 0.0
-    journal.progress(shard, job_state="JOB_STATE_SUCCEEDED", stats={"successfulRequestCount": 102}, at=102)
-    assert Journal.open(store).shards[0].stats == {"successfulRequestCount": 102}  # the interval passed
+    journal.progress(
+        shard, job_state="JOB_STATE_SUCCEEDED", stats={"successfulRequestCount": 102}, at=102
+    )
+    assert Journal.open(store).shards[0].stats == {
+        "successfulRequestCount": 102
+    }  # the interval passed

@@ -11,21 +11,28 @@ from gembatch.emulator import Delays, JobOutcome, LineFaults
 CFG = Config(model="gemini-2.5-flash")
 
 
-
-
 def _options(**kw) -> Options:
-    return Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=10,
-                   upload_concurrency=1, **kw)
+    return Options(
+        poll_interval=0.01,
+        max_poll_interval=0.05,
+        inline_max_bytes=0,
+        shard_max_rows=10,
+        upload_concurrency=1,
+        **kw,
+    )
 
 
 def _frame(n: int = 20) -> pl.DataFrame:
-    return pl.DataFrame({"id": [f"r{i}" for i in range(n)], "prompt": [f"Prompt {i}" for i in range(n)]})
+    return pl.DataFrame(
+        {"id": [f"r{i}" for i in range(n)], "prompt": [f"Prompt {i}" for i in range(n)]}
+    )
 
 
 def test_expired_job_is_resubmitted_automatically(emu, tmp_path):
     emu.faults.add(JobOutcome(state="EXPIRED", nth_job=1))
-    out = _frame().gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "run",
-                                         options=_options(), progress=False)
+    out = _frame().gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=tmp_path / "run", options=_options(), progress=False
+    )
     assert (out["gemini_status"] == "ok").all()
     assert emu.stats()["batches_created"] == 3  # two shards + one resubmission
     status = gembatch.BatchRun.open(tmp_path / "run", progress=False).status(refresh=False)
@@ -37,8 +44,14 @@ def test_expired_job_is_resubmitted_automatically(emu, tmp_path):
 
 def test_expired_rows_are_reported_when_resubmission_is_off(emu, tmp_path):
     emu.faults.add(JobOutcome(state="EXPIRED", nth_job=1))
-    out = _frame().gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "run",
-                                         options=_options(resubmit_expired=False), progress=False)
+    out = _frame().gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / "run",
+        options=_options(resubmit_expired=False),
+        progress=False,
+    )
     assert out.head(10)["gemini_status"].unique().to_list() == ["expired"]
     assert (out.tail(10)["gemini_status"] == "ok").all()
     assert emu.stats()["batches_created"] == 2
@@ -46,11 +59,21 @@ def test_expired_rows_are_reported_when_resubmission_is_off(emu, tmp_path):
 
 def test_retry_failed_resends_only_retryable_errors_and_merges(emu, tmp_path):
     df = _frame().with_columns(
-        pl.when(pl.col("id") == "r3").then(pl.lit("[[error:400]] never valid")).otherwise(pl.col("prompt"))
-        .alias("prompt"))
+        pl.when(pl.col("id") == "r3")
+        .then(pl.lit("[[error:400]] never valid"))
+        .otherwise(pl.col("prompt"))
+        .alias("prompt")
+    )
     emu.faults.add(LineFaults(error_rate=0.4, error_code=503, seed=1))
-    run = df.gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "run",
-                                   options=_options(), progress=False, wait=False)
+    run = df.gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / "run",
+        options=_options(),
+        progress=False,
+        wait=False,
+    )
     first = run.result()
     failed = first.filter(pl.col("gemini_error_code") == 503)
     assert failed.height > 0
@@ -58,18 +81,32 @@ def test_retry_failed_resends_only_retryable_errors_and_merges(emu, tmp_path):
     created = emu.stats()["batches_created"]
     assert run.retry_failed() == failed.height
     second = run.result()
-    assert second.filter(pl.col("id").is_in(failed["id"].implode()))["gemini_status"].unique().to_list() == ["ok"]
+    assert second.filter(pl.col("id").is_in(failed["id"].implode()))[
+        "gemini_status"
+    ].unique().to_list() == ["ok"]
     assert second.filter(pl.col("id") == "r3")["gemini_error_code"].to_list() == [400]
     kept = first.filter(pl.col("gemini_status") == "ok")
-    assert second.join(kept, on="id").filter(pl.col("gemini_text") != pl.col("gemini_text_right")).height == 0
+    assert (
+        second.join(kept, on="id")
+        .filter(pl.col("gemini_text") != pl.col("gemini_text_right"))
+        .height
+        == 0
+    )
     assert emu.stats()["batches_created"] - created == failed["gemini_batch_job"].n_unique()
     assert run.retry_failed() == 0  # nothing retryable is left
 
 
 def test_watchdog_cancels_a_stuck_job_and_resubmits_its_rows_split(emu, tmp_path):
     emu.faults.add(Delays(pending_s=3600))
-    run = _frame(10).gemini.batch_generate("prompt", config=CFG, key="id", job_dir=tmp_path / "run",
-                                           options=_options(stuck_after=0.2), progress=False, wait=False)
+    run = _frame(10).gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / "run",
+        options=_options(stuck_after=0.2),
+        progress=False,
+        wait=False,
+    )
     emu.faults.clear()  # later jobs start at once
     out = run.result()
     assert (out["gemini_status"] == "ok").all()

@@ -1,4 +1,5 @@
-"""The price table and pricing of token counts: prefixes, tiers, cache hits, the batch multiplier."""
+"""The price table and pricing of token counts: prefixes, tiers, cache hits, the batch
+multiplier."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import json
 import polars as pl
 import pytest
 
+from gembatch._build.lines import answer_lines
+from gembatch._money.pricing import Cost, ModelPrice, PriceTable, TokenCounts, cost_of, price_frame
+from gembatch._results.parse import parse_generate_lines
 from gembatch.emulator.model import generate_content
 from gembatch.exceptions import ColumnNotFoundError, ConfigError
-from gembatch._money.pricing import Cost, ModelPrice, PriceTable, TokenCounts, cost_of, price_frame
-from gembatch._build.lines import answer_lines
-from gembatch._results.parse import parse_generate_lines
 
 M = 1_000_000
 PRO = PriceTable.default().for_model("gemini-2.5-pro")
@@ -19,9 +20,15 @@ PRO = PriceTable.default().for_model("gemini-2.5-pro")
 
 def _frame(prompt, output=None, thoughts=None, cached=None, prefix="gemini_"):
     n = len(prompt)
-    cols = {"prompt": prompt, "output": output or [0] * n, "thoughts": thoughts or [0] * n,
-            "cached": cached or [0] * n}
-    return pl.DataFrame({f"{prefix}{k}_tokens": pl.Series(v, dtype=pl.Int64) for k, v in cols.items()})
+    cols = {
+        "prompt": prompt,
+        "output": output or [0] * n,
+        "thoughts": thoughts or [0] * n,
+        "cached": cached or [0] * n,
+    }
+    return pl.DataFrame(
+        {f"{prefix}{k}_tokens": pl.Series(v, dtype=pl.Int64) for k, v in cols.items()}
+    )
 
 
 def test_default_table_is_dated_and_sourced():
@@ -31,24 +38,36 @@ def test_default_table_is_dated_and_sourced():
     assert table.batch_multiplier == 0.5
     assert PriceTable.default() is table  # loaded once
     flash = table.models["gemini-2.5-flash"]
-    assert (flash.input, flash.output, flash.cached_input, flash.max_output_tokens) == (0.3, 2.5, 0.03, 65536)
-    assert (PRO.long_context_threshold, PRO.input_long, PRO.output_long, PRO.cached_input_long) == \
-        (200_000, 2.5, 15.0, 0.25)
+    assert (flash.input, flash.output, flash.cached_input, flash.max_output_tokens) == (
+        0.3,
+        2.5,
+        0.03,
+        65536,
+    )
+    assert (PRO.long_context_threshold, PRO.input_long, PRO.output_long, PRO.cached_input_long) == (
+        200_000,
+        2.5,
+        15.0,
+        0.25,
+    )
     assert table.models["gemini-2.0-flash-lite"].cached_input is None
 
 
-@pytest.mark.parametrize(("model", "family"), [
-    ("gemini-2.5-flash", "gemini-2.5-flash"),
-    ("models/gemini-2.5-flash", "gemini-2.5-flash"),
-    ("gemini-2.5-flash-001", "gemini-2.5-flash"),
-    ("gemini-2.5-flash-lite-preview-09-2025", "gemini-2.5-flash-lite"),
-    ("gemini-2.5-flash-lite", "gemini-2.5-flash-lite"),
-    ("gemini-2.0-flash-lite-001", "gemini-2.0-flash-lite"),
-    ("gemini-2.0-flash-001", "gemini-2.0-flash"),
-    ("gemini-2.5-pro-preview-06-05", "gemini-2.5-pro"),
-    ("gemini-3-pro-preview", "gemini-3-pro-preview"),
-    ("models/gemini-embedding-001", "gemini-embedding-001"),
-])
+@pytest.mark.parametrize(
+    ("model", "family"),
+    [
+        ("gemini-2.5-flash", "gemini-2.5-flash"),
+        ("models/gemini-2.5-flash", "gemini-2.5-flash"),
+        ("gemini-2.5-flash-001", "gemini-2.5-flash"),
+        ("gemini-2.5-flash-lite-preview-09-2025", "gemini-2.5-flash-lite"),
+        ("gemini-2.5-flash-lite", "gemini-2.5-flash-lite"),
+        ("gemini-2.0-flash-lite-001", "gemini-2.0-flash-lite"),
+        ("gemini-2.0-flash-001", "gemini-2.0-flash"),
+        ("gemini-2.5-pro-preview-06-05", "gemini-2.5-pro"),
+        ("gemini-3-pro-preview", "gemini-3-pro-preview"),
+        ("models/gemini-embedding-001", "gemini-embedding-001"),
+    ],
+)
 def test_for_model_matches_the_longest_known_prefix(model, family):
     assert PriceTable.default().for_model(model).model == family
 
@@ -98,17 +117,31 @@ def test_thinking_is_billed_as_output_and_batch_is_half():
     interactive = (300 * 0.3 + 35 * 2.5) / M
     assert price_frame(df, flash, batch=False) == pytest.approx(interactive)
     assert price_frame(df, flash, batch=True) == pytest.approx(interactive / 2)
-    assert price_frame(df, flash, batch=True, batch_multiplier=0.25) == pytest.approx(interactive / 4)
+    assert price_frame(df, flash, batch=True, batch_multiplier=0.25) == pytest.approx(
+        interactive / 4
+    )
 
 
 def test_cost_of_equals_hand_computation():
-    df = _frame([1_000, 250_000, None], output=[100, 2_000, None], thoughts=[50, 0, None],
-                cached=[200, 50_000, None], prefix="x_")
+    df = _frame(
+        [1_000, 250_000, None],
+        output=[100, 2_000, None],
+        thoughts=[50, 0, None],
+        cached=[200, 50_000, None],
+        prefix="x_",
+    )
     cost = cost_of(df, "models/gemini-2.5-pro-001", prefix="x_")
-    batch = (800 * 1.25 * 0.5 + 200 * 0.125 + 150 * 10.0 * 0.5
-             + 200_000 * 2.5 * 0.5 + 50_000 * 0.25 + 2_000 * 15.0 * 0.5) / M
-    interactive = (800 * 1.25 + 200 * 0.125 + 150 * 10.0
-                   + 200_000 * 2.5 + 50_000 * 0.25 + 2_000 * 15.0) / M
+    batch = (
+        800 * 1.25 * 0.5
+        + 200 * 0.125
+        + 150 * 10.0 * 0.5
+        + 200_000 * 2.5 * 0.5
+        + 50_000 * 0.25
+        + 2_000 * 15.0 * 0.5
+    ) / M
+    interactive = (
+        800 * 1.25 + 200 * 0.125 + 150 * 10.0 + 200_000 * 2.5 + 50_000 * 0.25 + 2_000 * 15.0
+    ) / M
     assert cost.batch_usd == pytest.approx(batch)
     assert cost.interactive_usd == pytest.approx(interactive)
     assert cost.saved_usd == pytest.approx(interactive - batch)
@@ -126,9 +159,13 @@ def test_cost_is_readable():
 
 
 def test_cost_of_the_emulators_usage_is_usage_times_prices():
-    requests = [{"contents": [{"parts": [{"text": f"Prompt number {i} " * (i + 1)}]}]} for i in range(5)]
+    requests = [
+        {"contents": [{"parts": [{"text": f"Prompt number {i} " * (i + 1)}]}]} for i in range(5)
+    ]
     responses = [json.dumps(generate_content("models/gemini-2.5-flash", r)) for r in requests]
-    results = parse_generate_lines(answer_lines(pl.Series([str(i) for i in range(5)]), pl.Series(responses)))
+    results = parse_generate_lines(
+        answer_lines(pl.Series([str(i) for i in range(5)]), pl.Series(responses))
+    )
     usage = [json.loads(r)["usageMetadata"] for r in responses]
     prompt = sum(u["promptTokenCount"] for u in usage)
     out = sum(u["candidatesTokenCount"] + u["thoughtsTokenCount"] for u in usage)
@@ -138,7 +175,9 @@ def test_cost_of_the_emulators_usage_is_usage_times_prices():
 
 
 def test_token_counts_from_frame_treat_nulls_as_zero():
-    df = _frame([10, None, 5], output=[1, 2, None], thoughts=[None, None, None], cached=[0, 3, None])
+    df = _frame(
+        [10, None, 5], output=[1, 2, None], thoughts=[None, None, None], cached=[0, 3, None]
+    )
     assert TokenCounts.from_frame(df) == TokenCounts(prompt=15, output=3, thoughts=0, cached=3)
     assert TokenCounts.from_frame(df.clear()) == TokenCounts()
     total = TokenCounts(1, 2, 3, 4) + TokenCounts(10, 20, 30, 40)
@@ -153,8 +192,12 @@ def test_missing_token_columns_are_named():
 
 
 def test_a_table_of_ones_own(tmp_path):
-    data = {"as_of": "2030-01-01", "source": "mine", "batch_multiplier": 0.4,
-            "models": {"models/acme-1": {"input": 1.0, "output": 2.0, "cached_input": 0.5}}}
+    data = {
+        "as_of": "2030-01-01",
+        "source": "mine",
+        "batch_multiplier": 0.4,
+        "models": {"models/acme-1": {"input": 1.0, "output": 2.0, "cached_input": 0.5}},
+    }
     path = tmp_path / "prices.json"
     path.write_text(json.dumps(data))
     table = PriceTable.from_json(path)
@@ -168,17 +211,23 @@ def test_a_table_of_ones_own(tmp_path):
         table.for_model("gemini-2.5-flash")
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"models": {"m": {"input": -1, "output": 1}}}, r"ModelPrice\('m'\).input must be a non-negative"),
-    ({"models": {"m": {"input": 1, "output": "2"}}}, "output must be a non-negative number"),
-    ({"models": {"m": {"input": 1}}}, "needs 'input' and 'output'"),
-    ({"models": {"m": {"input": 1, "output": 1, "cache": 1}}}, r"Unknown fields \['cache'\]"),
-    ({"models": {"m": {"input": 1, "output": 1, "long_context_threshold": 10}}}, "input_long"),
-    ({"models": {}}, "empty"),
-    ({"batch_multiplier": 2}, r"batch_multiplier must be in \(0, 1\]"),
-    ({"currency": "EUR"}, "USD"),
-    ({"prices": {}}, r"Unknown price table fields \['prices'\]"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"models": {"m": {"input": -1, "output": 1}}},
+            r"ModelPrice\('m'\).input must be a non-negative",
+        ),
+        ({"models": {"m": {"input": 1, "output": "2"}}}, "output must be a non-negative number"),
+        ({"models": {"m": {"input": 1}}}, "needs 'input' and 'output'"),
+        ({"models": {"m": {"input": 1, "output": 1, "cache": 1}}}, r"Unknown fields \['cache'\]"),
+        ({"models": {"m": {"input": 1, "output": 1, "long_context_threshold": 10}}}, "input_long"),
+        ({"models": {}}, "empty"),
+        ({"batch_multiplier": 2}, r"batch_multiplier must be in \(0, 1\]"),
+        ({"currency": "EUR"}, "USD"),
+        ({"prices": {}}, r"Unknown price table fields \['prices'\]"),
+    ],
+)
 def test_bad_tables_are_refused_with_the_field(change, message):
     data = {"as_of": "2030-01-01", "models": {"m": {"input": 1, "output": 1}}, **change}
     with pytest.raises(ConfigError, match=message):

@@ -11,14 +11,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gembatch.exceptions import (
-    ColumnNotFoundError,
-    ConfigError,
-    DuplicateKeyError,
-    InputError,
-    InvalidPromptError,
-    RequestTooLargeError,
-)
 from gembatch._build.checks import check_inputs, check_sizes
 from gembatch._build.lines import (
     MediaParts,
@@ -27,18 +19,48 @@ from gembatch._build.lines import (
     request_bytes,
     write_jsonl,
 )
+from gembatch.exceptions import (
+    ColumnNotFoundError,
+    ConfigError,
+    DuplicateKeyError,
+    InputError,
+    InvalidPromptError,
+    RequestTooLargeError,
+)
 
 # Any unicode text without surrogates (polars strings are UTF-8): quotes, backslashes, control
 # characters, newlines, U+2028, emoji all included.
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
-TRICKY = st.sampled_from(['"', "\\", "\n", "\r\n", "\t", "\x00", "\x1f", "\x7f", "\u2028", "\u2029",
-                          "😀", "é", "\\u0041", '\\"', "</script>", "{}", '{"key":1}'])
+TRICKY = st.sampled_from(
+    [
+        '"',
+        "\\",
+        "\n",
+        "\r\n",
+        "\t",
+        "\x00",
+        "\x1f",
+        "\x7f",
+        "\u2028",
+        "\u2029",
+        "😀",
+        "é",
+        "\\u0041",
+        '\\"',
+        "</script>",
+        "{}",
+        '{"key":1}',
+    ]
+)
 TRICKY_TEXT = st.lists(st.one_of(TRICKY, TEXT), max_size=6).map("".join)
 STATIC = {
-    "generationConfig": {"temperature": 0.2, "responseMimeType": "application/json",
-                         "responseJsonSchema": {"type": "object", "properties": {"a": {"type": "string"}}}},
+    "generationConfig": {
+        "temperature": 0.2,
+        "responseMimeType": "application/json",
+        "responseJsonSchema": {"type": "object", "properties": {"a": {"type": "string"}}},
+    },
     "safetySettings": [{"category": "HARM_CATEGORY_HARASSMENT", "threshold": "BLOCK_NONE"}],
-    "systemInstruction": {"parts": [{"text": "Be brief. «ü» \"q\""}]},
+    "systemInstruction": {"parts": [{"text": 'Be brief. «ü» "q"'}]},
 }
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -51,7 +73,9 @@ def _generate(frame: pl.DataFrame, **kw) -> pl.DataFrame:
 
 
 @FAST
-@given(st.lists(st.tuples(TRICKY_TEXT, TRICKY_TEXT), min_size=1, max_size=25, unique_by=lambda t: t[1]))
+@given(
+    st.lists(st.tuples(TRICKY_TEXT, TRICKY_TEXT), min_size=1, max_size=25, unique_by=lambda t: t[1])
+)
 def test_generate_lines_round_trip_exactly(rows):
     frame = pl.DataFrame({"p": [p for p, _ in rows], "k": [k for _, k in rows]})
     out = _generate(frame)
@@ -70,9 +94,12 @@ def test_generate_lines_round_trip_exactly(rows):
 @FAST
 @given(st.lists(st.tuples(TRICKY_TEXT, st.none() | TRICKY_TEXT), min_size=1, max_size=15))
 def test_per_row_system_instruction_overrides_the_static_one(rows):
-    frame = pl.DataFrame({"p": [p for p, _ in rows], "s": [s for _, s in rows]},
-                         schema={"p": pl.Utf8, "s": pl.Utf8})
-    out = _generate(frame, keys=pl.int_range(pl.len()).cast(pl.Utf8), system_instruction=pl.col("s"))
+    frame = pl.DataFrame(
+        {"p": [p for p, _ in rows], "s": [s for _, s in rows]}, schema={"p": pl.Utf8, "s": pl.Utf8}
+    )
+    out = _generate(
+        frame, keys=pl.int_range(pl.len()).cast(pl.Utf8), system_instruction=pl.col("s")
+    )
     for i, ((prompt, system), line) in enumerate(zip(rows, out["line"])):
         request = json.loads(line)["request"]
         expected = STATIC["systemInstruction"] if system is None else {"parts": [{"text": system}]}
@@ -83,8 +110,12 @@ def test_per_row_system_instruction_overrides_the_static_one(rows):
 
 def test_system_instruction_null_without_static_is_omitted():
     frame = pl.DataFrame({"p": ["a", "b"], "s": ["sys", None]})
-    out = _generate(frame, keys=pl.lit("x") + pl.int_range(pl.len()).cast(pl.Utf8),
-                    static={"generationConfig": {"topK": 3}}, system_instruction=pl.col("s"))
+    out = _generate(
+        frame,
+        keys=pl.lit("x") + pl.int_range(pl.len()).cast(pl.Utf8),
+        static={"generationConfig": {"topK": 3}},
+        system_instruction=pl.col("s"),
+    )
     first, second = (json.loads(x)["request"] for x in out["line"])
     assert first["systemInstruction"] == {"parts": [{"text": "sys"}]}
     assert "systemInstruction" not in second and second["generationConfig"] == {"topK": 3}
@@ -94,11 +125,20 @@ def test_system_instruction_null_without_static_is_omitted():
 def test_prompt_expression_keys_with_offset_and_empty_static():
     frame = pl.DataFrame({"t": ["good", 'say "hi"'], "n": [1, 2]})
     out = build_generate_lines(
-        frame, prompt=pl.format("Review {}: {}", pl.col("n"), pl.col("t")),
-        keys=(pl.int_range(pl.len()) + 1000).cast(pl.Utf8), static={})
+        frame,
+        prompt=pl.format("Review {}: {}", pl.col("n"), pl.col("t")),
+        keys=(pl.int_range(pl.len()) + 1000).cast(pl.Utf8),
+        static={},
+    )
     assert [json.loads(x) for x in out["line"]] == [
-        {"key": "1000", "request": {"contents": [{"role": "user", "parts": [{"text": "Review 1: good"}]}]}},
-        {"key": "1001", "request": {"contents": [{"role": "user", "parts": [{"text": 'Review 2: say "hi"'}]}]}},
+        {
+            "key": "1000",
+            "request": {"contents": [{"role": "user", "parts": [{"text": "Review 1: good"}]}]},
+        },
+        {
+            "key": "1001",
+            "request": {"contents": [{"role": "user", "parts": [{"text": 'Review 2: say "hi"'}]}]},
+        },
     ]
 
 
@@ -123,34 +163,60 @@ def _parts(line: str) -> list[dict]:
 
 
 def test_media_uri_and_bytes_literal_and_per_row_mime():
-    frame = pl.DataFrame({
-        "p": ["a", "b", "c"], "k": ["1", "2", "3"],
-        "uri": ["gs://b/x.png", None, "https://e/y.pdf"],
-        "blob": [b"\x00\xff\x10", b"plain", None],
-        "mime": ["image/jpeg", "text/plain", "audio/wav"],
-    })
-    out = _generate(frame, media=[MediaParts("uri", mime_type="image/png"),
-                                  MediaParts("blob", mime_type_column="mime")])
+    frame = pl.DataFrame(
+        {
+            "p": ["a", "b", "c"],
+            "k": ["1", "2", "3"],
+            "uri": ["gs://b/x.png", None, "https://e/y.pdf"],
+            "blob": [b"\x00\xff\x10", b"plain", None],
+            "mime": ["image/jpeg", "text/plain", "audio/wav"],
+        }
+    )
+    out = _generate(
+        frame,
+        media=[
+            MediaParts("uri", mime_type="image/png"),
+            MediaParts("blob", mime_type_column="mime"),
+        ],
+    )
     assert _parts(out["line"][0]) == [
         {"text": "a"},
         {"fileData": {"fileUri": "gs://b/x.png", "mimeType": "image/png"}},
-        {"inlineData": {"data": base64.b64encode(b"\x00\xff\x10").decode(), "mimeType": "image/jpeg"}},
+        {
+            "inlineData": {
+                "data": base64.b64encode(b"\x00\xff\x10").decode(),
+                "mimeType": "image/jpeg",
+            }
+        },
     ]
     assert _parts(out["line"][1]) == [
-        {"text": "b"}, {"inlineData": {"data": base64.b64encode(b"plain").decode(), "mimeType": "text/plain"}}]
+        {"text": "b"},
+        {"inlineData": {"data": base64.b64encode(b"plain").decode(), "mimeType": "text/plain"}},
+    ]
     assert _parts(out["line"][2]) == [
-        {"text": "c"}, {"fileData": {"fileUri": "https://e/y.pdf", "mimeType": "image/png"}}]
+        {"text": "c"},
+        {"fileData": {"fileUri": "https://e/y.pdf", "mimeType": "image/png"}},
+    ]
 
 
 def test_media_list_columns_and_media_first():
-    frame = pl.DataFrame({
-        "p": ["a", "b", "c", "d"], "k": ["1", "2", "3", "4"],
-        "uris": [["u1", "u2"], [], None, ["u3"]],
-        "mimes": [["image/png", "image/gif"], [], None, ["video/mp4"]],
-        "blobs": [[b"x"], [b"y", None, b"z"], [], None],
-    })
-    out = _generate(frame, media_first=True, media=[
-        MediaParts("uris", mime_type_column="mimes"), MediaParts("blobs", mime_type="image/webp")])
+    frame = pl.DataFrame(
+        {
+            "p": ["a", "b", "c", "d"],
+            "k": ["1", "2", "3", "4"],
+            "uris": [["u1", "u2"], [], None, ["u3"]],
+            "mimes": [["image/png", "image/gif"], [], None, ["video/mp4"]],
+            "blobs": [[b"x"], [b"y", None, b"z"], [], None],
+        }
+    )
+    out = _generate(
+        frame,
+        media_first=True,
+        media=[
+            MediaParts("uris", mime_type_column="mimes"),
+            MediaParts("blobs", mime_type="image/webp"),
+        ],
+    )
 
     def b64(raw: bytes) -> str:
         return base64.b64encode(raw).decode()
@@ -159,20 +225,37 @@ def test_media_list_columns_and_media_first():
         {"fileData": {"fileUri": "u1", "mimeType": "image/png"}},
         {"fileData": {"fileUri": "u2", "mimeType": "image/gif"}},
         {"inlineData": {"data": b64(b"x"), "mimeType": "image/webp"}},
-        {"text": "a"}]
+        {"text": "a"},
+    ]
     assert _parts(out["line"][1]) == [
         {"inlineData": {"data": b64(b"y"), "mimeType": "image/webp"}},
         {"inlineData": {"data": b64(b"z"), "mimeType": "image/webp"}},
-        {"text": "b"}]
+        {"text": "b"},
+    ]
     assert _parts(out["line"][2]) == [{"text": "c"}]
-    assert _parts(out["line"][3]) == [{"fileData": {"fileUri": "u3", "mimeType": "video/mp4"}}, {"text": "d"}]
+    assert _parts(out["line"][3]) == [
+        {"fileData": {"fileUri": "u3", "mimeType": "video/mp4"}},
+        {"text": "d"},
+    ]
 
 
 def test_media_list_with_scalar_mime_column_and_bad_inputs():
-    frame = pl.DataFrame({"p": ["a"], "k": ["1"], "uris": [["u1", "u2"]], "m": ["image/png"],
-                          "n": [3], "ml": [["image/png"]]})
+    frame = pl.DataFrame(
+        {
+            "p": ["a"],
+            "k": ["1"],
+            "uris": [["u1", "u2"]],
+            "m": ["image/png"],
+            "n": [3],
+            "ml": [["image/png"]],
+        }
+    )
     out = _generate(frame, media=[MediaParts("uris", mime_type_column="m")])
-    assert [p.get("fileData", {}).get("mimeType") for p in _parts(out["line"][0])] == [None, "image/png", "image/png"]
+    assert [p.get("fileData", {}).get("mimeType") for p in _parts(out["line"][0])] == [
+        None,
+        "image/png",
+        "image/png",
+    ]
     with pytest.raises(InputError, match="file URIs"):
         _generate(frame, media=[MediaParts("n", mime_type="image/png")])
     with pytest.raises(InputError, match="different lengths"):
@@ -186,13 +269,23 @@ def test_media_list_with_scalar_mime_column_and_bad_inputs():
 
 
 @FAST
-@given(st.lists(st.tuples(TRICKY_TEXT, st.lists(TRICKY_TEXT, max_size=3), st.binary(max_size=12)),
-                min_size=1, max_size=8))
+@given(
+    st.lists(
+        st.tuples(TRICKY_TEXT, st.lists(TRICKY_TEXT, max_size=3), st.binary(max_size=12)),
+        min_size=1,
+        max_size=8,
+    )
+)
 def test_media_round_trip_property(rows):
-    frame = pl.DataFrame({"p": [r[0] for r in rows], "u": [r[1] for r in rows], "b": [r[2] for r in rows]},
-                         schema={"p": pl.Utf8, "u": pl.List(pl.Utf8), "b": pl.Binary})
-    out = _generate(frame, keys=pl.int_range(pl.len()).cast(pl.Utf8),
-                    media=[MediaParts("u", mime_type="text/plain"), MediaParts("b", mime_type="image/png")])
+    frame = pl.DataFrame(
+        {"p": [r[0] for r in rows], "u": [r[1] for r in rows], "b": [r[2] for r in rows]},
+        schema={"p": pl.Utf8, "u": pl.List(pl.Utf8), "b": pl.Binary},
+    )
+    out = _generate(
+        frame,
+        keys=pl.int_range(pl.len()).cast(pl.Utf8),
+        media=[MediaParts("u", mime_type="text/plain"), MediaParts("b", mime_type="image/png")],
+    )
     for (prompt, uris, blob), line in zip(rows, out["line"]):
         assert _parts(line) == [
             {"text": prompt},
@@ -207,9 +300,14 @@ def test_media_round_trip_property(rows):
 def test_embed_lines_round_trip(texts):
     frame = pl.DataFrame({"t": texts}, schema={"t": pl.Utf8})
     static = {"taskType": "RETRIEVAL_DOCUMENT", "outputDimensionality": 768, "title": "T «1»"}
-    out = build_embed_lines(frame, text=pl.col("t"), keys=pl.int_range(pl.len()).cast(pl.Utf8), static=static)
+    out = build_embed_lines(
+        frame, text=pl.col("t"), keys=pl.int_range(pl.len()).cast(pl.Utf8), static=static
+    )
     for i, (text, line) in enumerate(zip(texts, out["line"])):
-        assert json.loads(line) == {"key": str(i), "request": {"content": {"parts": [{"text": text}]}, **static}}
+        assert json.loads(line) == {
+            "key": str(i),
+            "request": {"content": {"parts": [{"text": text}]}, **static},
+        }
 
 
 # ------------------------------------------------------------------------------------ bytes, write
@@ -235,7 +333,9 @@ def test_check_sizes_names_rows_and_keys():
     with pytest.raises(RequestTooLargeError) as info:
         check_sizes(lines, max_request_bytes=300, row_offset=100)
     message = str(info.value)
-    assert "rows 101, 103" in message and "'b'" in message and "'d'" in message and "Hint:" in message
+    assert (
+        "rows 101, 103" in message and "'b'" in message and "'d'" in message and "Hint:" in message
+    )
     check_sizes(lines, max_request_bytes=300, send_mask=pl.Series([True, False, True, False]))
     with pytest.raises(RequestTooLargeError, match="row 3 "):
         check_sizes(lines, max_request_bytes=300, send_mask=pl.Series([True, False, True, True]))
@@ -262,15 +362,23 @@ def test_missing_columns_list_available_and_close_matches():
         _check(frame, prompt=pl.col("review_txt"), key_column="ID", columns_needed=["image"])
     message = str(info.value)
     assert "'review_txt'" in message and "Did you mean 'review_text'" in message
-    assert "'ID'" in message and "'image'" in message and "Available columns: 'review_text', 'id'" in message
+    assert (
+        "'ID'" in message
+        and "'image'" in message
+        and "Available columns: 'review_text', 'id'" in message
+    )
     assert "Hint:" in message
     with pytest.raises(ColumnNotFoundError, match="'t'"):
         _check(frame, prompt=pl.format("x {}", pl.col("t")))
 
 
 def test_null_and_blank_prompts_named_by_row_and_key():
-    frame = pl.DataFrame({"p": ["ok", None, "  \n\t", "", "fine", "\u00a0"] + ["x"] * 3 + [None],
-                          "id": list("abcdefghij")})
+    frame = pl.DataFrame(
+        {
+            "p": ["ok", None, "  \n\t", "", "fine", "\u00a0"] + ["x"] * 3 + [None],
+            "id": list("abcdefghij"),
+        }
+    )
     with pytest.raises(InvalidPromptError) as info:
         _check(frame, key_column="id", row_offset=10)
     message = str(info.value)
@@ -296,13 +404,23 @@ def test_non_text_prompt():
 
 def test_null_and_duplicate_keys():
     with pytest.raises(DuplicateKeyError) as info:
-        _check(pl.DataFrame({"p": ["a", "b", "c"], "id": [1, None, 3]}), key_column="id", row_offset=5)
-    assert "null key" in str(info.value) and "row 6" in str(info.value) and "key=None" in str(info.value)
+        _check(
+            pl.DataFrame({"p": ["a", "b", "c"], "id": [1, None, 3]}), key_column="id", row_offset=5
+        )
+    assert (
+        "null key" in str(info.value)
+        and "row 6" in str(info.value)
+        and "key=None" in str(info.value)
+    )
     frame = pl.DataFrame({"p": list("abcdef"), "id": ["x", "y", "x", "z", "y", "x"]})
     with pytest.raises(DuplicateKeyError) as info:
         _check(frame, key_column="id")
     message = str(info.value)
-    assert "2 key values repeat" in message and "'x' at rows 0, 2, 5" in message and "'y' at rows 1, 4" in message
+    assert (
+        "2 key values repeat" in message
+        and "'x' at rows 0, 2, 5" in message
+        and "'y' at rows 1, 4" in message
+    )
     assert "Hint:" in message and "key=None" in message
 
 

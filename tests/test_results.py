@@ -1,4 +1,5 @@
-"""Result lines -> typed columns (hand-written and property-based), structured output, the checked join."""
+"""Result lines -> typed columns (hand-written and property-based), structured output, the checked
+join."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gembatch._results import parse as results_module
-from gembatch.exceptions import ConfigError, InputError
 from gembatch._results.join import JoinReport, join_results
 from gembatch._results.parse import (
     GENERATE_COLUMNS,
@@ -22,17 +22,29 @@ from gembatch._results.parse import (
     parse_generate_lines,
 )
 from gembatch._results.schema import parse_structured, polars_dtype_from_json_schema
+from gembatch.exceptions import ConfigError, InputError
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
 
 
-def _ok(key: str, *parts: dict, finish: str = "STOP", usage: dict | None = None, **extra: Any) -> str:
-    candidate: dict[str, Any] = {"content": {"role": "model", "parts": list(parts)}, "finishReason": finish,
-                                 "index": 0}
-    response = {"candidates": [candidate], "modelVersion": "gemini-2.5-flash", "responseId": "r",
-                "usageMetadata": usage if usage is not None else
-                {"promptTokenCount": 12, "candidatesTokenCount": 40, "totalTokenCount": 52}, **extra}
+def _ok(
+    key: str, *parts: dict, finish: str = "STOP", usage: dict | None = None, **extra: Any
+) -> str:
+    candidate: dict[str, Any] = {
+        "content": {"role": "model", "parts": list(parts)},
+        "finishReason": finish,
+        "index": 0,
+    }
+    response = {
+        "candidates": [candidate],
+        "modelVersion": "gemini-2.5-flash",
+        "responseId": "r",
+        "usageMetadata": usage
+        if usage is not None
+        else {"promptTokenCount": 12, "candidatesTokenCount": 40, "totalTokenCount": 52},
+        **extra,
+    }
     return json.dumps({"key": key, "response": response})
 
 
@@ -49,17 +61,60 @@ def _row(frame: pl.DataFrame, key: str) -> dict[str, Any]:
 
 HAND = [
     _ok("ok", {"text": "Hello"}),
-    _ok("multi", {"text": "Hel"}, {"text": "lo", "thought": False}, {"functionCall": {"name": "f"}}, {"text": "!"}),
-    _ok("thought", {"text": "thinking...", "thought": True}, {"text": "answer"},
-        usage={"promptTokenCount": 5, "thoughtsTokenCount": 7, "candidatesTokenCount": 1, "totalTokenCount": 13,
-               "cachedContentTokenCount": 2, "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 5}]}),
-    json.dumps({"key": "err", "error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"}}),
-    json.dumps({"key": "blocked", "response": {"promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
-                                               "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9}}}),
-    json.dumps({"key": "safety", "response": {"candidates": [{"finishReason": "SAFETY", "safetyRatings": []}],
-                                              "usageMetadata": {"promptTokenCount": 3}}}),
-    json.dumps({"key": "nousage", "response": {"candidates": [{"content": {"parts": [{"text": "x"}]},
-                                                               "finishReason": "MAX_TOKENS"}]}}),
+    _ok(
+        "multi",
+        {"text": "Hel"},
+        {"text": "lo", "thought": False},
+        {"functionCall": {"name": "f"}},
+        {"text": "!"},
+    ),
+    _ok(
+        "thought",
+        {"text": "thinking...", "thought": True},
+        {"text": "answer"},
+        usage={
+            "promptTokenCount": 5,
+            "thoughtsTokenCount": 7,
+            "candidatesTokenCount": 1,
+            "totalTokenCount": 13,
+            "cachedContentTokenCount": 2,
+            "promptTokensDetails": [{"modality": "TEXT", "tokenCount": 5}],
+        },
+    ),
+    json.dumps(
+        {
+            "key": "err",
+            "error": {"code": 429, "message": "Resource exhausted", "status": "RESOURCE_EXHAUSTED"},
+        }
+    ),
+    json.dumps(
+        {
+            "key": "blocked",
+            "response": {
+                "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+                "usageMetadata": {"promptTokenCount": 9, "totalTokenCount": 9},
+            },
+        }
+    ),
+    json.dumps(
+        {
+            "key": "safety",
+            "response": {
+                "candidates": [{"finishReason": "SAFETY", "safetyRatings": []}],
+                "usageMetadata": {"promptTokenCount": 3},
+            },
+        }
+    ),
+    json.dumps(
+        {
+            "key": "nousage",
+            "response": {
+                "candidates": [
+                    {"content": {"parts": [{"text": "x"}]}, "finishReason": "MAX_TOKENS"}
+                ]
+            },
+        }
+    ),
     json.dumps({"key": "empty-cands", "response": {"candidates": []}}),
     json.dumps({"key": "neither"}),
     '{"key": "broken", "response": {',
@@ -75,32 +130,59 @@ def test_hand_written_lines():
     out = _parse(HAND + ["", "   "])  # blank lines are skipped
     assert out.schema == GENERATE_COLUMNS and out.height == len(HAND)
     assert _row(out, "ok") == {
-        "key": "ok", "text": "Hello", "finish_reason": "STOP", "prompt_tokens": 12, "output_tokens": 40,
-        "thoughts_tokens": 0, "cached_tokens": 0, "total_tokens": 52, "model_version": "gemini-2.5-flash",
-        "status": "ok", "error_code": None, "error_message": None}
+        "key": "ok",
+        "text": "Hello",
+        "finish_reason": "STOP",
+        "prompt_tokens": 12,
+        "output_tokens": 40,
+        "thoughts_tokens": 0,
+        "cached_tokens": 0,
+        "total_tokens": 52,
+        "model_version": "gemini-2.5-flash",
+        "status": "ok",
+        "error_code": None,
+        "error_message": None,
+    }
     assert _row(out, "multi")["text"] == "Hello!"
     thought = _row(out, "thought")
-    assert thought["text"] == "answer" and thought["thoughts_tokens"] == 7 and thought["cached_tokens"] == 2
+    assert (
+        thought["text"] == "answer"
+        and thought["thoughts_tokens"] == 7
+        and thought["cached_tokens"] == 2
+    )
     err = _row(out, "err")
-    assert (err["status"], err["error_code"], err["text"], err["prompt_tokens"]) == ("error", 429, None, None)
+    assert (err["status"], err["error_code"], err["text"], err["prompt_tokens"]) == (
+        "error",
+        429,
+        None,
+        None,
+    )
     assert err["error_message"] == "RESOURCE_EXHAUSTED: Resource exhausted"
     blocked = _row(out, "blocked")
     assert (blocked["status"], blocked["error_code"]) == ("error", None)
-    assert blocked["error_message"] == "prompt blocked: PROHIBITED_CONTENT" and blocked["prompt_tokens"] == 9
+    assert (
+        blocked["error_message"] == "prompt blocked: PROHIBITED_CONTENT"
+        and blocked["prompt_tokens"] == 9
+    )
     safety = _row(out, "safety")
     assert (safety["status"], safety["text"], safety["finish_reason"]) == ("ok", None, "SAFETY")
     assert (safety["prompt_tokens"], safety["output_tokens"]) == (3, 0)
     nousage = _row(out, "nousage")
-    assert nousage["text"] == "x" and nousage["total_tokens"] == 0 and nousage["model_version"] is None
+    assert (
+        nousage["text"] == "x" and nousage["total_tokens"] == 0 and nousage["model_version"] is None
+    )
     assert _row(out, "empty-cands")["error_message"] == "the response has no candidates"
     for key in ("neither", "broken", "wrongtype"):
         row = _row(out, key)
-        assert row["status"] == "error" and row["error_code"] is None and row["prompt_tokens"] is None
+        assert (
+            row["status"] == "error" and row["error_code"] is None and row["prompt_tokens"] is None
+        )
         assert row["error_message"].startswith("malformed result line: {")
     keyless = out.filter(pl.col("key").is_null())
     assert keyless.height == 3 and (keyless["status"] == "error").all()
     assert sorted(keyless["error_message"]) == sorted(
-        f"malformed result line: {x}" for x in ["definitely not json", '["key", "array"]', "null"])
+        f"malformed result line: {x}" for x in ["definitely not json", '["key", "array"]', "null"]
+    )
     # lines off the wire types are read leniently once any line needs it: a numeric key is text
     assert _row(out, "12")["error_message"] == "the response has no candidates"
 
@@ -113,9 +195,17 @@ def test_malformed_message_is_cut_at_80_characters():
 
 
 def test_all_candidates_texts_column():
-    two = json.dumps({"key": "two", "response": {"candidates": [
-        {"content": {"parts": [{"text": "a"}, {"text": "b"}]}},
-        {"content": {"parts": [{"text": "t", "thought": True}, {"text": "c"}]}}]}})
+    two = json.dumps(
+        {
+            "key": "two",
+            "response": {
+                "candidates": [
+                    {"content": {"parts": [{"text": "a"}, {"text": "b"}]}},
+                    {"content": {"parts": [{"text": "t", "thought": True}, {"text": "c"}]}},
+                ]
+            },
+        }
+    )
     out = _parse([two, HAND[0], HAND[3]], all_candidates=True)
     assert out["texts"].dtype == pl.List(pl.Utf8)
     assert out["texts"].to_list() == [["ab", "c"], ["Hello"], None]
@@ -131,9 +221,14 @@ def test_empty_input_keeps_the_schema():
 
 def test_explicit_schema_keeps_errors_that_come_late():
     lines = [_ok(str(i), {"text": f"t{i}"}) for i in range(3000)]
-    lines.append(json.dumps({"key": "late", "error": {"code": 500, "message": "boom", "status": "INTERNAL"}}))
+    lines.append(
+        json.dumps({"key": "late", "error": {"code": 500, "message": "boom", "status": "INTERNAL"}})
+    )
     out = _parse(lines)
-    assert _row(out, "late")["error_message"] == "INTERNAL: boom" and _row(out, "late")["error_code"] == 500
+    assert (
+        _row(out, "late")["error_message"] == "INTERNAL: boom"
+        and _row(out, "late")["error_code"] == 500
+    )
     assert "error" in GENERATE_RESULT_SCHEMA
 
 
@@ -149,11 +244,41 @@ def test_bad_lines_among_many_good_ones_are_isolated():
     assert _row(out, "1500")["text"] == "t1500"
 
 
-JSONISH = st.lists(st.sampled_from([
-    "{", "}", "[", "]", ",", ":", " ", '"key"', '"response"', '"error"', '"candidates"', '"content"',
-    '"parts"', '"text"', '"code"', "null", "true", "0", "-1.5", "1e999", '"x"', '"\\ud800"', '"\\"',
-    "\t", "\r", "\x00", "é", '{"key":"k","response":{"candidates":[{"content":{"parts":[{"text":"t"}]}}]}}',
-]), max_size=25).map("".join)
+JSONISH = st.lists(
+    st.sampled_from(
+        [
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            " ",
+            '"key"',
+            '"response"',
+            '"error"',
+            '"candidates"',
+            '"content"',
+            '"parts"',
+            '"text"',
+            '"code"',
+            "null",
+            "true",
+            "0",
+            "-1.5",
+            "1e999",
+            '"x"',
+            '"\\ud800"',
+            '"\\"',
+            "\t",
+            "\r",
+            "\x00",
+            "é",
+            '{"key":"k","response":{"candidates":[{"content":{"parts":[{"text":"t"}]}}]}}',
+        ]
+    ),
+    max_size=25,
+).map("".join)
 
 
 @FAST
@@ -191,7 +316,9 @@ def test_crlf_and_padded_payload_parses_like_lines():
     assert parse_generate_lines(pl.Series(["  " + HAND[0] + " "])).equals(_parse([HAND[0]]))
 
 
-@pytest.mark.parametrize("odd", [None, "null", '{"key": "cut", "response": {', '{"key": "a"} {"key": "b"}'])
+@pytest.mark.parametrize(
+    "odd", [None, "null", '{"key": "cut", "response": {', '{"key": "a"} {"key": "b"}']
+)
 @pytest.mark.parametrize("newline_at_end", [True, False])
 def test_payload_and_file_decoded_piece_by_piece(monkeypatch, tmp_path, odd, newline_at_end):
     # the JSON reader gets the input a few lines at a time; an odd line in a later piece (Arrow must
@@ -211,19 +338,43 @@ def test_payload_and_file_decoded_piece_by_piece(monkeypatch, tmp_path, odd, new
 
 # ------------------------------------------------------------------------------ property: generate
 PART = st.fixed_dictionaries({}, optional={"text": TEXT, "thought": st.booleans()})
-CANDIDATE = st.fixed_dictionaries({}, optional={
-    "content": st.fixed_dictionaries({"parts": st.lists(PART, max_size=4)}, optional={"role": st.just("model")}),
-    "finishReason": st.sampled_from(["STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "OTHER"]),
-})
-USAGE = st.fixed_dictionaries({}, optional={
-    k: st.integers(0, 2**40) for k in ("promptTokenCount", "candidatesTokenCount", "totalTokenCount",
-                                       "thoughtsTokenCount", "cachedContentTokenCount")})
-RESPONSE = st.fixed_dictionaries({}, optional={
-    "candidates": st.lists(CANDIDATE, max_size=2), "usageMetadata": USAGE, "modelVersion": TEXT,
-    "promptFeedback": st.fixed_dictionaries({}, optional={"blockReason": st.sampled_from(["SAFETY", "OTHER"])}),
-})
-ERROR = st.fixed_dictionaries({"code": st.integers(100, 599), "message": TEXT},
-                              optional={"status": st.sampled_from(["INTERNAL", "INVALID_ARGUMENT"])})
+CANDIDATE = st.fixed_dictionaries(
+    {},
+    optional={
+        "content": st.fixed_dictionaries(
+            {"parts": st.lists(PART, max_size=4)}, optional={"role": st.just("model")}
+        ),
+        "finishReason": st.sampled_from(["STOP", "MAX_TOKENS", "SAFETY", "RECITATION", "OTHER"]),
+    },
+)
+USAGE = st.fixed_dictionaries(
+    {},
+    optional={
+        k: st.integers(0, 2**40)
+        for k in (
+            "promptTokenCount",
+            "candidatesTokenCount",
+            "totalTokenCount",
+            "thoughtsTokenCount",
+            "cachedContentTokenCount",
+        )
+    },
+)
+RESPONSE = st.fixed_dictionaries(
+    {},
+    optional={
+        "candidates": st.lists(CANDIDATE, max_size=2),
+        "usageMetadata": USAGE,
+        "modelVersion": TEXT,
+        "promptFeedback": st.fixed_dictionaries(
+            {}, optional={"blockReason": st.sampled_from(["SAFETY", "OTHER"])}
+        ),
+    },
+)
+ERROR = st.fixed_dictionaries(
+    {"code": st.integers(100, 599), "message": TEXT},
+    optional={"status": st.sampled_from(["INTERNAL", "INVALID_ARGUMENT"])},
+)
 RESULT = st.one_of(
     st.fixed_dictionaries({"key": TEXT, "response": RESPONSE}),
     st.fixed_dictionaries({"key": TEXT, "error": ERROR}),
@@ -236,23 +387,43 @@ def _expected(obj: dict[str, Any]) -> dict[str, Any]:
     if "error" in obj:
         err = obj["error"]
         message = f"{err['status']}: {err['message']}" if "status" in err else err["message"]
-        return {**none, "key": obj["key"], "status": "error", "error_code": err["code"], "error_message": message}
+        return {
+            **none,
+            "key": obj["key"],
+            "status": "error",
+            "error_code": err["code"],
+            "error_message": message,
+        }
     response = obj["response"]
     usage = response.get("usageMetadata", {})
     candidates = response.get("candidates") or []
     first = candidates[0] if candidates else {}
-    texts = [p["text"] for p in first.get("content", {}).get("parts", [])
-             if "text" in p and not p.get("thought", False)]
-    row = {**none, "key": obj["key"], "text": "".join(texts) if texts else None,
-           "finish_reason": first.get("finishReason"), "model_version": response.get("modelVersion"),
-           "prompt_tokens": usage.get("promptTokenCount", 0), "output_tokens": usage.get("candidatesTokenCount", 0),
-           "thoughts_tokens": usage.get("thoughtsTokenCount", 0),
-           "cached_tokens": usage.get("cachedContentTokenCount", 0), "total_tokens": usage.get("totalTokenCount", 0),
-           "status": "ok"}
+    texts = [
+        p["text"]
+        for p in first.get("content", {}).get("parts", [])
+        if "text" in p and not p.get("thought", False)
+    ]
+    row = {
+        **none,
+        "key": obj["key"],
+        "text": "".join(texts) if texts else None,
+        "finish_reason": first.get("finishReason"),
+        "model_version": response.get("modelVersion"),
+        "prompt_tokens": usage.get("promptTokenCount", 0),
+        "output_tokens": usage.get("candidatesTokenCount", 0),
+        "thoughts_tokens": usage.get("thoughtsTokenCount", 0),
+        "cached_tokens": usage.get("cachedContentTokenCount", 0),
+        "total_tokens": usage.get("totalTokenCount", 0),
+        "status": "ok",
+    }
     if not candidates:
         reason = response.get("promptFeedback", {}).get("blockReason")
-        row.update(status="error", error_message=f"prompt blocked: {reason}" if reason
-                   else "the response has no candidates")
+        row.update(
+            status="error",
+            error_message=f"prompt blocked: {reason}"
+            if reason
+            else "the response has no candidates",
+        )
     return row
 
 
@@ -270,7 +441,12 @@ def test_embed_lines():
     lines = [
         json.dumps({"key": "a", "response": {"embedding": {"values": [0.5, -1, 2e-3]}}}),
         json.dumps({"key": "b", "response": {"embedding": {"values": [1.0, 2.0]}}}),
-        json.dumps({"key": "c", "error": {"code": 400, "message": "too long", "status": "INVALID_ARGUMENT"}}),
+        json.dumps(
+            {
+                "key": "c",
+                "error": {"code": 400, "message": "too long", "status": "INVALID_ARGUMENT"},
+            }
+        ),
         json.dumps({"key": "d", "response": {}}),
         "garbage",
     ]
@@ -278,8 +454,13 @@ def test_embed_lines():
     assert out.schema == embed_columns(3)
     assert out.schema["embedding"] == pl.Array(pl.Float32, 3)
     rows = {r["key"]: r for r in out.to_dicts()}
-    assert rows["a"]["embedding"] == pytest.approx([0.5, -1.0, 0.002]) and rows["a"]["status"] == "ok"
-    assert rows["b"]["embedding"] is None and rows["b"]["error_message"] == "the embedding has 2 values, expected 3"
+    assert (
+        rows["a"]["embedding"] == pytest.approx([0.5, -1.0, 0.002]) and rows["a"]["status"] == "ok"
+    )
+    assert (
+        rows["b"]["embedding"] is None
+        and rows["b"]["error_message"] == "the embedding has 2 values, expected 3"
+    )
     assert rows["c"]["error_code"] == 400 and rows["c"]["status"] == "error"
     assert rows["d"]["error_message"] == "the response has no embedding"
     assert rows[None]["error_message"] == "malformed result line: garbage"
@@ -291,27 +472,44 @@ def test_embed_lines():
 # --------------------------------------------------------------------------------------- structured
 def test_parse_structured_good_bad_wrong_type_and_fences():
     dtype = pl.Struct({"label": pl.Utf8, "score": pl.Int64, "tags": pl.List(pl.Utf8)})
-    text = pl.Series([
-        '{"label": "pos", "score": 3, "tags": ["a"]}',
-        '{"label": "neg", "score": "high"}',
-        "{not json",
-        None,
-        "   ",
-        '```json\n{"label": "x", "score": 1}\n```',
-        "[1, 2]",
-        "null",
-        '{"label": "multi\\nline", "score": 2,\n "tags": []}',
-        "{not: json}",
-        "Sure! Here is the JSON you asked for.",
-    ])
+    text = pl.Series(
+        [
+            '{"label": "pos", "score": 3, "tags": ["a"]}',
+            '{"label": "neg", "score": "high"}',
+            "{not json",
+            None,
+            "   ",
+            '```json\n{"label": "x", "score": 1}\n```',
+            "[1, 2]",
+            "null",
+            '{"label": "multi\\nline", "score": 2,\n "tags": []}',
+            "{not: json}",
+            "Sure! Here is the JSON you asked for.",
+        ]
+    )
     parsed, errors = parse_structured(text, dtype)
-    assert parsed.dtype == dtype and errors.dtype == pl.Utf8 and len(parsed) == len(errors) == len(text)
+    assert (
+        parsed.dtype == dtype
+        and errors.dtype == pl.Utf8
+        and len(parsed) == len(errors) == len(text)
+    )
     assert parsed.to_list() == [
-        {"label": "pos", "score": 3, "tags": ["a"]}, None, None, None, None,
-        {"label": "x", "score": 1, "tags": None}, None, None, {"label": "multi\nline", "score": 2, "tags": []},
-        None, None]
+        {"label": "pos", "score": 3, "tags": ["a"]},
+        None,
+        None,
+        None,
+        None,
+        {"label": "x", "score": 1, "tags": None},
+        None,
+        None,
+        {"label": "multi\nline", "score": 2, "tags": []},
+        None,
+        None,
+    ]
     messages = errors.to_list()
-    assert messages[0] is None and messages[3] is None and messages[5] is None and messages[8] is None
+    assert (
+        messages[0] is None and messages[3] is None and messages[5] is None and messages[8] is None
+    )
     assert messages[1].startswith("does not match the response schema")
     assert messages[2] == "not a JSON object: {not json"
     assert messages[9].startswith("not valid JSON")
@@ -322,9 +520,11 @@ def test_parse_structured_good_bad_wrong_type_and_fences():
 
 
 def test_parse_structured_list_dtype_and_all_null():
-    parsed, errors = parse_structured(pl.Series(['[1, 2]', '[]', '"x"']), pl.List(pl.Int64))
+    parsed, errors = parse_structured(pl.Series(["[1, 2]", "[]", '"x"']), pl.List(pl.Int64))
     assert parsed.to_list()[:2] == [[1, 2], []] and errors[2] is not None
-    parsed, errors = parse_structured(pl.Series([None, None], dtype=pl.Utf8), pl.Struct({"a": pl.Int64}))
+    parsed, errors = parse_structured(
+        pl.Series([None, None], dtype=pl.Utf8), pl.Struct({"a": pl.Int64})
+    )
     assert parsed.null_count() == 2 and errors.null_count() == 2
 
 
@@ -350,45 +550,103 @@ def test_dtype_from_pydantic_schema():
 
     dtype = polars_dtype_from_json_schema(Review.model_json_schema())
     address = pl.Struct({"city": pl.Utf8, "zip": pl.Int64})
-    assert dtype == pl.Struct({"sentiment": pl.Utf8, "score": pl.Float64, "flags": pl.List(pl.Boolean),
-                               "home": address, "previous": pl.List(address), "counts": pl.Struct({}),
-                               "either": pl.Utf8, "number": pl.Float64})
-    samples = [Review(sentiment="pos", score=0.5, flags=[True], home=Address(city="X"), counts={"a": 1},
-                      either=7, number=2, anything={"deep": [1]}, mixed=Address(city="Y")),
-               Review(sentiment="neg", score=1, flags=[], home=Address(city="Z", zip=9), either="s", mixed=3)]
+    assert dtype == pl.Struct(
+        {
+            "sentiment": pl.Utf8,
+            "score": pl.Float64,
+            "flags": pl.List(pl.Boolean),
+            "home": address,
+            "previous": pl.List(address),
+            "counts": pl.Struct({}),
+            "either": pl.Utf8,
+            "number": pl.Float64,
+        }
+    )
+    samples = [
+        Review(
+            sentiment="pos",
+            score=0.5,
+            flags=[True],
+            home=Address(city="X"),
+            counts={"a": 1},
+            either=7,
+            number=2,
+            anything={"deep": [1]},
+            mixed=Address(city="Y"),
+        ),
+        Review(
+            sentiment="neg", score=1, flags=[], home=Address(city="Z", zip=9), either="s", mixed=3
+        ),
+    ]
     parsed, errors = parse_structured(pl.Series([r.model_dump_json() for r in samples]), dtype)
     assert errors.to_list() == [None, None]
     assert parsed.to_list() == [
-        {"sentiment": "pos", "score": 0.5, "flags": [True], "home": {"city": "X", "zip": None},
-         "previous": None, "counts": {}, "either": "7", "number": 2.0},
-        {"sentiment": "neg", "score": 1.0, "flags": [], "home": {"city": "Z", "zip": 9},
-         "previous": None, "counts": {}, "either": "s", "number": 0.0},
+        {
+            "sentiment": "pos",
+            "score": 0.5,
+            "flags": [True],
+            "home": {"city": "X", "zip": None},
+            "previous": None,
+            "counts": {},
+            "either": "7",
+            "number": 2.0,
+        },
+        {
+            "sentiment": "neg",
+            "score": 1.0,
+            "flags": [],
+            "home": {"city": "Z", "zip": 9},
+            "previous": None,
+            "counts": {},
+            "either": "s",
+            "number": 0.0,
+        },
     ]
 
 
 def test_dtype_from_openapi_subset_and_edge_cases():
-    schema = {"type": "OBJECT", "properties": {
-        "b": {"type": "BOOLEAN"}, "a": {"type": "ARRAY", "items": {"type": "NUMBER"}},
-        "n": {"type": "INTEGER", "nullable": True}, "e": {"type": "STRING", "enum": ["x", "y"]}},
-        "propertyOrdering": ["a", "b"]}
+    schema = {
+        "type": "OBJECT",
+        "properties": {
+            "b": {"type": "BOOLEAN"},
+            "a": {"type": "ARRAY", "items": {"type": "NUMBER"}},
+            "n": {"type": "INTEGER", "nullable": True},
+            "e": {"type": "STRING", "enum": ["x", "y"]},
+        },
+        "propertyOrdering": ["a", "b"],
+    }
     assert polars_dtype_from_json_schema(schema) == pl.Struct(
-        {"a": pl.List(pl.Float64), "b": pl.Boolean, "n": pl.Int64, "e": pl.Utf8})
+        {"a": pl.List(pl.Float64), "b": pl.Boolean, "n": pl.Int64, "e": pl.Utf8}
+    )
     assert polars_dtype_from_json_schema({"type": ["integer", "null"]}) == pl.Int64
     assert polars_dtype_from_json_schema({"enum": [1, 2, None]}) == pl.Int64
-    assert polars_dtype_from_json_schema({"anyOf": [{"type": "integer"}, {"type": "string"}]}) == pl.Utf8
-    assert polars_dtype_from_json_schema({"type": "object", "properties": {
-        "free": {"type": "array"}, "kept": {"type": "array", "items": {"type": "object"}}}}) == pl.Struct(
-        {"kept": pl.List(pl.Struct({}))})
-    recursive = {"$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}},
-                 "$ref": "#/$defs/N"}
+    assert (
+        polars_dtype_from_json_schema({"anyOf": [{"type": "integer"}, {"type": "string"}]})
+        == pl.Utf8
+    )
+    assert polars_dtype_from_json_schema(
+        {
+            "type": "object",
+            "properties": {
+                "free": {"type": "array"},
+                "kept": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    ) == pl.Struct({"kept": pl.List(pl.Struct({}))})
+    recursive = {
+        "$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}},
+        "$ref": "#/$defs/N",
+    }
     with pytest.raises(ConfigError, match="recursive"):
         polars_dtype_from_json_schema(recursive)
 
 
 # --------------------------------------------------------------------------------------------- join
 def _results(*rows: tuple[str | None, str | None, str]) -> pl.DataFrame:
-    return pl.DataFrame([{"key": k, "text": t, "status": s} for k, t, s in rows],
-                        schema={"key": pl.Utf8, "text": pl.Utf8, "status": pl.Utf8})
+    return pl.DataFrame(
+        [{"key": k, "text": t, "status": s} for k, t, s in rows],
+        schema={"key": pl.Utf8, "text": pl.Utf8, "status": pl.Utf8},
+    )
 
 
 def test_join_keeps_order_and_every_row_with_int_keys():
@@ -404,11 +662,25 @@ def test_join_keeps_order_and_every_row_with_int_keys():
 
 def test_join_duplicates_unknown_malformed_and_skipped():
     rows = pl.DataFrame({"k": ["a", "b", "c", "d"]})
-    results = _results(("a", "bad", "error"), ("a", "good", "ok"), ("a", "again", "ok"), ("b", "x", "ok"),
-                       ("zzz", "?", "ok"), ("zzz", "?", "ok"), (None, None, "error"), ("c", "late", "ok"))
+    results = _results(
+        ("a", "bad", "error"),
+        ("a", "good", "ok"),
+        ("a", "again", "ok"),
+        ("b", "x", "ok"),
+        ("zzz", "?", "ok"),
+        ("zzz", "?", "ok"),
+        (None, None, "error"),
+        ("c", "late", "ok"),
+    )
     mask = pl.Series([True, True, True, False])
-    out, report = join_results(rows, key=pl.col("k"), results=results, send_mask=mask, prefix="g_",
-                               extra={"g_batch_job": "batches/1", "g_note": None})
+    out, report = join_results(
+        rows,
+        key=pl.col("k"),
+        results=results,
+        send_mask=mask,
+        prefix="g_",
+        extra={"g_batch_job": "batches/1", "g_note": None},
+    )
     assert out.height == 4 and out["k"].to_list() == ["a", "b", "c", "d"]
     assert out["g_text"].to_list() == ["good", "x", "late", None]
     assert out["g_status"].to_list() == ["ok", "ok", "ok", "skipped"]
@@ -420,7 +692,9 @@ def test_join_duplicates_unknown_malformed_and_skipped():
 def test_join_unknown_keys_without_duplicates_and_string_vs_int():
     rows = pl.DataFrame({"id": [0, 1, 2]})
     odd = ["01", "+1", " 1", "1.0", "-0", "99999999999999999999", "x"]
-    results = _results(("0", "x", "ok"), ("1", "y", "ok"), ("7", "?", "ok"), *[(k, "?", "ok") for k in odd])
+    results = _results(
+        ("0", "x", "ok"), ("1", "y", "ok"), ("7", "?", "ok"), *[(k, "?", "ok") for k in odd]
+    )
     for dtype in (pl.Int64, pl.UInt8, pl.Int16, pl.Utf8):
         out, report = join_results(rows.cast({"id": dtype}), key="id", results=results)
         assert out["gemini_text"].to_list() == ["x", "y", None] and out.schema["id"] == dtype
@@ -435,8 +709,10 @@ def test_join_output_dtypes_do_not_depend_on_what_arrived():
     good = parse_generate_lines(pl.Series([HAND[0].replace('"ok"', '"1"', 1)]))
     failed = parse_generate_lines(pl.Series([HAND[3].replace('"err"', '"1"', 1), "junk"]))
     empty = parse_generate_lines(pl.Series([], dtype=pl.Utf8))
-    schemas = {str(join_results(rows, key="id", results=r, extra={"gemini_batch_job": None})[0].schema)
-               for r in (good, failed, empty)}
+    schemas = {
+        str(join_results(rows, key="id", results=r, extra={"gemini_batch_job": None})[0].schema)
+        for r in (good, failed, empty)
+    }
     assert len(schemas) == 1
     out, report = join_results(rows, key="id", results=empty)
     assert out["gemini_status"].to_list() == ["missing", "missing"] and report.missing == 2
@@ -453,11 +729,18 @@ def test_join_refuses_clashing_columns_and_bad_keys():
 
 
 @FAST
-@given(st.lists(st.sampled_from(["3", "4", "5", "6", "7", "8", "9", "03", "x"]), min_size=0, max_size=30),
-       st.lists(st.booleans(), min_size=9, max_size=9), st.sampled_from([pl.Int64, pl.Utf8]))
+@given(
+    st.lists(
+        st.sampled_from(["3", "4", "5", "6", "7", "8", "9", "03", "x"]), min_size=0, max_size=30
+    ),
+    st.lists(st.booleans(), min_size=9, max_size=9),
+    st.sampled_from([pl.Int64, pl.Utf8]),
+)
 def test_join_row_position_keys_agree_with_the_hash_join(result_keys, oks, dtype):
     # keys 3..8 in order take the direct placement path; the same keys shuffled take the hash join
-    results = _results(*[(k, f"{k}{i}", "ok" if oks[i % 9] else "error") for i, k in enumerate(result_keys)])
+    results = _results(
+        *[(k, f"{k}{i}", "ok" if oks[i % 9] else "error") for i, k in enumerate(result_keys)]
+    )
     direct = pl.DataFrame({"id": [3, 4, 5, 6, 7, 8]}).cast({"id": dtype})
     out, report = join_results(direct, key="id", results=results)
     shuffled = direct.reverse()
@@ -469,11 +752,15 @@ def test_join_row_position_keys_agree_with_the_hash_join(result_keys, oks, dtype
 
 
 @FAST
-@given(st.lists(st.sampled_from("abcdefgh"), min_size=0, max_size=30),
-       st.lists(st.booleans(), min_size=8, max_size=8))
+@given(
+    st.lists(st.sampled_from("abcdefgh"), min_size=0, max_size=30),
+    st.lists(st.booleans(), min_size=8, max_size=8),
+)
 def test_join_property_never_multiplies_rows(result_keys, oks):
     rows = pl.DataFrame({"k": list("abcdef")})
-    results = _results(*[(k, f"{k}{i}", "ok" if oks[i % 8] else "error") for i, k in enumerate(result_keys)])
+    results = _results(
+        *[(k, f"{k}{i}", "ok" if oks[i % 8] else "error") for i, k in enumerate(result_keys)]
+    )
     out, report = join_results(rows, key="k", results=results)
     assert out.height == 6 and out["k"].to_list() == list("abcdef")
     known = [k for k in result_keys if k in "abcdef"]
@@ -491,27 +778,43 @@ def test_join_property_never_multiplies_rows(result_keys, oks):
 
 
 @FAST
-@given(st.integers(0, 8), st.sampled_from([0, 5]), st.sampled_from([pl.Int64, pl.UInt16, pl.Utf8]),
-       st.lists(st.one_of(st.integers(-3, 14).map(str), st.sampled_from(["01", "+1", "-0", " 2", "x"]),
-                          st.none()), max_size=16),
-       st.lists(st.booleans(), min_size=16, max_size=16))
+@given(
+    st.integers(0, 8),
+    st.sampled_from([0, 5]),
+    st.sampled_from([pl.Int64, pl.UInt16, pl.Utf8]),
+    st.lists(
+        st.one_of(
+            st.integers(-3, 14).map(str), st.sampled_from(["01", "+1", "-0", " 2", "x"]), st.none()
+        ),
+        max_size=16,
+    ),
+    st.lists(st.booleans(), min_size=16, max_size=16),
+)
 def test_join_on_row_positions_matches_the_hash_join(n, offset, dtype, result_keys, flags):
-    """Keys that are row positions take the direct (gather) way; it must give what the hash join gives
+    """Keys that are row positions take the direct (gather) way; it must give what the hash join
+    gives
     (the same rows reversed are not consecutive, so they take the hash join)."""
     rows = pl.DataFrame({"id": pl.Series(range(offset, offset + n)).cast(dtype)})
-    results = _results(*[(k, f"t{i}", "ok" if flags[i] else "error") for i, k in enumerate(result_keys)])
+    results = _results(
+        *[(k, f"t{i}", "ok" if flags[i] else "error") for i, k in enumerate(result_keys)]
+    )
     mask = pl.Series([flags[-1 - i] or i % 3 != 0 for i in range(n)], dtype=pl.Boolean)
     out, report = join_results(rows, key="id", results=results, send_mask=mask)
-    back, back_report = join_results(rows.reverse(), key="id", results=results, send_mask=mask.reverse())
+    back, back_report = join_results(
+        rows.reverse(), key="id", results=results, send_mask=mask.reverse()
+    )
     assert out.equals(back.reverse()) and report == back_report
 
 
 def test_a_local_file_path_parses_like_the_payload(tmp_path):
     lines = [_ok(str(i), {"text": f"t{i}"}) for i in range(50)] + [HAND[3]]
-    for payload in ("\n".join(lines) + "\n", "\n".join(lines), "\n".join(lines + ["junk", ""]) + "\n"):
+    for payload in (
+        "\n".join(lines) + "\n",
+        "\n".join(lines),
+        "\n".join(lines + ["junk", ""]) + "\n",
+    ):
         path = tmp_path / "results.jsonl"
         path.write_bytes(payload.encode())
         assert parse_generate_lines(path).equals(parse_generate_lines(payload.encode()))
     path.write_bytes(b"")
     assert parse_generate_lines(path).height == 0
-

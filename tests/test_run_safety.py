@@ -22,29 +22,42 @@ FILES = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, 
 
 
 def _frame(n: int = 10) -> pl.DataFrame:
-    return pl.DataFrame({"id": [f"r{i}" for i in range(n)], "prompt": [f"Prompt {i}" for i in range(n)]})
+    return pl.DataFrame(
+        {"id": [f"r{i}" for i in range(n)], "prompt": [f"Prompt {i}" for i in range(n)]}
+    )
 
 
-def test_the_api_key_is_never_written_logged_or_shown(tmp_path, monkeypatch, caplog, capsys, private_cache):
+def test_the_api_key_is_never_written_logged_or_shown(
+    tmp_path, monkeypatch, caplog, capsys, private_cache
+):
     caplog.set_level(logging.DEBUG)
     with Emulator(api_key=KEY) as emu:
         for name, value in emu.environ().items():
             monkeypatch.setenv(name, value)
-        run = _frame().gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run",
-                                             options=FILES, progress=True, wait=False)
+        run = _frame().gemini.batch_generate(
+            "prompt", config=CFG, job_dir=tmp_path / "run", options=FILES, progress=True, wait=False
+        )
         out = run.result()
         texts = [repr(run), str(run.status()), run._repr_html_(), repr(out)]
         emu.faults.add(HttpFault(endpoint="batches.get", status=503, times=None))
         with pytest.raises(gembatch.TransientServiceError) as info:
-            _frame(3).gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run3",
-                                            options=FILES, progress=False, cache=False,
-                                            retry=gembatch.RetryPolicy(attempts=2, initial_delay=0.01,
-                                                                       max_delay=0.01, jitter=0))
+            _frame(3).gemini.batch_generate(
+                "prompt",
+                config=CFG,
+                job_dir=tmp_path / "run3",
+                options=FILES,
+                progress=False,
+                cache=False,
+                retry=gembatch.RetryPolicy(
+                    attempts=2, initial_delay=0.01, max_delay=0.01, jitter=0
+                ),
+            )
         texts.append(str(info.value))
         monkeypatch.setenv("GEMINI_API_KEY", "wrong-key-also-secret")
         with pytest.raises(gembatch.AuthenticationError) as auth:
-            _frame(3).gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run4",
-                                            progress=False, cache=False)
+            _frame(3).gemini.batch_generate(
+                "prompt", config=CFG, job_dir=tmp_path / "run4", progress=False, cache=False
+            )
         texts.append(str(auth.value))
     captured = capsys.readouterr()
     texts += [captured.out, captured.err, caplog.text]
@@ -61,17 +74,29 @@ def test_batch_stats_are_recorded_per_job_and_remote_files_are_cleaned(tmp_path,
     with Emulator() as emu:
         for name, value in emu.environ().items():
             monkeypatch.setenv(name, value)
-        _frame().gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "run", options=FILES,
-                                       progress=False)
+        _frame().gemini.batch_generate(
+            "prompt", config=CFG, job_dir=tmp_path / "run", options=FILES, progress=False
+        )
         status = gembatch.BatchRun.open(tmp_path / "run").status(refresh=False)
         for shard in status.shards:
             assert shard["stats"]["successfulRequestCount"] == 5
             assert shard["stats"].get("pendingRequestCount", 0) == 0  # zero counts are omitted
         assert emu.files() == []  # request files and result files deleted once results were safe
-        keep = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=5,
-                       cleanup_remote=False)
-        _frame().gemini.batch_generate("prompt", config=CFG, job_dir=tmp_path / "keep", options=keep,
-                                       progress=False, cache=False)
+        keep = Options(
+            poll_interval=0.01,
+            max_poll_interval=0.05,
+            inline_max_bytes=0,
+            shard_max_rows=5,
+            cleanup_remote=False,
+        )
+        _frame().gemini.batch_generate(
+            "prompt",
+            config=CFG,
+            job_dir=tmp_path / "keep",
+            options=keep,
+            progress=False,
+            cache=False,
+        )
         assert len(emu.files()) == 4  # two request files, two result files
 
 
@@ -89,11 +114,14 @@ HOLDER = textwrap.dedent(
 def test_a_second_process_cannot_drive_the_same_run(tmp_path):
     with Emulator(faults=[Delays(pending_s=1.5)]) as emu:
         job_dir = tmp_path / "run"
-        proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(job_dir)],
-                                env={**os.environ, **emu.environ()})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(job_dir)], env={**os.environ, **emu.environ()}
+        )
         try:
             deadline = time.monotonic() + 60
-            while not (job_dir / "run.json").exists() or not list(job_dir.glob("shards/*/state.json")):
+            while not (job_dir / "run.json").exists() or not list(
+                job_dir.glob("shards/*/state.json")
+            ):
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.05)
             while emu.stats()["batches_created"] == 0:

@@ -26,8 +26,8 @@ def _shards(sizes_by_slice, max_rows, max_bytes):
 def test_cuts_within_a_slice_and_across_slices():
     p = ShardCutter(max_rows=2, max_bytes=100)
     assert p.cuts([10] * 5) == [2, 4]
-    assert p.cuts([10]) == []        # the open shard had one row
-    assert p.cuts([10]) == [0]       # now it is full: close it before this slice
+    assert p.cuts([10]) == []  # the open shard had one row
+    assert p.cuts([10]) == [0]  # now it is full: close it before this slice
 
 
 def test_bytes_bound_and_oversized_row_alone():

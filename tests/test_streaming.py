@@ -1,4 +1,5 @@
-"""Parquet in, Parquet out, in bounded slices: the streaming path gives what the in-memory call gives."""
+"""Parquet in, Parquet out, in bounded slices: the streaming path gives what the in-memory call
+gives."""
 
 from __future__ import annotations
 
@@ -10,29 +11,51 @@ import gembatch
 from gembatch import Config, Options
 
 CFG = Config(model="gemini-2.5-flash", temperature=0.1)
-OPTS = Options(poll_interval=0.01, max_poll_interval=0.05, slice_rows=70, shard_max_rows=100,
-               inline_max_bytes=0)
-
-
+OPTS = Options(
+    poll_interval=0.01,
+    max_poll_interval=0.05,
+    slice_rows=70,
+    shard_max_rows=100,
+    inline_max_bytes=0,
+)
 
 
 def _frame(n: int = 450) -> pl.DataFrame:
-    return pl.DataFrame({"id": [f"k{i}" for i in range(n)], "text": [f"Streaming row {i}" for i in range(n)],
-                         "x": list(range(n))})
+    return pl.DataFrame(
+        {
+            "id": [f"k{i}" for i in range(n)],
+            "text": [f"Streaming row {i}" for i in range(n)],
+            "x": list(range(n)),
+        }
+    )
 
 
 @pytest.fixture()
 def reference(emu, tmp_path):
-    out = _frame().gemini.batch_generate("text", config=CFG, key="id", job_dir=tmp_path / "ref",
-                                         options=OPTS, progress=False, cache=False)
+    out = _frame().gemini.batch_generate(
+        "text",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / "ref",
+        options=OPTS,
+        progress=False,
+        cache=False,
+    )
     return out.drop("gemini_batch_job")
 
 
 def test_parquet_file_to_parquet_file(emu, tmp_path, reference):
     _frame().write_parquet(tmp_path / "in.parquet", row_group_size=64)
-    run = gembatch.batch_generate_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", prompt="text",
-                                          config=CFG, key="id", job_dir=tmp_path / "run", options=OPTS,
-                                          progress=False)
+    run = gembatch.batch_generate_parquet(
+        tmp_path / "in.parquet",
+        tmp_path / "out.parquet",
+        prompt="text",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / "run",
+        options=OPTS,
+        progress=False,
+    )
     assert isinstance(run, gembatch.BatchRun)
     out = pl.read_parquet(tmp_path / "out.parquet")
     assert out.drop("gemini_batch_job").equals(reference)
@@ -44,9 +67,16 @@ def test_glob_source_to_dataset_directory(emu, tmp_path, reference):
     (tmp_path / "in").mkdir()
     for i, start in enumerate(range(0, frame.height, 200)):
         frame.slice(start, 200).write_parquet(tmp_path / "in" / f"part-{i}.parquet")
-    gembatch.batch_generate_parquet(str(tmp_path / "in" / "*.parquet"), tmp_path / "out", prompt="text",
-                                    config=CFG, key="id", job_dir=tmp_path / "run", options=OPTS,
-                                    progress=False)
+    gembatch.batch_generate_parquet(
+        str(tmp_path / "in" / "*.parquet"),
+        tmp_path / "out",
+        prompt="text",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / "run",
+        options=OPTS,
+        progress=False,
+    )
     parts = sorted((tmp_path / "out").glob("part-*.parquet"))
     assert len(parts) == 5
     out = pl.concat([pl.read_parquet(p) for p in parts])
@@ -59,27 +89,56 @@ def test_lazyframe_with_sink_and_fsspec_urls(emu, tmp_path, reference):
         _frame().write_parquet(fh)
     _frame().write_parquet(tmp_path / "lazy.parquet")
     lf = pl.scan_parquet(tmp_path / "lazy.parquet")
-    run = lf.gemini.batch_generate("text", config=CFG, key="id", job_dir="memory://stream-test/run",
-                                   sink="memory://stream-test/out.parquet", options=OPTS, progress=False)
+    run = lf.gemini.batch_generate(
+        "text",
+        config=CFG,
+        key="id",
+        job_dir="memory://stream-test/run",
+        sink="memory://stream-test/out.parquet",
+        options=OPTS,
+        progress=False,
+    )
     assert isinstance(run, gembatch.BatchRun)
     with fs.open("/stream-test/out.parquet", "rb") as fh:
         out = pl.read_parquet(fh)
     assert out.drop("gemini_batch_job").equals(reference)
-    again = gembatch.batch_generate_parquet("memory://stream-test/in.parquet", "memory://stream-test/out2",
-                                            prompt="text", config=CFG, key="id",
-                                            job_dir="memory://stream-test/run2", options=OPTS, progress=False,
-                                            cache=False)
+    again = gembatch.batch_generate_parquet(
+        "memory://stream-test/in.parquet",
+        "memory://stream-test/out2",
+        prompt="text",
+        config=CFG,
+        key="id",
+        job_dir="memory://stream-test/run2",
+        options=OPTS,
+        progress=False,
+        cache=False,
+    )
     assert again.result().drop("gemini_batch_job").equals(reference)
 
 
 def test_duplicate_keys_across_slices_are_refused_before_any_upload(emu, tmp_path):
-    frame = _frame().with_columns(pl.when(pl.col("x") == 400).then(pl.lit("k3")).otherwise(pl.col("id")).alias("id"))
+    frame = _frame().with_columns(
+        pl.when(pl.col("x") == 400).then(pl.lit("k3")).otherwise(pl.col("id")).alias("id")
+    )
     frame.write_parquet(tmp_path / "in.parquet")
     with pytest.raises(gembatch.DuplicateKeyError, match="k3"):
-        gembatch.batch_generate_parquet(tmp_path / "in.parquet", tmp_path / "out.parquet", prompt="text",
-                                        config=CFG, key="id", job_dir=tmp_path / "run", options=OPTS,
-                                        progress=False)
+        gembatch.batch_generate_parquet(
+            tmp_path / "in.parquet",
+            tmp_path / "out.parquet",
+            prompt="text",
+            config=CFG,
+            key="id",
+            job_dir=tmp_path / "run",
+            options=OPTS,
+            progress=False,
+        )
     assert emu.stats()["upload_sessions"] == 0 and emu.stats()["batches_created"] == 0
     with pytest.raises(gembatch.InputError, match="No Parquet file"):
-        gembatch.batch_generate_parquet(tmp_path / "nope.parquet", tmp_path / "o.parquet", prompt="text",
-                                        config=CFG, job_dir=tmp_path / "run2", progress=False)
+        gembatch.batch_generate_parquet(
+            tmp_path / "nope.parquet",
+            tmp_path / "o.parquet",
+            prompt="text",
+            config=CFG,
+            job_dir=tmp_path / "run2",
+            progress=False,
+        )

@@ -59,8 +59,9 @@ def _evaluate(frame: pl.DataFrame, expr: pl.Expr, name: str) -> pl.Series:
         out = frame.with_columns(expr.alias("__gembatch_value__")).get_column("__gembatch_value__")
     except pl.exceptions.ColumnNotFoundError as exc:
         found = re.search(r'"([^"]+)"', str(exc))
-        raise missing_columns([found.group(1) if found else str(exc).splitlines()[0]],
-                               frame.columns) from exc
+        raise missing_columns(
+            [found.group(1) if found else str(exc).splitlines()[0]], frame.columns
+        ) from exc
     except pl.exceptions.PolarsError as exc:
         raise InputError(
             f"The {name} expression {expr} cannot be evaluated on the frame: {exc}"
@@ -91,8 +92,10 @@ def check_inputs(
 ) -> pl.Series:
     """Check the frame before anything is spent; return the Boolean ``send`` mask.
 
-    Raises ColumnNotFoundError, InvalidPromptError (null / blank prompts, unless ``skip_null_prompts``:
-    those rows get ``send=False``) or DuplicateKeyError (null or repeated keys). Messages name the first
+    Raises ColumnNotFoundError, InvalidPromptError (null / blank prompts, unless
+    ``skip_null_prompts``:
+    those rows get ``send=False``) or DuplicateKeyError (null or repeated keys). Messages name the
+    first
     rows (0-based, plus ``row_offset``), their keys and the columns, and end with a hint.
     """
     wanted = [*columns_needed, *prompt.meta.root_names(), *([key_column] if key_column else [])]
@@ -103,8 +106,11 @@ def check_inputs(
     text = _as_text(_evaluate(frame, prompt, "prompt"), prompt)
     blank = text.is_null() | (text.str.strip_chars() == "")
     if not blank.any():
-        return pl.Series("send", [True] * frame.height, dtype=pl.Boolean) if frame.height else \
-            pl.Series("send", [], dtype=pl.Boolean)
+        return (
+            pl.Series("send", [True] * frame.height, dtype=pl.Boolean)
+            if frame.height
+            else pl.Series("send", [], dtype=pl.Boolean)
+        )
     if skip_null_prompts:
         return (~blank).alias("send")
     idx = blank.arg_true()
@@ -128,8 +134,11 @@ def _checked_keys(frame: pl.DataFrame, key_column: str | None, row_offset: int) 
         return pl.Series("key", [], dtype=pl.Utf8)
     column = frame.get_column(key_column)
     try:  # keys go on the wire as text; integers and text compare the same either way
-        keys = column if column.dtype.is_integer() or column.dtype == pl.Utf8 else \
-            column.cast(pl.Utf8, strict=True)
+        keys = (
+            column
+            if column.dtype.is_integer() or column.dtype == pl.Utf8
+            else column.cast(pl.Utf8, strict=True)
+        )
     except pl.exceptions.PolarsError as exc:
         raise DuplicateKeyError(
             f"The key column {key_column!r} ({column.dtype}) cannot be turned into text keys: {exc}"
@@ -141,7 +150,8 @@ def _checked_keys(frame: pl.DataFrame, key_column: str | None, row_offset: int) 
         raise DuplicateKeyError(
             f"{_count(len(idx), 'row has', 'rows have')} a null key in column {key_column!r}: "
             f"{_rows_text((idx.cast(pl.Int64) + row_offset).to_list(), len(idx))}."
-            "\nHint: fill the null keys with unique values, or pass key=None to key by row position."
+            "\nHint: fill the null keys with unique values, or pass key=None to key by row "
+            "position."
         )
     dup = keys.is_duplicated()
     if dup.any():
@@ -188,11 +198,15 @@ def check_sizes(
     first = idx[:_SHOWN]
     detail = ", ".join(
         f"key {k!r}: {b:,} bytes"
-        for k, b in zip(lines.get_column("key").gather(first).to_list(), size.gather(first).to_list())
+        for k, b in zip(
+            lines.get_column("key").gather(first).to_list(), size.gather(first).to_list()
+        )
     )
     raise RequestTooLargeError(
-        f"{_count(len(idx), 'request is', 'requests are')} larger than {max_request_bytes:,} bytes: "
+        f"{_count(len(idx), 'request is', 'requests are')} larger than {max_request_bytes:,} "
+        "bytes: "
         f"{_rows_text(rows, len(idx))} ({detail})."
-        "\nHint: shorten those prompts, or send large media as file URIs (upload them with the File "
+        "\nHint: shorten those prompts, or send large media as file URIs (upload them with the "
+        "File "
         "API) instead of inline bytes."
     )

@@ -1,10 +1,13 @@
 """Content addresses of requests: a canonical sha256 per request line, computed in bulk.
 
 Two requests get the same hash exactly when they would ask the same service the same thing: same
-service (Google, or an emulator), same kind (generate / embed), same model, same request body. The body is canonical by construction: the request
+service (Google, or an emulator), same kind (generate / embed), same model, same request body. The
+body is canonical by construction: the request
 builders in :mod:`gembatch.requests` write every row's fields in one fixed order with compact
-separators, and the part shared by all rows is :func:`gembatch.requests.static_json` (sorted keys, no
-whitespace, floats in shortest round-trip form, integral floats as integers). Prompt text is hashed as
+separators, and the part shared by all rows is :func:`gembatch.requests.static_json` (sorted keys,
+no
+whitespace, floats in shortest round-trip form, integral floats as integers). Prompt text is hashed
+as
 it is: whitespace inside a prompt is content.
 
 The digest is sha256 (hex), so it is stable across machines, processes and library versions, and a
@@ -14,7 +17,8 @@ column (same digests, ~3x slower).
 
 >>> import polars as pl
 >>> h = request_hashes(pl.Series(['{"contents":[]}']), kind="generate", model="gemini-2.5-flash")
->>> len(h[0]), h[0] == request_hashes(pl.Series(['{"contents":[]}']), kind="generate", model="gemini-2.5-flash")[0]
+>>> again = request_hashes(pl.Series(['{"contents":[]}']), kind="generate", model="gemini-2.5-flash")
+>>> len(h[0]), h[0] == again[0]
 (64, True)
 """
 
@@ -43,8 +47,11 @@ def hash_prefix(kind: str, model: str, service: str = GOOGLE) -> str:
 
 def _hashlib_sha256(series: pl.Series) -> pl.Series:
     sha = hashlib.sha256
-    return pl.Series(series.name, [None if v is None else sha(v.encode()).hexdigest() for v in series],
-                     dtype=pl.Utf8)
+    return pl.Series(
+        series.name,
+        [None if v is None else sha(v.encode()).hexdigest() for v in series],
+        dtype=pl.Utf8,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -72,5 +79,8 @@ def hash_expr(body: pl.Expr) -> pl.Expr:
 def request_hashes(bodies: pl.Series, *, kind: str, model: str, service: str = GOOGLE) -> pl.Series:
     """The content address of each request body (the JSON of the ``request`` object of a line)."""
     prefix = hash_prefix(kind, model, service)
-    return bodies.to_frame("b").select(
-        hash_expr(pl.concat_str([pl.lit(prefix), pl.col("b")])).alias("hash")).to_series()
+    return (
+        bodies.to_frame("b")
+        .select(hash_expr(pl.concat_str([pl.lit(prefix), pl.col("b")])).alias("hash"))
+        .to_series()
+    )

@@ -65,17 +65,27 @@ def check_keys(source: Source, spec: RequestSpec) -> None:
     if spec.key_column is None:
         return
     if spec.key_column not in source.schema:
-        checks.check_inputs(pl.DataFrame(schema=source.schema), prompt=spec.prompt, key_column=spec.key_column,
-                            columns_needed=spec.columns_needed)
+        checks.check_inputs(
+            pl.DataFrame(schema=source.schema),
+            prompt=spec.prompt,
+            key_column=spec.key_column,
+            columns_needed=spec.columns_needed,
+        )
     keys = source.column(spec.key_column)
-    checks.check_inputs(keys.to_frame(), prompt=pl.lit("x"), key_column=spec.key_column,
-                        columns_needed=(spec.key_column,))
+    checks.check_inputs(
+        keys.to_frame(),
+        prompt=pl.lit("x"),
+        key_column=spec.key_column,
+        columns_needed=(spec.key_column,),
+    )
 
 
-def iter_checked(source: Source, spec: RequestSpec, options: Options
-                 ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]:
+def iter_checked(
+    source: Source, spec: RequestSpec, options: Options
+) -> Iterator[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]:
     """Check the input, then yield ``(user rows, keys, lines)`` per slice: ``keys`` holds each row's
-    ``key``, ``send`` (and ``hash``); ``lines`` each row's ``key``, ``line``, (``hash``) and ``nbytes``.
+    ``key``, ``send`` (and ``hash``); ``lines`` each row's ``key``, ``line``, (``hash``) and
+    ``nbytes``.
 
     Every slice is checked before it is yielded, and every key across slices first, so any bad row
     stops the run before the caller sends anything (shards are only sent after the last slice).
@@ -84,21 +94,32 @@ def iter_checked(source: Source, spec: RequestSpec, options: Options
     start = 0
     for part in source.slices(options.slice_rows):
         mask = checks.check_inputs(
-            part, prompt=spec.prompt, key_column=spec.key_column, columns_needed=spec.columns_needed,
-            skip_null_prompts=spec.skip_null_prompts, row_offset=start,
+            part,
+            prompt=spec.prompt,
+            key_column=spec.key_column,
+            columns_needed=spec.columns_needed,
+            skip_null_prompts=spec.skip_null_prompts,
+            row_offset=start,
         )
         lines = spec.lines(part, start)
-        checks.check_sizes(lines, max_request_bytes=options.max_request_bytes, row_offset=start,
-                           send_mask=mask)
-        keys = pl.DataFrame([lines["key"].alias(KEY), mask.alias(SEND),
-                             *([lines["hash"].alias(HASH)] if "hash" in lines.columns else [])])
+        checks.check_sizes(
+            lines, max_request_bytes=options.max_request_bytes, row_offset=start, send_mask=mask
+        )
+        keys = pl.DataFrame(
+            [
+                lines["key"].alias(KEY),
+                mask.alias(SEND),
+                *([lines["hash"].alias(HASH)] if "hash" in lines.columns else []),
+            ]
+        )
         nbytes = pl.when(mask).then(ln.request_bytes(lines).cast(pl.Int64)).otherwise(0)
         yield part, keys, lines.with_columns(nbytes.alias("nbytes"))
         start += part.height
 
 
 class _Digesting:
-    """A binary writer that feeds what it writes to some hashes first (``sink`` None: only hashes)."""
+    """A binary writer that feeds what it writes to some hashes first (``sink`` None: only
+    hashes)."""
 
     def __init__(self, sink: IO[bytes] | None, *hashes: Any) -> None:
         self.sink, self.hashes = sink, hashes
@@ -115,12 +136,15 @@ class _Digesting:
 
 def _digest_jsonl(lines: pl.Series, *hashes: Any, sink: IO[bytes] | None = None) -> None:
     """Feed ``hashes`` the JSONL of ``lines`` (each followed by a newline), writing it to ``sink``
-    too when given: straight from the polars writer's buffers, never joined into one bytes object."""
+    too when given: straight from the polars writer's buffers, never joined into one bytes
+    object."""
     if len(lines):
         ln.write_jsonl(lines, _Digesting(sink, *hashes))  # type: ignore[arg-type]
 
 
-def _parquet_writer(fh: IO[bytes], schema: pa.Schema, plain: frozenset[str] = frozenset()) -> pq.ParquetWriter:
+def _parquet_writer(
+    fh: IO[bytes], schema: pa.Schema, plain: frozenset[str] = frozenset()
+) -> pq.ParquetWriter:
     """A working Parquet file, written once and read once (at the join), so it is made for speed:
     snappy (half zstd's time, ~1.5x its size), no statistics; ``plain`` columns (unique,
     incompressible hex) stored without compression or dictionary. For 1 M rows of ~200-character
@@ -128,14 +152,18 @@ def _parquet_writer(fh: IO[bytes], schema: pa.Schema, plain: frozenset[str] = fr
     import pyarrow.parquet as pq
 
     return pq.ParquetWriter(
-        fh, schema, compression={name: "none" if name in plain else "snappy" for name in schema.names},
-        use_dictionary=[name for name in schema.names if name not in plain], write_statistics=False,
+        fh,
+        schema,
+        compression={name: "none" if name in plain else "snappy" for name in schema.names},
+        use_dictionary=[name for name in schema.names if name not in plain],
+        write_statistics=False,
     )
 
 
 class _Writer:
     """The prepare's file writes and digests, done in order on one background thread, one slice
-    behind the main thread: while slice i is encoded, compressed and hashed there, slice i+1 is read,
+    behind the main thread: while slice i is encoded, compressed and hashed there, slice i+1 is
+    read,
     checked and built here. At most one slice waits for it, so memory stays bounded."""
 
     def __init__(self) -> None:
@@ -143,7 +171,8 @@ class _Writer:
         self._pending: Future[None] | None = None
 
     def submit(self, jobs: list[Callable[[], None]]) -> None:
-        """Run ``jobs`` in order after everything submitted before (waits for the previous slice)."""
+        """Run ``jobs`` in order after everything submitted before (waits for the previous
+        slice)."""
         self.wait()
         if jobs:
             self._pending = self._pool.submit(_run_all, jobs)
@@ -200,10 +229,13 @@ class _ShardFiles:
         self.cached_fh: IO[bytes] | None = None
         self.sha = hashlib.sha256()
         self.rows = self.lines = self.bytes = self.dedup = self.cached = 0
-        self.seen = pl.Series("hash", [], dtype=pl.Utf8)  # hashes sent by this shard (bounded by its rows)
+        self.seen = pl.Series(
+            "hash", [], dtype=pl.Utf8
+        )  # hashes sent by this shard (bounded by its rows)
 
     def route(self, keys: pl.DataFrame, hits: pl.Series, *, dedup: bool) -> pl.Series:
-        """Each row's route: its own ``line``, a ``dup`` of a line of this shard, or from the ``cache``."""
+        """Each row's route: its own ``line``, a ``dup`` of a line of this shard, or from the
+        ``cache``."""
         send = pl.col(SEND)
         if HASH not in keys.columns:
             return keys.select(pl.when(send).then(pl.lit("line")).alias(VIA)).to_series()
@@ -213,14 +245,26 @@ class _ShardFiles:
             route = route.when(h.is_in(self.seen.implode())).then(pl.lit("dup"))
         route = route.when(h.is_in(hits.implode())).then(pl.lit("cache"))
         first = pl.when(send).then(h).is_first_distinct() if dedup else pl.lit(True)
-        via = keys.select(route.when(first).then(pl.lit("line")).otherwise(pl.lit("dup")).alias(VIA))
+        via = keys.select(
+            route.when(first).then(pl.lit("line")).otherwise(pl.lit("dup")).alias(VIA)
+        )
         return via.to_series()
 
-    def add(self, rows: pl.DataFrame, keys: pl.DataFrame, lines: pl.Series, nbytes: int,
-            answers: pl.Series | None = None, *, asked: pl.Series | None = None,
-            digest: Any = None) -> Callable[[], None]:
-        """Count rows (with their route), the lines to send (``nbytes``: their JSONL bytes) and cached
-        answers; return the job that writes them. The job also feeds ``digest`` the JSONL of ``asked``
+    def add(
+        self,
+        rows: pl.DataFrame,
+        keys: pl.DataFrame,
+        lines: pl.Series,
+        nbytes: int,
+        answers: pl.Series | None = None,
+        *,
+        asked: pl.Series | None = None,
+        digest: Any = None,
+    ) -> Callable[[], None]:
+        """Count rows (with their route), the lines to send (``nbytes``: their JSONL bytes) and
+        cached
+        answers; return the job that writes them. The job also feeds ``digest`` the JSONL of
+        ``asked``
         (default: ``lines``)."""
         if rows.height:
             self.rows += rows.height
@@ -262,7 +306,8 @@ class _ShardFiles:
 
 
 def _cache_hits(cache: ResultCache | None, keys: pl.DataFrame) -> pl.DataFrame:
-    """The cached answers (``hash``, ``response``) for the requests of ``keys`` (empty without a cache)."""
+    """The cached answers (``hash``, ``response``) for the requests of ``keys`` (empty without a
+    cache)."""
     empty = pl.DataFrame(schema={"hash": pl.Utf8, "response": pl.Utf8})
     if cache is None or HASH not in keys.columns:
         return empty
@@ -272,8 +317,12 @@ def _cache_hits(cache: ResultCache | None, keys: pl.DataFrame) -> pl.DataFrame:
     try:
         return cache.lookup(wanted).select("hash", "response")
     except OSError as exc:  # the cache saves money; an unreadable one must not stop the run
-        warnings.warn(f"gembatch could not read the result cache {cache.path!r} ({exc}); these rows are "
-                      "sent instead.", ResultWarning, stacklevel=2)
+        warnings.warn(
+            f"gembatch could not read the result cache {cache.path!r} ({exc}); these rows are "
+            "sent instead.",
+            ResultWarning,
+            stacklevel=2,
+        )
         return empty
 
 
@@ -282,17 +331,26 @@ def _answers(keys: pl.DataFrame, hits: pl.DataFrame) -> pl.Series | None:
     cached = keys.filter(pl.col(VIA) == "cache")
     if not cached.height:
         return None
-    responses = cached.select(HASH).join(hits, left_on=HASH, right_on="hash", how="left",
-                                         maintain_order="left")["response"]
+    responses = cached.select(HASH).join(
+        hits, left_on=HASH, right_on="hash", how="left", maintain_order="left"
+    )["response"]
     return ln.answer_lines(cached[KEY], responses)
 
 
-def write_shards(store: Directory, source: Source, spec: RequestSpec, options: Options, *,
-                 run_id: str, cache: ResultCache | None = None) -> Prepared:
+def write_shards(
+    store: Directory,
+    source: Source,
+    spec: RequestSpec,
+    options: Options,
+    *,
+    run_id: str,
+    cache: ResultCache | None = None,
+) -> Prepared:
     """Validate the input and write its shards (see the module docstring); nothing is sent.
 
     With a hashed spec, identical requests within a shard are written once (``options.dedup``) and
-    requests ``cache`` already answered are not written at all: their answers go to ``cached.jsonl``.
+    requests ``cache`` already answered are not written at all: their answers go to
+    ``cached.jsonl``.
     """
     store.remove("shards", recursive=True)  # leftovers of a prepare that died before run.json
     cutter = ShardCutter(max_rows=options.shard_max_rows, max_bytes=options.shard_max_bytes)
@@ -322,7 +380,11 @@ def write_shards(store: Directory, source: Source, spec: RequestSpec, options: O
                     current = None
                 if current is None:
                     current = _ShardFiles(store, len(done))
-                part_rows, part_keys, part_lines = rows.slice(a, b - a), keys.slice(a, b - a), lines.slice(a, b - a)
+                part_rows, part_keys, part_lines = (
+                    rows.slice(a, b - a),
+                    keys.slice(a, b - a),
+                    lines.slice(a, b - a),
+                )
                 via = current.route(part_keys, hits["hash"], dedup=options.dedup)
                 part_keys = part_keys.with_columns(via)
                 if schemas is None:
@@ -330,10 +392,17 @@ def write_shards(store: Directory, source: Source, spec: RequestSpec, options: O
                 sent, asked_here = via == "line", part_keys[SEND]
                 same = bool((sent == asked_here).all())  # else the digest needs the asked lines
                 to_send = part_lines.filter(sent)
-                jobs.append(current.add(part_rows, part_keys, to_send["line"], int(to_send["nbytes"].sum()),
-                                        _answers(part_keys, hits),
-                                        asked=None if same else part_lines.filter(asked_here)["line"],
-                                        digest=line_sha))  # the digest is independent of dedup/cache
+                jobs.append(
+                    current.add(
+                        part_rows,
+                        part_keys,
+                        to_send["line"],
+                        int(to_send["nbytes"].sum()),
+                        _answers(part_keys, hits),
+                        asked=None if same else part_lines.filter(asked_here)["line"],
+                        digest=line_sha,
+                    )
+                )  # the digest is independent of dedup/cache
             writer.submit(jobs)
         if current is not None:
             writer.submit([current.close(schemas)])
@@ -341,26 +410,40 @@ def write_shards(store: Directory, source: Source, spec: RequestSpec, options: O
             current = None
         writer.wait()
     finally:
-        if current is not None:  # stopped by an error: let the files go (the next prepare removes them)
+        if (
+            current is not None
+        ):  # stopped by an error: let the files go (the next prepare removes them)
             with contextlib.suppress(Exception):
                 writer.wait()
             with contextlib.suppress(Exception):
                 current.close(schemas)()
         writer.close()
-    inline = len(done) == 1 and fits_inline(done[0].lines, done[0].bytes, max_rows=options.inline_max_rows,
-                                            max_bytes=options.inline_max_bytes)
+    inline = len(done) == 1 and fits_inline(
+        done[0].lines,
+        done[0].bytes,
+        max_rows=options.inline_max_rows,
+        max_bytes=options.inline_max_bytes,
+    )
     shards = [
         ShardRecord(
-            index=f.index, rows=f.rows, lines=f.lines, bytes=f.bytes, sha256=f.sha.hexdigest(),
+            index=f.index,
+            rows=f.rows,
+            lines=f.lines,
+            bytes=f.bytes,
+            sha256=f.sha.hexdigest(),
             mode="none" if f.lines == 0 else ("inline" if inline else "file"),
             display_name=f"gembatch-{run_id}-{f.index:05d}-{f.sha.hexdigest()[:8]}",
         )
         for f in done
     ]
     return Prepared(
-        shards=shards, fingerprint=Fingerprint(line_sha.hexdigest(), data_sha.hexdigest(), pl.__version__),
-        rows=height, lines=sum(s.lines for s in shards), requests=asked,
-        deduplicated=sum(f.dedup for f in done), cached=sum(f.cached for f in done),
+        shards=shards,
+        fingerprint=Fingerprint(line_sha.hexdigest(), data_sha.hexdigest(), pl.__version__),
+        rows=height,
+        lines=sum(s.lines for s in shards),
+        requests=asked,
+        deduplicated=sum(f.dedup for f in done),
+        cached=sum(f.cached for f in done),
     )
 
 

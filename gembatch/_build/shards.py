@@ -1,7 +1,9 @@
 """Pure planning of shards by rows and bytes (writing them is the prepare step's job).
 
-Input rows arrive in slices; :class:`ShardCutter` cuts the stream of rows into contiguous shards so that
-no shard holds more than ``max_rows`` request lines or ``max_bytes`` bytes of JSONL. A row that sends no
+Input rows arrive in slices; :class:`ShardCutter` cuts the stream of rows into contiguous shards so
+that
+no shard holds more than ``max_rows`` request lines or ``max_bytes`` bytes of JSONL. A row that
+sends no
 request (a skipped row) weighs nothing.
 
 >>> p = ShardCutter(max_rows=2, max_bytes=100)
@@ -25,7 +27,8 @@ INLINE_OVERHEAD_BYTES = 48
 
 
 def fits_inline(lines: int, nbytes: int, *, max_rows: int, max_bytes: int) -> bool:
-    """Whether ``lines`` request lines of ``nbytes`` JSONL bytes in all go inline in one job: at most
+    """Whether ``lines`` request lines of ``nbytes`` JSONL bytes in all go inline in one job: at
+    most
     ``max_rows`` lines (``Options.inline_max_rows``) and ``max_bytes`` with the inline wrapping."""
     return lines <= max_rows and nbytes + INLINE_OVERHEAD_BYTES * lines <= max_bytes
 

@@ -1,6 +1,7 @@
 """Input rows, read in bounded consecutive slices: a DataFrame, a LazyFrame or Parquet files.
 
-Memory stays flat for any input size: a consumer sees one slice (``Options.slice_rows`` rows) at a time.
+Memory stays flat for any input size: a consumer sees one slice (``Options.slice_rows`` rows) at a
+time.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Source:
         return sum(s.height for s in self.slices(1_000_000))
 
     def sample(self, size: float, *, seed: int = 0, slice_rows: int = 100_000) -> pl.DataFrame:
-        """A random sample of the rows, the same for the same input and seed: ``size`` rows if an int,
+        """A random sample of the rows, the same for the same input and seed: ``size`` rows if an
+        int,
         else that fraction of the rows (at least one), drawn slice by slice."""
         height = self.height()
         want = min(height, int(size) if isinstance(size, int) else max(1, math.ceil(size * height)))
@@ -66,13 +68,20 @@ class FrameSource(Source):
 class ParquetSource(Source):
     """Parquet file(s): a path, a glob or a dataset directory, local or any fsspec URL."""
 
-    def __init__(self, source: str | os.PathLike[str], storage_options: dict[str, Any] | None = None,
-                 *, glob: bool | None = None) -> None:
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        storage_options: dict[str, Any] | None = None,
+        *,
+        glob: bool | None = None,
+    ) -> None:
         self.dataset = parquet_dataset(source, storage_options, glob=glob)
-        self.schema = pl.Schema(pl.from_arrow(self.dataset.schema.empty_table()).schema)  # type: ignore[union-attr]
+        # type: ignore[union-attr]
+        self.schema = pl.Schema(pl.from_arrow(self.dataset.schema.empty_table()).schema)
 
     def slices(self, rows: int) -> Iterator[pl.DataFrame]:
-        """File by file, ``rows`` at a time, without pre-buffering: the dataset scanner's buffers grow
+        """File by file, ``rows`` at a time, without pre-buffering: the dataset scanner's buffers
+        grow
         with the input (+150 MB from 0.5 M to 2 M rows), a file reader's do not (+30 MB)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -94,7 +103,8 @@ class ParquetSource(Source):
             yield pl.from_arrow(schema.empty_table())  # type: ignore[misc]
 
     def column(self, name: str) -> pl.Series:
-        return pl.from_arrow(self.dataset.to_table(columns=[name]).column(name))  # type: ignore[return-value]
+        # type: ignore[return-value]
+        return pl.from_arrow(self.dataset.to_table(columns=[name]).column(name))
 
     def height(self) -> int:
         return int(self.dataset.count_rows())
@@ -119,8 +129,9 @@ class LazySource(Source):
         return self.frame.select(name).collect().get_column(name)
 
 
-def as_source(data: Any, storage_options: dict[str, Any] | None = None, *,
-              glob: bool | None = None) -> Source:
+def as_source(
+    data: Any, storage_options: dict[str, Any] | None = None, *, glob: bool | None = None
+) -> Source:
     if isinstance(data, Source):
         return data
     if isinstance(data, pl.DataFrame):
@@ -130,6 +141,7 @@ def as_source(data: Any, storage_options: dict[str, Any] | None = None, *,
     if isinstance(data, (str, os.PathLike)):
         return ParquetSource(data, storage_options, glob=glob)
     raise InputError(
-        f"gembatch takes a polars DataFrame or LazyFrame, or a Parquet path (got {type(data).__name__}). "
+        "gembatch takes a polars DataFrame or LazyFrame, or a Parquet path (got "
+        f"{type(data).__name__}). "
         "Hint: pl.from_pandas(df) or pl.from_arrow(table) converts other frames."
     )

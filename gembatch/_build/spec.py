@@ -1,7 +1,8 @@
 """What each row asks: the pure description (:class:`RequestSpec`) the request lines are built from.
 
 >>> import polars as pl
->>> spec = RequestSpec(kind="generate", model="models/gemini-2.5-flash", static={}, prompt=pl.col("p"),
+>>> spec = RequestSpec(kind="generate", model="models/gemini-2.5-flash", static={},
+...                    prompt=pl.col("p"),
 ...                    hashed=False)
 >>> spec.lines(pl.DataFrame({"p": ["Hi"]}), offset=0)["line"][0]
 '{"key":"0","request":{"contents":[{"role":"user","parts":[{"text":"Hi"}]}]}}'
@@ -22,7 +23,8 @@ __all__ = ["RequestSpec"]
 
 @dataclass(frozen=True, kw_only=True)
 class RequestSpec:
-    """How rows become request lines: the prompt (and system instruction, media) expressions, the key
+    """How rows become request lines: the prompt (and system instruction, media) expressions, the
+    key
     column (default: the row position), and the wire-form part shared by every request."""
 
     kind: str  # "generate" | "embed"
@@ -47,9 +49,19 @@ class RequestSpec:
         """``key``, ``line`` (and ``hash`` when :attr:`hashed`) of every row of ``frame``."""
         prefix = hashing.hash_prefix(self.kind, self.model, self.service) if self.hashed else None
         if self.kind == "embed":
-            return ln.build_embed_lines(frame, text=self.prompt, keys=self.keys(offset), static=self.static,
-                                        hash_prefix=prefix)
+            return ln.build_embed_lines(
+                frame,
+                text=self.prompt,
+                keys=self.keys(offset),
+                static=self.static,
+                hash_prefix=prefix,
+            )
         return ln.build_generate_lines(
-            frame, prompt=self.prompt, keys=self.keys(offset), static=self.static,
-            system_instruction=self.system_instruction, media=self.media, hash_prefix=prefix,
+            frame,
+            prompt=self.prompt,
+            keys=self.keys(offset),
+            static=self.static,
+            system_instruction=self.system_instruction,
+            media=self.media,
+            hash_prefix=prefix,
         )

@@ -1,8 +1,10 @@
-"""Estimate before spending: input tokens, an output-token bound and their price, from request lines.
+"""Estimate before spending: input tokens, an output-token bound and their price, from request
+lines.
 
 Input tokens are estimated locally with Google's rule of thumb, which is also the emulator's rule: a
 text part costs ceil(characters / 4) tokens and every ``inlineData`` / ``fileData`` part 258; or
-counted exactly, one countTokens call per request (``exact=True``). Output is bounded, not estimated:
+counted exactly, one countTokens call per request (``exact=True``). Output is bounded, not
+estimated:
 ``maxOutputTokens`` x ``candidateCount`` per request, or the model's output limit when the request
 sets no ``maxOutputTokens``. Prices come from a :class:`~gembatch.pricing.PriceTable`.
 
@@ -30,13 +32,21 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from .._build.lines import write_jsonl
 from ..exceptions import ConfigError, InputError
 from .pricing import ModelPrice, PriceTable, _html_table, _usd_exprs
-from .._build.lines import write_jsonl
 
-__all__ = ["Estimate", "OutputBound", "TokenCounter", "estimate_lines", "local_tokens", "output_bound"]
+__all__ = [
+    "Estimate",
+    "OutputBound",
+    "TokenCounter",
+    "estimate_lines",
+    "local_tokens",
+    "output_bound",
+]
 
-#: Tokens of one inlineData / fileData part (an image up to 384 px on each side, Google's flat rate).
+# : Tokens of one inlineData / fileData part (an image up to 384 px on each side, Google's flat
+# rate).
 TOKENS_PER_MEDIA_PART = 258
 CHARS_PER_TOKEN = 4
 
@@ -44,28 +54,41 @@ _MEDIA = pl.Struct({"mimeType": pl.Utf8})  # only a field to see the part is the
 _PART = pl.Struct({"text": pl.Utf8, "inlineData": _MEDIA, "fileData": _MEDIA})
 _CONTENT = pl.Struct({"parts": pl.List(_PART)})
 #: The decode schema of a request line, only what the token rule reads.
-LINE_SCHEMA = pl.Struct({"request": pl.Struct({
-    "contents": pl.List(_CONTENT), "systemInstruction": _CONTENT, "content": _CONTENT})})
+LINE_SCHEMA = pl.Struct(
+    {
+        "request": pl.Struct(
+            {"contents": pl.List(_CONTENT), "systemInstruction": _CONTENT, "content": _CONTENT}
+        )
+    }
+)
 
 
 def _part_tokens(part: pl.Expr) -> pl.Expr:
     text = part.struct.field("text")
-    media = part.struct.field("inlineData").is_not_null() | part.struct.field("fileData").is_not_null()
-    return (pl.when(text.is_not_null())
-            .then((text.str.len_chars().cast(pl.Int64) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN)
-            .when(media).then(pl.lit(TOKENS_PER_MEDIA_PART, dtype=pl.Int64))
-            .otherwise(pl.lit(0, dtype=pl.Int64)))
+    media = (
+        part.struct.field("inlineData").is_not_null() | part.struct.field("fileData").is_not_null()
+    )
+    return (
+        pl.when(text.is_not_null())
+        .then((text.str.len_chars().cast(pl.Int64) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN)
+        .when(media)
+        .then(pl.lit(TOKENS_PER_MEDIA_PART, dtype=pl.Int64))
+        .otherwise(pl.lit(0, dtype=pl.Int64))
+    )
 
 
 def _content_tokens(content: pl.Expr) -> pl.Expr:
-    return content.struct.field("parts").list.eval(_part_tokens(pl.element())).list.sum().fill_null(0)
+    return (
+        content.struct.field("parts").list.eval(_part_tokens(pl.element())).list.sum().fill_null(0)
+    )
 
 
 def local_tokens(lines: pl.Series) -> pl.Series:
     """A fast local estimate of each request line's input tokens (Int64, named ``tokens``).
 
     Every text part of ``contents``, ``systemInstruction`` and an embed request's ``content`` costs
-    ceil(characters / 4) tokens (characters are code points), every ``inlineData`` / ``fileData`` part
+    ceil(characters / 4) tokens (characters are code points), every ``inlineData`` / ``fileData``
+    part
     258; other parts (function calls, code) count 0. On the emulator this equals promptTokenCount.
 
     >>> import polars as pl
@@ -79,21 +102,29 @@ def local_tokens(lines: pl.Series) -> pl.Series:
     write_jsonl(lines, buffer)
     try:  # Arrow's multi-threaded reader under an explicit schema: ~2.5x polars' json_decode here
         table = pa_json.read_json(
-            pa.BufferReader(buffer.getvalue()), read_options=pa_json.ReadOptions(block_size=1 << 24),
-            parse_options=pa_json.ParseOptions(explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore"))
+            pa.BufferReader(buffer.getvalue()),
+            read_options=pa_json.ReadOptions(block_size=1 << 24),
+            parse_options=pa_json.ParseOptions(
+                explicit_schema=_ARROW_SCHEMA, unexpected_field_behavior="ignore"
+            ),
+        )
         decoded = pl.from_arrow(table)
     except (pa.ArrowException, pl.exceptions.PolarsError):
         try:
             decoded = lines.str.json_decode(LINE_SCHEMA).struct.unnest()  # the lenient decoder
         except pl.exceptions.PolarsError as exc:
-            raise InputError(f"Some request lines are not JSON objects: {exc}"
-                             "\nHint: pass the lines gembatch built (one JSON object per line).") from exc
+            raise InputError(
+                f"Some request lines are not JSON objects: {exc}"
+                "\nHint: pass the lines gembatch built (one JSON object per line)."
+            ) from exc
     assert isinstance(decoded, pl.DataFrame)
     request = pl.col("request")
     contents = request.struct.field("contents")
-    tokens = (contents.list.eval(_content_tokens(pl.element())).list.sum().fill_null(0)
-              + _content_tokens(request.struct.field("systemInstruction"))
-              + _content_tokens(request.struct.field("content")))
+    tokens = (
+        contents.list.eval(_content_tokens(pl.element())).list.sum().fill_null(0)
+        + _content_tokens(request.struct.field("systemInstruction"))
+        + _content_tokens(request.struct.field("content"))
+    )
     return decoded.select(tokens.cast(pl.Int64).alias("tokens")).to_series()
 
 
@@ -126,18 +157,26 @@ def _config_value(config: Mapping[str, Any], camel: str, snake: str) -> Any:
     return config.get(camel, config.get(snake))
 
 
-def output_bound(static: Mapping[str, Any], model: ModelPrice | str, requests: int, *,
-                 table: PriceTable | None = None) -> OutputBound:
+def output_bound(
+    static: Mapping[str, Any],
+    model: ModelPrice | str,
+    requests: int,
+    *,
+    table: PriceTable | None = None,
+) -> OutputBound:
     """The most output tokens ``requests`` requests sharing ``static`` can produce.
 
-    ``generationConfig.maxOutputTokens`` x ``candidateCount`` x ``requests``; without maxOutputTokens
+    ``generationConfig.maxOutputTokens`` x ``candidateCount`` x ``requests``; without
+    maxOutputTokens
     the model's output-token limit (``max_output_tokens`` in the price table) takes its place.
 
     >>> output_bound({"generationConfig": {"maxOutputTokens": 100, "candidateCount": 2}},
     ...              "gemini-2.5-flash", 3)
     OutputBound(tokens=600, bounded_by_model_limit=False)
     """
-    price = model if isinstance(model, ModelPrice) else (table or PriceTable.default()).for_model(model)
+    price = (
+        model if isinstance(model, ModelPrice) else (table or PriceTable.default()).for_model(model)
+    )
     config = _config_value(static, "generationConfig", "generation_config") or {}
     candidates = _config_value(config, "candidateCount", "candidate_count") or 1
     limit = _config_value(config, "maxOutputTokens", "max_output_tokens")
@@ -145,9 +184,12 @@ def output_bound(static: Mapping[str, Any], model: ModelPrice | str, requests: i
     if by_model:
         if price.max_output_tokens is None:
             raise ConfigError(
-                f"No output bound for {price.model!r}: the request sets no maxOutputTokens and the price "
-                "table gives no max_output_tokens for the model.\nHint: set max_output_tokens in the "
-                "config, or add max_output_tokens to the model's entry of your price table.")
+                f"No output bound for {price.model!r}: the request sets no maxOutputTokens and the "
+                "price "
+                "table gives no max_output_tokens for the model.\nHint: set max_output_tokens in "
+                "the "
+                "config, or add max_output_tokens to the model's entry of your price table."
+            )
         limit = price.max_output_tokens
     return OutputBound(int(limit) * int(candidates) * requests, by_model and limit > 0)
 
@@ -156,7 +198,8 @@ def output_bound(static: Mapping[str, Any], model: ModelPrice | str, requests: i
 class Estimate:
     """What a run would cost at most: input tokens (estimated or exact), an output bound, in USD.
 
-    ``input_usd`` and ``output_usd_bound`` are at the batch rate; ``total_usd_bound`` is their sum and
+    ``input_usd`` and ``output_usd_bound`` are at the batch rate; ``total_usd_bound`` is their sum
+    and
     ``interactive_usd_bound`` the same bound at interactive prices.
     """
 
@@ -179,16 +222,23 @@ class Estimate:
 
     def _lines(self) -> list[tuple[str, str]]:
         how = "exact (countTokens)" if self.input_exact else "estimated, ~4 characters per token"
-        limit = " (the model's output limit: set max_output_tokens for a tighter bound)" \
-            if self.bounded_by_model_limit else ""
-        return [("model", self.model), ("rows", f"{self.rows:,}"), ("requests", f"{self.requests:,}"),
-                ("input tokens", f"{self.input_tokens:,} {how}"),
-                ("output tokens", f"at most {self.output_tokens_bound:,}{limit}"),
-                ("input, batch rate", f"${self.input_usd:,.4f}"),
-                ("output, batch rate", f"at most ${self.output_usd_bound:,.4f}"),
-                ("total, batch rate", f"at most ${self.total_usd_bound:,.4f}"),
-                ("total, interactive", f"at most ${self.interactive_usd_bound:,.4f}"),
-                ("prices as of", self.as_of)]
+        limit = (
+            " (the model's output limit: set max_output_tokens for a tighter bound)"
+            if self.bounded_by_model_limit
+            else ""
+        )
+        return [
+            ("model", self.model),
+            ("rows", f"{self.rows:,}"),
+            ("requests", f"{self.requests:,}"),
+            ("input tokens", f"{self.input_tokens:,} {how}"),
+            ("output tokens", f"at most {self.output_tokens_bound:,}{limit}"),
+            ("input, batch rate", f"${self.input_usd:,.4f}"),
+            ("output, batch rate", f"at most ${self.output_usd_bound:,.4f}"),
+            ("total, batch rate", f"at most ${self.total_usd_bound:,.4f}"),
+            ("total, interactive", f"at most ${self.interactive_usd_bound:,.4f}"),
+            ("prices as of", self.as_of),
+        ]
 
     def __str__(self) -> str:
         lines = self._lines()
@@ -199,8 +249,11 @@ class Estimate:
         return _html_table(self._lines())
 
 
-def _exact_tokens(lines: pl.Series, model: str, backend: TokenCounter, concurrency: int) -> pl.Series:
+def _exact_tokens(
+    lines: pl.Series, model: str, backend: TokenCounter, concurrency: int
+) -> pl.Series:
     """countTokens for every line, in order (``concurrency`` calls in flight)."""
+
     def count(line: str) -> int:
         return int(backend.count_tokens(model, json.loads(line)["request"]))
 
@@ -219,16 +272,21 @@ def estimate_lines(
     exact: bool = False,
     concurrency: int = 8,
 ) -> Estimate:
-    """The :class:`Estimate` of sending every line of ``line_batches`` (Utf8 request lines) to ``model``.
+    """The :class:`Estimate` of sending every line of ``line_batches`` (Utf8 request lines) to
+    ``model``.
 
-    Batches are read one at a time (memory stays flat). ``static`` is the request part shared by every
+    Batches are read one at a time (memory stays flat). ``static`` is the request part shared by
+    every
     line (its ``generationConfig`` bounds the output); ``rows`` the number of frame rows behind the
     lines (shown, not priced). ``exact`` asks ``backend.count_tokens`` for every line instead of the
-    local estimate. The long-context tier applies per request, as in :func:`~gembatch.pricing.price_frame`.
+    local estimate. The long-context tier applies per request, as in
+    :func:`~gembatch.pricing.price_frame`.
     """
     if exact and backend is None:
-        raise ConfigError("exact=True counts tokens with the service and needs a backend."
-                          "\nHint: pass backend=gembatch.backend.Backend(client), or exact=False.")
+        raise ConfigError(
+            "exact=True counts tokens with the service and needs a backend."
+            "\nHint: pass backend=gembatch.backend.Backend(client), or exact=False."
+        )
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise ConfigError(f"concurrency must be a positive int (got {concurrency!r}).")
     counter = backend if exact else None
@@ -238,22 +296,37 @@ def estimate_lines(
     prompt, output = pl.col("tokens").cast(pl.Float64), pl.col("output")
     batch_in, batch_out = _usd_exprs(price, table.batch_multiplier, prompt, output, pl.lit(0.0))
     inter_in, inter_out = _usd_exprs(price, 1.0, prompt, output, pl.lit(0.0))
-    sums = [e.sum().alias(str(i)) for i, e in enumerate([batch_in, batch_out, inter_in + inter_out])]
+    sums = [
+        e.sum().alias(str(i)) for i, e in enumerate([batch_in, batch_out, inter_in + inter_out])
+    ]
     requests, tokens, usd = 0, 0, [0.0, 0.0, 0.0]
     for lines in line_batches:
         if not len(lines):
             continue
-        counted = local_tokens(lines) if counter is None else _exact_tokens(lines, model, counter, concurrency)
-        frame = counted.to_frame("tokens").with_columns(pl.lit(float(per_request.tokens)).alias("output"))
+        counted = (
+            local_tokens(lines)
+            if counter is None
+            else _exact_tokens(lines, model, counter, concurrency)
+        )
+        frame = counted.to_frame("tokens").with_columns(
+            pl.lit(float(per_request.tokens)).alias("output")
+        )
         requests += len(counted)
         tokens += int(counted.sum())
         usd = [a + float(b or 0.0) for a, b in zip(usd, frame.select(sums).row(0))]
     million = 1_000_000
     input_usd, output_usd, interactive = (u / million for u in usd)
     return Estimate(
-        model=model.removeprefix("models/"), rows=rows, requests=requests, input_tokens=tokens,
-        input_exact=exact, output_tokens_bound=per_request.tokens * requests,
-        bounded_by_model_limit=per_request.bounded_by_model_limit, input_usd=input_usd,
-        output_usd_bound=output_usd, total_usd_bound=input_usd + output_usd,
-        interactive_usd_bound=interactive, as_of=table.as_of,
+        model=model.removeprefix("models/"),
+        rows=rows,
+        requests=requests,
+        input_tokens=tokens,
+        input_exact=exact,
+        output_tokens_bound=per_request.tokens * requests,
+        bounded_by_model_limit=per_request.bounded_by_model_limit,
+        input_usd=input_usd,
+        output_usd_bound=output_usd,
+        total_usd_bound=input_usd + output_usd,
+        interactive_usd_bound=interactive,
+        as_of=table.as_of,
     )

@@ -1,7 +1,8 @@
 """Pure: token counts -> money, from one price table kept as data (``gembatch/data/prices.json``).
 
 Prices are USD per 1M tokens at the *interactive* (standard) paid-tier rate; the Batch API bills
-``batch_multiplier`` (0.5) times that, except context-cache hits, which are billed at the interactive
+``batch_multiplier`` (0.5) times that, except context-cache hits, which are billed at the
+interactive
 cached rate. Thinking tokens are billed as output. A request whose prompt is longer than the model's
 ``long_context_threshold`` pays the long-context rates for all of its tokens. Prices change: the
 packaged table carries its date (``as_of``) and ``source``, and every function takes your own table.
@@ -51,7 +52,8 @@ class ModelPrice:
     """The interactive price of one model (family), USD per 1M tokens.
 
     ``long_context_threshold``: prompts above this many tokens pay the ``*_long`` rates (None: one
-    tier). ``cached_input`` None: the model has no context-cache price (cached tokens pay ``input``).
+    tier). ``cached_input`` None: the model has no context-cache price (cached tokens pay
+    ``input``).
     ``max_output_tokens``: the model's output-token limit (bounds output when a request sets none).
 
     >>> ModelPrice(model="my-model", input=0.1, output=0.4).output
@@ -82,13 +84,16 @@ class ModelPrice:
                 _number(f"{where}.{name}", getattr(self, name), integer=True)
         if self.long_context_threshold is not None and None in (self.input_long, self.output_long):
             raise ConfigError(
-                f"{where} has long_context_threshold={self.long_context_threshold} but no input_long / "
-                "output_long price.\nHint: give both long-context prices, or drop the threshold.")
+                f"{where} has long_context_threshold={self.long_context_threshold} but no "
+                "input_long / "
+                "output_long price.\nHint: give both long-context prices, or drop the threshold."
+            )
 
 
 _MODEL_FIELDS = frozenset(f.name for f in dataclasses.fields(ModelPrice)) - {"model"}
-_TABLE_FIELDS = frozenset({"as_of", "source", "currency", "unit", "tier", "note", "batch_multiplier",
-                           "models"})
+_TABLE_FIELDS = frozenset(
+    {"as_of", "source", "currency", "unit", "tier", "note", "batch_multiplier", "models"}
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,9 +113,12 @@ class PriceTable:
         _number("PriceTable.batch_multiplier", self.batch_multiplier)
         if not 0 < self.batch_multiplier <= 1:
             raise ConfigError(
-                f"PriceTable.batch_multiplier must be in (0, 1] (got {self.batch_multiplier!r}).")
+                f"PriceTable.batch_multiplier must be in (0, 1] (got {self.batch_multiplier!r})."
+            )
         if not self.models:
-            raise ConfigError("PriceTable.models is empty.\nHint: give at least one model's prices.")
+            raise ConfigError(
+                "PriceTable.models is empty.\nHint: give at least one model's prices."
+            )
         object.__setattr__(self, "models", MappingProxyType(dict(self.models)))
 
     @staticmethod
@@ -121,36 +129,49 @@ class PriceTable:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PriceTable:
         """A table from the layout of ``prices.json``: ``{"as_of", "source", "batch_multiplier",
-        "models": {name: {"input", "output", "cached_input", ...}}}`` (prices per 1M tokens, USD)."""
+        "models": {name: {"input", "output", "cached_input", ...}}}`` (prices per 1M tokens,
+        USD)."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"A price table must be a mapping (got {type(data).__name__}).")
         unknown = sorted(set(data) - _TABLE_FIELDS)
         if unknown:
-            raise ConfigError(f"Unknown price table fields {unknown}; allowed: {sorted(_TABLE_FIELDS)}.")
+            raise ConfigError(
+                f"Unknown price table fields {unknown}; allowed: {sorted(_TABLE_FIELDS)}."
+            )
         missing = [k for k in ("as_of", "models") if k not in data]
         if missing:
             raise ConfigError(
-                f"The price table has no {missing} field(s).\nHint: see gembatch/data/prices.json.")
+                f"The price table has no {missing} field(s).\nHint: see gembatch/data/prices.json."
+            )
         if data.get("currency", "USD") != "USD":
             raise ConfigError(f"Price tables are in USD (got currency={data['currency']!r}).")
         models = data["models"]
         if not isinstance(models, Mapping):
             raise ConfigError(
-                f"The price table's 'models' must be a mapping (got {type(models).__name__}).")
+                f"The price table's 'models' must be a mapping (got {type(models).__name__})."
+            )
         prices = {}
         for name, entry in models.items():
             if not isinstance(entry, Mapping):
                 raise ConfigError(f"The price of {name!r} must be a mapping (got {entry!r}).")
             bad = sorted(set(entry) - _MODEL_FIELDS)
             if bad:
-                raise ConfigError(f"Unknown fields {bad} in the price of {name!r}; "
-                                  f"allowed: {sorted(_MODEL_FIELDS)}.")
+                raise ConfigError(
+                    f"Unknown fields {bad} in the price of {name!r}; "
+                    f"allowed: {sorted(_MODEL_FIELDS)}."
+                )
             if "input" not in entry or "output" not in entry:
-                raise ConfigError(f"The price of {name!r} needs 'input' and 'output' (USD per 1M tokens).")
+                raise ConfigError(
+                    f"The price of {name!r} needs 'input' and 'output' (USD per 1M tokens)."
+                )
             key = str(name).removeprefix("models/")
             prices[key] = ModelPrice(model=key, **entry)
-        return cls(as_of=str(data["as_of"]), source=str(data.get("source", "")),
-                   batch_multiplier=data.get("batch_multiplier", 0.5), models=prices)
+        return cls(
+            as_of=str(data["as_of"]),
+            source=str(data.get("source", "")),
+            batch_multiplier=data.get("batch_multiplier", 0.5),
+            models=prices,
+        )
 
     @classmethod
     def from_json(cls, path: str | os.PathLike[str]) -> PriceTable:
@@ -163,19 +184,25 @@ class PriceTable:
         return cls.from_dict(data)
 
     def for_model(self, model: str) -> ModelPrice:
-        """The price of ``model``: the longest known name that is the model or a ``-``-separated prefix
-        of it (``gemini-2.5-flash-001`` -> ``gemini-2.5-flash``); a leading ``models/`` is ignored."""
+        """The price of ``model``: the longest known name that is the model or a ``-``-separated
+        prefix
+        of it (``gemini-2.5-flash-001`` -> ``gemini-2.5-flash``); a leading ``models/`` is
+        ignored."""
         name = model.removeprefix("models/")
         found = [k for k in self.models if name == k or name.startswith(k + "-")]
         if found:
             return self.models[max(found, key=len)]
         near = difflib.get_close_matches(name, list(self.models), n=3)
         raise ConfigError(
-            f"No price is known for model {model!r} (prices as of {self.as_of}). Known models (and their "
+            f"No price is known for model {model!r} (prices as of {self.as_of}). Known models (and "
+            "their "
             f"versions, e.g. '<model>-001'): {', '.join(sorted(self.models))}."
             + (f" Did you mean {', '.join(map(repr, near))}?" if near else "")
-            + "\nHint: pass your own table, e.g. table=gembatch.PriceTable.from_json('prices.json') in the "
-            "layout of gembatch/data/prices.json, or PriceTable.from_dict({...}) with this model added.")
+            + "\nHint: pass your own table, e.g. "
+            "table=gembatch.PriceTable.from_json('prices.json') in the "
+            "layout of gembatch/data/prices.json, or PriceTable.from_dict({...}) with this model "
+            "added."
+        )
 
 
 @functools.lru_cache(maxsize=1)
@@ -186,7 +213,8 @@ def _default_table() -> PriceTable:
 
 @dataclass(frozen=True)
 class TokenCounts:
-    """Token totals: ``prompt`` (includes ``cached``), ``output`` (answers), ``thoughts`` (thinking).
+    """Token totals: ``prompt`` (includes ``cached``), ``output`` (answers), ``thoughts``
+    (thinking).
 
     >>> TokenCounts(10, 5, 1, 2) + TokenCounts(1, 1, 1, 1)
     TokenCounts(prompt=11, output=6, thoughts=2, cached=3)
@@ -212,7 +240,9 @@ class TokenCounts:
         """The sums of the ``{prefix}prompt_tokens``, ``output_tokens``, ``thoughts_tokens`` and
         ``cached_tokens`` columns of a result frame (nulls, e.g. failed rows, count 0)."""
         columns = _token_columns(df, prefix)
-        sums = df.select(pl.col(c).fill_null(0).sum().cast(pl.Int64) for c in columns.values()).row(0)
+        sums = df.select(pl.col(c).fill_null(0).sum().cast(pl.Int64) for c in columns.values()).row(
+            0
+        )
         return cls(*(int(v) for v in sums))
 
 
@@ -221,8 +251,10 @@ def _token_columns(df: pl.DataFrame, prefix: str) -> dict[str, str]:
     missing = [c for c in columns.values() if c not in df.columns]
     if missing:
         raise ColumnNotFoundError(
-            f"The frame has no token columns {missing} (columns: {df.columns[:10]}).\nHint: pass the "
-            f"frame batch_generate returned, with the prefix it used (got prefix={prefix!r}).")
+            f"The frame has no token columns {missing} (columns: {df.columns[:10]}).\nHint: pass "
+            "the "
+            f"frame batch_generate returned, with the prefix it used (got prefix={prefix!r})."
+        )
     return columns
 
 
@@ -243,44 +275,60 @@ class Cost:
 
     def __str__(self) -> str:
         t = self.tokens
-        return (f"{self.model}: {t.prompt:,} prompt tokens ({t.cached:,} cached), {t.output:,} output, "
-                f"{t.thoughts:,} thinking -> ${self.batch_usd:,.4f} at the batch rate "
-                f"(${self.interactive_usd:,.4f} interactive, saved ${self.saved_usd:,.4f}; "
-                f"prices as of {self.as_of})")
+        return (
+            f"{self.model}: {t.prompt:,} prompt tokens ({t.cached:,} cached), {t.output:,} output, "
+            f"{t.thoughts:,} thinking -> ${self.batch_usd:,.4f} at the batch rate "
+            f"(${self.interactive_usd:,.4f} interactive, saved ${self.saved_usd:,.4f}; "
+            f"prices as of {self.as_of})"
+        )
 
     def _repr_html_(self) -> str:
         t = self.tokens
-        rows = [("model", self.model), ("prompt tokens", f"{t.prompt:,}"), ("cached tokens", f"{t.cached:,}"),
-                ("output tokens", f"{t.output:,}"), ("thinking tokens", f"{t.thoughts:,}"),
-                ("cost, batch rate", f"${self.batch_usd:,.4f}"),
-                ("cost, interactive", f"${self.interactive_usd:,.4f}"),
-                ("saved", f"${self.saved_usd:,.4f}"), ("prices as of", self.as_of)]
+        rows = [
+            ("model", self.model),
+            ("prompt tokens", f"{t.prompt:,}"),
+            ("cached tokens", f"{t.cached:,}"),
+            ("output tokens", f"{t.output:,}"),
+            ("thinking tokens", f"{t.thoughts:,}"),
+            ("cost, batch rate", f"${self.batch_usd:,.4f}"),
+            ("cost, interactive", f"${self.interactive_usd:,.4f}"),
+            ("saved", f"${self.saved_usd:,.4f}"),
+            ("prices as of", self.as_of),
+        ]
         return _html_table(rows)
 
 
 def _html_table(rows: list[tuple[str, str]]) -> str:
     from html import escape
 
-    body = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:right'>"
-                   f"{escape(v)}</td></tr>" for k, v in rows)
+    body = "".join(
+        f"<tr><th style='text-align:left'>{escape(k)}</th><td style='text-align:right'>"
+        f"{escape(v)}</td></tr>"
+        for k, v in rows
+    )
     return f"<table>{body}</table>"
 
 
 def _rates(price: ModelPrice, long: pl.Expr) -> tuple[pl.Expr, pl.Expr, pl.Expr | None]:
     """Per-request (input, output, cached) rates in USD per 1M tokens; cached None when there is no
     cache price (cached tokens then pay the input rate)."""
+
     def tiered(short: float, high: float | None) -> pl.Expr:
         if price.long_context_threshold is None or high is None:
             return pl.lit(float(short))
         return pl.when(long).then(pl.lit(float(high))).otherwise(pl.lit(float(short)))
 
-    cached = None if price.cached_input is None else tiered(price.cached_input, price.cached_input_long)
+    cached = (
+        None if price.cached_input is None else tiered(price.cached_input, price.cached_input_long)
+    )
     return tiered(price.input, price.input_long), tiered(price.output, price.output_long), cached
 
 
-def _usd_exprs(price: ModelPrice, multiplier: float, prompt: pl.Expr, output: pl.Expr,
-               cached: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    """Per-request (input USD, output USD) for token-count expressions (output includes thinking)."""
+def _usd_exprs(
+    price: ModelPrice, multiplier: float, prompt: pl.Expr, output: pl.Expr, cached: pl.Expr
+) -> tuple[pl.Expr, pl.Expr]:
+    """Per-request (input USD, output USD) for token-count expressions (output includes
+    thinking)."""
     threshold = price.long_context_threshold
     long = pl.lit(False) if threshold is None else prompt > threshold
     input_rate, output_rate, cached_rate = _rates(price, long)
@@ -293,7 +341,9 @@ def _usd_exprs(price: ModelPrice, multiplier: float, prompt: pl.Expr, output: pl
     return input_usd, output * output_rate * multiplier
 
 
-def _priced(df: pl.DataFrame, price: ModelPrice, multiplier: float, prefix: str) -> tuple[float, float]:
+def _priced(
+    df: pl.DataFrame, price: ModelPrice, multiplier: float, prefix: str
+) -> tuple[float, float]:
     """(input USD, output USD) of a frame of per-request token counts."""
     c = _token_columns(df, prefix)
     tokens = [pl.col(c[n]).fill_null(0).cast(pl.Float64) for n in _TOKEN_COLUMNS]
@@ -303,18 +353,27 @@ def _priced(df: pl.DataFrame, price: ModelPrice, multiplier: float, prefix: str)
     return float(row[0] or 0.0) / _MILLION, float(row[1] or 0.0) / _MILLION
 
 
-def price_frame(df: pl.DataFrame, model_price: ModelPrice, *, batch: bool, prefix: str = "gemini_",
-                batch_multiplier: float | None = None) -> float:
+def price_frame(
+    df: pl.DataFrame,
+    model_price: ModelPrice,
+    *,
+    batch: bool,
+    prefix: str = "gemini_",
+    batch_multiplier: float | None = None,
+) -> float:
     """The USD price of a frame of per-request token counts (``{prefix}prompt_tokens`` etc.).
 
-    Per request: a prompt above the model's ``long_context_threshold`` pays the long rates for all its
+    Per request: a prompt above the model's ``long_context_threshold`` pays the long rates for all
+    its
     tokens; cached tokens pay the cached rate and the rest of the prompt the input rate; output and
     thinking tokens pay the output rate. ``batch`` applies the batch multiplier (the default table's
     unless given) to everything but cached tokens. Nulls count 0.
     """
     multiplier = 1.0
     if batch:
-        multiplier = PriceTable.default().batch_multiplier if batch_multiplier is None else batch_multiplier
+        multiplier = (
+            PriceTable.default().batch_multiplier if batch_multiplier is None else batch_multiplier
+        )
     return sum(_priced(df, model_price, multiplier, prefix))
 
 

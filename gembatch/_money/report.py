@@ -1,7 +1,8 @@
 """What a finished run cost, and what dedup and the result cache saved.
 
 Rows are counted by origin (``{prefix}origin``): ``batch`` rows were answered by a batch job and are
-billed at the batch rate; ``dedup`` and ``cache`` rows carry the token counts of the answer they reused
+billed at the batch rate; ``dedup`` and ``cache`` rows carry the token counts of the answer they
+reused
 and were not billed: their price is what they saved.
 
 >>> # print(run.cost())
@@ -24,7 +25,8 @@ _ORIGINS = ("batch", "dedup", "cache")
 
 @dataclass(frozen=True)
 class RunCost:
-    """The cost report of a run: ``billed`` (rows a batch job answered) and ``reused`` (rows answered
+    """The cost report of a run: ``billed`` (rows a batch job answered) and ``reused`` (rows
+    answered
     by dedup or the result cache, priced at the batch rate as what they saved), with row counts."""
 
     model: str
@@ -43,18 +45,23 @@ class RunCost:
 
     @property
     def saved_usd(self) -> float:
-        """Saved by the batch rate, by dedup and by the cache together (against interactive calls)."""
+        """Saved by the batch rate, by dedup and by the cache together (against interactive
+        calls)."""
         return self.billed.saved_usd + self.reused.interactive_usd
 
     def summary(self) -> str:
         t = self.billed.tokens
         reused = self.rows.get("dedup", 0) + self.rows.get("cache", 0)
-        return (f"gembatch: {self.rows.get('batch', 0):,} rows answered by batch jobs, "
-                f"{self.rows.get('dedup', 0):,} by dedup, {self.rows.get('cache', 0):,} from the cache. "
-                f"Tokens in {t.prompt:,} ({t.cached:,} cached), out {t.output:,}, thinking {t.thoughts:,}: "
-                f"${self.batch_usd:,.4f} at the batch rate (interactive ${self.interactive_usd:,.4f}); "
-                f"{reused:,} reused rows saved ${self.reused.batch_usd:,.4f} more "
-                f"(prices of {self.billed.as_of}).")
+        return (
+            f"gembatch: {self.rows.get('batch', 0):,} rows answered by batch jobs, "
+            f"{self.rows.get('dedup', 0):,} by dedup, {self.rows.get('cache', 0):,} from the "
+            "cache. "
+            f"Tokens in {t.prompt:,} ({t.cached:,} cached), out {t.output:,}, thinking "
+            f"{t.thoughts:,}: "
+            f"${self.batch_usd:,.4f} at the batch rate (interactive ${self.interactive_usd:,.4f}); "
+            f"{reused:,} reused rows saved ${self.reused.batch_usd:,.4f} more "
+            f"(prices of {self.billed.as_of})."
+        )
 
     def __str__(self) -> str:
         return self.summary()
@@ -62,32 +69,52 @@ class RunCost:
     def _repr_html_(self) -> str:
         t, r = self.billed.tokens, self.reused.tokens
         rows = [
-            ("rows: batch / dedup / cache", " / ".join(f"{self.rows.get(o, 0):,}" for o in _ORIGINS)),
+            (
+                "rows: batch / dedup / cache",
+                " / ".join(f"{self.rows.get(o, 0):,}" for o in _ORIGINS),
+            ),
             ("prompt tokens (cached)", f"{t.prompt:,} ({t.cached:,})"),
-            ("output tokens", f"{t.output:,}"), ("thinking tokens", f"{t.thoughts:,}"),
+            ("output tokens", f"{t.output:,}"),
+            ("thinking tokens", f"{t.thoughts:,}"),
             ("cost at the batch rate", f"${self.batch_usd:,.4f}"),
             ("same work interactively", f"${self.interactive_usd:,.4f}"),
             ("reused (dedup + cache): tokens", f"{r.total:,}"),
             ("reused: saved at the batch rate", f"${self.reused.batch_usd:,.4f}"),
             ("prices as of", self.billed.as_of),
         ]
-        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
-                       f"<td style='text-align:right'>{html.escape(v)}</td></tr>" for k, v in rows)
+        body = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+            f"<td style='text-align:right'>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
         return f"<div><b>gembatch cost</b> — {html.escape(self.model)}<table>{body}</table></div>"
 
 
 def _zero(model: str, table: PriceTable) -> Cost:
-    return Cost(tokens=TokenCounts(), batch_usd=0.0, interactive_usd=0.0, model=model, as_of=table.as_of)
+    return Cost(
+        tokens=TokenCounts(), batch_usd=0.0, interactive_usd=0.0, model=model, as_of=table.as_of
+    )
 
 
 def _plus(a: Cost, b: Cost) -> Cost:
-    return Cost(tokens=a.tokens + b.tokens, batch_usd=a.batch_usd + b.batch_usd,
-                interactive_usd=a.interactive_usd + b.interactive_usd, model=a.model, as_of=a.as_of)
+    return Cost(
+        tokens=a.tokens + b.tokens,
+        batch_usd=a.batch_usd + b.batch_usd,
+        interactive_usd=a.interactive_usd + b.interactive_usd,
+        model=a.model,
+        as_of=a.as_of,
+    )
 
 
-def run_cost(frames: Iterable[pl.DataFrame], *, model: str, prefix: str = "gemini_",
-             table: PriceTable | None = None) -> RunCost:
-    """The :class:`RunCost` of a run's output, read frame by frame (one per shard; memory stays flat)."""
+def run_cost(
+    frames: Iterable[pl.DataFrame],
+    *,
+    model: str,
+    prefix: str = "gemini_",
+    table: PriceTable | None = None,
+) -> RunCost:
+    """The :class:`RunCost` of a run's output, read frame by frame (one per shard; memory stays
+    flat)."""
     table = table or PriceTable.default()
     table.for_model(model)  # an unknown model fails before any reading
     origin = f"{prefix}origin"
@@ -97,7 +124,11 @@ def run_cost(frames: Iterable[pl.DataFrame], *, model: str, prefix: str = "gemin
         counts = frame.group_by(origin).len()
         for name, n in counts.iter_rows():
             rows[name or "skipped"] = rows.get(name or "skipped", 0) + int(n)
-        billed = _plus(billed, cost_of(frame.filter(pl.col(origin) == "batch"), model, table, prefix))
-        reused = _plus(reused, cost_of(frame.filter(pl.col(origin).is_in(["dedup", "cache"])), model, table,
-                                       prefix))
+        billed = _plus(
+            billed, cost_of(frame.filter(pl.col(origin) == "batch"), model, table, prefix)
+        )
+        reused = _plus(
+            reused,
+            cost_of(frame.filter(pl.col(origin).is_in(["dedup", "cache"])), model, table, prefix),
+        )
     return RunCost(model=model, rows=rows, billed=billed, reused=reused)

@@ -1,6 +1,7 @@
 """The checked join of result columns onto rows: every row in order, one answer per key at most.
 
-:func:`join_results` is pure (frames in, frame out); :func:`join_shard` reads one shard's files from the
+:func:`join_results` is pure (frames in, frame out); :func:`join_shard` reads one shard's files
+from the
 run directory (its keys, its result lines and those of its resubmissions, cached answers) and joins
 them, applying the job's outcome to rows it never answered and parsing structured answers.
 """
@@ -20,8 +21,18 @@ from ..exceptions import ConfigError, InputError
 from . import parse
 from .schema import parse_structured, polars_dtype_from_json_schema
 
-__all__ = ["RETRYABLE_ERROR_CODES", "STATUS_FOR_JOB_STATE", "JoinReport", "join_results", "join_shard",
-           "lines_to_resend", "merged_results", "raw_answers", "read_results"]
+__all__ = [
+    "RETRYABLE_ERROR_CODES",
+    "STATUS_FOR_JOB_STATE",
+    "JoinReport",
+    "join_results",
+    "join_shard",
+    "lines_to_resend",
+    "merged_results",
+    "raw_answers",
+    "read_results",
+]
+
 
 @dataclass(frozen=True)
 class JoinReport:
@@ -38,9 +49,12 @@ class JoinReport:
     malformed: int = 0
 
     def summary(self) -> str:
-        """One line for logs, e.g. ``"2 missing, 1 duplicated, 0 unknown, 0 malformed result lines"``."""
-        return (f"{self.missing:,} missing, {self.duplicated:,} duplicated, {self.unknown:,} unknown, "
-                f"{self.malformed:,} malformed result lines")
+        """One line for logs, e.g. ``"2 missing, 1 duplicated, 0 unknown, 0 malformed result
+        lines"``."""
+        return (
+            f"{self.missing:,} missing, {self.duplicated:,} duplicated, {self.unknown:,} unknown, "
+            f"{self.malformed:,} malformed result lines"
+        )
 
     @property
     def clean(self) -> bool:
@@ -56,8 +70,10 @@ def _right_key(keys: pl.Series, dtype: pl.DataType) -> pl.Series:
     """Result keys in the dtype of the rows' keys, compared as text.
 
     For an integer key column a result key matches only when it is exactly the decimal text of that
-    integer ("7", never "07" or "+7"): the text is parsed and printed back, and keys that do not come
-    back identical can match no row. Joining on integers is then the same as joining on text, faster.
+    integer ("7", never "07" or "+7"): the text is parsed and printed back, and keys that do not
+    come
+    back identical can match no row. Joining on integers is then the same as joining on text,
+    faster.
     """
     if not dtype.is_integer():
         return keys.cast(pl.Utf8, strict=True)
@@ -67,13 +83,16 @@ def _right_key(keys: pl.Series, dtype: pl.DataType) -> pl.Series:
 
 
 def _consecutive(keys: pl.Series) -> int | None:
-    """``k`` when the rows' keys are ``k, k+1, ..., k+n-1`` in order (integers, or their exact decimal
+    """``k`` when the rows' keys are ``k, k+1, ..., k+n-1`` in order (integers, or their exact
+    decimal
     text: gembatch's default keys are row positions), else None."""
     if not len(keys) or keys.null_count():
         return None
     if keys.dtype == pl.Utf8:
         first = keys[0]
-        if not (first.isascii() and first.lstrip("-").isdigit()):  # cheap refusal of other text keys
+        if not (
+            first.isascii() and first.lstrip("-").isdigit()
+        ):  # cheap refusal of other text keys
             return None
         numbers = keys.cast(pl.Int64, strict=False)
     elif keys.dtype.is_integer():
@@ -94,12 +113,15 @@ def _place(height: int, offset: int, keys: pl.Series) -> tuple[pl.Series, int] |
     """For rows keyed ``offset + position``: per row, the index of its result line (null when none),
     and the number of lines that match no row; None when some row has several lines.
 
-    A result key matches only as the exact decimal text of ``offset + position`` (as in the hash join).
+    A result key matches only as the exact decimal text of ``offset + position`` (as in the hash
+    join).
     """
     position = _right_key(keys, pl.Int64()) - offset
     inside = (position >= 0) & (position < height)  # null for keys that are not such text
-    found = pl.select(pl.lit(position).filter(pl.lit(inside)), pl.int_range(len(keys), dtype=pl.UInt32)
-                      .filter(pl.lit(inside)).alias("line"))
+    found = pl.select(
+        pl.lit(position).filter(pl.lit(inside)),
+        pl.int_range(len(keys), dtype=pl.UInt32).filter(pl.lit(inside)).alias("line"),
+    )
     where = found.to_series(0)
     lines = pl.repeat(None, height, dtype=pl.UInt32, eager=True).scatter(where, found.to_series(1))
     if height - lines.null_count() != len(where):  # two lines landed on one row (no hashing needed)
@@ -122,8 +144,10 @@ def join_results(
 ) -> tuple[pl.DataFrame, JoinReport]:
     """Every row of ``rows``, in order, with the ``results`` columns (prefixed) joined on the key.
 
-    Keys are compared as strings (an Int key column joins against "0", "1", ...; the cast is strict).
-    Rows without a result get status ``missing``, rows with ``send_mask`` False ``skipped``; a key with
+    Keys are compared as strings (an Int key column joins against "0", "1", ...; the cast is
+    strict).
+    Rows without a result get status ``missing``, rows with ``send_mask`` False ``skipped``; a key
+    with
     several result lines keeps one (an ``ok`` one when there is one) and never multiplies rows.
     ``extra`` adds literal columns. The output dtypes depend only on the dtypes of ``rows`` and
     ``results`` (the ``parse_*`` functions always give the same ones), never on what arrived.
@@ -138,7 +162,8 @@ def join_results(
     if clash:
         raise ConfigError(
             f"The result columns {clash} already exist in the frame."
-            f"\nHint: pass another prefix (got {prefix!r}), or drop those columns first.")
+            f"\nHint: pass another prefix (got {prefix!r}), or drop those columns first."
+        )
     key_expr = pl.col(key) if isinstance(key, str) else key
     try:
         left = rows.with_columns(key_expr.alias(_KEY))
@@ -153,36 +178,54 @@ def join_results(
     if placed is not None:  # row positions as keys: no hashing, each row takes its line directly
         lines, unknown = placed
         duplicated = 0
-        joined = left.hstack(keyed.select(pl.col(c).alias(n) for c, n in names.items())
-                             .select(pl.all().gather(lines)))
+        joined = left.hstack(
+            keyed.select(pl.col(c).alias(n) for c, n in names.items()).select(
+                pl.all().gather(lines)
+            )
+        )
     else:
-        keyed = keyed.select(_right_key(keyed.get_column("key"), left.schema[_KEY]).alias(_KEY),
-                             *[pl.col(c).alias(n) for c, n in names.items()])
+        keyed = keyed.select(
+            _right_key(keyed.get_column("key"), left.schema[_KEY]).alias(_KEY),
+            *[pl.col(c).alias(n) for c, n in names.items()],
+        )
         joined = left.join(keyed.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
         if joined.height == left.height:  # no key matched twice: count the lines no row took
             duplicated, unknown = 0, keyed.height - joined.get_column(_LINE).drop_nulls().n_unique()
         else:
             known = keyed.filter(pl.col(_KEY).is_in(left.get_column(_KEY).drop_nulls().implode()))
             unknown = keyed.height - known.height
-            known = (known.sort(pl.col(f"{prefix}status") != "ok", maintain_order=True)
-                     .unique(_KEY, keep="first", maintain_order=True))
+            known = known.sort(pl.col(f"{prefix}status") != "ok", maintain_order=True).unique(
+                _KEY, keep="first", maintain_order=True
+            )
             duplicated = keyed.height - unknown - known.height
-            joined = left.join(known.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left")
+            joined = left.join(
+                known.with_row_index(_LINE), on=_KEY, how="left", maintain_order="left"
+            )
         joined = joined.drop(_LINE)
     status = pl.col(f"{prefix}status")
-    sent = pl.lit(True) if send_mask is None else pl.lit(send_mask.cast(pl.Boolean).fill_null(False))
+    sent = (
+        pl.lit(True) if send_mask is None else pl.lit(send_mask.cast(pl.Boolean).fill_null(False))
+    )
     missing = int(joined.select((status.is_null() & sent).sum()).item())
     joined = joined.with_columns(
-        pl.when(~sent).then(pl.lit("skipped")).when(status.is_null()).then(pl.lit("missing"))
-        .otherwise(status).alias(f"{prefix}status"))
+        pl.when(~sent)
+        .then(pl.lit("skipped"))
+        .when(status.is_null())
+        .then(pl.lit("missing"))
+        .otherwise(status)
+        .alias(f"{prefix}status")
+    )
     joined = joined.drop(_KEY)
     if extra:
         joined = joined.with_columns(_literal(v).alias(k) for k, v in extra.items())
-    report = JoinReport(missing=missing, duplicated=duplicated, unknown=unknown, malformed=malformed)
+    report = JoinReport(
+        missing=missing, duplicated=duplicated, unknown=unknown, malformed=malformed
+    )
     return joined, report
 
 
-# ------------------------------------------------------------------------------------ one shard's join
+# ------------------------------------------------------------------------------------ one shard's
+# join
 #: Row statuses for rows a finished job never answered, by the job's end state.
 STATUS_FOR_JOB_STATE = {
     "JOB_STATE_FAILED": "error",
@@ -193,7 +236,9 @@ _ORIGIN = {"line": "batch", "dup": "dedup", "cache": "cache"}
 _SENDER = "sender"
 
 
-def read_results(journal: Journal, record: ShardRecord, name: str = "results.jsonl") -> pl.DataFrame:
+def read_results(
+    journal: Journal, record: ShardRecord, name: str = "results.jsonl"
+) -> pl.DataFrame:
     """A record's result lines (or its cached answers, ``name="cached.jsonl"``), parsed, with the
     ``batch_job`` that answered them (null for cached answers)."""
     store, manifest = journal.store, journal.manifest
@@ -216,24 +261,31 @@ def merged_results(journal: Journal, shard: ShardRecord) -> tuple[pl.DataFrame, 
         if child.state.rank < ShardState.FETCHED.rank:
             continue
         newer = read_results(journal, child)
-        merged = pl.concat([
-            merged.filter(~pl.col("key").is_in(newer["key"].drop_nulls().implode()).fill_null(False)),
-            newer,
-        ], how="vertical_relaxed")
+        merged = pl.concat(
+            [
+                merged.filter(
+                    ~pl.col("key").is_in(newer["key"].drop_nulls().implode()).fill_null(False)
+                ),
+                newer,
+            ],
+            how="vertical_relaxed",
+        )
         last = child
     return merged, last
 
 
 def lines_to_resend(journal: Journal, shard: ShardRecord, *, include_errors: bool) -> list[str]:
-    """Request lines of the shard still unanswered (and, if asked, answered with a retryable error)."""
+    """Request lines of the shard still unanswered (and, if asked, answered with a retryable
+    error)."""
     requests = journal.store.read_lines(shard.path("requests.jsonl"))
     keys = requests.str.json_path_match("$.key")
     results, _ = merged_results(journal, shard)
     answered = results.filter(pl.col("key").is_not_null())
     need = ~keys.is_in(answered["key"].implode())
     if include_errors:
-        bad = answered.filter((pl.col("status") == "error") &
-                              pl.col("error_code").is_in(list(RETRYABLE_ERROR_CODES)))["key"]
+        bad = answered.filter(
+            (pl.col("status") == "error") & pl.col("error_code").is_in(list(RETRYABLE_ERROR_CODES))
+        )["key"]
         good = answered.filter(pl.col("status") == "ok")["key"]
         need = need | (keys.is_in(bad.implode()) & ~keys.is_in(good.implode()))
     return requests.filter(need).to_list()
@@ -243,33 +295,43 @@ def lines_to_resend(journal: Journal, shard: ShardRecord, *, include_errors: boo
 RETRYABLE_ERROR_CODES = (408, 429, 500, 502, 503, 504)
 
 
-def join_shard(journal: Journal, shard: ShardRecord, prefix: str) -> tuple[pl.DataFrame, pl.DataFrame,
-                                                                           dict[str, int]]:
+def join_shard(
+    journal: Journal, shard: ShardRecord, prefix: str
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
     """The shard's input rows joined with its (merged) results, job outcomes applied:
     ``(output, keys, report)``: the user's rows with the result columns, in input order; gembatch's
     own columns of the same rows (key, hash, send, route), for the result cache; the counts.
 
     A row routed ``dup`` takes the answer of the row of this shard that sent the same request; a row
-    routed ``cache`` its cached answer. The ``{prefix}origin`` column tells which (``batch``, ``dedup``,
+    routed ``cache`` its cached answer. The ``{prefix}origin`` column tells which (``batch``,
+    ``dedup``,
     ``cache``; null for skipped rows).
     """
     store, manifest = journal.store, journal.manifest
     keys = store.read_parquet(shard.path("keys.parquet"))
     results, last = merged_results(journal, shard)
     if store.exists(shard.path("cached.jsonl")):
-        results = pl.concat([results, read_results(journal, shard, "cached.jsonl")], how="vertical_relaxed")
+        results = pl.concat(
+            [results, read_results(journal, shard, "cached.jsonl")], how="vertical_relaxed"
+        )
     answer = pl.col(KEY)
     if VIA in keys.columns and bool((keys[VIA] == "dup").any()):
         senders = keys.filter(pl.col(VIA) == "line").select(HASH, pl.col(KEY).alias(_SENDER))
-        keys = keys.join(senders.unique(HASH, keep="first"), on=HASH, how="left", maintain_order="left")
+        keys = keys.join(
+            senders.unique(HASH, keep="first"), on=HASH, how="left", maintain_order="left"
+        )
         answer = pl.when(pl.col(VIA) == "dup").then(pl.col(_SENDER)).otherwise(pl.col(KEY))
-    joined, report = join_results(keys, key=answer, results=results, prefix=prefix, send_mask=keys[SEND])
+    joined, report = join_results(
+        keys, key=answer, results=results, prefix=prefix, send_mask=keys[SEND]
+    )
     keys, joined = keys.drop(_SENDER, strict=False), joined.drop(_SENDER, strict=False)
     job, origin = f"{prefix}batch_job", f"{prefix}origin"
     via = pl.col(VIA) if VIA in joined.columns else pl.when(pl.col(SEND)).then(pl.lit("line"))
     joined = joined.with_columns(
-        pl.when(via == "cache").then(pl.col(job))
-        .otherwise(pl.coalesce(pl.col(job), pl.lit(last.job_name, dtype=pl.Utf8))).alias(job),
+        pl.when(via == "cache")
+        .then(pl.col(job))
+        .otherwise(pl.coalesce(pl.col(job), pl.lit(last.job_name, dtype=pl.Utf8)))
+        .alias(job),
         via.replace_strict(_ORIGIN, default=None, return_dtype=pl.Utf8).alias(origin),
     )
     status, message = f"{prefix}status", f"{prefix}error_message"
@@ -277,8 +339,14 @@ def join_shard(journal: Journal, shard: ShardRecord, prefix: str) -> tuple[pl.Da
     if outcome is not None:  # rows the job never answered take the job's outcome
         reason = last.job_error or f"the batch job ended {last.job_state}"
         joined = joined.with_columns(
-            pl.when(pl.col(status) == "missing").then(pl.lit(reason)).otherwise(pl.col(message)).alias(message),
-            pl.when(pl.col(status) == "missing").then(pl.lit(outcome)).otherwise(pl.col(status)).alias(status),
+            pl.when(pl.col(status) == "missing")
+            .then(pl.lit(reason))
+            .otherwise(pl.col(message))
+            .alias(message),
+            pl.when(pl.col(status) == "missing")
+            .then(pl.lit(outcome))
+            .otherwise(pl.col(status))
+            .alias(status),
         )
     if manifest.response_schema is not None and manifest.kind != "embed":
         dtype = polars_dtype_from_json_schema(manifest.response_schema)
@@ -310,13 +378,19 @@ def raw_answers(journal: Journal, shard: ShardRecord) -> pl.DataFrame:
     resubmissions' laid over them (later wins)."""
     frames = []
     for record in journal.family(shard):
-        if record.state.rank < ShardState.FETCHED.rank or not journal.store.exists(record.path("results.jsonl")):
+        if record.state.rank < ShardState.FETCHED.rank or not journal.store.exists(
+            record.path("results.jsonl")
+        ):
             continue
         lines = parse.lines_from_bytes(journal.store.read_bytes(record.path("results.jsonl")))
-        frames.append(lines.to_frame("line").select(
-            pl.col("line").str.json_path_match("$.key").alias("key"),
-            pl.col("line").str.json_path_match("$.response").alias("response"),
-        ).filter(pl.col("key").is_not_null() & pl.col("response").is_not_null()))
+        frames.append(
+            lines.to_frame("line")
+            .select(
+                pl.col("line").str.json_path_match("$.key").alias("key"),
+                pl.col("line").str.json_path_match("$.response").alias("response"),
+            )
+            .filter(pl.col("key").is_not_null() & pl.col("response").is_not_null())
+        )
     if not frames:
         return pl.DataFrame(schema={"key": pl.Utf8, "response": pl.Utf8})
     return pl.concat(frames).unique("key", keep="last", maintain_order=True)

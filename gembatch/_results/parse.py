@@ -29,7 +29,6 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
-
 __all__ = [
     "EMBED_RESULT_SCHEMA",
     "GENERATE_COLUMNS",
@@ -45,10 +44,12 @@ Payload = bytes | bytearray | memoryview  # a JSONL file's content
 _I64, _STR = pl.Int64(), pl.String()
 _ERROR = pl.Struct({"code": _I64, "message": _STR, "status": _STR})
 _PART = pl.Struct({"text": _STR, "thought": pl.Boolean()})
-_CANDIDATE = pl.Struct({
-    "content": pl.Struct({"parts": pl.List(_PART)}),
-    "finishReason": _STR,
-})
+_CANDIDATE = pl.Struct(
+    {
+        "content": pl.Struct({"parts": pl.List(_PART)}),
+        "finishReason": _STR,
+    }
+)
 _USAGE_FIELDS = {
     "prompt_tokens": "promptTokenCount",
     "output_tokens": "candidatesTokenCount",
@@ -57,31 +58,37 @@ _USAGE_FIELDS = {
     "total_tokens": "totalTokenCount",
 }
 _USAGE = pl.Struct({wire: _I64 for wire in _USAGE_FIELDS.values()})
-_RESPONSE = pl.Struct({
-    "candidates": pl.List(_CANDIDATE),
-    "usageMetadata": _USAGE,
-    "modelVersion": _STR,
-    "promptFeedback": pl.Struct({"blockReason": _STR}),
-})
+_RESPONSE = pl.Struct(
+    {
+        "candidates": pl.List(_CANDIDATE),
+        "usageMetadata": _USAGE,
+        "modelVersion": _STR,
+        "promptFeedback": pl.Struct({"blockReason": _STR}),
+    }
+)
 
 #: The decode schema of a generateContent result line (only the fields gembatch reads).
 GENERATE_RESULT_SCHEMA = pl.Schema({"key": _STR, "response": _RESPONSE, "error": _ERROR})
 #: The decode schema of an embedContent result line.
-EMBED_RESULT_SCHEMA = pl.Schema({
-    "key": _STR,
-    "response": pl.Struct({"embedding": pl.Struct({"values": pl.List(pl.Float32())})}),
-    "error": _ERROR,
-})
+EMBED_RESULT_SCHEMA = pl.Schema(
+    {
+        "key": _STR,
+        "response": pl.Struct({"embedding": pl.Struct({"values": pl.List(pl.Float32())})}),
+        "error": _ERROR,
+    }
+)
 _STATUS_COLUMNS = {"status": _STR, "error_code": pl.Int32(), "error_message": _STR}
 #: The columns of :func:`parse_generate_lines`, in order (``texts`` is added on request).
-GENERATE_COLUMNS = pl.Schema({
-    "key": _STR,
-    "text": _STR,
-    "finish_reason": _STR,
-    **{name: _I64 for name in _USAGE_FIELDS},
-    "model_version": _STR,
-    **_STATUS_COLUMNS,
-})
+GENERATE_COLUMNS = pl.Schema(
+    {
+        "key": _STR,
+        "text": _STR,
+        "finish_reason": _STR,
+        **{name: _I64 for name in _USAGE_FIELDS},
+        "model_version": _STR,
+        **_STATUS_COLUMNS,
+    }
+)
 
 
 def embed_columns(dimensions: int | None) -> pl.Schema:
@@ -90,16 +97,25 @@ def embed_columns(dimensions: int | None) -> pl.Schema:
     return pl.Schema({"key": _STR, "embedding": vector, **_STATUS_COLUMNS})
 
 
-# ------------------------------------------------------------------------------------------ decoding
+# ------------------------------------------------------------------------------------------
+# decoding
 _CSV: dict[str, Any] = {  # one column per line: no quoting, a separator valid JSON never holds raw
-    "has_header": False, "separator": "\x1f", "quote_char": None, "new_columns": ["line"],
-    "schema": {"line": pl.Utf8}, "encoding": "utf8-lossy", "raise_if_empty": False}
+    "has_header": False,
+    "separator": "\x1f",
+    "quote_char": None,
+    "new_columns": ["line"],
+    "schema": {"line": pl.Utf8},
+    "encoding": "utf8-lossy",
+    "raise_if_empty": False,
+}
 
 
 def _read_lines(source: bytes | str) -> pl.Series:
-    """Every line of ``source`` (a payload, or a local file path read memory-mapped), blank ones kept.
+    """Every line of ``source`` (a payload, or a local file path read memory-mapped), blank ones
+    kept.
 
-    Uses polars' multi-threaded CSV reader with no quoting and a separator byte that valid JSON never
+    Uses polars' multi-threaded CSV reader with no quoting and a separator byte that valid JSON
+    never
     holds raw; falls back to a plain split when some (malformed) line does hold that byte.
     """
     try:  # a path is literal: glob=False (a run directory named "run[1]" is not a pattern)
@@ -120,15 +136,19 @@ def _non_blank(lines: pl.Series) -> pl.Series:
 
 
 def lines_from_bytes(data: Payload | os.PathLike[str]) -> pl.Series:
-    """The non-blank lines of a JSONL payload (or local file) as a Utf8 Series (``\\r\\n`` tolerated,
+    """The non-blank lines of a JSONL payload (or local file) as a Utf8 Series (``\\r\\n``
+    tolerated,
     bad UTF-8 replaced).
 
     Uses polars' multi-threaded CSV reader (~20x faster than splitting a decoded Python string).
     """
     if isinstance(data, os.PathLike):
         path = os.fspath(data)
-        return _non_blank(_read_lines(path)) if os.path.getsize(path) else \
-            pl.Series("line", [], dtype=pl.Utf8)
+        return (
+            _non_blank(_read_lines(path))
+            if os.path.getsize(path)
+            else pl.Series("line", [], dtype=pl.Utf8)
+        )
     if not len(data):
         return pl.Series("line", [], dtype=pl.Utf8)
     return _non_blank(_read_lines(data if isinstance(data, bytes) else bytes(data)))
@@ -140,8 +160,14 @@ def _arrow_type(dtype: Any) -> pa.DataType:
         return pa.struct([pa.field(f.name, _arrow_type(f.dtype)) for f in dtype.fields])
     if isinstance(dtype, pl.List):
         return pa.list_(_arrow_type(dtype.inner))
-    simple = {pl.Utf8: pa.string(), pl.Int64: pa.int64(), pl.Int32: pa.int32(),
-              pl.Float32: pa.float32(), pl.Float64: pa.float64(), pl.Boolean: pa.bool_()}
+    simple = {
+        pl.Utf8: pa.string(),
+        pl.Int64: pa.int64(),
+        pl.Int32: pa.int32(),
+        pl.Float32: pa.float32(),
+        pl.Float64: pa.float64(),
+        pl.Boolean: pa.bool_(),
+    }
     return simple[dtype.base_type()]
 
 
@@ -149,14 +175,18 @@ Lines: TypeAlias = "bytes | mmap.mmap | pa.Buffer"  # whole lines, each ending i
 
 
 def _read_json(data: Lines, arrow_schema: pa.Schema, block_size: int) -> pa.Table:
-    """Decode ``data`` with Arrow's multi-threaded JSON reader, ``_CHUNK`` bytes (cut at a line end) at
+    """Decode ``data`` with Arrow's multi-threaded JSON reader, ``_CHUNK`` bytes (cut at a line
+    end) at
     a time. A memory-mapped file gives back the pages of each chunk once it is decoded, so the file
     never becomes resident memory as a whole (its pages would count in the process's RSS)."""
     read_options = pa_json.ReadOptions(block_size=block_size, use_threads=True)
-    parse_options = pa_json.ParseOptions(explicit_schema=arrow_schema, unexpected_field_behavior="ignore")
+    parse_options = pa_json.ParseOptions(
+        explicit_schema=arrow_schema, unexpected_field_behavior="ignore"
+    )
     if isinstance(data, pa.Buffer):  # lines gathered from a Series: already in memory, one go
-        return pa_json.read_json(pa.BufferReader(data), read_options=read_options,
-                                 parse_options=parse_options)
+        return pa_json.read_json(
+            pa.BufferReader(data), read_options=read_options, parse_options=parse_options
+        )
     mapped = isinstance(data, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED")
     tables, start, size = [], 0, len(data)
     chunk = max(_CHUNK, 4 * block_size)
@@ -165,8 +195,11 @@ def _read_json(data: Lines, arrow_schema: pa.Schema, block_size: int) -> pa.Tabl
             cut = data.find(b"\n", min(start + chunk, size) - 1)
             stop = size if cut < 0 else cut + 1
             piece = pa.py_buffer(view[start:stop])
-            tables.append(pa_json.read_json(pa.BufferReader(piece), read_options=read_options,
-                                            parse_options=parse_options))
+            tables.append(
+                pa_json.read_json(
+                    pa.BufferReader(piece), read_options=read_options, parse_options=parse_options
+                )
+            )
             del piece
             if mapped:
                 first = start - start % mmap.PAGESIZE
@@ -191,9 +224,15 @@ class _Shape:
     @staticmethod
     def _aggregates() -> list[pl.Expr]:
         line, size = pl.col("line"), pl.col("line").str.len_bytes()
-        return [(line.str.starts_with("{") & line.str.ends_with("}")).fill_null(False).all()
-                .alias("objects"),
-                pl.len().alias("count"), size.sum().alias("total"), size.max().alias("largest")]
+        return [
+            (line.str.starts_with("{") & line.str.ends_with("}"))
+            .fill_null(False)
+            .all()
+            .alias("objects"),
+            pl.len().alias("count"),
+            size.sum().alias("total"),
+            size.max().alias("largest"),
+        ]
 
     @classmethod
     def _make(cls, row: tuple[Any, ...]) -> _Shape:
@@ -202,29 +241,42 @@ class _Shape:
 
     @classmethod
     def of(cls, lines: pl.Series) -> _Shape:
-        return cls._make(lines.alias("line").to_frame().lazy().select(cls._aggregates()).collect().row(0))
+        return cls._make(
+            lines.alias("line").to_frame().lazy().select(cls._aggregates()).collect().row(0)
+        )
 
     @classmethod
     def scan(cls, source: bytes | str) -> _Shape | None:
-        """The shape of every raw line of a payload or local file, streamed (the lines are never held
+        """The shape of every raw line of a payload or local file, streamed (the lines are never
+        held
         in memory); None when the lines cannot be split that way."""
         try:
-            return cls._make(pl.scan_csv(
-                io.BytesIO(source) if isinstance(source, bytes) else source, **_CSV,
-                **({} if isinstance(source, bytes) else {"glob": False}),
-            ).select(cls._aggregates()).collect(engine="streaming").row(0))
+            return cls._make(
+                pl.scan_csv(
+                    io.BytesIO(source) if isinstance(source, bytes) else source,
+                    **_CSV,
+                    **({} if isinstance(source, bytes) else {"glob": False}),
+                )
+                .select(cls._aggregates())
+                .collect(engine="streaming")
+                .row(0)
+            )
         except pl.exceptions.PolarsError:
             return None
 
 
-def _bulk_from_lines(lines: pl.Series, schema: pl.Schema, shape: _Shape | None = None, *,
-                     try_arrow: bool = True) -> pl.DataFrame:
-    """Decode ``lines`` under ``schema``; a ``bad`` column marks lines that do not decode (their fields
+def _bulk_from_lines(
+    lines: pl.Series, schema: pl.Schema, shape: _Shape | None = None, *, try_arrow: bool = True
+) -> pl.DataFrame:
+    """Decode ``lines`` under ``schema``; a ``bad`` column marks lines that do not decode (their
+    fields
     null).
 
     All lines go to Arrow's JSON reader at once (strict: wire types only). Should it refuse, polars'
-    more lenient decoder takes the lines instead, in bulk, and bisection finds the ones it refuses too.
-    Only lines that look like objects are decoded (a line starting with ``null`` crashes the reader).
+    more lenient decoder takes the lines instead, in bulk, and bisection finds the ones it refuses
+    too.
+    Only lines that look like objects are decoded (a line starting with ``null`` crashes the
+    reader).
     """
     shape = shape or _Shape.of(lines)
     shaped = None if shape.objects else lines.str.starts_with("{") & lines.str.ends_with("}")
@@ -244,7 +296,8 @@ def _bulk_from_lines(lines: pl.Series, schema: pl.Schema, shape: _Shape | None =
 
 
 def _arrow_decode(data: Lines, count: int, schema: pl.Schema, largest: int) -> pl.DataFrame | None:
-    """``count`` lines (each a ``{...}`` and a newline) decoded by Arrow's JSON reader, or None if it
+    """``count`` lines (each a ``{...}`` and a newline) decoded by Arrow's JSON reader, or None if
+    it
     refuses any of them."""
     if not count:
         return pl.DataFrame(schema={**schema, "bad": pl.Boolean})
@@ -291,7 +344,8 @@ def _salvage_key(line: str) -> str | None:
 
 
 def _decode_lines(lines: pl.Series | Payload | os.PathLike[str], schema: pl.Schema) -> pl.DataFrame:
-    """Result lines decoded: the fields of ``schema`` plus ``malformed`` (a message, null when fine).
+    """Result lines decoded: the fields of ``schema`` plus ``malformed`` (a message, null when
+    fine).
 
     A line is malformed when it is not a JSON object of the schema's types, or has neither
     ``response`` nor ``error``; its key is salvaged from the text when possible.
@@ -320,8 +374,10 @@ def _decode_lines(lines: pl.Series | Payload | os.PathLike[str], schema: pl.Sche
     if text is None:  # decoded in place: the lines are exactly the rows
         text = lines_from_bytes(lines)  # type: ignore[arg-type]
     frame = frame.with_columns(
-        pl.when(shapeless).then(pl.lit("malformed result line: ") + pl.lit(text).str.slice(0, 80))
-        .alias("malformed"))
+        pl.when(shapeless)
+        .then(pl.lit("malformed result line: ") + pl.lit(text).str.slice(0, 80))
+        .alias("malformed")
+    )
     undecoded = frame.select(bad).to_series().arg_true()
     if len(undecoded):
         keys = pl.Series([_salvage_key(text[i]) for i in undecoded.to_list()], dtype=pl.Utf8)
@@ -329,10 +385,12 @@ def _decode_lines(lines: pl.Series | Payload | os.PathLike[str], schema: pl.Sche
     return frame.drop("bad")
 
 
-def _decode_in_place(lines: Payload | os.PathLike[str], schema: pl.Schema
-                     ) -> tuple[pl.DataFrame | None, bool]:
+def _decode_in_place(
+    lines: Payload | os.PathLike[str], schema: pl.Schema
+) -> tuple[pl.DataFrame | None, bool]:
     """A payload or local file decoded by Arrow straight from its bytes (a file memory-mapped), when
-    every line is a ``{...}`` (no blank line, no ``\\r``, nothing replaced) and Arrow takes them all;
+    every line is a ``{...}`` (no blank line, no ``\\r``, nothing replaced) and Arrow takes them
+    all;
     else None. The flag is True when Arrow was tried and refused (no use trying it again)."""
     data: bytes | mmap.mmap
     if isinstance(lines, os.PathLike):
@@ -352,19 +410,22 @@ def _decode_in_place(lines: Payload | os.PathLike[str], schema: pl.Schema
     try:
         if shape is None or not shape.objects:
             return None, False
-        ends = data[size - 1:] == b"\n"
+        ends = data[size - 1 :] == b"\n"
         if shape.total + shape.count != size + (0 if ends else 1):
             return None, False  # some line was changed on the way (bad UTF-8 replaced)
         frame = _arrow_decode(data if ends else data[:] + b"\n", shape.count, schema, shape.largest)
         return frame, frame is None
     finally:
         if isinstance(data, mmap.mmap):
-            with contextlib.suppress(BufferError):  # should Arrow still hold a view, unmapped when freed
+            with contextlib.suppress(
+                BufferError
+            ):  # should Arrow still hold a view, unmapped when freed
                 data.close()
 
 
 def decode_json(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
-    """``texts`` decoded under ``dtype`` by polars (any JSON value, text over several lines), and per
+    """``texts`` decoded under ``dtype`` by polars (any JSON value, text over several lines), and
+    per
     row the decoder's message for rows that do not decode (null when fine).
 
     The rows are decoded in bulk; a failing block is halved until the failing rows are found (one by
@@ -376,9 +437,15 @@ def decode_json(texts: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Ser
 
     def attempt(start: int, length: int) -> pl.Series | str:
         try:  # the lazy engine decodes large blocks on all cores; tiny ones are cheaper eagerly
-            out = texts.slice(start, length).str.json_decode(dtype) if length <= 16 else \
-                frame.slice(start, length).lazy().select(pl.col("t").str.json_decode(dtype)) \
-                .collect().to_series()
+            out = (
+                texts.slice(start, length).str.json_decode(dtype)
+                if length <= 16
+                else frame.slice(start, length)
+                .lazy()
+                .select(pl.col("t").str.json_decode(dtype))
+                .collect()
+                .to_series()
+            )
         except pl.exceptions.PolarsError as exc:
             return _first_line(str(exc))
         return out if len(out) == length else "no JSON value"  # blank text gives no row at all
@@ -411,22 +478,31 @@ def _first_line(message: str) -> str:
     return re.sub(r"^error deserializing JSON: ", "", text)[:200]
 
 
-# ------------------------------------------------------------------------------------------ generate
+# ------------------------------------------------------------------------------------------
+# generate
 def _parts_text(frame: pl.DataFrame, parts: pl.Expr) -> pl.Expr:
-    """The non-thought parts' texts of a List(part) expression, concatenated; null when there is none.
+    """The non-thought parts' texts of a List(part) expression, concatenated; null when there is
+    none.
 
-    When no row of ``frame`` has several parts or a thought part, it is simply the first part's text.
+    When no row of ``frame`` has several parts or a thought part, it is simply the first part's
+    text.
     """
     part = pl.element().struct
     # with at most one part per row, the first parts are all the parts (no list.eval pass needed)
-    single, thought = frame.lazy().select(
-        (parts.list.len().max().fill_null(0) <= 1).alias("single"),
-        parts.list.first().struct.field("thought").fill_null(False).any().alias("thought"),
-    ).collect().row(0)
+    single, thought = (
+        frame.lazy()
+        .select(
+            (parts.list.len().max().fill_null(0) <= 1).alias("single"),
+            parts.list.first().struct.field("thought").fill_null(False).any().alias("thought"),
+        )
+        .collect()
+        .row(0)
+    )
     if single and not thought:
         return parts.list.first().struct.field("text")
-    texts = parts.list.eval(part.field("text").filter(~part.field("thought").fill_null(False))
-                            .drop_nulls())
+    texts = parts.list.eval(
+        part.field("text").filter(~part.field("thought").fill_null(False)).drop_nulls()
+    )
     return pl.when(texts.list.len() > 0).then(texts.list.join(""))
 
 
@@ -435,27 +511,43 @@ def _status(is_ok: pl.Expr, error: pl.Expr, fallback_message: pl.Expr) -> list[p
     code = error.struct.field("code")
     status_name = error.struct.field("status")
     message = error.struct.field("message")
-    api_message = pl.concat_str([status_name, pl.lit(": "), message], ignore_nulls=False).fill_null(
-        message).fill_null(status_name).fill_null(pl.lit("the service returned an error"))
+    api_message = (
+        pl.concat_str([status_name, pl.lit(": "), message], ignore_nulls=False)
+        .fill_null(message)
+        .fill_null(status_name)
+        .fill_null(pl.lit("the service returned an error"))
+    )
     has_error = error.is_not_null()
     return [
-        pl.when(has_error).then(pl.lit("error")).when(is_ok).then(pl.lit("ok"))
-        .otherwise(pl.lit("error")).alias("status"),
+        pl.when(has_error)
+        .then(pl.lit("error"))
+        .when(is_ok)
+        .then(pl.lit("ok"))
+        .otherwise(pl.lit("error"))
+        .alias("status"),
         pl.when(has_error).then(code).cast(pl.Int32, strict=False).alias("error_code"),
-        pl.when(has_error).then(api_message).when(is_ok).then(pl.lit(None, pl.Utf8))
-        .otherwise(fallback_message).alias("error_message"),
+        pl.when(has_error)
+        .then(api_message)
+        .when(is_ok)
+        .then(pl.lit(None, pl.Utf8))
+        .otherwise(fallback_message)
+        .alias("error_message"),
     ]
 
 
-def parse_generate_lines(lines: pl.Series | Payload | os.PathLike[str], *, all_candidates: bool = False
-                         ) -> pl.DataFrame:
+def parse_generate_lines(
+    lines: pl.Series | Payload | os.PathLike[str], *, all_candidates: bool = False
+) -> pl.DataFrame:
     """One row per non-blank result line, with the columns of :data:`GENERATE_COLUMNS`.
 
-    ``lines`` is a Utf8 Series of result lines, the JSONL payload itself (bytes: decoded in place), or
-    the path of a local JSONL file (a ``pathlib.Path``: memory-mapped and decoded in place, the fastest
+    ``lines`` is a Utf8 Series of result lines, the JSONL payload itself (bytes: decoded in place),
+    or
+    the path of a local JSONL file (a ``pathlib.Path``: memory-mapped and decoded in place, the
+    fastest
     way in).
 
-    ``text`` concatenates the non-thought parts of candidate 0 (null without content). A blocked prompt
+    ``text`` concatenates the non-thought parts of candidate 0 (null without content). A blocked
+    prompt
     (no candidates) and an ``error`` line have status ``error``; so has a malformed line (message
     ``malformed result line: ...``, key salvaged when possible). With ``all_candidates`` a ``texts``
     List(Utf8) column holds the text of every candidate.
@@ -469,21 +561,27 @@ def parse_generate_lines(lines: pl.Series | Payload | os.PathLike[str], *, all_c
     has_candidates = candidates.list.len().fill_null(0) > 0
     block = response.struct.field("promptFeedback").struct.field("blockReason")
     fallback = (
-        pl.when(pl.col("malformed").is_not_null()).then(pl.col("malformed"))
-        .when(block.is_not_null()).then(pl.lit("prompt blocked: ") + block)
+        pl.when(pl.col("malformed").is_not_null())
+        .then(pl.col("malformed"))
+        .when(block.is_not_null())
+        .then(pl.lit("prompt blocked: ") + block)
         .otherwise(pl.lit("the response has no candidates"))
     )
     columns = [
         pl.col("key"),
-        pl.when(has_response).then(
-            _parts_text(frame, first.struct.field("content").struct.field("parts"))).alias("text"),
+        pl.when(has_response)
+        .then(_parts_text(frame, first.struct.field("content").struct.field("parts")))
+        .alias("text"),
         pl.when(has_response).then(first.struct.field("finishReason")).alias("finish_reason"),
-        *[pl.when(has_response).then(usage.struct.field(wire).fill_null(0)).alias(name)
-          for name, wire in _USAGE_FIELDS.items()],
+        *[
+            pl.when(has_response).then(usage.struct.field(wire).fill_null(0)).alias(name)
+            for name, wire in _USAGE_FIELDS.items()
+        ],
         pl.when(has_response).then(response.struct.field("modelVersion")).alias("model_version"),
         *_status(has_response & has_candidates & pl.col("malformed").is_null(), error, fallback),
     ]
-    # one chunk per column (the decoder gives one per block): a gather, as in the join, on a column of
+    # one chunk per column (the decoder gives one per block): a gather, as in the join, on a column
+    # of
     # many chunks is several times slower
     out = frame.lazy().select(columns).collect().cast(GENERATE_COLUMNS).rechunk()
     if all_candidates:
@@ -500,18 +598,25 @@ def _all_texts(frame: pl.DataFrame) -> pl.Series:
     long = candidates.explode("c")
     parts = pl.col("c").struct.field("content").struct.field("parts")
     long = long.with_columns(_parts_text(long, parts).alias("t"))
-    grouped = (long.filter(pl.col("c").is_not_null())
-               .group_by("row", maintain_order=True).agg(pl.col("t").alias("texts")))
+    grouped = (
+        long.filter(pl.col("c").is_not_null())
+        .group_by("row", maintain_order=True)
+        .agg(pl.col("t").alias("texts"))
+    )
     joined = candidates.select("row").join(grouped, on="row", how="left", maintain_order="left")
     has = frame.get_column("response").is_not_null()
-    return joined.select(pl.when(pl.lit(has)).then(pl.col("texts")).cast(pl.List(pl.Utf8))
-                         .alias("texts")).to_series()
+    return joined.select(
+        pl.when(pl.lit(has)).then(pl.col("texts")).cast(pl.List(pl.Utf8)).alias("texts")
+    ).to_series()
 
 
-# ---------------------------------------------------------------------------------------------- embed
-def parse_embed_lines(lines: pl.Series | Payload | os.PathLike[str], *, dimensions: int | None
-                      ) -> pl.DataFrame:
-    """One row per non-blank embed result line: ``key``, ``embedding`` (Array(Float32, dimensions), or
+# ----------------------------------------------------------------------------------------------
+# embed
+def parse_embed_lines(
+    lines: pl.Series | Payload | os.PathLike[str], *, dimensions: int | None
+) -> pl.DataFrame:
+    """One row per non-blank embed result line: ``key``, ``embedding`` (Array(Float32, dimensions),
+    or
     List(Float32) when ``dimensions`` is None), ``status``, ``error_code``, ``error_message``.
 
     An embedding of the wrong length is an ``error`` row (its vector null).
@@ -521,16 +626,25 @@ def parse_embed_lines(lines: pl.Series | Payload | os.PathLike[str], *, dimensio
     has_values = pl.col("error").is_null() & values.is_not_null() & pl.col("malformed").is_null()
     fits = pl.lit(True) if dimensions is None else values.list.len() == dimensions
     fallback = (
-        pl.when(pl.col("malformed").is_not_null()).then(pl.col("malformed"))
-        .when(values.is_null()).then(pl.lit("the response has no embedding"))
-        .otherwise(pl.format("the embedding has {} values, expected {}", values.list.len(),
-                             pl.lit(dimensions)))
+        pl.when(pl.col("malformed").is_not_null())
+        .then(pl.col("malformed"))
+        .when(values.is_null())
+        .then(pl.lit("the response has no embedding"))
+        .otherwise(
+            pl.format(
+                "the embedding has {} values, expected {}", values.list.len(), pl.lit(dimensions)
+            )
+        )
     )
     schema = embed_columns(dimensions)
     vector = pl.when(has_values & fits).then(values)
-    out = frame.lazy().select(
-        pl.col("key"),
-        vector.alias("embedding"),
-        *_status(has_values & fits, pl.col("error"), fallback),
-    ).collect()
+    out = (
+        frame.lazy()
+        .select(
+            pl.col("key"),
+            vector.alias("embedding"),
+            *_status(has_values & fits, pl.col("error"), fallback),
+        )
+        .collect()
+    )
     return out.cast(schema).rechunk()

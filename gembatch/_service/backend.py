@@ -2,12 +2,15 @@
 
 Only the ``_service`` package imports google.genai. Every call goes through one retry policy
 (tenacity): 429, 5xx and dropped connections are retried with exponential backoff and jitter,
-honouring the delay the service asks for, bounded in attempts and time. Calls that are not idempotent
+honouring the delay the service asks for, bounded in attempts and time. Calls that are not
+idempotent
 (upload, create) are never retried blindly: they raise ``TransientServiceError`` and the run
 reconciles (looks for the file or job by its display name) before trying again.
 
-Per-job progress counts (``batchStats``) are not exposed by the SDK's ``BatchJob``; when gembatch builds
-the client it reads them from the raw HTTP responses through an httpx response hook, a public option of
+Per-job progress counts (``batchStats``) are not exposed by the SDK's ``BatchJob``; when gembatch
+builds
+the client it reads them from the raw HTTP responses through an httpx response hook, a public
+option of
 the SDK (``HttpOptions.client_args``). Nothing reaches into SDK internals.
 """
 
@@ -75,7 +78,9 @@ class _StatsCapture:
             error = op.get("error")
             with self._lock:
                 if isinstance(stats, dict):
-                    self.stats[name] = {k: int(v) for k, v in stats.items() if str(v).lstrip("-").isdigit()}
+                    self.stats[name] = {
+                        k: int(v) for k, v in stats.items() if str(v).lstrip("-").isdigit()
+                    }
                 if isinstance(error, dict) and error.get("message"):
                     self.errors[name] = f"{error.get('code', '')} {error['message']}".strip()
 
@@ -84,7 +89,8 @@ def make_client(
     *, api_key: str | None = None, base_url: str | None = None, capture: _StatsCapture | None = None
 ) -> genai.Client:
     """A ``genai.Client`` built the way the SDK does (env ``GEMINI_API_KEY``/``GOOGLE_API_KEY``,
-    ``GOOGLE_GEMINI_BASE_URL``), with gembatch's stats hook; a missing key is an AuthenticationError."""
+    ``GOOGLE_GEMINI_BASE_URL``), with gembatch's stats hook; a missing key is an
+    AuthenticationError."""
     key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
     if not key:
         raise AuthenticationError(
@@ -100,7 +106,8 @@ def make_client(
 
 
 def service_of(base_url: str | None) -> str:
-    """Which service a base URL names: ``https://generativelanguage.googleapis.com`` for Google (also
+    """Which service a base URL names: ``https://generativelanguage.googleapis.com`` for Google
+    (also
     when None), ``emulator`` for a server on this machine (any loopback port), else scheme and host.
 
     Cached answers are kept per service, so an emulator's answers are never served for Google's.
@@ -130,8 +137,11 @@ class Backend:
     ) -> None:
         self._capture = _StatsCapture()
         self.base_url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL")
-        self.client = client if client is not None else make_client(base_url=self.base_url,
-                                                                    capture=self._capture)
+        self.client = (
+            client
+            if client is not None
+            else make_client(base_url=self.base_url, capture=self._capture)
+        )
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
 
@@ -170,24 +180,31 @@ class Backend:
             raise translate(exc, what) from exc
 
     # -- files -----------------------------------------------------------------------------------
-    def upload(self, stream: IO[bytes], *, display_name: str, mime_type: str = "application/jsonl") -> RemoteFile:
+    def upload(
+        self, stream: IO[bytes], *, display_name: str, mime_type: str = "application/jsonl"
+    ) -> RemoteFile:
         """Upload a seekable binary stream. Not retried here: the caller reconciles first."""
+
         def go() -> RemoteFile:
             stream.seek(0)
             f = self.client.files.upload(
-                file=cast(io.IOBase, stream), config={"display_name": display_name, "mime_type": mime_type}
+                file=cast(io.IOBase, stream),
+                config={"display_name": display_name, "mime_type": mime_type},
             )
             return remote_file(f)
+
         return self._call(f"upload {display_name}", go, idempotent=False)
 
     def find_files(self, display_name: str) -> list[RemoteFile]:
         """Files whose display name is exactly ``display_name``."""
+
         def go() -> list[RemoteFile]:
             found = []
             for f in self.client.files.list(config={"page_size": 100}):
                 if f.display_name == display_name:
                     found.append(remote_file(f))
             return found
+
         return self._call("list files", go)
 
     def delete_file(self, name: str) -> None:
@@ -197,6 +214,7 @@ class Backend:
             except genai_errors.ClientError as exc:
                 if exc.code != 404:
                     raise
+
         self._call(f"delete {name}", go)
 
     def download(self, name: str, open_dest: Callable[[], Any]) -> None:
@@ -204,30 +222,48 @@ class Backend:
 
         Retried whole on a dropped connection: the writer is atomic, so a partial file never lands.
         """
+
         def go() -> None:
             with open_dest() as dest:
                 self.client.files.download(file=name, destination=dest)
+
         self._call(f"download {name}", go)
 
     # -- batches ---------------------------------------------------------------------------------
     def create(
-        self, *, kind: str, model: str, display_name: str,
-        file_name: str | None = None, inline_lines: Sequence[str] | None = None,
+        self,
+        *,
+        kind: str,
+        model: str,
+        display_name: str,
+        file_name: str | None = None,
+        inline_lines: Sequence[str] | None = None,
     ) -> RemoteJob:
         """Create a batch job from an uploaded file or inline lines. Never retried blindly."""
         if (file_name is None) == (inline_lines is None):
             raise ValueError("give exactly one of file_name and inline_lines")
+
         def go() -> RemoteJob:
             if kind == "embed":
-                src: Any = {"file_name": file_name} if file_name else {
-                    "inlined_requests": inline_embed_batch(inline_lines or [])}
+                src: Any = (
+                    {"file_name": file_name}
+                    if file_name
+                    else {"inlined_requests": inline_embed_batch(inline_lines or [])}
+                )
                 job = self.client.batches.create_embeddings(
-                    model=model, src=src, config=types.CreateEmbeddingsBatchJobConfig(display_name=display_name))
+                    model=model,
+                    src=src,
+                    config=types.CreateEmbeddingsBatchJobConfig(display_name=display_name),
+                )
             else:
                 src = file_name if file_name else [inline_request(x) for x in inline_lines or []]
                 job = self.client.batches.create(
-                    model=model, src=src, config=types.CreateBatchJobConfig(display_name=display_name))
+                    model=model,
+                    src=src,
+                    config=types.CreateBatchJobConfig(display_name=display_name),
+                )
             return self._remote_job(job, inline_keys=None)
+
         return self._call(f"create batch job {display_name}", go, idempotent=False)
 
     def get(self, name: str, *, inline_keys: Sequence[str] | None = None) -> RemoteJob:
@@ -237,17 +273,21 @@ class Backend:
 
     def find_jobs(self, display_name: str) -> list[RemoteJob]:
         """Batch jobs whose display name is exactly ``display_name`` (newest first)."""
+
         def go() -> list[RemoteJob]:
             return [
                 self._remote_job(j, inline_keys=None, with_results=False)
                 for j in self.client.batches.list(config={"page_size": 100})
                 if j.display_name == display_name
             ]
+
         return self._call("list batch jobs", go)
 
     def iter_jobs(self) -> Iterator[RemoteJob]:
         """Every batch job of the account, newest first (without results)."""
-        for j in self._call("list batch jobs", lambda: list(self.client.batches.list(config={"page_size": 100}))):
+        for j in self._call(
+            "list batch jobs", lambda: list(self.client.batches.list(config={"page_size": 100}))
+        ):
             yield self._remote_job(j, inline_keys=None, with_results=False)
 
     def cancel(self, name: str) -> None:
@@ -260,14 +300,17 @@ class Backend:
             except genai_errors.ClientError as exc:
                 if exc.code != 404:
                     raise
+
         self._call(f"delete {name}", go)
 
     # -- tokens ----------------------------------------------------------------------------------
     def count_tokens(self, model: str, request: dict[str, Any]) -> int:
-        """The input tokens of one wire-form request (generateContent, or embedContent's ``content``)
+        """The input tokens of one wire-form request (generateContent, or embedContent's
+        ``content``)
         by the countTokens endpoint; retried like every idempotent call.
 
-        The SDK's CountTokensConfig refuses ``system_instruction``, ``tools`` and ``generation_config``
+        The SDK's CountTokensConfig refuses ``system_instruction``, ``tools`` and
+        ``generation_config``
         on the Gemini Developer API, so the system instruction's parts are counted as a leading user
         turn (the same number of tokens on the emulator; within a few tokens on the service) and
         tools are not counted.
@@ -277,6 +320,7 @@ class Backend:
         def go() -> int:
             answer = self.client.models.count_tokens(model=model, contents=contents)
             return int(answer.total_tokens or 0)
+
         return self._call(f"count tokens with {model}", go)
 
     def _remote_job(
@@ -292,7 +336,9 @@ class Backend:
                 lines = tuple(inline_embed_lines(dest.inlined_embed_content_responses, inline_keys))
         error = self._capture.errors.get(job.name or "")
         if job.error is not None:
-            error = job.error.message or json.dumps(job.error.model_dump(mode="json", exclude_none=True))
+            error = job.error.message or json.dumps(
+                job.error.model_dump(mode="json", exclude_none=True)
+            )
         return RemoteJob(
             name=job.name or "",
             display_name=job.display_name,

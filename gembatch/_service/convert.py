@@ -1,7 +1,8 @@
 """Wire form <-> the SDK's objects: inline requests and answers, countTokens contents, remote files.
 
 gembatch builds every request as a keyed wire-form JSON line; the SDK wants its own pydantic objects
-for inline batches and countTokens, and gives its own objects back. These conversions are exact (tests
+for inline batches and countTokens, and gives its own objects back. These conversions are exact
+(tests
 check that an inline round trip gives the same answers as a file).
 """
 
@@ -16,11 +17,23 @@ from google.genai import types
 from ..exceptions import InputError
 from .remote import RemoteFile
 
-__all__ = ["count_contents", "inline_embed_batch", "inline_embed_lines", "inline_request",
-           "inline_result_lines", "remote_file"]
+__all__ = [
+    "count_contents",
+    "inline_embed_batch",
+    "inline_embed_lines",
+    "inline_request",
+    "inline_result_lines",
+    "remote_file",
+]
 
-_CONFIG_FROM_REQUEST = ("systemInstruction", "safetySettings", "tools", "toolConfig",
-                        "cachedContent", "labels")
+_CONFIG_FROM_REQUEST = (
+    "systemInstruction",
+    "safetySettings",
+    "tools",
+    "toolConfig",
+    "cachedContent",
+    "labels",
+)
 
 
 def inline_request(line: str) -> types.InlinedRequest:
@@ -33,20 +46,23 @@ def inline_request(line: str) -> types.InlinedRequest:
         if name in request:
             config[name] = request[name]
     return types.InlinedRequest.model_validate(
-        {"contents": request["contents"], "metadata": {"key": obj["key"]},
-         "config": config or None}
+        {"contents": request["contents"], "metadata": {"key": obj["key"]}, "config": config or None}
     )
 
 
 def count_contents(request: dict[str, Any]) -> list[types.Content]:
     """The contents countTokens is asked about for a wire-form request: the system instruction's
     parts as a first user turn, then ``contents`` (or an embed request's single ``content``)."""
-    contents = list(request.get("contents") or ([request["content"]] if "content" in request else []))
+    contents = list(
+        request.get("contents") or ([request["content"]] if "content" in request else [])
+    )
     system = request.get("systemInstruction") or request.get("system_instruction") or {}
     if system.get("parts"):
         contents.insert(0, {"role": "user", "parts": system["parts"]})
     if not contents:
-        raise InputError(f"The request has no contents to count tokens of (fields: {sorted(request)}).")
+        raise InputError(
+            f"The request has no contents to count tokens of (fields: {sorted(request)})."
+        )
     return [types.Content.model_validate(c) for c in contents]
 
 

@@ -37,11 +37,26 @@ def is_transient(exc: BaseException) -> bool:
 def _is_transport_error(exc: BaseException) -> bool:
     names = {cls.__name__ for cls in type(exc).__mro__}
     module = type(exc).__module__.split(".")[0]
-    return module in ("httpx", "httpx2", "httpcore", "aiohttp") and bool(
-        names & {"TransportError", "NetworkError", "TimeoutException", "ProtocolError",
-                 "RemoteProtocolError", "ReadError", "WriteError", "ConnectError", "CloseError",
-                 "ClientConnectionError", "ServerDisconnectedError"}
-    ) or isinstance(exc, (ConnectionError, TimeoutError))
+    return (
+        module in ("httpx", "httpx2", "httpcore", "aiohttp")
+        and bool(
+            names
+            & {
+                "TransportError",
+                "NetworkError",
+                "TimeoutException",
+                "ProtocolError",
+                "RemoteProtocolError",
+                "ReadError",
+                "WriteError",
+                "ConnectError",
+                "CloseError",
+                "ClientConnectionError",
+                "ServerDisconnectedError",
+            }
+        )
+        or isinstance(exc, (ConnectionError, TimeoutError))
+    )
 
 
 def _retry_after(exc: BaseException | None) -> float | None:
@@ -79,7 +94,8 @@ def translate(exc: BaseException, what: str) -> GembatchError:
         code, status, message = exc.code or 0, exc.status or "", exc.message or str(exc)
         if code in (401, 403) or "API key" in message or "API_KEY" in json.dumps(exc.details or {}):
             return AuthenticationError(
-                f"The service refused the API key while trying to {what}: {code} {status}: {message}. "
+                f"The service refused the API key while trying to {what}: {code} {status}: "
+                f"{message}. "
                 "Hint: check GEMINI_API_KEY / the client you passed."
             )
         cls = TransientServiceError if code in RETRYABLE_CODES else TerminalServiceError
@@ -89,5 +105,3 @@ def translate(exc: BaseException, what: str) -> GembatchError:
             f"Could not {what}: the connection failed ({type(exc).__name__}: {exc})."
         )
     return ServiceError(f"Could not {what}: {type(exc).__name__}: {exc}")
-
-

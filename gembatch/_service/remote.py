@@ -7,7 +7,8 @@ from dataclasses import dataclass
 __all__ = ["TERMINAL_JOB_STATES", "RemoteFile", "RemoteJob"]
 
 TERMINAL_JOB_STATES = frozenset(
-    {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"})
+    {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+)
 
 
 @dataclass(frozen=True)
@@ -23,7 +24,8 @@ class RemoteFile:
 @dataclass(frozen=True)
 class RemoteJob:
     """A batch job. ``state`` is a ``JOB_STATE_*`` name; ``inline_lines`` holds the answers of an
-    inline job as result lines; ``stats`` the job's ``batchStats`` counts when the service sent them."""
+    inline job as result lines; ``stats`` the job's ``batchStats`` counts when the service sent
+    them."""
 
     name: str
     display_name: str | None

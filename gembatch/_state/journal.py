@@ -1,4 +1,5 @@
-"""The run directory: gembatch's database and the source of truth of a run; read and written only here.
+"""The run directory: gembatch's database and the source of truth of a run; read and written only
+here.
 
 Layout (every file written atomically; ``run.json`` is written last, when the shards are ready)::
 
@@ -33,7 +34,7 @@ from typing import Any
 from .._storage import Directory
 from ..exceptions import CorruptRunError, ResultWarning, RunDirectoryError
 from .lock import run_lock
-from .migrate import migrate_manifest, migrate_shard
+from .migrate import migrate_manifest, migrate_shard, split_v1_input
 from .records import FORMAT_VERSION, Manifest, ShardRecord, ShardState
 
 __all__ = ["Journal", "utcnow"]
@@ -41,7 +42,8 @@ __all__ = ["Journal", "utcnow"]
 RUN_FILE = "run.json"
 RUN_COPY = "shards/run.json"
 PROGRESS_SAVE_EVERY = 15.0
-"""Seconds between two saves of a running job's counts alone (a change of job state is saved at once)."""
+"""Seconds between two saves of a running job's counts alone (a change of job state is saved at
+once)."""
 
 
 def utcnow() -> str:
@@ -56,7 +58,8 @@ class Journal:
     """Read and write one run directory.
 
     >>> from gembatch._storage import Directory
-    >>> m = Manifest(run_id="r", kind="generate", model="models/m", static={}, config={}, options={},
+    >>> m = Manifest(run_id="r", kind="generate", model="models/m", static={}, config={},
+    ...              options={},
     ...              prompt="x")
     >>> _ = Journal.create(Directory("memory://doc-run"), m, [])
     >>> Journal.open(Directory("memory://doc-run")).manifest.kind
@@ -65,13 +68,22 @@ class Journal:
 
     progress_save_every: float = PROGRESS_SAVE_EVERY
 
-    def __init__(self, store: Directory, manifest: Manifest, shards: list[ShardRecord],
-                 resubmissions: dict[int, list[ShardRecord]] | None = None) -> None:
+    def __init__(
+        self,
+        store: Directory,
+        manifest: Manifest,
+        shards: list[ShardRecord],
+        resubmissions: dict[int, list[ShardRecord]] | None = None,
+    ) -> None:
         self.store = store
         self.manifest = manifest
         self.shards = shards  # the shards of the input, in input order
-        self.resubmissions: dict[int, list[ShardRecord]] = resubmissions or {s.index: [] for s in shards}
-        self._progress_saved: dict[tuple[int, int], float] = {}  # (index, attempt) -> monotonic time
+        self.resubmissions: dict[int, list[ShardRecord]] = resubmissions or {
+            s.index: [] for s in shards
+        }
+        self._progress_saved: dict[
+            tuple[int, int], float
+        ] = {}  # (index, attempt) -> monotonic time
 
     def records(self) -> list[ShardRecord]:
         """Every shard and resubmission, each shard followed by its resubmissions."""
@@ -84,7 +96,8 @@ class Journal:
     # -- create / open ---------------------------------------------------------------------------
     @staticmethod
     def exists(store: Directory) -> bool:
-        """Whether ``store`` holds a run (its manifest, or the copy of it a deleted one is rebuilt from)."""
+        """Whether ``store`` holds a run (its manifest, or the copy of it a deleted one is rebuilt
+        from)."""
         return store.exists(RUN_FILE) or store.exists(RUN_COPY)
 
     @classmethod
@@ -102,34 +115,49 @@ class Journal:
 
     @classmethod
     def open(cls, store: Directory) -> Journal:
-        """Read a run directory (any known format version). A deleted ``run.json`` is rebuilt from its
+        """Read a run directory (any known format version). A deleted ``run.json`` is rebuilt from
+        its
         copy; a run directory without either is refused."""
         if not store.exists(RUN_FILE):
             if not store.exists(RUN_COPY):
                 raise RunDirectoryError(
-                    f"No gembatch run in {store.url!r} (no {RUN_FILE}). Hint: check the path, or start "
-                    "a run there with batch_generate(..., job_dir=...).")
-            warnings.warn(ResultWarning(
-                f"{store.url}: {RUN_FILE} was missing; rebuilt it from {RUN_COPY}."), stacklevel=3)
+                    f"No gembatch run in {store.url!r} (no {RUN_FILE}). Hint: check the path, or "
+                    "start "
+                    "a run there with batch_generate(..., job_dir=...)."
+                )
+            warnings.warn(
+                ResultWarning(f"{store.url}: {RUN_FILE} was missing; rebuilt it from {RUN_COPY}."),
+                stacklevel=3,
+            )
             store.write_bytes(RUN_FILE, store.read_bytes(RUN_COPY))
         try:
             raw = store.read_json(RUN_FILE)
             migrated = migrate_manifest(raw)
             manifest = Manifest.from_json(migrated)
-            shards = [cls._read_record(store, f"shards/{i:06d}/state.json") for i in manifest.shards]
+            shards = [
+                cls._read_record(store, f"shards/{i:06d}/state.json") for i in manifest.shards
+            ]
             resubmissions = {
-                s.index: [cls._read_record(store, f"{s.dir}/retry-{a:02d}/state.json") for a in s.resubmissions]
+                s.index: [
+                    cls._read_record(store, f"{s.dir}/retry-{a:02d}/state.json")
+                    for a in s.resubmissions
+                ]
                 for s in shards
             }
         except CorruptRunError:
             raise
         except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
             raise CorruptRunError(
-                f"The run directory {store.url!r} cannot be read ({exc!r}). Hint: if it was copied, "
+                f"The run directory {store.url!r} cannot be read ({exc!r}). Hint: if it was "
+                "copied, "
                 "copy it again whole; the shard files are needed to resume."
             ) from exc
         journal = cls(store, manifest, shards, resubmissions)
-        if raw.get("version") != FORMAT_VERSION:  # written by an earlier release: now in this layout
+        if (
+            raw.get("version") != FORMAT_VERSION
+        ):  # written by an earlier release: now in this layout
+            for shard in shards:
+                split_v1_input(store, shard.dir)
             data = manifest.to_json()
             store.write_json(RUN_COPY, data)
             store.write_json(RUN_FILE, data)
@@ -152,12 +180,17 @@ class Journal:
         record.history.append([utcnow(), note or record.state.value])
         self.store.write_json(record.path("state.json"), record.to_json())
 
-    def move(self, record: ShardRecord, state: ShardState, note: str | None = None, **fields: Any) -> None:
-        """Set ``fields``, move the record to ``state`` (a legal move only) and save it, atomically."""
+    def move(
+        self, record: ShardRecord, state: ShardState, note: str | None = None, **fields: Any
+    ) -> None:
+        """Set ``fields``, move the record to ``state`` (a legal move only) and save it,
+        atomically."""
         record.move(state, **fields)
         self.save(record, note=note or state.value)
 
-    def progress(self, record: ShardRecord, *, job_state: str, stats: dict[str, int] | None, at: float) -> None:
+    def progress(
+        self, record: ShardRecord, *, job_state: str, stats: dict[str, int] | None, at: float
+    ) -> None:
         """Record a running job's state and batch stats (``at``: when it was seen to progress).
 
         The fields change in memory at once. A new job state is saved at once; new counts alone at
@@ -173,16 +206,25 @@ class Journal:
             self._progress_saved[ident] = now
             self.save(record, note=job_state)
 
-    def add_resubmission(self, shard: ShardRecord, lines: list[str], reason: str, *,
-                         mode: str) -> ShardRecord:
-        """Record a resubmission of some of ``shard``'s request lines (written before it is sent)."""
+    def add_resubmission(
+        self, shard: ShardRecord, lines: list[str], reason: str, *, mode: str
+    ) -> ShardRecord:
+        """Record a resubmission of some of ``shard``'s request lines (written before it is
+        sent)."""
         attempt = max(shard.resubmissions, default=0) + 1
         data = "".join(line + "\n" for line in lines).encode()
         sha = hashlib.sha256(data).hexdigest()
         child = ShardRecord(
-            index=shard.index, rows=0, lines=len(lines), bytes=len(data), sha256=sha, mode=mode,
+            index=shard.index,
+            rows=0,
+            lines=len(lines),
+            bytes=len(data),
+            sha256=sha,
+            mode=mode,
             display_name=f"gembatch-{self.manifest.run_id}-{shard.index:05d}r{attempt}-{sha[:8]}",
-            parent=shard.index, attempt=attempt, reason=reason,
+            parent=shard.index,
+            attempt=attempt,
+            reason=reason,
         )
         self.store.write_bytes(child.path("requests.jsonl"), data)
         self.save(child, note=f"prepared ({reason})")

@@ -1,9 +1,12 @@
 """The lock of a run directory: at most one live process drives a run.
 
 The lock file is written whole under a temporary name and then linked into place (``os.link`` fails
-when the lock exists), so it is taken atomically and is never seen empty. A lock whose holder process
-is dead (same host) is taken over; so is one that cannot be read (left by a full disk, or half-copied)
-once it is older than :data:`STALE_UNREADABLE_S`. Object stores have no atomic create: there the lock
+when the lock exists), so it is taken atomically and is never seen empty. A lock whose holder
+process
+is dead (same host) is taken over; so is one that cannot be read (left by a full disk, or
+half-copied)
+once it is older than :data:`STALE_UNREADABLE_S`. Object stores have no atomic create: there the
+lock
 is best effort (written if absent, then read back).
 """
 
@@ -25,7 +28,8 @@ from ..exceptions import RunLockedError
 __all__ = ["LOCK_FILE", "STALE_UNREADABLE_S", "run_lock"]
 
 LOCK_FILE = "lock.json"
-#: Seconds after which an unreadable (empty, truncated) lock file is taken to be left by a dead process.
+# : Seconds after which an unreadable (empty, truncated) lock file is taken to be left by a dead
+# process.
 STALE_UNREADABLE_S = 30.0
 
 
@@ -43,22 +47,31 @@ def run_lock(store: Directory) -> Iterator[None]:
         if _try_create(store, me):
             break
         holder, age = _read(store)
-        if holder is not None and holder.get("pid") == me["pid"] and holder.get("host") == me["host"]:
+        if (
+            holder is not None
+            and holder.get("pid") == me["pid"]
+            and holder.get("host") == me["host"]
+        ):
             yield  # re-entrant within one process
             return
         if holder is None and age is not None and age < STALE_UNREADABLE_S:
             raise RunLockedError(
                 f"The run in {store.url!r} has a lock file that cannot be read yet (written "
                 f"{age:.0f} s ago). Hint: if no other process drives this run, wait "
-                f"{STALE_UNREADABLE_S:.0f} s, or delete {store.path(LOCK_FILE)!r}.")
+                f"{STALE_UNREADABLE_S:.0f} s, or delete {store.path(LOCK_FILE)!r}."
+            )
         if holder is None or not _alive(holder):
             store.remove(LOCK_FILE)
             continue
         raise RunLockedError(
-            f"The run in {store.url!r} is being driven by another process (pid {holder.get('pid', '?')} "
-            f"on {holder.get('host', '?')}, since {holder.get('since', '?')}). Hint: wait for it to finish "
-            "or stop it (gembatch status works meanwhile); a lock left by a dead process on this machine "
-            "is taken over automatically.")
+            f"The run in {store.url!r} is being driven by another process (pid "
+            f"{holder.get('pid', '?')} "
+            f"on {holder.get('host', '?')}, since {holder.get('since', '?')}). Hint: wait for it "
+            "to finish "
+            "or stop it (gembatch status works meanwhile); a lock left by a dead process on this "
+            "machine "
+            "is taken over automatically."
+        )
     else:  # pragma: no cover - the lock kept reappearing
         raise RunLockedError(f"Could not take the lock of {store.url!r}; try again.")
     try:

@@ -1,7 +1,9 @@
 """Typed run state: the manifest and the shard records, their JSON form, and the legal state moves.
 
-Every field a run directory holds is declared here, once, with its type and default; nothing else reads
-``run.json`` or a ``state.json`` with ``.get(key, default)``. The JSON form carries ``FORMAT_VERSION``;
+Every field a run directory holds is declared here, once, with its type and default; nothing else
+reads
+``run.json`` or a ``state.json`` with ``.get(key, default)``. The JSON form carries
+``FORMAT_VERSION``;
 :mod:`gembatch._state.migrate` brings older run directories up to it when they are opened.
 
 A shard (or a resubmission of some of its rows) moves through named states; :data:`MOVES` lists the
@@ -10,10 +12,12 @@ legal moves and :meth:`ShardRecord.move` refuses any other::
     PREPARED -> UPLOADING -> UPLOADED -> CREATING -> SUBMITTED -> FINISHED -> FETCHED -> JOINED
                 (file mode only)                          (inline: SUBMITTED -> FETCHED)
 
-``UPLOADING`` and ``CREATING`` are *intents*, recorded before the paid call: on resume the file or job
+``UPLOADING`` and ``CREATING`` are *intents*, recorded before the paid call: on resume the file or
+job
 is first looked up on the service by the record's deterministic display name.
 
->>> s = ShardRecord(index=0, rows=2, lines=2, bytes=10, sha256="0" * 64, mode="file", display_name="d")
+>>> s = ShardRecord(index=0, rows=2, lines=2, bytes=10, sha256="0" * 64, mode="file",
+...                 display_name="d")
 >>> s.move(ShardState.UPLOADING).state.value
 'uploading'
 """
@@ -27,16 +31,30 @@ from typing import Any
 
 from ..exceptions import CorruptRunError
 
-__all__ = ["FORMAT_VERSION", "HASH", "KEY", "MOVES", "SEND", "VIA", "FileDigest", "Fingerprint", "Manifest",
-           "ShardRecord", "ShardState"]
+__all__ = [
+    "FORMAT_VERSION",
+    "HASH",
+    "KEY",
+    "MOVES",
+    "SEND",
+    "VIA",
+    "FileDigest",
+    "Fingerprint",
+    "Manifest",
+    "ShardRecord",
+    "ShardState",
+]
 
 #: The version of the run directory's JSON layout written by this release.
 FORMAT_VERSION = 2
 
-#: The columns of a shard's ``keys.parquet``, row for row beside its ``input.parquet`` (the user's rows,
+# : The columns of a shard's ``keys.parquet``, row for row beside its ``input.parquet`` (the user's
+# rows,
 #: untouched): the row's key (as sent), its request's content address, whether it asks anything, and
-#: how it gets its answer: ``line`` (its own request line), ``dup`` (the same request of an earlier row
-#: of the shard), ``cache`` (the result cache), null when skipped. They never share the user's frame.
+# : how it gets its answer: ``line`` (its own request line), ``dup`` (the same request of an earlier
+# row
+# : of the shard), ``cache`` (the result cache), null when skipped. They never share the user's
+# frame.
 KEY, HASH, SEND, VIA = "key", "hash", "send", "via"
 
 
@@ -142,9 +160,12 @@ class ShardRecord:
         """Set ``fields`` and move to ``state``; an illegal move raises CorruptRunError."""
         if state not in MOVES[self.state]:
             raise CorruptRunError(
-                f"Shard {self.name} cannot move from {self.state.value} to {state.value}. Hint: its "
-                f"state file ({self.path('state.json')}) was edited or mixed with another run's; restore "
-                "the run directory from a copy.")
+                f"Shard {self.name} cannot move from {self.state.value} to {state.value}. Hint: "
+                "its "
+                f"state file ({self.path('state.json')}) was edited or mixed with another run's; "
+                "restore "
+                "the run directory from a copy."
+            )
         for name, value in fields.items():
             if name not in _FIELDS[ShardRecord]:
                 raise AttributeError(f"ShardRecord has no field {name!r}")
@@ -207,7 +228,9 @@ class Manifest:
     cached: int = 0
     shards: list[int] = field(default_factory=list)
     pilot: bool = False  # this run is the pilot sample of another
-    frame: dict[str, Any] = field(default_factory=dict)  # how to give the output back (type, metadata)
+    frame: dict[str, Any] = field(
+        default_factory=dict
+    )  # how to give the output back (type, metadata)
     gembatch: str = ""
     created: str = ""
     version: int = FORMAT_VERSION
@@ -233,7 +256,10 @@ _FIELDS: dict[type, frozenset[str]] = {
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` without the keys ``cls`` does not declare (``version``, or fields of a newer release)."""
+    """``data`` without the keys ``cls`` does not declare (``version``, or fields of a newer
+    release)."""
     if not isinstance(data, dict):
-        raise CorruptRunError(f"A {cls.__name__} record must be a JSON object (got {type(data).__name__}).")
+        raise CorruptRunError(
+            f"A {cls.__name__} record must be a JSON object (got {type(data).__name__})."
+        )
     return {k: v for k, v in data.items() if k in _FIELDS[cls]}
