@@ -2,8 +2,7 @@
 
 Each section is a module of this package with ``run(args) -> list[Row]`` (and optionally
 ``add_arguments(parser)``), listed in ``benchmarks.__main__.SECTIONS``. Every figure is reported
-next
-to a baseline measured in the same run, so the table means something on any machine. The shared
+next to a baseline measured in the same run, so the table means something on any machine. The shared
 pieces live here: :class:`Row`, :func:`best_of` and :func:`print_table`.
 """
 
@@ -26,12 +25,9 @@ class Row:
     """One line of the table: our figure, its baseline, and the target it must meet.
 
     ``value`` and ``baseline_value`` are in ``unit``; ``higher_is_better`` says which way is good
-    (rows/s:
-    True; seconds or MB of memory: False). ``ok`` is decided by the section (None: no target: the
-    row
-    is information, shown as ``target: none``). ``share``: the ratio is shown as the value's share
-    of
-    the baseline (a stage of a total) rather than as "x better/worse".
+    (rows/s: True; seconds or MB of memory: False). ``ok`` is decided by the section (None: no
+    target: the row is information, shown as ``target: none``). ``share``: the ratio is shown as the
+    value's share of the baseline (a stage of a total) rather than as "x better/worse".
     """
 
     section: str

@@ -1,11 +1,11 @@
 """End to end: an N-row DataFrame through ``batch_generate`` against the emulator (zero model
-latency),
-time per stage, and gembatch's own stages against the pure kernels measured in the same run.
+latency), time per stage, and gembatch's own stages against the pure kernels measured in the same
+run.
 
 The emulator runs in a process of its own (``--shuffle-output``: results out of order, as the
-service
-may send them); the client runs in this process. Stage times come from the run directory's journal
-(each shard's ``state.json`` records every state change with its time), not from instrumented code:
+service may send them); the client runs in this process. Stage times come from the run directory's
+journal (each shard's ``state.json`` records every state change with its time), not from
+instrumented code:
 
 * build: the call starts -> the last shard is ``prepared`` (validation, request lines,
 ``requests.jsonl``
@@ -17,8 +17,7 @@ polls);
 * parse + join + write shard: ``fetched`` -> ``joined``, summed over shards. The same work is
 replayed
   on the same files after the run to split it into parse + join (``_results.join.join_shard``) and
-  the write
-  of the shard's ``output.parquet``;
+  the write of the shard's ``output.parquet``;
 * assemble: the last journal record -> the call returns (``BatchRun.result()`` reads the shard
   outputs back and concatenates them).
 

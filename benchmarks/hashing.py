@@ -1,13 +1,10 @@
 """Request hashing throughput (issue #6): content addresses of 1 M request lines.
 
 Ours: :func:`gembatch._build.hashing.request_hashes` (sha256 via the ``polars-hash`` plugin,
-vectorised).
-Baselines in the same run: the same digests with a per-row ``hashlib.sha256`` loop, and building the
-lines themselves (information: what the content address adds to the prepare step). The issue asks
-for
-the rows/s and for hashing that is vectorised, not a Python loop per row: the row is marked ok when
-the
-digests equal the loop's and come at least ``LOOP_FACTOR`` times as fast.
+vectorised). Baselines in the same run: the same digests with a per-row ``hashlib.sha256`` loop, and
+building the lines themselves (information: what the content address adds to the prepare step). The
+issue asks for the rows/s and for hashing that is vectorised, not a Python loop per row: the row is
+marked ok when the digests equal the loop's and come at least ``LOOP_FACTOR`` times as fast.
 """
 
 from __future__ import annotations

@@ -4,8 +4,7 @@ Measured against baselines run on the same data in the same process:
 
 * request lines (``build_generate_lines`` + ``write_jsonl`` to a file) vs a per-row ``json.dumps``
   loop writing the same bytes (target: >= 12x), and vs ``shutil.copyfile`` of the produced file,
-  i.e.
-  just moving those bytes (target: within 2.5x);
+  i.e. just moving those bytes (target: within 2.5x);
 * result lines (read the JSONL file, ``parse_generate_lines`` + ``join_results`` onto the input
   frame) vs a per-row ``json.loads`` loop building the same columns and joining them with polars
   (target: >= 5x and >= 400k rows/s). Results come back shuffled (the service does not keep order);

@@ -251,8 +251,8 @@ def run_sampled(
     psutil samples the child's RSS every ``sample_every`` s (a cross-check: the exact figure is the
     ``VmHWM`` the child reports itself, see :func:`vm_hwm`; ``ru_maxrss`` of a child started from a
     big parent is useless on Linux, it starts from the parent's high-water mark).
-    ``on_tick(elapsed)``
-    is called about every 15 s (progress). The child is killed after ``timeout`` s.
+    ``on_tick(elapsed)`` is called about every 15 s (progress). The child is killed after
+    ``timeout`` s.
     """
     import psutil
 
@@ -302,10 +302,9 @@ def answered_ok(schema: Any, prefix: str = "gemini_") -> Any:
 
 def without_cache() -> dict[str, Any]:
     """``{"cache": False}`` when gembatch has a result cache (``batch_generate(..., cache=...)``;
+    the other entry points pass their keywords on to it): a benchmark must send every row, and must
+    neither read nor fill the user's cache (a cache filled by an earlier run answers every row of
     the
-    other entry points pass their keywords on to it): a benchmark must send every row, and must
-    neither
-    read nor fill the user's cache (a cache filled by an earlier run answers every row of the
     next)."""
     import inspect
 

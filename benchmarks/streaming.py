@@ -2,20 +2,16 @@
 
 A Parquet input of N rows (``id`` = row position, a ~200-character ``prompt``) is generated in row
 groups (never held whole in memory). The emulator runs in a process of its own; the gembatch client
-runs
-``gembatch.batch_generate_parquet(input, output_dir, ...)`` in a child process (``python -m
+runs ``gembatch.batch_generate_parquet(input, output_dir, ...)`` in a child process (``python -m
 benchmarks.streaming --child ...``) whose peak resident set is measured: the child reports its own
 ``VmHWM`` (/proc/self/status: the kernel's high-water mark of its address space, exact) when the
-call
-has returned, and the parent samples its RSS with psutil every 50 ms as a cross-check.
-(``ru_maxrss``
-of the child, from ``wait4``/``RUSAGE_CHILDREN``, is not used: on Linux a child started from this
-process begins with this process's high-water mark.) Rows are keyed by row position (gembatch's
-default key).
+call has returned, and the parent samples its RSS with psutil every 50 ms as a cross-check.
+(``ru_maxrss`` of the child, from ``wait4``/``RUSAGE_CHILDREN``, is not used: on Linux a child
+started from this process begins with this process's high-water mark.) Rows are keyed by row
+position (gembatch's default key).
 
 Targets (issue #4): peak RSS at the large size <= 1.3x the peak at N, and under 1 GiB. The output
-row
-count must equal the input's, every row ``ok`` and in input order. The child's import of polars,
+row count must equal the input's, every row ``ok`` and in input order. The child's import of polars,
 pyarrow and google-genai alone is measured too (the floor no streaming can go under).
 """
 

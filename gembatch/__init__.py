@@ -5,9 +5,9 @@
 'models/gemini-2.5-flash'
 
 Importing gembatch registers the ``gemini`` namespace on ``polars.DataFrame`` and
-``polars.LazyFrame``
-(and on pandas DataFrames when pandas is imported). It does not import the google-genai SDK, which
-loads the first time the service is called; ``gembatch.emulator`` loads when first used.
+``polars.LazyFrame`` (and on pandas DataFrames when pandas is imported). It does not import the
+google-genai SDK, which loads the first time the service is called; ``gembatch.emulator`` loads when
+first used.
 """
 
 from __future__ import annotations

@@ -468,8 +468,7 @@ class Run:
         """Look for the remote object (when an earlier try may have made it), else make it.
 
         Only transient failures are tried again, each time looking first: a create whose response
-        was
-        lost is found by the look and adopted instead of being sent again.
+        was lost is found by the look and adopted instead of being sent again.
         """
         policy = self.backend.retry
         for attempt in range(policy.attempts):

@@ -3,8 +3,7 @@
 A :class:`Directory` is a folder on any fsspec filesystem (a local path, ``memory://``, ``s3://``
 ...).
 Paths are always *literal*: ``run?``, ``x[ab]`` or ``run*`` name exactly that folder or file, never
-a
-pattern (fsspec's ``rm``/``mv``/``copy`` and polars' readers expand patterns, so they are not used
+a pattern (fsspec's ``rm``/``mv``/``copy`` and polars' readers expand patterns, so they are not used
 with user paths). Patterns are expanded only where a caller asks for them (:func:`parquet_dataset`
 with ``glob=True``). Every write a resume relies on is atomic: the bytes go to a temporary sibling
 first and are renamed into place, so a reader sees the old file or the new one, never half of one.
@@ -247,8 +246,7 @@ def parquet_dataset(
 
     ``glob=None`` (the default): a path that exists is taken literally (``reviews[2024].parquet`` is
     that file); a path that does not exist and holds ``*`` is a pattern. ``glob=True`` always
-    expands
-    the pattern (``?`` and ``[...]`` too); ``glob=False`` never does.
+    expands the pattern (``?`` and ``[...]`` too); ``glob=False`` never does.
     """
     import pyarrow.dataset as ds
 

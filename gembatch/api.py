@@ -1,8 +1,6 @@
 """The typed entry points: ``batch_generate``, ``batch_embed``, ``batch_generate_parquet``,
-``plan``,
-``estimate``. Each checks its arguments, describes the call (:class:`gembatch._run.Call`) and hands
-it
-to :func:`gembatch._run.start`; the ``df.gemini`` namespace calls these.
+``plan``, ``estimate``. Each checks its arguments, describes the call (:class:`gembatch._run.Call`)
+and hands it to :func:`gembatch._run.start`; the ``df.gemini`` namespace calls these.
 
 >>> import polars as pl, gembatch
 >>> # out = gembatch.batch_generate(df, "prompt", config=gembatch.Config(model="gemini-2.5-flash"))
@@ -206,11 +204,11 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     system_instruction: a per-row system instruction column or expression (overrides the config's).
     media: extra parts (file URIs or bytes) per row: :class:`gembatch.MediaParts`.
     skip_null_prompts: rows with a null/empty prompt get status ``skipped`` instead of an error.
-    client: a ready ``genai.Client``; default: built from
-    ``GEMINI_API_KEY``/``GOOGLE_GEMINI_BASE_URL``.
+    client: a ready ``genai.Client``; default: built from ``GEMINI_API_KEY`` /
+        ``GOOGLE_GEMINI_BASE_URL``.
     prefix: prefix of the result columns (default ``gemini_``).
     poll_interval: seconds between status polls at first (backs off to
-    ``options.max_poll_interval``).
+        ``options.max_poll_interval``).
     options: a :class:`gembatch.Options` for shard sizes, inline threshold, concurrency, cleanup.
     retry: a :class:`gembatch.RetryPolicy` for 429 / 5xx / dropped connections (default: 6 tries
         within 10 minutes, exponential backoff with jitter, the service's delay honoured).
@@ -228,14 +226,13 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     pilot: first send this share (``0.01``) or number of random rows as a run of its own
         (``<job_dir>/pilot``); if more than ``pilot_max_error_rate`` of them fail, stop with
         :class:`gembatch.PilotFailedError`. Their answers are reused by the full run.
-    prices: a :class:`gembatch.PriceTable` for the estimate and cost report (default: the packaged
-    one).
+    prices: a :class:`gembatch.PriceTable` for the estimate and cost report (default: the
+        packaged one).
     exact_tokens: with ``dry_run`` or ``max_cost``, count input tokens with the countTokens endpoint
         instead of the local estimate.
 
     Returns the input frame, every row in order, with ``gemini_text``, ``gemini_status`` (ok /
-    error /
-    skipped / missing / cancelled / expired), token counts, errors, ``gemini_batch_job`` and
+    error / skipped / missing / cancelled / expired), token counts, errors, ``gemini_batch_job`` and
     ``gemini_parsed`` (when ``config.response_schema`` is set); a :class:`gembatch.BatchRun` with
     ``wait=False`` or ``sink=``; a :class:`gembatch.Plan` with ``dry_run=True``.
 
@@ -296,10 +293,8 @@ def batch_generate_parquet(
 
     ``source`` is a Parquet file, a glob or a dataset directory; ``dest`` a ``.parquet`` file or a
     dataset directory (local paths or fsspec URLs). The input is read in bounded slices, written
-    into
-    request shards, and the output is written shard by shard as jobs finish. Other keyword
-    arguments are
-    those of :func:`batch_generate`.
+    into request shards, and the output is written shard by shard as jobs finish. Other keyword
+    arguments are those of :func:`batch_generate`.
 
     >>> # gembatch.batch_generate_parquet("reviews/*.parquet", "scored/", prompt="review", config=cfg)
     """
@@ -391,10 +386,9 @@ def plan(
     inline / 2 GB file limits, tokens and the cost bound at the batch rate.
 
     With a ``job_dir`` the run stays prepared there: :func:`batch_generate` with the same
-    ``job_dir``
-    then sends exactly this plan. Without one, a temporary directory is used and removed. ``exact``
-    counts input tokens with the service's countTokens endpoint (one call per request line). Other
-    keyword arguments are those of :func:`batch_generate`.
+    ``job_dir`` then sends exactly this plan. Without one, a temporary directory is used and
+    removed. ``exact`` counts input tokens with the service's countTokens endpoint (one call per
+    request line). Other keyword arguments are those of :func:`batch_generate`.
 
     >>> # print(df.gemini.plan("prompt", config=gembatch.Config(model="gemini-2.5-flash")))
     """
@@ -412,9 +406,8 @@ def estimate(
     data: Frame, prompt: str | pl.Expr, *, config: Config, exact: bool = False, **kwargs: Any
 ) -> Estimate:
     """Input tokens (a fast local estimate, or ``exact`` via countTokens), the output-token bound
-    and
-    the cost bound at the batch rate of what :func:`batch_generate` would send (after dedup and the
-    result cache).
+    and the cost bound at the batch rate of what :func:`batch_generate` would send (after dedup and
+    the result cache).
 
     >>> # gembatch.estimate(df, "prompt", config=cfg).total_usd_bound
     """

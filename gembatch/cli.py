@@ -6,20 +6,17 @@ Examples::
     gembatch run reviews.parquet --prompt-template "Summarise: {review}" --model gemini-2.5-flash \
         --out scored.parquet --job-dir runs/reviews           # GEMINI_API_KEY /
         GOOGLE_GEMINI_BASE_URL
-    gembatch list                                              # batch jobs on the service
-    gembatch emulator --port 8765 --data-dir ./emulator-data  # serve the emulator for other
-    programs
-    gembatch status runs/reviews                               # where a run stands
-    gembatch wait runs/reviews && gembatch results runs/reviews --out scored.parquet
-    gembatch estimate reviews.parquet --prompt-col review --model gemini-2.5-flash   # plan + cost,
-    sends nothing
+    gembatch list                                              # batch jobs on the service gembatch
+    emulator --port 8765 --data-dir ./emulator-data  # serve the emulator for other programs
+    gembatch status runs/reviews                               # where a run stands gembatch wait
+    runs/reviews && gembatch results runs/reviews --out scored.parquet gembatch estimate
+    reviews.parquet --prompt-col review --model gemini-2.5-flash   # plan + cost, sends nothing
     gembatch cost runs/reviews                                 # tokens and money of a finished run
     gembatch cache stats                                       # the result cache (also: cache
     clear)
 
 Exit codes: 0 success, 1 a gembatch error (message on stderr), 2 bad usage, 3 the run is not
-finished
-(``status``), 130 interrupted.
+finished (``status``), 130 interrupted.
 """
 
 from __future__ import annotations

@@ -1,13 +1,11 @@
 """Frozen, keyword-only configuration objects, every field validated on construction.
 
 ``Config`` / ``EmbedConfig`` describe *what to ask the model*: they turn into the wire-form part of
-every
-request that is the same for all rows (``request_static()``) and serialise to / from the run
-directory.
-``Options`` describe *how a run is cut up, sent and awaited*; ``RetryPolicy`` how transient service
-faults are retried. A bad value, or a misspelt field name, raises :class:`gembatch.ConfigError`
-naming
-the field, the value and what is allowed (with "did you mean" for typos).
+every request that is the same for all rows (``request_static()``) and serialise to / from the run
+directory. ``Options`` describe *how a run is cut up, sent and awaited*; ``RetryPolicy`` how
+transient service faults are retried. A bad value, or a misspelt field name, raises
+:class:`gembatch.ConfigError` naming the field, the value and what is allowed (with "did you mean"
+for typos).
 
 >>> import gembatch
 >>> cfg = gembatch.Config(model="gemini-2.5-flash", temperature=0.2, max_output_tokens=256)
@@ -172,8 +170,8 @@ class Config:
 
     Parameters mirror the Gemini ``GenerateContentConfig`` (snake_case). Fields the named parameters
     do not cover go in ``generation_config`` (wire names, camelCase or snake_case) or
-    ``request_extra``
-    (top-level request fields); unknown names are an error, never silently dropped.
+    ``request_extra`` (top-level request fields); unknown names are an error, never silently
+    dropped.
 
     >>> Config(model="gemini-2.5-flash", system_instruction="Answer in French.").model
     'gemini-2.5-flash'
@@ -561,8 +559,7 @@ class RetryPolicy:
     """How transient service faults (429, 5xx, dropped connections, timeouts) are retried:
     ``attempts`` tries at most, exponential backoff from ``initial_delay`` to ``max_delay`` seconds
     with up to ``jitter`` seconds added, all within ``max_elapsed`` seconds. A delay the service
-    asks
-    for (``Retry-After``, or a ``RetryInfo`` detail) is honoured, up to ``max_server_delay``.
+    asks for (``Retry-After``, or a ``RetryInfo`` detail) is honoured, up to ``max_server_delay``.
     ``timeout`` bounds every HTTP request (connect, each read and write), in seconds.
 
     >>> RetryPolicy(attempts=3).attempts

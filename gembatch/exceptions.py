@@ -1,29 +1,22 @@
 """The gembatch error tree.
 
 Every error gembatch raises on purpose is a ``GembatchError``; its message says what happened, to
-which
-rows, columns or fields, and what to do next ("Hint: ..."). Errors are marked *transient* (retrying
-the
-same call later may succeed) or *terminal* once, here, so that retry decisions are not made at each
-call site::
+which rows, columns or fields, and what to do next ("Hint: ..."). Errors are marked *transient*
+(retrying the same call later may succeed) or *terminal* once, here, so that retry decisions are not
+made at each call site::
 
-    GembatchError
-    ├── ConfigError            invalid Config / option value (also a ValueError)
-    ├── InputError             the frame cannot be turned into requests (also a ValueError)
-    │   ├── ColumnNotFoundError
-    │   ├── InvalidPromptError     null / empty prompts
-    │   ├── DuplicateKeyError      null or repeated keys
-    │   └── RequestTooLargeError   a row over the per-request size limit
-    ├── AuthenticationError    no API key, or the service refused it
-    ├── RunDirectoryError      the run directory cannot be used
-    │   ├── RunMismatchError       same job_dir, different input or config
-    │   ├── RunLockedError         another live process holds the run
-    │   └── CorruptRunError        unreadable / unknown-version journal
-    ├── ServiceError           the service refused or failed a call
-    │   ├── TransientServiceError  429 / 5xx / dropped connection, retries exhausted (transient)
-    │   └── TerminalServiceError   any other 4xx
-    ├── CostLimitError         the estimate is above ``max_cost``
-    └── PilotFailedError       too many rows of the pilot sample failed
+    GembatchError ├── ConfigError            invalid Config / option value (also a ValueError) ├──
+    InputError             the frame cannot be turned into requests (also a ValueError) │   ├──
+    ColumnNotFoundError │   ├── InvalidPromptError     null / empty prompts │   ├──
+    DuplicateKeyError      null or repeated keys │   └── RequestTooLargeError   a row over the
+    per-request size limit ├── AuthenticationError    no API key, or the service refused it ├──
+    RunDirectoryError      the run directory cannot be used │   ├── RunMismatchError       same
+    job_dir, different input or config │   ├── RunLockedError         another live process holds the
+    run │   └── CorruptRunError        unreadable / unknown-version journal ├── ServiceError
+    the service refused or failed a call │   ├── TransientServiceError  429 / 5xx / dropped
+    connection, retries exhausted (transient) │   └── TerminalServiceError   any other 4xx ├──
+    CostLimitError         the estimate is above ``max_cost`` └── PilotFailedError       too many
+    rows of the pilot sample failed
 
     ResultWarning (a UserWarning): result files had missing, duplicated, unknown or malformed lines;
     the affected rows carry their own status, the warning summarises the counts once per run.
@@ -151,6 +144,6 @@ class ResultWarning(UserWarning):
     """Result files were not clean (missing, duplicated, unknown-key or malformed lines).
 
     Every affected row carries its own status (``missing`` / ``error``); this warning gives the
-    counts
-    once per run, so that a silently wrong join cannot happen and a bad file does not go unnoticed.
+    counts once per run, so that a silently wrong join cannot happen and a bad file does not go
+    unnoticed.
     """

@@ -77,8 +77,7 @@ class BatchRun:
     """A run directory and the service it talks to.
 
     Use :meth:`open` to reopen a run (after a kernel restart, from another process): it continues
-    from
-    what the run directory records and never creates a job twice. Looking at a finished run
+    from what the run directory records and never creates a job twice. Looking at a finished run
     (``status``, ``result``, ``cost``) needs no API key.
     """
 
@@ -239,8 +238,7 @@ class BatchRun:
         """Wait for the run and stream its output to ``dest`` without holding it in memory.
 
         ``dest`` ending in ``.parquet`` is one file (renamed into place at the end); anything else
-        is a
-        dataset directory whose ``part-NNNNN.parquet`` files appear as their shards finish.
+        is a dataset directory whose ``part-NNNNN.parquet`` files appear as their shards finish.
 
         >>> # run.write("s3://bucket/scored/")      # or "scored.parquet"
         """

@@ -2,8 +2,7 @@
 
 The runner calls ``progress.update(snapshot)`` after every poll and ``progress.close()`` at the end.
 :class:`TqdmProgress` draws a ``tqdm.auto`` bar (a widget in Jupyter, a line in a terminal) when
-tqdm
-is installed (``pip install 'gembatch[progress]'``); :class:`NullProgress` draws nothing.
+tqdm is installed (``pip install 'gembatch[progress]'``); :class:`NullProgress` draws nothing.
 """
 
 from __future__ import annotations

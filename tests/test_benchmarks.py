@@ -1,7 +1,7 @@
 """The benchmark command runs every section end to end at a tiny size (so it cannot rot between the
 runs people do by hand). Speed ratios mean nothing at this size; what is checked is that each
-section
-measures the right thing: identical bytes, digests and answers to its baseline, and every row
+section measures the right thing: identical bytes, digests and answers to its baseline, and every
+row
 back."""
 
 from __future__ import annotations

@@ -93,10 +93,9 @@ def check_inputs(
     """Check the frame before anything is spent; return the Boolean ``send`` mask.
 
     Raises ColumnNotFoundError, InvalidPromptError (null / blank prompts, unless
-    ``skip_null_prompts``:
-    those rows get ``send=False``) or DuplicateKeyError (null or repeated keys). Messages name the
-    first
-    rows (0-based, plus ``row_offset``), their keys and the columns, and end with a hint.
+    ``skip_null_prompts``: those rows get ``send=False``) or DuplicateKeyError (null or repeated
+    keys). Messages name the first rows (0-based, plus ``row_offset``), their keys and the columns,
+    and end with a hint.
     """
     wanted = [*columns_needed, *prompt.meta.root_names(), *([key_column] if key_column else [])]
     missing = [c for c in dict.fromkeys(wanted) if c not in frame.schema]

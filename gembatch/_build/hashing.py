@@ -2,13 +2,11 @@
 
 Two requests get the same hash exactly when they would ask the same service the same thing: same
 service (Google, or an emulator), same kind (generate / embed), same model, same request body. The
-body is canonical by construction: the request
-builders in :mod:`gembatch.requests` write every row's fields in one fixed order with compact
-separators, and the part shared by all rows is :func:`gembatch.requests.static_json` (sorted keys,
-no
-whitespace, floats in shortest round-trip form, integral floats as integers). Prompt text is hashed
-as
-it is: whitespace inside a prompt is content.
+body is canonical by construction: the request builders in :mod:`gembatch.requests` write every
+row's fields in one fixed order with compact separators, and the part shared by all rows is
+:func:`gembatch.requests.static_json` (sorted keys, no whitespace, floats in shortest round-trip
+form, integral floats as integers). Prompt text is hashed as it is: whitespace inside a prompt is
+content.
 
 The digest is sha256 (hex), so it is stable across machines, processes and library versions, and a
 cache built by one is valid for all. It is computed by the ``polars-hash`` plugin when installed

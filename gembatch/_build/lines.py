@@ -1,20 +1,17 @@
 """Pure: rows + prompt expression + static request part -> keyed request lines (polars expressions).
 
 Every line is one JSON object, ``{"key": "<key>", "request": {...}}``, built without a per-row
-Python
-loop: text is JSON-encoded by polars (``struct.json_encode``), the part of the request that is the
-same
-for every row is serialised once and spliced in as a string.
+Python loop: text is JSON-encoded by polars (``struct.json_encode``), the part of the request that
+is the same for every row is serialised once and spliced in as a string.
 
->>> import polars as pl
+>>> import json, polars as pl
 >>> frame = pl.DataFrame({"id": [7], "review": ['He said "great"']})
 >>> lines = build_generate_lines(
 ...     frame, prompt=pl.col("review"), keys=pl.col("id").cast(pl.Utf8),
 ...     static={"generationConfig": {"temperature": 0.2}})
->>> lines["line"][0]
-'{"key":"7","request":{"contents":[{"role":"user","parts":[{"text":"He said
-\\\\"great\\\\""}]}],"generationConfig":{"temperature":0.2}}}'
-"""
+>>> line = json.loads(lines["line"][0])
+>>> line["key"], line["request"]["contents"][0]["parts"][0]["text"]
+('7', 'He said "great"')"""
 
 from __future__ import annotations
 
@@ -43,12 +40,10 @@ __all__ = [
 class MediaParts:
     """Extra parts of each request, taken from one column (multimodal rows).
 
-    ``column`` holds file URIs (str, sent as ``fileData``) or raw bytes (Binary, sent
-    base64-encoded as
-    ``inlineData``); a List column of either gives several parts per row; null values give no part.
-    The MIME type is a literal (``mime_type``) or read per row from ``mime_type_column`` (a scalar
-    column,
-    or, for a List media column, a List column of the same lengths).
+    ``column`` holds file URIs (str, sent as ``fileData``) or raw bytes (Binary, sent base64-encoded
+    as ``inlineData``); a List column of either gives several parts per row; null values give no
+    part. The MIME type is a literal (``mime_type``) or read per row from ``mime_type_column`` (a
+    scalar column, or, for a List media column, a List column of the same lengths).
 
     >>> MediaParts("image_uri", mime_type="image/png")
     MediaParts(column='image_uri', mime_type='image/png', mime_type_column=None)
@@ -217,8 +212,7 @@ def build_generate_lines(
     keys: an expression giving each row's key (sent as a JSON string).
     static: the wire-form part of every request (``generationConfig``, ``tools``, ...).
     system_instruction: a per-row system instruction; overrides ``static["systemInstruction"]``
-    where
-        not null.
+        where not null.
     media: extra parts per row; after the text part, or before it when ``media_first``.
     hash_prefix: when given, a ``hash`` column is added: each request's content address
         (:mod:`gembatch.hashing`), the sha256 of this prefix and the request body.

@@ -262,8 +262,7 @@ class _ShardFiles:
         digest: Any = None,
     ) -> Callable[[], None]:
         """Count rows (with their route), the lines to send (``nbytes``: their JSONL bytes) and
-        cached
-        answers; return the job that writes them. The job also feeds ``digest`` the JSONL of
+        cached answers; return the job that writes them. The job also feeds ``digest`` the JSONL of
         ``asked``
         (default: ``lines``)."""
         if rows.height:

@@ -1,10 +1,8 @@
 """Pure planning of shards by rows and bytes (writing them is the prepare step's job).
 
 Input rows arrive in slices; :class:`ShardCutter` cuts the stream of rows into contiguous shards so
-that
-no shard holds more than ``max_rows`` request lines or ``max_bytes`` bytes of JSONL. A row that
-sends no
-request (a skipped row) weighs nothing.
+that no shard holds more than ``max_rows`` request lines or ``max_bytes`` bytes of JSONL. A row that
+sends no request (a skipped row) weighs nothing.
 
 >>> p = ShardCutter(max_rows=2, max_bytes=100)
 >>> p.cuts([10, 10, 10, 10, 10])   # positions in this slice where a new shard starts

@@ -88,8 +88,8 @@ def local_tokens(lines: pl.Series) -> pl.Series:
 
     Every text part of ``contents``, ``systemInstruction`` and an embed request's ``content`` costs
     ceil(characters / 4) tokens (characters are code points), every ``inlineData`` / ``fileData``
-    part
-    258; other parts (function calls, code) count 0. On the emulator this equals promptTokenCount.
+    part 258; other parts (function calls, code) count 0. On the emulator this equals
+    promptTokenCount.
 
     >>> import polars as pl
     >>> lines = pl.Series(['{"key":"a","request":{"content":{"parts":[{"text":"abcd"}]}}}'])
@@ -167,8 +167,8 @@ def output_bound(
     """The most output tokens ``requests`` requests sharing ``static`` can produce.
 
     ``generationConfig.maxOutputTokens`` x ``candidateCount`` x ``requests``; without
-    maxOutputTokens
-    the model's output-token limit (``max_output_tokens`` in the price table) takes its place.
+    maxOutputTokens the model's output-token limit (``max_output_tokens`` in the price table) takes
+    its place.
 
     >>> output_bound({"generationConfig": {"maxOutputTokens": 100, "candidateCount": 2}},
     ...              "gemini-2.5-flash", 3)
@@ -199,8 +199,7 @@ class Estimate:
     """What a run would cost at most: input tokens (estimated or exact), an output bound, in USD.
 
     ``input_usd`` and ``output_usd_bound`` are at the batch rate; ``total_usd_bound`` is their sum
-    and
-    ``interactive_usd_bound`` the same bound at interactive prices.
+    and ``interactive_usd_bound`` the same bound at interactive prices.
     """
 
     model: str
@@ -276,10 +275,9 @@ def estimate_lines(
     ``model``.
 
     Batches are read one at a time (memory stays flat). ``static`` is the request part shared by
-    every
-    line (its ``generationConfig`` bounds the output); ``rows`` the number of frame rows behind the
-    lines (shown, not priced). ``exact`` asks ``backend.count_tokens`` for every line instead of the
-    local estimate. The long-context tier applies per request, as in
+    every line (its ``generationConfig`` bounds the output); ``rows`` the number of frame rows
+    behind the lines (shown, not priced). ``exact`` asks ``backend.count_tokens`` for every line
+    instead of the local estimate. The long-context tier applies per request, as in
     :func:`~gembatch.pricing.price_frame`.
     """
     if exact and backend is None:

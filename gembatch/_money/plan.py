@@ -1,9 +1,8 @@
 """What a run will send and cost, read from its prepared run directory, before anything is spent.
 
 A :class:`Plan` is made from a journal whose shards are written but not submitted: rows, unique
-requests
-after dedup and the result cache, the shards and their sizes against the service's limits, and the
-token and cost estimate of the lines that will actually go out.
+requests after dedup and the result cache, the shards and their sizes against the service's limits,
+and the token and cost estimate of the lines that will actually go out.
 
 >>> # plan = df.gemini.plan("prompt", config=cfg); print(plan)
 """
@@ -53,8 +52,7 @@ class Plan:
     """What a run will do, without having spent anything.
 
     ``requests`` rows ask something (the others are ``skipped``); of those, ``deduplicated`` repeat
-    a
-    request already in their shard and ``cached`` are answered by the result cache, so ``to_send``
+    a request already in their shard and ``cached`` are answered by the result cache, so ``to_send``
     request lines go to the service, in ``shards``. ``estimate`` holds their tokens and cost bound.
     """
 

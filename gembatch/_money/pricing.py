@@ -2,10 +2,10 @@
 
 Prices are USD per 1M tokens at the *interactive* (standard) paid-tier rate; the Batch API bills
 ``batch_multiplier`` (0.5) times that, except context-cache hits, which are billed at the
-interactive
-cached rate. Thinking tokens are billed as output. A request whose prompt is longer than the model's
-``long_context_threshold`` pays the long-context rates for all of its tokens. Prices change: the
-packaged table carries its date (``as_of``) and ``source``, and every function takes your own table.
+interactive cached rate. Thinking tokens are billed as output. A request whose prompt is longer than
+the model's ``long_context_threshold`` pays the long-context rates for all of its tokens. Prices
+change: the packaged table carries its date (``as_of``) and ``source``, and every function takes
+your own table.
 
 >>> import polars as pl
 >>> frame = pl.DataFrame({"gemini_prompt_tokens": [1_000_000], "gemini_output_tokens": [0],
@@ -53,8 +53,8 @@ class ModelPrice:
 
     ``long_context_threshold``: prompts above this many tokens pay the ``*_long`` rates (None: one
     tier). ``cached_input`` None: the model has no context-cache price (cached tokens pay
-    ``input``).
-    ``max_output_tokens``: the model's output-token limit (bounds output when a request sets none).
+    ``input``). ``max_output_tokens``: the model's output-token limit (bounds output when a request
+    sets none).
 
     >>> ModelPrice(model="my-model", input=0.1, output=0.4).output
     0.4
@@ -185,8 +185,7 @@ class PriceTable:
 
     def for_model(self, model: str) -> ModelPrice:
         """The price of ``model``: the longest known name that is the model or a ``-``-separated
-        prefix
-        of it (``gemini-2.5-flash-001`` -> ``gemini-2.5-flash``); a leading ``models/`` is
+        prefix of it (``gemini-2.5-flash-001`` -> ``gemini-2.5-flash``); a leading ``models/`` is
         ignored."""
         name = model.removeprefix("models/")
         found = [k for k in self.models if name == k or name.startswith(k + "-")]
@@ -364,10 +363,9 @@ def price_frame(
     """The USD price of a frame of per-request token counts (``{prefix}prompt_tokens`` etc.).
 
     Per request: a prompt above the model's ``long_context_threshold`` pays the long rates for all
-    its
-    tokens; cached tokens pay the cached rate and the rest of the prompt the input rate; output and
-    thinking tokens pay the output rate. ``batch`` applies the batch multiplier (the default table's
-    unless given) to everything but cached tokens. Nulls count 0.
+    its tokens; cached tokens pay the cached rate and the rest of the prompt the input rate; output
+    and thinking tokens pay the output rate. ``batch`` applies the batch multiplier (the default
+    table's unless given) to everything but cached tokens. Nulls count 0.
     """
     multiplier = 1.0
     if batch:

@@ -2,8 +2,7 @@
 
 Rows are counted by origin (``{prefix}origin``): ``batch`` rows were answered by a batch job and are
 billed at the batch rate; ``dedup`` and ``cache`` rows carry the token counts of the answer they
-reused
-and were not billed: their price is what they saved.
+reused and were not billed: their price is what they saved.
 
 >>> # print(run.cost())
 """

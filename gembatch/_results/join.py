@@ -1,9 +1,8 @@
 """The checked join of result columns onto rows: every row in order, one answer per key at most.
 
-:func:`join_results` is pure (frames in, frame out); :func:`join_shard` reads one shard's files
-from the
-run directory (its keys, its result lines and those of its resubmissions, cached answers) and joins
-them, applying the job's outcome to rows it never answered and parsing structured answers.
+:func:`join_results` is pure (frames in, frame out); :func:`join_shard` reads one shard's files from
+the run directory (its keys, its result lines and those of its resubmissions, cached answers) and
+joins them, applying the job's outcome to rows it never answered and parsing structured answers.
 """
 
 from __future__ import annotations
@@ -71,8 +70,7 @@ def _right_key(keys: pl.Series, dtype: pl.DataType) -> pl.Series:
 
     For an integer key column a result key matches only when it is exactly the decimal text of that
     integer ("7", never "07" or "+7"): the text is parsed and printed back, and keys that do not
-    come
-    back identical can match no row. Joining on integers is then the same as joining on text,
+    come back identical can match no row. Joining on integers is then the same as joining on text,
     faster.
     """
     if not dtype.is_integer():
@@ -145,12 +143,11 @@ def join_results(
     """Every row of ``rows``, in order, with the ``results`` columns (prefixed) joined on the key.
 
     Keys are compared as strings (an Int key column joins against "0", "1", ...; the cast is
-    strict).
-    Rows without a result get status ``missing``, rows with ``send_mask`` False ``skipped``; a key
-    with
-    several result lines keeps one (an ``ok`` one when there is one) and never multiplies rows.
-    ``extra`` adds literal columns. The output dtypes depend only on the dtypes of ``rows`` and
-    ``results`` (the ``parse_*`` functions always give the same ones), never on what arrived.
+    strict). Rows without a result get status ``missing``, rows with ``send_mask`` False
+    ``skipped``; a key with several result lines keeps one (an ``ok`` one when there is one) and
+    never multiplies rows. ``extra`` adds literal columns. The output dtypes depend only on the
+    dtypes of ``rows`` and ``results`` (the ``parse_*`` functions always give the same ones), never
+    on what arrived.
 
     Report: ``duplicated`` counts the lines dropped for a key that already had one, ``unknown`` the
     lines whose key matches no row, ``malformed`` the lines without a key.
@@ -304,8 +301,7 @@ def join_shard(
 
     A row routed ``dup`` takes the answer of the row of this shard that sent the same request; a row
     routed ``cache`` its cached answer. The ``{prefix}origin`` column tells which (``batch``,
-    ``dedup``,
-    ``cache``; null for skipped rows).
+    ``dedup``, ``cache``; null for skipped rows).
     """
     store, manifest = journal.store, journal.manifest
     keys = store.read_parquet(shard.path("keys.parquet"))

@@ -115,8 +115,7 @@ def _read_lines(source: bytes | str) -> pl.Series:
     kept.
 
     Uses polars' multi-threaded CSV reader with no quoting and a separator byte that valid JSON
-    never
-    holds raw; falls back to a plain split when some (malformed) line does hold that byte.
+    never holds raw; falls back to a plain split when some (malformed) line does hold that byte.
     """
     try:  # a path is literal: glob=False (a run directory named "run[1]" is not a pattern)
         extra = {} if isinstance(source, bytes) else {"glob": False}
@@ -176,8 +175,8 @@ Lines: TypeAlias = "bytes | mmap.mmap | pa.Buffer"  # whole lines, each ending i
 
 def _read_json(data: Lines, arrow_schema: pa.Schema, block_size: int) -> pa.Table:
     """Decode ``data`` with Arrow's multi-threaded JSON reader, ``_CHUNK`` bytes (cut at a line
-    end) at
-    a time. A memory-mapped file gives back the pages of each chunk once it is decoded, so the file
+    end) at a time. A memory-mapped file gives back the pages of each chunk once it is decoded, so
+    the file
     never becomes resident memory as a whole (its pages would count in the process's RSS)."""
     read_options = pa_json.ReadOptions(block_size=block_size, use_threads=True)
     parse_options = pa_json.ParseOptions(
@@ -274,8 +273,7 @@ def _bulk_from_lines(
 
     All lines go to Arrow's JSON reader at once (strict: wire types only). Should it refuse, polars'
     more lenient decoder takes the lines instead, in bulk, and bisection finds the ones it refuses
-    too.
-    Only lines that look like objects are decoded (a line starting with ``null`` crashes the
+    too. Only lines that look like objects are decoded (a line starting with ``null`` crashes the
     reader).
     """
     shape = shape or _Shape.of(lines)
@@ -541,16 +539,13 @@ def parse_generate_lines(
     """One row per non-blank result line, with the columns of :data:`GENERATE_COLUMNS`.
 
     ``lines`` is a Utf8 Series of result lines, the JSONL payload itself (bytes: decoded in place),
-    or
-    the path of a local JSONL file (a ``pathlib.Path``: memory-mapped and decoded in place, the
-    fastest
-    way in).
+    or the path of a local JSONL file (a ``pathlib.Path``: memory-mapped and decoded in place, the
+    fastest way in).
 
     ``text`` concatenates the non-thought parts of candidate 0 (null without content). A blocked
-    prompt
-    (no candidates) and an ``error`` line have status ``error``; so has a malformed line (message
-    ``malformed result line: ...``, key salvaged when possible). With ``all_candidates`` a ``texts``
-    List(Utf8) column holds the text of every candidate.
+    prompt (no candidates) and an ``error`` line have status ``error``; so has a malformed line
+    (message ``malformed result line: ...``, key salvaged when possible). With ``all_candidates`` a
+    ``texts`` List(Utf8) column holds the text of every candidate.
     """
     frame = _decode_lines(lines, GENERATE_RESULT_SCHEMA)
     response, error = pl.col("response"), pl.col("error")
@@ -616,8 +611,7 @@ def parse_embed_lines(
     lines: pl.Series | Payload | os.PathLike[str], *, dimensions: int | None
 ) -> pl.DataFrame:
     """One row per non-blank embed result line: ``key``, ``embedding`` (Array(Float32, dimensions),
-    or
-    List(Float32) when ``dimensions`` is None), ``status``, ``error_code``, ``error_message``.
+    or List(Float32) when ``dimensions`` is None), ``status``, ``error_code``, ``error_message``.
 
     An embedding of the wrong length is an ``error`` row (its vector null).
     """

@@ -26,9 +26,8 @@ def parse_structured(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl
     """Decode JSON ``text`` under ``dtype``: ``(parsed, errors)``.
 
     ``errors`` (Utf8) holds, per row, why the text did not decode to ``dtype`` (null when it did,
-    and for
-    null text). A bad row never raises: its ``parsed`` value is null. Markdown code fences are
-    removed.
+    and for null text). A bad row never raises: its ``parsed`` value is null. Markdown code fences
+    are removed.
     """
     text = text.cast(pl.Utf8)
     fenced = text.str.starts_with("```") | text.str.ends_with("```")
@@ -88,15 +87,11 @@ def polars_dtype_from_json_schema(schema: Mapping[str, Any]) -> pl.DataType:
     """The polars dtype that JSON matching ``schema`` decodes to.
 
     Understands JSON Schema (``$defs``/``$ref`` as pydantic writes them, ``anyOf``/``oneOf`` with
-    null
-    for Optional, ``type`` lists, ``enum``/``const``, nested objects and arrays) and the API's
-    OpenAPI
-    subset (UPPERCASE types, ``nullable``). Values without a fixed shape decode without errors: a
-    free-form object (no ``properties``) is an empty Struct, a union of scalars Utf8 (numbers of
-    both
-    kinds: Float64); a property that may be anything, or a union holding objects or arrays, is left
-    out
-    of the struct (its value stays in the raw text).
+    null for Optional, ``type`` lists, ``enum``/``const``, nested objects and arrays) and the API's
+    OpenAPI subset (UPPERCASE types, ``nullable``). Values without a fixed shape decode without
+    errors: a free-form object (no ``properties``) is an empty Struct, a union of scalars Utf8
+    (numbers of both kinds: Float64); a property that may be anything, or a union holding objects or
+    arrays, is left out of the struct (its value stays in the raw text).
 
     >>> polars_dtype_from_json_schema({"type": "object", "properties": {"n": {"type": "integer"}}})
     Struct({'n': Int64})

@@ -3,15 +3,12 @@
 Only the ``_service`` package imports google.genai. Every call goes through one retry policy
 (tenacity): 429, 5xx and dropped connections are retried with exponential backoff and jitter,
 honouring the delay the service asks for, bounded in attempts and time. Calls that are not
-idempotent
-(upload, create) are never retried blindly: they raise ``TransientServiceError`` and the run
-reconciles (looks for the file or job by its display name) before trying again.
+idempotent (upload, create) are never retried blindly: they raise ``TransientServiceError`` and the
+run reconciles (looks for the file or job by its display name) before trying again.
 
 Per-job progress counts (``batchStats``) are not exposed by the SDK's ``BatchJob``; when gembatch
-builds
-the client it reads them from the raw HTTP responses through an httpx response hook, a public
-option of
-the SDK (``HttpOptions.client_args``). Nothing reaches into SDK internals.
+builds the client it reads them from the raw HTTP responses through an httpx response hook, a public
+option of the SDK (``HttpOptions.client_args``). Nothing reaches into SDK internals.
 """
 
 from __future__ import annotations
@@ -107,8 +104,8 @@ def make_client(
 
 def service_of(base_url: str | None) -> str:
     """Which service a base URL names: ``https://generativelanguage.googleapis.com`` for Google
-    (also
-    when None), ``emulator`` for a server on this machine (any loopback port), else scheme and host.
+    (also when None), ``emulator`` for a server on this machine (any loopback port), else scheme and
+    host.
 
     Cached answers are kept per service, so an emulator's answers are never served for Google's.
 
@@ -310,10 +307,9 @@ class Backend:
         by the countTokens endpoint; retried like every idempotent call.
 
         The SDK's CountTokensConfig refuses ``system_instruction``, ``tools`` and
-        ``generation_config``
-        on the Gemini Developer API, so the system instruction's parts are counted as a leading user
-        turn (the same number of tokens on the emulator; within a few tokens on the service) and
-        tools are not counted.
+        ``generation_config`` on the Gemini Developer API, so the system instruction's parts are
+        counted as a leading user turn (the same number of tokens on the emulator; within a few
+        tokens on the service) and tools are not counted.
         """
         contents = count_contents(request)
 

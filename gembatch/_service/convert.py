@@ -2,8 +2,7 @@
 
 gembatch builds every request as a keyed wire-form JSON line; the SDK wants its own pydantic objects
 for inline batches and countTokens, and gives its own objects back. These conversions are exact
-(tests
-check that an inline round trip gives the same answers as a file).
+(tests check that an inline round trip gives the same answers as a file).
 """
 
 from __future__ import annotations

@@ -2,12 +2,9 @@
 
 The lock file is written whole under a temporary name and then linked into place (``os.link`` fails
 when the lock exists), so it is taken atomically and is never seen empty. A lock whose holder
-process
-is dead (same host) is taken over; so is one that cannot be read (left by a full disk, or
-half-copied)
-once it is older than :data:`STALE_UNREADABLE_S`. Object stores have no atomic create: there the
-lock
-is best effort (written if absent, then read back).
+process is dead (same host) is taken over; so is one that cannot be read (left by a full disk, or
+half-copied) once it is older than :data:`STALE_UNREADABLE_S`. Object stores have no atomic create:
+there the lock is best effort (written if absent, then read back).
 """
 
 from __future__ import annotations

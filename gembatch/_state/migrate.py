@@ -1,9 +1,8 @@
 """Bring run directories written by earlier releases up to the current layout, when they are opened.
 
 Each step takes the JSON of one version to the next. Steps only rename or fill in fields; a step
-that
-must rewrite a file says so in its docstring. A run directory of a *newer* version than this release
-reads is refused (:class:`gembatch.CorruptRunError`), never guessed at.
+that must rewrite a file says so in its docstring. A run directory of a *newer* version than this
+release reads is refused (:class:`gembatch.CorruptRunError`), never guessed at.
 
 >>> migrate_shard({"version": 1, "retries": [1]})["resubmissions"]
 [1]
@@ -60,8 +59,7 @@ _V1_COLUMNS = {
 
 def split_v1_input(store: Any, shard_dir: str) -> None:
     """Format 1 -> 2 for a shard's files: gembatch's own columns move out of ``input.parquet``
-    (which
-    then holds the user's rows only) into ``keys.parquet`` beside it. Rewrites both files
+    (which then holds the user's rows only) into ``keys.parquet`` beside it. Rewrites both files
     (atomically;
     a crash in between leaves a state this step finishes on the next open)."""
     import polars as pl

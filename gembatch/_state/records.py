@@ -1,10 +1,9 @@
 """Typed run state: the manifest and the shard records, their JSON form, and the legal state moves.
 
 Every field a run directory holds is declared here, once, with its type and default; nothing else
-reads
-``run.json`` or a ``state.json`` with ``.get(key, default)``. The JSON form carries
-``FORMAT_VERSION``;
-:mod:`gembatch._state.migrate` brings older run directories up to it when they are opened.
+reads ``run.json`` or a ``state.json`` with ``.get(key, default)``. The JSON form carries
+``FORMAT_VERSION``; :mod:`gembatch._state.migrate` brings older run directories up to it when they
+are opened.
 
 A shard (or a resubmission of some of its rows) moves through named states; :data:`MOVES` lists the
 legal moves and :meth:`ShardRecord.move` refuses any other::
@@ -13,8 +12,7 @@ legal moves and :meth:`ShardRecord.move` refuses any other::
                 (file mode only)                          (inline: SUBMITTED -> FETCHED)
 
 ``UPLOADING`` and ``CREATING`` are *intents*, recorded before the paid call: on resume the file or
-job
-is first looked up on the service by the record's deterministic display name.
+job is first looked up on the service by the record's deterministic display name.
 
 >>> s = ShardRecord(index=0, rows=2, lines=2, bytes=10, sha256="0" * 64, mode="file",
 ...                 display_name="d")
