@@ -70,8 +70,9 @@ CHILD = textwrap.dedent(
     if point == "after_shards_written":
         after(journal.Journal, "create")
     elif point == "during_upload":
-        import io original_upload = backend.Backend.upload class Dying(io.RawIOBase):  # the upload
-        session is open; the process dies reading the bytes
+        import io
+        original_upload = backend.Backend.upload
+        class Dying(io.RawIOBase):  # the upload session is open; the process dies reading the bytes
             def __init__(self, inner): self.inner = inner
             def readable(self): return True
             def seekable(self): return True
@@ -80,8 +81,8 @@ CHILD = textwrap.dedent(
             def read(self, n=-1): die()
         uploads = {"n": 0}
         def upload(self, stream, **kw):
-            uploads["n"] += 1 return original_upload(self, Dying(stream) if uploads["n"] == 2 else
-            stream, **kw)
+            uploads["n"] += 1
+            return original_upload(self, Dying(stream) if uploads["n"] == 2 else stream, **kw)
         backend.Backend.upload = upload
     elif point == "after_upload_before_record":
         after(backend.Backend, "upload", nth=2)

@@ -102,7 +102,8 @@ def test_batch_stats_are_recorded_per_job_and_remote_files_are_cleaned(tmp_path,
 
 HOLDER = textwrap.dedent(
     """
-    import sys, polars as pl, gembatch df = pl.DataFrame({"prompt": ["a", "b", "c"]})
+    import sys, polars as pl, gembatch
+    df = pl.DataFrame({"prompt": ["a", "b", "c"]})
     df.gemini.batch_generate("prompt", config=gembatch.Config(model="gemini-2.5-flash"),
                              job_dir=sys.argv[1], progress=False,
                              options=gembatch.Options(poll_interval=0.05, max_poll_interval=0.05))
