@@ -10,17 +10,28 @@ It speaks the service's REST wire format, so the real google-genai SDK and curl 
         client = genai.Client(api_key=emu.api_key, http_options=types.HttpOptions(base_url=emu.base_url))
         job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": "Hi"}])
 
-From the command line: ``python -m gembatch.emulator --port 8765 --data-dir DIR`` (or
-``gembatch emulator ...``); ``--help`` lists the ``--fault`` syntax.
+How the service behaves where public reports differ is data: ``Behaviour`` (one named switch
+per reported variant; ``Behaviour.strict()`` is the real service as reported, ``lenient()`` the
+kind behaviour; ``Emulator(behaviour=None)`` uses ``DEFAULT_BEHAVIOUR``), and quotas and rate
+limits are ``Limits`` (tier-1 figures by default, ``Limits.off()``).
 
-Pieces: ``handler`` (the one seam, request -> response), ``server`` (HTTP on 127.0.0.1 and
-``Emulator``), ``transport`` (the same handler as an in-process httpx transport), ``jobs`` (job
-lifecycle and worker), ``store`` (the data directory), ``faults`` (fault rules), ``model`` (the
-deterministic fake model).
+From the command line: ``python -m gembatch.emulator --port 8765 --data-dir DIR`` (or
+``gembatch emulator ...``); ``--help`` lists the ``--fault`` and ``--behaviour`` syntax.
+
+Pieces: ``server`` (HTTP on 127.0.0.1 and ``Emulator``), ``transport`` (the same handler as an
+in-process httpx transport), ``handler`` (the one seam, request -> response: routing, faults, the
+model list, interactive calls), ``web`` (Request, Response, JSON helpers), ``files_api`` and
+``batches_api`` (the File and Batch APIs), ``jobs`` (job lifecycle and worker), ``lines``
+(answering input lines, worker processes), ``inputs`` (input checks at create), ``store`` (the
+data directory), ``faults`` (fault rules), ``behaviour`` (service switches), ``limits`` and
+``quota`` (quotas and rate limits), ``catalog`` (the model list), ``schema_faults`` (structured-
+output misbehaviours), and the fake model: ``model`` re-exports ``proto``, ``validate``,
+``tokens``, ``draws``, ``schema_values``, ``answers`` and ``embeddings``.
 """
 
 from __future__ import annotations
 
+from .behaviour import BEHAVIOUR_NAMES, DEFAULT_BEHAVIOUR, Behaviour, parse_behaviour
 from .errors import ApiError
 from .faults import (
     ENDPOINTS,
@@ -32,12 +43,17 @@ from .faults import (
     LineFaults,
     parse_fault,
 )
+from .limits import DEFAULT_LIMITS, Limits
 from .server import DEFAULT_API_KEY, Emulator
 
 __all__ = [
+    "BEHAVIOUR_NAMES",
     "DEFAULT_API_KEY",
+    "DEFAULT_BEHAVIOUR",
+    "DEFAULT_LIMITS",
     "ENDPOINTS",
     "ApiError",
+    "Behaviour",
     "Delays",
     "DropConnection",
     "Emulator",
@@ -45,5 +61,7 @@ __all__ = [
     "HttpFault",
     "JobOutcome",
     "LineFaults",
+    "Limits",
+    "parse_behaviour",
     "parse_fault",
 ]

@@ -49,6 +49,7 @@ from gembatch.emulator.tokens import (
     canonical_json,
     compact_json,
     count_text_tokens,
+    modality_details,
 )
 from gembatch.emulator.validate import (
     check_contents,
@@ -57,7 +58,7 @@ from gembatch.emulator.validate import (
     validate_generate_request,
 )
 
-__all__ = ["ERROR_MESSAGES", "count_tokens", "generate_content"]
+__all__ = ["ERROR_MESSAGES", "answer", "count_tokens", "generate_content"]
 
 _DIRECTIVE_RE = re.compile(r"\[\[(error|finish|block|parts)(?::([A-Za-z0-9_]+))?\]\]")
 ERROR_MESSAGES = {
@@ -95,13 +96,20 @@ def _raise_error_directive(arg: str) -> None:
 
 
 def _usage(prompt: Prompt, candidates: int, thoughts: int, tier: str) -> dict[str, Any]:
-    return {
-        "promptTokenCount": prompt.tokens, "candidatesTokenCount": candidates,
-        "totalTokenCount": prompt.tokens + candidates + thoughts, "thoughtsTokenCount": thoughts,
-        "cachedContentTokenCount": 0,
-        "promptTokensDetails": [{"modality": m, "tokenCount": n}
-                                for m, n in prompt.details.items()],
-    }
+    """usageMetadata as the service sends it: zero counts left out (proto3 JSON)."""
+    total = prompt.tokens + candidates + thoughts
+    counts = {"promptTokenCount": prompt.tokens, "candidatesTokenCount": candidates,
+              "totalTokenCount": total}
+    usage: dict[str, Any] = {name: n for name, n in counts.items() if n}
+    details = modality_details(prompt.details)
+    if details:
+        usage["promptTokensDetails"] = details
+    if candidates:
+        usage["candidatesTokensDetails"] = [{"modality": "TEXT", "tokenCount": candidates}]
+    if thoughts:
+        usage["thoughtsTokenCount"] = thoughts
+    usage["serviceTier"] = tier
+    return usage
 
 
 def _safety_ratings(rng: random.Random) -> list[dict[str, Any]]:
@@ -159,7 +167,11 @@ def _split(text: str, n: int) -> list[dict[str, Any]]:
 def generate_content(model: str, request: dict[str, Any], *, snake: bool = False) -> dict[str, Any]:
     """The wire GenerateContentResponse the fake model gives ``request`` (validated first;
     ``snake``: accept proto field names only, as for a batch JSONL line)."""
-    normal = validate_generate_request(request, snake=snake)
+    return answer(model, validate_generate_request(request, snake=snake))
+
+
+def answer(model: str, normal: dict[str, Any]) -> dict[str, Any]:
+    """The GenerateContentResponse for an already validated (``normal``) request."""
     name = model.removeprefix("models/")
     prompt = Prompt(normal)
     directives = _directives(prompt)
@@ -173,10 +185,7 @@ def generate_content(model: str, request: dict[str, Any], *, snake: bool = False
     if "block" in directives:
         response["promptFeedback"] = {"blockReason": directives["block"] or "SAFETY",
                                       "safetyRatings": _safety_ratings(draws.rng)}
-        response["usageMetadata"] = {"promptTokenCount": prompt.tokens,
-                                     "totalTokenCount": prompt.tokens,
-                                     "promptTokensDetails": [{"modality": m, "tokenCount": n}
-                                                             for m, n in prompt.details.items()]}
+        response["usageMetadata"] = _usage(prompt, 0, 0, tier)
     else:
         response["candidates"], response["usageMetadata"] = _candidates(
             draws, name, normal.get("generationConfig", {}), prompt, directives, tier)
@@ -241,5 +250,4 @@ def count_tokens(model: str, request: dict[str, Any]) -> dict[str, Any]:
     else:
         check_contents(normal, "CountTokensRequest")
     prompt = Prompt(normal)
-    return {"totalTokens": prompt.tokens, "promptTokensDetails": [
-        {"modality": m, "tokenCount": n} for m, n in prompt.details.items()]}
+    return {"totalTokens": prompt.tokens, "promptTokensDetails": modality_details(prompt.details)}

@@ -10,7 +10,7 @@ Endpoint names (``ENDPOINTS``; ``"*"`` matches any)::
     files.upload_start   files.upload_chunk   files.get        files.list     files.delete
     files.download       batches.create       batches.create_embeddings       batches.get
     batches.list         batches.cancel       batches.delete   models.generate_content
-    models.count_tokens  models.embed_content
+    models.count_tokens  models.embed_content models.list      models.get
 
 Command-line syntax (``parse_fault``)::
 
@@ -65,6 +65,8 @@ ENDPOINTS: tuple[str, ...] = (
     "models.generate_content",
     "models.count_tokens",
     "models.embed_content",
+    "models.list",
+    "models.get",
 )
 
 _TERMINAL_OUTCOMES = ("FAILED", "EXPIRED", "CANCELLED")

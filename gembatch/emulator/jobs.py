@@ -13,36 +13,25 @@ emulator stopped starts again from its first line when an emulator opens the sam
 
 from __future__ import annotations
 
-import base64
-import collections
 import contextlib
 import hashlib
-import itertools
-import json
 import os
-import pickle
 import random
-import re
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .errors import STATUS_BY_CODE, ApiError
+from .behaviour import Behaviour
+from .codec import json_dumps, json_loads
+from .errors import ApiError
 from .faults import Faults, LineFaults
-from .store import Store, file_record, new_id, rfc3339
+from .lines import LinePool, Spec, chunks, line_rules, process_chunk, released
+from .store import Store, file_record, new_id, rfc3339, sha256_b64
 
 __all__ = ["JOB_TTL_S", "TERMINAL_STATES", "Jobs", "json_dumps", "json_loads"]
-
-_orjson: Any
-try:  # the "fast" extra; the stdlib codec is the fallback
-    import orjson as _orjson
-except ImportError:  # pragma: no cover - depends on the environment
-    _orjson = None
 
 #: Jobs still pending or running this long after creation end EXPIRED, as on the service.
 JOB_TTL_S = 48 * 3600.0
@@ -51,29 +40,8 @@ _TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main."
 _META_TYPE = {"generate": _TYPE + "GenerateContentBatch", "embed": _TYPE + "EmbedContentBatch"}
 _OUTPUT_TYPE = {"generate": _TYPE + "GenerateContentBatchOutput",
                 "embed": _TYPE + "EmbedContentBatchOutput"}
-_KEY_RE = re.compile(rb'"key"\s*:\s*"((?:[^"\\]|\\.)*)"')
-_LINE_FIELDS = frozenset({"key", "request", "metadata"})
-
-
-def json_loads(data: bytes | str) -> Any:
-    """Decode JSON (orjson when installed)."""
-    return _orjson.loads(data) if _orjson is not None else json.loads(data)
-
-
-def json_dumps(obj: Any, *, pretty: bool = False) -> bytes:
-    """Encode UTF-8 JSON (orjson when installed): compact, or indented with a final newline as the
-    service answers HTTP calls."""
-    if _orjson is not None:
-        return _orjson.dumps(obj, option=_orjson.OPT_INDENT_2 | _orjson.OPT_APPEND_NEWLINE if pretty else 0)
-    if pretty:
-        return json.dumps(obj, indent=2, ensure_ascii=False).encode() + b"\n"
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _model_calls(kind: str) -> Callable[[str, dict[str, Any]], dict[str, Any]]:
-    from . import model  # written alongside; imported late so the emulator starts without it loaded
-
-    return model.generate_content if kind == "generate" else model.embed_content
+#: Length of a batch id: 36 characters on the service (``long_result_ids``), 12 before.
+LONG_ID, SHORT_ID = 36, 12
 
 
 @dataclass
@@ -95,20 +63,23 @@ class Jobs:
     """The batch jobs of one emulator and the worker that runs them.
 
     Parameters: ``store`` (records and files), ``faults`` (job faults are captured at creation),
-    ``clock``/``wall`` (see the module docstring), ``shuffle_output`` (result files not in input
-    order, as the service allows), ``step_lines`` (lines per worker step), ``workers`` (processes
-    answering the lines of jobs of ``pool_min_lines`` or more; default: CPUs up to 4, 0: none).
+    ``behaviour`` (the parts a job needs are captured at creation too), ``clock``/``wall`` (see the
+    module docstring), ``shuffle_output`` (result files not in input order, as the service
+    allows), ``step_lines`` (lines per worker step), ``workers`` (processes answering the lines of
+    jobs of ``pool_min_lines`` or more; default: CPUs up to 4, 0: none).
     """
 
-    def __init__(self, store: Store, faults: Faults, *, clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, shuffle_output: bool = False,
-                 step_lines: int = 1000, workers: int | None = None, pool_min_lines: int = 20_000,
-                 idle_wait_s: float = 0.01) -> None:
+    def __init__(self, store: Store, faults: Faults, *, behaviour: Behaviour | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 shuffle_output: bool = False, step_lines: int = 1000, workers: int | None = None,
+                 pool_min_lines: int = 20_000, idle_wait_s: float = 0.01) -> None:
         self.store, self.faults, self.clock, self.wall = store, faults, clock, wall
-        self.shuffle_output, self.step_lines, self.idle_wait_s = shuffle_output, step_lines, idle_wait_s
+        self.behaviour = behaviour if behaviour is not None else Behaviour.lenient()
+        self.shuffle_output, self.step_lines = shuffle_output, step_lines
+        self.idle_wait_s = idle_wait_s
         self.workers = min(os.cpu_count() or 1, 4) if workers is None else workers
         self.pool_min_lines = pool_min_lines
-        self._line_pool: _LinePool | None = None
+        self._line_pool: LinePool | None = None
         self.lines_processed = 0
         self._lock = threading.RLock()
         self._wake = threading.Event()
@@ -147,13 +118,20 @@ class Jobs:
 
     # -- calls ---------------------------------------------------------------------------------
     def create(self, *, kind: str, model: str, display_name: str | None, file_name: str | None = None,
-               inline: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-        """Create a job over an uploaded JSONL file or inline ``[{"request", "metadata"?}]`` items."""
-        jid = new_id()
+               inline: list[dict[str, Any]] | None = None, count: int | None = None,
+               input_tokens: int = 0, fail_message: str | None = None) -> dict[str, Any]:
+        """Create a job over an uploaded JSONL file or inline ``[{"request", "metadata"?}]`` items.
+
+        ``count`` and ``input_tokens``: what the create's input scan found (lines are counted here
+        when ``count`` is None); ``fail_message``: the job ends FAILED with it, before any line.
+        """
+        behaviour = self.behaviour
+        jid = new_id(LONG_ID if behaviour.long_result_ids else SHORT_ID)
         if file_name is not None:
             if self.store.get_file(file_name) is None:
                 raise ApiError(404, f"Requested entity was not found: input file {file_name}.")
-            count = _count_lines(self.store.blob_path(file_name))
+            if count is None:
+                count = _count_lines(self.store.blob_path(file_name))
             source: dict[str, Any] = {"file": file_name}
         else:
             assert inline is not None
@@ -161,10 +139,16 @@ class Jobs:
                 f.writelines(json_dumps(item) + b"\n" for item in inline)
             count, source = len(inline), {"inline": len(inline)}
         now = self.wall()
+        faults = self.faults.on_job()
+        if fail_message is not None:
+            faults["outcome"] = {"state": "FAILED", "nth_job": None, "after_lines": 0,
+                                 "message": fail_message}
         job = {"id": jid, "_seq": self.store.next_seq(), "kind": kind, "model": model,
                "displayName": display_name or "", "state": "PENDING", "createTime": rfc3339(now),
                "updateTime": rfc3339(now), "_created": now, "input": source,
-               "requestCount": count, "succeeded": 0, "failed": 0, "faults": self.faults.on_job()}
+               "requestCount": count, "succeeded": 0, "failed": 0, "faults": faults,
+               "inputTokens": input_tokens, "behaviour": _job_behaviour(behaviour),
+               "lagLeft": behaviour.output_lag_polls}
         with self._lock:
             self.store.put_job(job)
             self._runs[jid] = _Run(t0=self.clock())
@@ -224,12 +208,18 @@ class Jobs:
             with self._lock:
                 run.waiters -= 1
 
-    def render(self, job: dict[str, Any]) -> dict[str, Any]:
-        """The job as the service sends it: an Operation named ``batches/<id>``."""
+    def render(self, job: dict[str, Any], *, read: bool = False,
+               listing: bool = False) -> dict[str, Any]:
+        """The job as the service sends it: an Operation named ``batches/<id>``.
+
+        ``read``: a client's get or list (it counts against ``output_lag_polls``); ``listing``:
+        as ``batches.list`` sends it (no ``inlinedResponses``).
+        """
         name, state, kind = f"batches/{job['id']}", job["state"], job["kind"]
         done = job["succeeded"] + job["failed"]
         counts = {"requestCount": job["requestCount"], "successfulRequestCount": job["succeeded"],
-                  "failedRequestCount": job["failed"], "pendingRequestCount": job["requestCount"] - done}
+                  "failedRequestCount": job["failed"],
+                  "pendingRequestCount": job["requestCount"] - done}
         meta: dict[str, Any] = {"@type": _META_TYPE[kind], "model": job["model"]}
         if job["displayName"]:  # proto3 JSON leaves out empty strings
             meta["displayName"] = job["displayName"]
@@ -241,28 +231,48 @@ class Jobs:
             meta["endTime"] = job["endTime"]
         # proto3 JSON leaves out zero counts, as the service does
         meta["batchStats"] = {k: str(v) for k, v in counts.items() if v}
-        output = self._output(job)
-        if output is not None:
+        output = None if self._lagging(job, read) else self._output(job, listing)
+        if output:
             meta["output"] = output
         meta["name"] = name
-        op: dict[str, Any] = {"name": name, "done": state in TERMINAL_STATES, "metadata": meta}
-        if output is not None:
+        op: dict[str, Any] = {"name": name, "metadata": meta}
+        if state in TERMINAL_STATES:  # a pending or running operation has no "done" at all
+            op["done"] = True
+        if output:
             op["response"] = {"@type": _OUTPUT_TYPE[kind], **output}
         if "error" in job:
             op["error"] = job["error"]
         return op
 
-    def _output(self, job: dict[str, Any]) -> dict[str, Any] | None:
+    def _lagging(self, job: dict[str, Any], read: bool) -> bool:
+        """Whether a SUCCEEDED job still hides its output (``output_lag_polls``); a read counts."""
+        if job["state"] != "SUCCEEDED" or job.get("lagLeft", 0) <= 0:
+            return False
+        if read:
+            with self._lock:
+                job["lagLeft"] -= 1
+                self.store.put_job(job)
+        return True
+
+    def _output(self, job: dict[str, Any], listing: bool) -> dict[str, Any] | None:
         out = job.get("output")
         if out is None:
             return None
         if "file" in out:
             return {"responsesFile": out["file"]}
+        if listing:
+            return {}
         items = []
         path = self.store.job_path(job["id"], ".results.jsonl")
         if path.exists():
             with open(path, "rb") as f:
                 items = [json_loads(line) for line in f if line.strip()]
+        rules = job.get("behaviour") or _job_behaviour(self.behaviour)
+        if rules["inline_metadata"] == "dropped":
+            for item in items:
+                item.pop("metadata", None)
+        if rules["inline_order"] == "shuffled":
+            random.Random(job["id"]).shuffle(items)
         return {"inlinedResponses": {"inlinedResponses": items}}
 
     # -- the worker ----------------------------------------------------------------------------
@@ -369,7 +379,7 @@ class Jobs:
                 os.replace(work, self.store.blob_path(name))
                 self.store.put_file(file_record(
                     name=name, display_name=f"batch-{jid}-results", mime_type="application/jsonl",
-                    size=run.size, sha256_b64=base64.b64encode(run.hasher.digest()).decode(),
+                    size=run.size, sha256_b64=sha256_b64(run.hasher),
                     source="GENERATED", now=self.wall(), seq=self.store.next_seq()))
                 changes["output"] = {"file": name}
         else:
@@ -383,7 +393,8 @@ class Jobs:
             self.store.put_job(job)
             self._runs.pop(jid, None)
 
-    def _lines(self, jid: str, run: _Run, job: dict[str, Any], path: os.PathLike[str]) -> Iterator[None]:
+    def _lines(self, jid: str, run: _Run, job: dict[str, Any],
+               path: os.PathLike[str]) -> Iterator[None]:
         """Process the job's input into its work file, one chunk of ``step_lines`` lines per step.
 
         Big jobs have their chunks answered by a process pool (the fake model costs tens of
@@ -391,18 +402,20 @@ class Jobs:
         """
         faults = job["faults"]
         line_faults = faults.get("lines")
-        spec = (job["kind"], job["model"], "inline" in job["input"],
-                line_faults if line_faults and LineFaults(**line_faults).active else None)
+        rules = (job.get("behaviour") or _job_behaviour(self.behaviour))["lines"]
+        spec: Spec = (job["kind"], job["model"], "inline" in job["input"],
+                      line_faults if line_faults and LineFaults(**line_faults).active else None,
+                      rules)
         outcome = faults.get("outcome")
         limit = outcome["after_lines"] if outcome is not None else None
-        chunks = _chunks(path, self.step_lines, limit)
+        pieces = chunks(path, self.step_lines, limit)
         target = job["requestCount"] if limit is None else min(limit, job["requestCount"])
         shuffle = random.Random(jid) if self.shuffle_output and not spec[2] else None
         pool = self._pool() if job["requestCount"] >= self.pool_min_lines else None
-        with _released(pool):
+        with released(pool):
             results: Generator[tuple[list[bytes], int, int], None, None] = (
-                pool.map(spec, chunks) if pool is not None
-                else (process_chunk(spec, start, lines) for start, lines in chunks))
+                pool.map(spec, pieces) if pool is not None
+                else (process_chunk(spec, start, lines) for start, lines in pieces))
             with contextlib.closing(results), open(self.store.work_path(jid), "wb") as out:
                 for data, succeeded, failed in results:
                     if shuffle is not None:
@@ -417,15 +430,15 @@ class Jobs:
                     self._count(jid, succeeded, failed)
                     yield
 
-    def _pool(self) -> _LinePool | None:
-        """The worker processes, started on first use; None when ``workers`` is 0 or they are busy."""
+    def _pool(self) -> LinePool | None:
+        """The worker processes, started on first use; None when ``workers`` is 0 or busy."""
         with self._lock:
             if self.workers <= 0 or not sys.executable:
                 return None
             if self._line_pool is None or self._line_pool.broken:
                 if self._line_pool is not None:
                     self._line_pool.close()
-                self._line_pool = _LinePool(self.workers)
+                self._line_pool = LinePool(self.workers)
             return self._line_pool if self._line_pool.lock.acquire(blocking=False) else None
 
     def _count(self, jid: str, succeeded: int, failed: int) -> None:
@@ -437,207 +450,6 @@ class Jobs:
             self.lines_processed += succeeded + failed
 
 
-_Spec = tuple[str, str, bool, dict[str, Any] | None]  # kind, model, inline, line faults
-
-
-def _chunks(path: os.PathLike[str], size: int, limit: int | None) -> Iterator[tuple[int, list[bytes]]]:
-    """(index of the first line, non-blank lines) in chunks of ``size``, at most ``limit`` lines."""
-    chunk: list[bytes] = []
-    index = 0
-    with open(path, "rb") as src:
-        for raw in src:
-            if limit is not None and index + len(chunk) >= limit:
-                break
-            if raw.isspace():
-                continue
-            chunk.append(raw)
-            if len(chunk) == size:
-                yield index, chunk
-                index, chunk = index + size, []
-    if chunk:
-        yield index, chunk
-
-
-class _LinePool:
-    """Worker processes answering chunks of lines, each with at most one chunk in flight.
-
-    Started as ``python -c`` programs that import only ``gembatch.emulator`` (never the caller's
-    ``__main__``, unlike multiprocessing's spawn and forkserver), talking length-prefixed pickles over
-    their stdin and stdout. One job uses the pool at a time (``lock``); others run in-thread meanwhile.
-    """
-
-    _CODE = ("import sys, types; pkg = types.ModuleType('gembatch'); pkg.__path__ = [sys.argv[1]]; "
-             "sys.modules['gembatch'] = pkg; from gembatch.emulator.jobs import serve_chunks; serve_chunks()")
-
-    def __init__(self, size: int) -> None:
-        package_dir = str(Path(__file__).resolve().parents[1])  # skip gembatch/__init__: stay light
-        self.lock = threading.Lock()
-        self.broken = False
-        self._procs = [subprocess.Popen([sys.executable, "-c", self._CODE, package_dir],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-                       for _ in range(size)]
-
-    def map(self, spec: _Spec, chunks: Iterator[tuple[int, list[bytes]]]
-            ) -> Generator[tuple[list[bytes], int, int], None, None]:
-        """``process_chunk`` over ``chunks`` in the workers, results in input order."""
-        busy: collections.deque[subprocess.Popen[bytes]] = collections.deque()
-        try:
-            for proc, (start, lines) in zip(itertools.cycle(self._procs), chunks):
-                if len(busy) == len(self._procs):
-                    yield self._receive(busy.popleft())
-                _send(proc.stdin, (spec, start, lines))
-                busy.append(proc)
-            while busy:
-                yield self._receive(busy.popleft())
-        finally:
-            while busy and not self.broken:  # a cancelled job: collect what is in flight
-                self._receive(busy.popleft())
-
-    def _receive(self, proc: subprocess.Popen[bytes]) -> tuple[list[bytes], int, int]:
-        try:
-            status, value = _recv(proc.stdout)
-        except (EOFError, OSError) as exc:
-            self.broken = True
-            raise RuntimeError("an emulator worker process ended unexpectedly") from exc
-        if status != "ok":
-            raise RuntimeError(f"an emulator worker process failed: {value}")
-        return value  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        for proc in self._procs:
-            try:
-                proc.stdin.close()  # type: ignore[union-attr]
-                proc.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
-
-
-@contextlib.contextmanager
-def _released(pool: _LinePool | None) -> Iterator[None]:
-    try:
-        yield
-    finally:
-        if pool is not None:
-            pool.lock.release()
-
-
-def _send(stream: Any, obj: Any) -> None:
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    stream.write(len(data).to_bytes(8, "little") + data)
-    stream.flush()
-
-
-def _recv(stream: Any) -> Any:
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError("worker stream closed")
-    size = int.from_bytes(head, "little")
-    data = stream.read(size)
-    if len(data) < size:
-        raise EOFError("worker stream closed")
-    return pickle.loads(data)
-
-
-def serve_chunks() -> None:
-    """The worker process: answer ``(spec, start, lines)`` requests from stdin until it closes."""
-    source, sink = sys.stdin.buffer, os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # a stray print must not corrupt the replies
-    sys.stdout = sys.stderr
-    while True:
-        try:
-            spec, start, lines = _recv(source)
-        except EOFError:
-            return
-        try:
-            reply: tuple[str, Any] = ("ok", process_chunk(spec, start, lines))
-        except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the job
-            reply = ("error", f"{type(exc).__name__}: {exc}")
-        _send(sink, reply)
-
-
-def process_chunk(spec: _Spec, start: int, lines: list[bytes]) -> tuple[list[bytes], int, int]:
-    """Answer input lines: (result lines, each ending in a newline; successes; failures).
-
-    Module level and pure, so a process pool can run it.
-    """
-    kind, model, inline, fault_spec = spec
-    call = _model_calls(kind)
-    faults = LineFaults(**fault_spec) if fault_spec else None
-    out: list[bytes] = []
-    succeeded = 0
-    for index, raw in enumerate(lines, start):
-        head, body, ok = _run_line(raw, index, call, model, inline)
-        copies, malformed = 1, False
-        if faults is not None:
-            key = head.get("metadata", {}).get("key") if inline else head.get("key")
-            err, missing, duplicate, malformed = faults.pick(str(index if key is None else key))
-            if err and ok:
-                body, ok = {"error": _injected_error(faults.error_code)}, False
-            copies = 0 if missing else 2 if duplicate else 1
-        succeeded += ok
-        if copies:
-            data = json_dumps({**body, **head} if inline else {**head, **body})
-            if malformed and not inline:
-                data = data[: max(1, len(data) // 2)]
-            out.extend([data + b"\n"] * copies)
-    return out, succeeded, len(lines) - succeeded
-
-
-def _injected_error(code: int) -> dict[str, Any]:
-    message = "Internal error encountered." if code == 500 else "An injected emulator error."
-    return {"code": code, "message": message, "status": STATUS_BY_CODE.get(code, "UNKNOWN")}
-
-
-def _run_line(raw: bytes, index: int, call: Callable[[str, dict[str, Any]], dict[str, Any]],
-              model: str, inline: bool) -> tuple[dict[str, Any], dict[str, Any], bool]:
-    """One input line -> (head: key or metadata, body: response or error, ok)."""
-    head: dict[str, Any] = {}
-    try:
-        obj = json_loads(raw)
-    except ValueError as exc:
-        match = _KEY_RE.search(raw)
-        if match:
-            try:
-                head["key"] = json.loads(b'"' + match.group(1) + b'"')
-            except ValueError:
-                pass
-        return head, _error(f"Invalid JSON payload received on line {index + 1}: {exc}"), False
-    if not isinstance(obj, dict):
-        return head, _error(f"Invalid JSON payload received on line {index + 1}: "
-                            "a line must be a JSON object."), False
-    if "request" in obj:
-        if inline:
-            if "metadata" in obj:
-                head["metadata"] = obj["metadata"]
-        elif "key" in obj:
-            head["key"] = obj["key"]
-        unknown = [k for k in obj if k not in _LINE_FIELDS]
-        if unknown:
-            return head, _error(f'Invalid JSON payload received. Unknown name "{unknown[0]}" on line '
-                                f"{index + 1}: Cannot find field."), False
-        request = obj["request"]
-    elif "key" in obj:
-        head["key"] = obj["key"]
-        return head, _error(f"Line {index + 1} has no \"request\": expected "
-                            '{"key": ..., "request": {...}}.'), False
-    else:
-        request = obj  # the bare-request form (the guide's REST example): no key
-    if not isinstance(request, dict):
-        return head, _error(f'Invalid JSON payload received on line {index + 1}: "request" must be '
-                            "an object."), False
-    try:
-        return head, {"response": call(model, request)}, True
-    except ApiError as exc:
-        return head, {"error": exc.to_status()}, False
-
-
-def _error(message: str) -> dict[str, Any]:
-    return {"error": ApiError(400, message).to_status()}
-
-
 def _count_lines(path: os.PathLike[str]) -> int:
     """Non-blank lines of a file, streamed."""
     count = 0
@@ -646,3 +458,9 @@ def _count_lines(path: os.PathLike[str]) -> int:
             if not line.isspace():
                 count += 1
     return count
+
+
+def _job_behaviour(behaviour: Behaviour) -> dict[str, Any]:
+    """The parts of ``behaviour`` a job keeps from its creation (JSON-able)."""
+    return {"inline_order": behaviour.inline_order, "inline_metadata": behaviour.inline_metadata,
+            "lines": line_rules(behaviour)}

@@ -24,9 +24,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from . import behaviour as _behaviour
+from . import limits as _limits
+from .behaviour import Behaviour
 from .faults import Faults, Rule
 from .handler import Handler, Request, Response, Stats
 from .jobs import Jobs
+from .limits import Limits
+from .quota import Quotas
 from .store import Store
 
 __all__ = ["DEFAULT_API_KEY", "Emulator"]
@@ -230,6 +235,10 @@ class Emulator:
       max_file_bytes, max_inline_bytes: the 2 GB file and 20 MB request limits, lowered in tests.
       shuffle_output: write result files out of input order (the service does not promise order).
       workers: processes answering the lines of big jobs (None: CPUs up to 4; 0: in-process only).
+      behaviour: how the service behaves where reports differ (``Behaviour``); None uses
+        ``behaviour.DEFAULT_BEHAVIOUR``.
+      limits: quotas, per-minute limits and latency (``Limits``); None uses
+        ``limits.DEFAULT_LIMITS``; ``Limits.off()`` turns them all off.
 
     Example::
 
@@ -243,7 +252,8 @@ class Emulator:
                  port: int = 0, faults: Iterable[Rule] = (), clock: Callable[[], float] = time.monotonic,
                  wall: Callable[[], float] = time.time, max_file_bytes: int = 2 * 1024**3,
                  max_inline_bytes: int = 20 * 1024**2, shuffle_output: bool = False,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, behaviour: Behaviour | None = None,
+                 limits: Limits | None = None) -> None:
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be None (accept any key) or a non-empty string")
         if workers is not None and (not isinstance(workers, int) or workers < 0):
@@ -257,6 +267,12 @@ class Emulator:
         self._clock, self._wall = clock, wall
         self._max_file_bytes, self._max_inline_bytes = max_file_bytes, max_inline_bytes
         self._shuffle_output, self._workers = shuffle_output, workers
+        if behaviour is not None and not isinstance(behaviour, Behaviour):
+            raise ValueError(f"behaviour must be None or a Behaviour (got {behaviour!r})")
+        if limits is not None and not isinstance(limits, Limits):
+            raise ValueError(f"limits must be None or a Limits (got {limits!r})")
+        self.behaviour = behaviour if behaviour is not None else _behaviour.DEFAULT_BEHAVIOUR
+        self.limits = limits if limits is not None else _limits.DEFAULT_LIMITS
         self.faults = Faults(faults)
         self._server: _HttpServer | None = None
         self._thread: threading.Thread | None = None
@@ -272,11 +288,14 @@ class Emulator:
         if self._data_dir is None:
             self._tmp = tempfile.mkdtemp(prefix="gembatch-emulator-")
         store = Store(self._data_dir if self._data_dir is not None else self._tmp)  # type: ignore[arg-type]
-        self._jobs = Jobs(store, self.faults, clock=self._clock, wall=self._wall,
-                          shuffle_output=self._shuffle_output, workers=self._workers)
+        self._jobs = Jobs(store, self.faults, behaviour=self.behaviour, clock=self._clock,
+                          wall=self._wall, shuffle_output=self._shuffle_output,
+                          workers=self._workers)
+        quotas = Quotas(self.limits, store, clock=self._clock, wall=self._wall)
         self._handler = Handler(store, self._jobs, self.faults, api_key=self._key,
                                 max_file_bytes=self._max_file_bytes,
-                                max_inline_bytes=self._max_inline_bytes, stats=Stats(), wall=self._wall)
+                                max_inline_bytes=self._max_inline_bytes, stats=Stats(),
+                                wall=self._wall, behaviour=self.behaviour, quotas=quotas)
         self._server = _HttpServer(("127.0.0.1", self._port), self._handler)
         self._jobs.start()
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
@@ -353,10 +372,16 @@ class Emulator:
     # -- what a test needs ---------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Counts since start: ``upload_sessions``, ``files_created`` (finalized uploads),
-        ``batches_created`` (of which ``embed_batches_created``), ``lines_processed``, and
-        ``calls`` (per endpoint name)."""
+        ``batches_created`` (of which ``embed_batches_created``), ``lines_processed``, ``calls``
+        (per endpoint name), and the quota numbers (``quota.Quotas.stats``):
+        ``concurrent_jobs``/``peak_concurrent_jobs``, ``enqueued_tokens``/
+        ``peak_enqueued_tokens`` (per model), ``storage_bytes``/``peak_storage_bytes``,
+        ``quota_429s`` (per kind), ``peak_requests_per_minute``/``peak_tokens_per_minute`` (per
+        model, any 60 s window), ``per_minute`` (per model: requests and tokens per clock
+        minute), ``interactive_in_flight``/``peak_interactive_in_flight``."""
         snapshot = self.handler.stats.snapshot()
         snapshot["lines_processed"] = self._jobs.lines_processed if self._jobs else 0
+        snapshot.update(self.handler.quotas.stats())
         return snapshot
 
     def files(self) -> list[dict[str, Any]]:

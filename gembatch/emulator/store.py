@@ -16,8 +16,10 @@ directory is read once, at start. Blobs are streamed, never read whole.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import secrets
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,7 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STORE_VERSION", "Store", "atomic_write_json", "file_record", "new_id", "rfc3339"]
+__all__ = ["STORE_VERSION", "Store", "atomic_write_json", "file_record", "new_id", "rfc3339",
+           "sha256_b64"]
 
 STORE_VERSION = 1
 
@@ -34,8 +37,26 @@ FILE_TTL_S = 48 * 3600.0
 
 
 def rfc3339(seconds: float) -> str:
-    """A wall-clock time as the service writes it: ``2025-11-25T10:00:00.123456Z``."""
-    return datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A wall-clock time as the service writes it, nanoseconds: ``2025-11-25T10:00:00.123456789Z``.
+
+    >>> rfc3339(1764064800.5)
+    '2025-11-25T10:00:00.500000000Z'
+    """
+    nanos = round(seconds * 1_000_000_000)
+    whole, fraction = divmod(nanos, 1_000_000_000)
+    stamp = datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{fraction:09d}Z"
+
+
+def sha256_b64(hasher: Any) -> str:
+    """``sha256Hash`` as the service writes it: base64 of the HEX digest string (not of the raw
+    digest).
+
+    >>> import hashlib
+    >>> sha256_b64(hashlib.sha256(b""))[:16]
+    'ZTNiMGM0NDI5OGZj'
+    """
+    return base64.b64encode(hasher.hexdigest().encode()).decode()
 
 
 def file_record(*, name: str, display_name: str | None, mime_type: str, size: int, sha256_b64: str,
@@ -52,9 +73,13 @@ def file_record(*, name: str, display_name: str | None, mime_type: str, size: in
     return record
 
 
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+
 def new_id(length: int = 12) -> str:
-    """A fresh lowercase alphanumeric id (the SDK only extracts ``[a-z0-9]+`` from file URIs)."""
-    return uuid.uuid4().hex[:length]
+    """A fresh lowercase alphanumeric id, as the service's (the SDK only extracts ``[a-z0-9]+``
+    from file URIs): 12 characters for a file, 36 for a batch."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

@@ -1,4 +1,9 @@
-"""Fixtures of the emulator tests (helpers live in emu_helpers.py)."""
+"""Fixtures of the emulator tests (helpers live in emu_helpers.py).
+
+The ``emulator`` fixture here overrides the suite-wide one: the emulator's own tests say which
+service they mean (``Behaviour.lenient()`` unless a test asks for strict), whatever
+``DEFAULT_BEHAVIOUR`` is.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,16 @@ from collections.abc import Iterator
 
 import httpx2
 import pytest
+from emu_helpers import LENIENT
 
 from gembatch.emulator import Emulator
+
+
+@pytest.fixture()
+def emulator() -> Iterator[Emulator]:
+    """A fresh lenient ``Emulator`` (temporary data directory, any key accepted), stopped after."""
+    with Emulator(behaviour=LENIENT) as emu:
+        yield emu
 
 
 @pytest.fixture()

@@ -11,9 +11,12 @@ from typing import Any
 from google import genai
 from google.genai import types
 
-from gembatch.emulator import Emulator
+from gembatch.emulator import Behaviour, Emulator
 
 MODEL = "gemini-2.5-flash"
+#: The two presets, named so a test says which service it means (never DEFAULT_BEHAVIOUR).
+LENIENT = Behaviour.lenient()
+STRICT = Behaviour.strict()
 DONE = {"JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
 
 
@@ -70,3 +73,11 @@ def upload(client: genai.Client, path: Path) -> types.File:
 
 def make_client(emu: Emulator) -> genai.Client:
     return genai.Client(api_key=emu.api_key, http_options=types.HttpOptions(base_url=emu.base_url))
+
+
+def raw_get(emu: Emulator, path: str, **params: Any) -> dict[str, Any]:
+    """GET a v1beta path on the wire (httpx2) and return the JSON body."""
+    import httpx2
+
+    with httpx2.Client(base_url=emu.base_url, headers={"x-goog-api-key": emu.api_key}) as http:
+        return http.get(f"/v1beta/{path}", params=params).json()  # type: ignore[no-any-return]

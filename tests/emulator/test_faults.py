@@ -7,7 +7,7 @@ import threading
 
 import httpx2
 import pytest
-from emu_helpers import MODEL, keyed, lines_of, make_client, upload, wait_done, write_jsonl
+from emu_helpers import LENIENT, MODEL, keyed, lines_of, make_client, upload, wait_done, write_jsonl
 from google.genai import errors
 
 from gembatch.emulator import (
@@ -207,7 +207,7 @@ def test_missing_inline_answers(client, emulator):
 
 
 def test_faults_given_at_construction_and_from_the_cli_syntax(tmp_path):
-    with Emulator(faults=[parse_fault("http:batches.create:429@1"), parse_fault("job:EXPIRED")]) as emu:
+    with Emulator(behaviour=LENIENT, faults=[parse_fault("http:batches.create:429@1"), parse_fault("job:EXPIRED")]) as emu:
         client = make_client(emu)
         with pytest.raises(errors.ClientError):
             client.batches.create(model=MODEL, src=[{"contents": "x"}])

@@ -15,7 +15,7 @@ import time as real_time
 import types as pytypes
 
 import pytest
-from emu_helpers import wait_done
+from emu_helpers import LENIENT, wait_done
 from google import genai
 from google.genai import errors, types
 from pydantic import TypeAdapter, ValidationError
@@ -379,7 +379,7 @@ def test_guide_embeddings(guide_env, tmp_path):
 
 
 def test_guide_cancel_and_delete(monkeypatch, tmp_path, capsys):
-    with Emulator(faults=[Delays(pending_s=3600)]) as emu:
+    with Emulator(behaviour=LENIENT, faults=[Delays(pending_s=3600)]) as emu:
         for name, value in emu.environ().items():
             monkeypatch.setenv(name, value)
         monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
@@ -572,7 +572,7 @@ def test_guide_rest_walkthrough(emulator, tmp_path):
 
 @needs_curl
 def test_guide_rest_cancel_and_delete(tmp_path):
-    with Emulator(faults=[Delays(pending_s=3600)]) as emu:
+    with Emulator(behaviour=LENIENT, faults=[Delays(pending_s=3600)]) as emu:
         client = genai.Client(api_key=emu.api_key, http_options=types.HttpOptions(base_url=emu.base_url))
         job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": "wait"}])
         out = _bash(emu, REST_CANCEL, tmp_path, **{"batches/123456": job.name})

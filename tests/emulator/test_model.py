@@ -57,9 +57,18 @@ def test_response_shape() -> None:
     assert candidate["content"]["role"] == "model" and candidate["index"] == 0
     assert candidate["finishReason"] == "STOP"
     assert response["modelVersion"] == "gemini-2.5-flash"
-    assert set(response["usageMetadata"]) == {
-        "promptTokenCount", "candidatesTokenCount", "totalTokenCount", "thoughtsTokenCount",
-        "cachedContentTokenCount", "promptTokensDetails"}
+    assert list(response["usageMetadata"]) == [  # the service's keys and order; zeros left out
+        "promptTokenCount", "candidatesTokenCount", "totalTokenCount", "promptTokensDetails",
+        "candidatesTokensDetails", "thoughtsTokenCount", "serviceTier"]
+    usage = response["usageMetadata"]
+    assert usage["candidatesTokensDetails"] == [{"modality": "TEXT",
+                                                 "tokenCount": usage["candidatesTokenCount"]}]
+    assert usage["serviceTier"] == "standard"
+    flex = model.generate_content(MODEL, ask("Hello there", serviceTier="FLEX"))
+    assert flex["usageMetadata"]["serviceTier"] == "flex"
+    no_thinking = model.generate_content(MODEL, ask("Hi", generationConfig={
+        "thinkingConfig": {"thinkingBudget": 0}}))["usageMetadata"]
+    assert "thoughtsTokenCount" not in no_thinking and "cachedContentTokenCount" not in no_thinking
     assert model.generate_content("gemini-2.5-flash", ask("Hello there")) == response
 
 
@@ -117,7 +126,7 @@ def test_token_rule() -> None:
                                             {"modality": "IMAGE", "tokenCount": 258}]
     text = answer_text(response)
     assert usage["candidatesTokenCount"] == math.ceil(len(text) / 4)
-    assert usage["thoughtsTokenCount"] == 0 and usage["cachedContentTokenCount"] == 0
+    assert "thoughtsTokenCount" not in usage and "cachedContentTokenCount" not in usage  # zeros
     assert usage["totalTokenCount"] == usage["promptTokenCount"] + usage["candidatesTokenCount"]
 
 
@@ -156,7 +165,7 @@ def test_max_output_tokens_truncates_with_max_tokens() -> None:
 def test_max_output_tokens_covers_thinking_and_answer() -> None:
     usage = model.generate_content(MODEL, ask("Tell me a story", generationConfig={"maxOutputTokens": 20})
                                    )["usageMetadata"]
-    assert usage["thoughtsTokenCount"] + usage.get("candidatesTokenCount", 0) <= 20
+    assert usage.get("thoughtsTokenCount", 0) + usage.get("candidatesTokenCount", 0) <= 20
     spent = model.generate_content(MODEL, ask("Tell me a story", generationConfig={"maxOutputTokens": 3}))
     assert spent["candidates"][0]["finishReason"] == "MAX_TOKENS"  # thinking used the whole budget
     assert spent["usageMetadata"]["thoughtsTokenCount"] == 3
@@ -205,11 +214,11 @@ def test_thinking_budget_and_non_thinking_models() -> None:
     assert capped["usageMetadata"]["thoughtsTokenCount"] == 5
     assert len(capped["candidates"][0]["content"]["parts"][0]["text"]) == 20
     off = model.generate_content(MODEL, ask("Why?", **thinking(budget=0, include=True)))
-    assert off["usageMetadata"]["thoughtsTokenCount"] == 0
+    assert "thoughtsTokenCount" not in off["usageMetadata"]  # zero: left out
     assert len(off["candidates"][0]["content"]["parts"]) == 1
     for name in ("models/gemini-2.0-flash", "gemini-1.5-pro"):
         old = model.generate_content(name, ask("Why?"))
-        assert old["usageMetadata"]["thoughtsTokenCount"] == 0
+        assert "thoughtsTokenCount" not in old["usageMetadata"]
     assert model.generate_content("gemini-3-pro-preview", ask("Why?"))["usageMetadata"][
         "thoughtsTokenCount"] > 0
 
@@ -234,7 +243,8 @@ def test_block_directive() -> None:
     tokens = model.count_text_tokens("Something bad [[block]]")
     assert response["usageMetadata"] == {"promptTokenCount": tokens, "totalTokenCount": tokens,
                                          "promptTokensDetails": [{"modality": "TEXT",
-                                                                  "tokenCount": tokens}]}
+                                                                  "tokenCount": tokens}],
+                                         "serviceTier": "standard"}
 
 
 @pytest.mark.parametrize("reason", ["SAFETY", "RECITATION", "OTHER"])
@@ -245,7 +255,7 @@ def test_finish_directive(reason: str) -> None:
     assert ("safetyRatings" in candidate) == (reason == "SAFETY")
     if reason == "SAFETY":
         assert sum(r.get("blocked", False) for r in candidate["safetyRatings"]) == 1
-    assert response["usageMetadata"]["candidatesTokenCount"] == 0
+    assert "candidatesTokenCount" not in response["usageMetadata"]  # zero: left out
 
 
 def test_parts_directive_splits_the_answer() -> None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from emu_helpers import (
+    LENIENT,
     MODEL,
     FakeClock,
     keyed,
@@ -22,7 +23,7 @@ from gembatch.emulator import Delays, Emulator, JobOutcome
 def test_restart_keeps_files_and_jobs_and_finishes_running_ones(tmp_path):
     data = tmp_path / "data"
     clock = FakeClock()
-    with Emulator(data_dir=data, clock=clock) as first:
+    with Emulator(behaviour=LENIENT, data_dir=data, clock=clock) as first:
         client = make_client(first)
         up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(i) for i in range(30)]))
         done = wait_done(client, client.batches.create(model=MODEL, src=up.name, config={"display_name": "a"}).name)
@@ -37,7 +38,7 @@ def test_restart_keeps_files_and_jobs_and_finishes_running_ones(tmp_path):
         before = {"files": first.files(), "batches": [op["name"] for op in first.batches()]}
     assert data.exists()
 
-    with Emulator(data_dir=data) as second:  # a real clock: delays re-start from the restart
+    with Emulator(behaviour=LENIENT, data_dir=data) as second:  # a real clock: delays re-start from the restart
         client = make_client(second)
         assert [f["name"] for f in second.files()] == [f["name"] for f in before["files"]]
         assert [op["name"] for op in second.batches()][-4:] == before["batches"][-4:]
@@ -56,7 +57,7 @@ def test_restart_keeps_files_and_jobs_and_finishes_running_ones(tmp_path):
 
 def test_a_job_interrupted_mid_run_is_finished_after_restart(tmp_path):
     data = tmp_path / "data"
-    with Emulator(data_dir=data, faults=[Delays(running_s=3600)]) as first:
+    with Emulator(behaviour=LENIENT, data_dir=data, faults=[Delays(running_s=3600)]) as first:
         client = make_client(first)
         up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(i) for i in range(40)]))
         name = client.batches.create(model=MODEL, src=up.name).name
@@ -64,7 +65,7 @@ def test_a_job_interrupted_mid_run_is_finished_after_restart(tmp_path):
     record = json.loads((data / "batches" / f"{name.removeprefix('batches/')}.json").read_text())
     record["faults"].pop("delays")  # as if the delay had passed while the emulator was down
     (data / "batches" / f"{name.removeprefix('batches/')}.json").write_text(json.dumps(record))
-    with Emulator(data_dir=data) as second:
+    with Emulator(behaviour=LENIENT, data_dir=data) as second:
         client = make_client(second)
         job = wait_done(client, name)
         assert job.state.name == "JOB_STATE_SUCCEEDED"
@@ -75,10 +76,10 @@ def test_a_job_interrupted_mid_run_is_finished_after_restart(tmp_path):
 def test_job_faults_survive_a_restart(tmp_path):
     data = tmp_path / "data"
     clock = FakeClock()
-    with Emulator(data_dir=data, clock=clock, faults=[Delays(pending_s=5), JobOutcome(state="FAILED")]) as emu:
+    with Emulator(behaviour=LENIENT, data_dir=data, clock=clock, faults=[Delays(pending_s=5), JobOutcome(state="FAILED")]) as emu:
         client = make_client(emu)
         name = client.batches.create(model=MODEL, src=[{"contents": "x"}]).name
-    with Emulator(data_dir=data, clock=clock) as emu:
+    with Emulator(behaviour=LENIENT, data_dir=data, clock=clock) as emu:
         client = make_client(emu)
         assert client.batches.get(name=name).state.name == "JOB_STATE_PENDING"
         clock.advance(5)
@@ -86,10 +87,10 @@ def test_job_faults_survive_a_restart(tmp_path):
 
 
 def test_temporary_data_dir_is_removed_and_unknown_store_versions_refused(tmp_path):
-    with Emulator() as emu:
+    with Emulator(behaviour=LENIENT) as emu:
         temporary = emu.data_dir
         assert temporary.exists()
     assert not temporary.exists()
     (tmp_path / "store.json").write_text('{"version": 99}')
     with pytest.raises(ValueError, match="store version 99"):
-        Emulator(data_dir=tmp_path).start()
+        Emulator(behaviour=LENIENT, data_dir=tmp_path).start()

@@ -13,7 +13,7 @@ import time
 
 import httpx2
 import pytest
-from emu_helpers import MODEL, keyed, lines_of, make_client, upload, wait_done, write_jsonl
+from emu_helpers import LENIENT, MODEL, keyed, lines_of, make_client, upload, wait_done, write_jsonl
 from google import genai
 from google.genai import errors, types
 
@@ -27,8 +27,9 @@ NO_KEY = ("Method doesn't allow unregistered callers (callers without establishe
 
 def test_public_surface():
     assert sorted(emulator_pkg.__all__) == sorted([
-        "ApiError", "DEFAULT_API_KEY", "Delays", "DropConnection", "ENDPOINTS", "Emulator", "Faults",
-        "HttpFault", "JobOutcome", "LineFaults", "parse_fault"])
+        "ApiError", "BEHAVIOUR_NAMES", "Behaviour", "DEFAULT_API_KEY", "DEFAULT_BEHAVIOUR",
+        "DEFAULT_LIMITS", "Delays", "DropConnection", "ENDPOINTS", "Emulator", "Faults",
+        "HttpFault", "JobOutcome", "LineFaults", "Limits", "parse_behaviour", "parse_fault"])
 
 
 def test_a_call_without_a_key_is_refused(emulator):
@@ -47,7 +48,7 @@ def test_any_key_is_accepted_by_default_in_header_or_query(emulator):
 
 
 def test_a_wrong_key_gets_the_service_error():
-    with Emulator(api_key="right") as emu:
+    with Emulator(behaviour=LENIENT, api_key="right") as emu:
         wrong = genai.Client(api_key="wrong", http_options=types.HttpOptions(base_url=emu.base_url))
         with pytest.raises(errors.ClientError) as info:
             wrong.batches.list()
@@ -81,7 +82,7 @@ def test_loopback_only_and_unknown_routes(emulator, http):
 
 def test_stop_ends_every_thread_and_keep_alive_connection(tmp_path):
     before = set(threading.enumerate())
-    emu = Emulator(workers=1).start()
+    emu = Emulator(behaviour=LENIENT, workers=1).start()
     client = make_client(emu)
     up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(i) for i in range(25_000)]))
     job = wait_done(client, client.batches.create(model=MODEL, src=up.name).name)  # uses a worker process
@@ -98,7 +99,7 @@ def test_stop_ends_every_thread_and_keep_alive_connection(tmp_path):
 
 
 def test_the_api_key_is_never_logged(caplog):
-    with (Emulator(api_key="sekrit-key-123") as emu,
+    with (Emulator(behaviour=LENIENT, api_key="sekrit-key-123") as emu,
           caplog.at_level(logging.DEBUG, logger="gembatch.emulator"),
           httpx2.Client(base_url=emu.base_url) as http):
         http.get("/v1beta/batches", params={"key": "sekrit-key-123"})
@@ -109,7 +110,7 @@ def test_the_api_key_is_never_logged(caplog):
 
 
 def test_in_process_transport_same_behaviour(tmp_path):
-    with Emulator() as emu:
+    with Emulator(behaviour=LENIENT) as emu:
         http = httpx2.Client(transport=emu.transport())
         assert isinstance(http._transport, EmulatorTransport)
         client = genai.Client(api_key=emu.api_key, http_options=types.HttpOptions(
