@@ -3,7 +3,11 @@
 and hands it to :func:`gembatch._run.start`; the ``df.gemini`` namespace calls these.
 
 >>> import polars as pl, gembatch
->>> # out = gembatch.batch_generate(df, "prompt", config=gembatch.Config(model="gemini-2.5-flash"))
+>>> df = pl.DataFrame({"id": ["a", "b"], "prompt": ["Say hi", "Say bye"]})
+>>> out = gembatch.batch_generate(df, "prompt", config=gembatch.Config(model="gemini-2.5-flash"),
+...                               key="id", progress=False, poll_interval=0.01)
+>>> out["gemini_status"].to_list()
+['ok', 'ok']
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, Union, overload
 
 import polars as pl
 
@@ -21,18 +25,23 @@ from ._build.spec import RequestSpec
 from ._run import Call, Spend, start
 from .config import Config, EmbedConfig, Options, RetryPolicy
 from .exceptions import ConfigError
+from .handle import BatchRun
 
 if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
     from ._money.estimate import Estimate
     from ._money.plan import Plan
     from ._money.pricing import PriceTable
     from .cache import ResultCache
-    from .handle import BatchRun
     from .progress import Progress
 
 __all__ = ["batch_embed", "batch_generate", "batch_generate_parquet", "estimate", "plan"]
 
-Frame = pl.DataFrame | pl.LazyFrame
+#: What ``data`` may be: a polars DataFrame or LazyFrame, a pandas DataFrame or a pyarrow Table (the
+#: output then has the same type), or the path of Parquet input (local or an fsspec URL).
+Frame = Union[pl.DataFrame, pl.LazyFrame, "pd.DataFrame", "pa.Table", str, os.PathLike]
 #: Default vector sizes of the embedding models, when output_dimensionality is not given.
 EMBED_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768, "embedding-001": 768}
 
@@ -236,7 +245,10 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     ``gemini_parsed`` (when ``config.response_schema`` is set); a :class:`gembatch.BatchRun` with
     ``wait=False`` or ``sink=``; a :class:`gembatch.Plan` with ``dry_run=True``.
 
-    >>> # out = gembatch.batch_generate(df, "prompt", config=Config(model="gemini-2.5-flash"), key="id")
+    >>> out = gembatch.batch_generate(df, "prompt", config=cfg, key="id", options=FAST,
+    ...                               progress=False)
+    >>> out.select("id", "gemini_status").rows()
+    [('a', 'ok'), ('b', 'ok')]
     """
     if not isinstance(config, Config):
         raise ConfigError(f"config must be a gembatch.Config (got {type(config).__name__}).")
@@ -296,11 +308,15 @@ def batch_generate_parquet(
     into request shards, and the output is written shard by shard as jobs finish. Other keyword
     arguments are those of :func:`batch_generate`.
 
-    >>> # gembatch.batch_generate_parquet("reviews/*.parquet", "scored/", prompt="review", config=cfg)
+    >>> df.write_parquet("reviews.parquet")
+    >>> run = gembatch.batch_generate_parquet("reviews.parquet", "scored/", prompt="prompt",
+    ...                                       config=cfg, options=FAST, progress=False)
+    >>> pl.read_parquet("scored/")["gemini_status"].to_list()
+    ['ok', 'ok']
     """
-    # type: ignore[arg-type]
     run = batch_generate(os.fspath(source), prompt, config=config, sink=dest, **kwargs)
-    return run  # type: ignore[return-value]
+    assert isinstance(run, BatchRun)
+    return run
 
 
 def batch_embed(
@@ -336,7 +352,10 @@ def batch_embed(
     Adds ``gemini_embedding`` (``pl.Array(pl.Float32, d)``) with the same statuses, run directory,
     resume, cache, cost and pilot behaviour (and keyword arguments) as :func:`batch_generate`.
 
-    >>> # out = gembatch.batch_embed(df, "text", output_dimensionality=256, task_type="CLUSTERING")
+    >>> out = gembatch.batch_embed(df, "text", output_dimensionality=8, task_type="CLUSTERING",
+    ...                            options=FAST, progress=False)
+    >>> out["gemini_embedding"].dtype
+    Array(Float32, shape=(8,))
     """
     cfg = EmbedConfig(
         model=model, task_type=task_type, output_dimensionality=output_dimensionality, title=title
@@ -390,7 +409,9 @@ def plan(
     removed. ``exact`` counts input tokens with the service's countTokens endpoint (one call per
     request line). Other keyword arguments are those of :func:`batch_generate`.
 
-    >>> # print(df.gemini.plan("prompt", config=gembatch.Config(model="gemini-2.5-flash")))
+    >>> plan = gembatch.plan(df, "prompt", config=cfg)
+    >>> plan.rows, plan.to_send
+    (2, 2)
     """
     if exact:
         kwargs["exact_tokens"] = True
@@ -409,7 +430,9 @@ def estimate(
     and the cost bound at the batch rate of what :func:`batch_generate` would send (after dedup and
     the result cache).
 
-    >>> # gembatch.estimate(df, "prompt", config=cfg).total_usd_bound
+    >>> est = gembatch.estimate(df, "prompt", config=cfg.replace(max_output_tokens=100))
+    >>> est.input_tokens, est.output_tokens_bound
+    (4, 200)
     """
     from ._money.pricing import PriceTable
 

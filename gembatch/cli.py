@@ -2,18 +2,18 @@
 
 Examples::
 
-    gembatch demo --rows 2000 --out reviews_scored.parquet   # a real batch on the embedded emulator
-    gembatch run reviews.parquet --prompt-template "Summarise: {review}" --model gemini-2.5-flash \
-        --out scored.parquet --job-dir runs/reviews           # GEMINI_API_KEY /
-        GOOGLE_GEMINI_BASE_URL
-    gembatch list                                              # batch jobs on the service gembatch
-    emulator --port 8765 --data-dir ./emulator-data  # serve the emulator for other programs
-    gembatch status runs/reviews                               # where a run stands gembatch wait
-    runs/reviews && gembatch results runs/reviews --out scored.parquet gembatch estimate
-    reviews.parquet --prompt-col review --model gemini-2.5-flash   # plan + cost, sends nothing
-    gembatch cost runs/reviews                                 # tokens and money of a finished run
-    gembatch cache stats                                       # the result cache (also: cache
-    clear)
+    gembatch demo --rows 2000 --out reviews_scored.parquet  # a real batch on the local emulator
+    gembatch run reviews.parquet --prompt-template "Summarise: {review}" \
+        --model gemini-2.5-flash --out scored.parquet --job-dir runs/reviews
+    gembatch list                                            # batch jobs on the service
+    gembatch emulator --port 8765 --data-dir ./emulator-data # serve the emulator
+    gembatch status runs/reviews                             # where a run stands
+    gembatch wait runs/reviews && gembatch results runs/reviews --out scored.parquet
+    gembatch estimate reviews.parquet --prompt-col review --model gemini-2.5-flash
+    gembatch cost runs/reviews                               # tokens and money of a run
+    gembatch cache stats                                     # the result cache (or: cache clear)
+
+The service is the one ``GEMINI_API_KEY`` / ``GOOGLE_GEMINI_BASE_URL`` name (or ``--base-url``).
 
 Exit codes: 0 success, 1 a gembatch error (message on stderr), 2 bad usage, 3 the run is not
 finished (``status``), 130 interrupted.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["main"]
 
@@ -158,7 +159,7 @@ def _write(frame: object, out: str) -> None:
         frame.write_parquet(out)
 
 
-def _template(template: str) -> object:
+def _template(template: str) -> Any:
     """``'Summarise: {review}'`` -> ``pl.format('Summarise: {}', pl.col('review'))``."""
     import re
 
@@ -170,7 +171,7 @@ def _template(template: str) -> object:
     return pl.format(re.sub(r"\{[^{}]+\}", "{}", template), *[pl.col(n) for n in names])
 
 
-def _read(path: str) -> object:
+def _read(path: str) -> Any:
     import fsspec
     import polars as pl
 
@@ -184,7 +185,7 @@ def _read(path: str) -> object:
     raise SystemExit(f"gembatch: cannot tell the format of {path!r} (use .parquet, .csv or .jsonl)")
 
 
-def _call_args(args: argparse.Namespace) -> tuple[object, object, dict[str, object]]:
+def _call_args(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """(data, prompt, keyword arguments) shared by ``run`` and ``estimate``."""
     from ._service.backend import make_client
     from .config import Config
@@ -219,7 +220,6 @@ def _estimate(args: argparse.Namespace) -> int:
     data, prompt, kwargs = _call_args(args)
     if kwargs["client"] is None and args.base_url is None and not args.exact:
         kwargs.pop("client")
-    # type: ignore[arg-type]
     print(plan(data, prompt, job_dir=args.job_dir, exact=args.exact, progress=False, **kwargs))
     if args.job_dir:
         print(

@@ -317,6 +317,10 @@ class Config:
         """The model resource name, ``models/...``."""
         return self.model if self.model.startswith("models/") else f"models/{self.model}"
 
+    def replace(self, **changes: Any) -> Config:
+        """A copy with ``changes`` (validated), e.g. ``cfg.replace(temperature=0)``."""
+        return dataclasses.replace(self, **changes)
+
     def request_static(self) -> dict[str, Any]:
         """The wire-form request fields shared by every row (a fresh copy)."""
         return json.loads(json.dumps(self._static))

@@ -1,11 +1,10 @@
-"""``gembatch demo``: a real batch over the sample reviews, on the embedded emulator, to a Parquet
-file.
+"""``gembatch demo``: a real batch over the sample reviews, on the embedded emulator, to Parquet.
 
 It starts the emulator in-process on a loopback port, points the environment at it (as a user would
 point it at Google), and runs the same call a notebook would::
 
-    out = reviews.gemini.batch_generate(prompt, config=Config(..., response_schema=ReviewLabel),
-    key="review_id")
+    out = reviews.gemini.batch_generate(prompt, key="review_id",
+                                        config=Config(..., response_schema=ReviewLabel))
 """
 
 from __future__ import annotations

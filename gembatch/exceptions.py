@@ -1,22 +1,28 @@
 """The gembatch error tree.
 
-Every error gembatch raises on purpose is a ``GembatchError``; its message says what happened, to
-which rows, columns or fields, and what to do next ("Hint: ..."). Errors are marked *transient*
-(retrying the same call later may succeed) or *terminal* once, here, so that retry decisions are not
-made at each call site::
+Every error gembatch raises is a ``GembatchError`` (an error of another type is a bug); its message
+says what happened, to which rows, columns or fields, and what to do next ("Hint: ..."). Errors are
+marked *transient* (retrying the same call later may succeed) or *terminal* once, here, so that
+retry decisions are not made at each call site::
 
-    GembatchError ├── ConfigError            invalid Config / option value (also a ValueError) ├──
-    InputError             the frame cannot be turned into requests (also a ValueError) │   ├──
-    ColumnNotFoundError │   ├── InvalidPromptError     null / empty prompts │   ├──
-    DuplicateKeyError      null or repeated keys │   └── RequestTooLargeError   a row over the
-    per-request size limit ├── AuthenticationError    no API key, or the service refused it ├──
-    RunDirectoryError      the run directory cannot be used │   ├── RunMismatchError       same
-    job_dir, different input or config │   ├── RunLockedError         another live process holds the
-    run │   └── CorruptRunError        unreadable / unknown-version journal ├── ServiceError
-    the service refused or failed a call │   ├── TransientServiceError  429 / 5xx / dropped
-    connection, retries exhausted (transient) │   └── TerminalServiceError   any other 4xx ├──
-    CostLimitError         the estimate is above ``max_cost`` └── PilotFailedError       too many
-    rows of the pilot sample failed
+    GembatchError
+    ├── ConfigError            invalid Config / option value (also a ValueError)
+    ├── InputError             the frame cannot be turned into requests (also a ValueError)
+    │   ├── ColumnNotFoundError
+    │   ├── InvalidPromptError     null / empty prompts
+    │   ├── DuplicateKeyError      null or repeated keys
+    │   └── RequestTooLargeError   a row over the per-request size limit
+    ├── AuthenticationError    no API key, or the service refused it
+    ├── RunDirectoryError      the run directory cannot be used
+    │   ├── RunMismatchError       same job_dir, different input or config
+    │   ├── RunLockedError         another live process holds the run
+    │   ├── RunNotFinishedError    its results were asked for without waiting
+    │   └── CorruptRunError        unreadable / unknown-version journal, a file that changed
+    ├── ServiceError           the service refused or failed a call
+    │   ├── TransientServiceError  429 / 5xx / dropped connection, retries exhausted (transient)
+    │   └── TerminalServiceError   any other 4xx
+    ├── CostLimitError         the estimate is above ``max_cost``
+    └── PilotFailedError       too many rows of the pilot sample failed
 
     ResultWarning (a UserWarning): result files had missing, duplicated, unknown or malformed lines;
     the affected rows carry their own status, the warning summarises the counts once per run.
@@ -42,6 +48,7 @@ __all__ = [
     "RunDirectoryError",
     "RunLockedError",
     "RunMismatchError",
+    "RunNotFinishedError",
     "ServiceError",
     "TerminalServiceError",
     "TransientServiceError",
@@ -95,6 +102,12 @@ class RunMismatchError(RunDirectoryError):
 
 class RunLockedError(RunDirectoryError):
     """Another live process is driving this run directory."""
+
+    transient = True
+
+
+class RunNotFinishedError(RunDirectoryError):
+    """The run's results were asked for (``result(wait=False)``) before it finished."""
 
     transient = True
 

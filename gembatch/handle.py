@@ -3,9 +3,13 @@
 A view over the run directory's state (the journal) and the :class:`gembatch._run.Run` that drives
 it.
 
->>> # run = df.gemini.batch_generate("prompt", config=cfg, job_dir="runs/x", wait=False)
->>> # run = gembatch.BatchRun.open("runs/x")        # after a kernel restart: continues where it was
->>> # run.status(); out = run.result()
+>>> run = df.gemini.batch_generate("prompt", config=cfg, job_dir=job_dir, options=FAST,
+...                                wait=False, progress=False)
+>>> run = gembatch.BatchRun.open(job_dir, progress=False)  # e.g. after a kernel restart
+>>> run.result()["gemini_status"].to_list()
+['ok', 'ok']
+>>> run.status().state
+'done'
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from ._state.journal import Journal
 from ._state.records import ShardRecord, ShardState
 from ._storage import Directory, OutputSink
 from .config import Options, RetryPolicy
-from .exceptions import GembatchError, ResultWarning
+from .exceptions import GembatchError, ResultWarning, RunNotFinishedError
 from .progress import Progress, make_progress
 
 __all__ = ["BatchRun", "RunStatus"]
@@ -100,7 +104,10 @@ class BatchRun:
     ) -> BatchRun:
         """Reopen the run in ``job_dir`` (local path or fsspec URL).
 
-        >>> # gembatch.BatchRun.open("runs/reviews").result()
+        >>> _ = df.gemini.batch_generate("prompt", config=cfg, job_dir=job_dir, options=FAST,
+        ...                              progress=False)
+        >>> gembatch.BatchRun.open(job_dir).result().height
+        2
         """
         from ._run import _cache
 
@@ -180,15 +187,18 @@ class BatchRun:
             return self
         with self._journal.locked():
             finished = run.wait(timeout)
-        if finished and self._progress:
-            self._print_summary()
+        if finished:
+            self._report_summary()
         return self
 
     def cost(self) -> RunCost:
         """Tokens and money of the finished shards: billed at the batch rate (next to what the same
         work would cost interactively), and what dedup and the result cache saved.
 
-        >>> # print(run.cost())
+        >>> run = df.gemini.batch_generate("prompt", config=cfg, job_dir=job_dir, options=FAST,
+        ...                                progress=False, wait=False)
+        >>> run.wait().cost().rows["batch"]
+        2
         """
         manifest, prefix = self._journal.manifest, self._options.prefix
         joined = [s for s in self._journal.shards if s.state is ShardState.JOINED]
@@ -226,9 +236,13 @@ class BatchRun:
             for n in ("output", "thoughts", "cached")
         )
 
-    def _print_summary(self) -> None:
+    def _report_summary(self) -> None:
+        """Give the finished run's cost summary to the progress reporter (it decides to show it)."""
+        report = getattr(self._run.progress, "summary", None)
+        if report is None:
+            return
         try:
-            print(self.cost().summary())
+            report(self.cost().summary())
         except GembatchError:  # e.g. a model missing from the price table: no money figures
             pass
 
@@ -240,7 +254,12 @@ class BatchRun:
         ``dest`` ending in ``.parquet`` is one file (renamed into place at the end); anything else
         is a dataset directory whose ``part-NNNNN.parquet`` files appear as their shards finish.
 
-        >>> # run.write("s3://bucket/scored/")      # or "scored.parquet"
+        >>> run = df.gemini.batch_generate("prompt", config=cfg, job_dir=job_dir, options=FAST,
+        ...                                progress=False, wait=False)
+        >>> run.write("scored.parquet")  # or a directory, or "s3://bucket/scored/"
+        'scored.parquet'
+        >>> pl.read_parquet("scored.parquet").height
+        2
         """
         sink = OutputSink(dest, len(self._journal.shards), **(storage_options or {}))
         run = self._driving(sink=sink)
@@ -262,7 +281,7 @@ class BatchRun:
         default)."""
         if not self.done():
             if not wait:
-                raise RuntimeError(
+                raise RunNotFinishedError(
                     f"The run in {self.job_dir} is not finished. Hint: run.wait() or "
                     "run.result(wait=True)."
                 )
@@ -297,7 +316,10 @@ class BatchRun:
 
         Returns how many rows were resubmitted.
 
-        >>> # n = run.retry_failed(); out = run.result()
+        >>> run = df.gemini.batch_generate("prompt", config=cfg, job_dir=job_dir, options=FAST,
+        ...                                progress=False, wait=False)
+        >>> run.retry_failed()  # every row was answered: nothing to send again
+        0
         """
         run = self._driving(progress=False)
         with self._journal.locked():

@@ -25,28 +25,35 @@ class GeminiFrameNamespace:
     def batch_generate(self, prompt: str | pl.Expr, **kwargs: Any) -> Any:
         """See :func:`gembatch.batch_generate`.
 
-        >>> # out = df.gemini.batch_generate("prompt", config=gembatch.Config(model="gemini-2.5-flash"))
+        >>> out = df.gemini.batch_generate("prompt", config=cfg, options=FAST, progress=False)
+        >>> out["gemini_status"].to_list()
+        ['ok', 'ok']
         """
         return api.batch_generate(self._frame, prompt, **kwargs)
 
     def plan(self, prompt: str | pl.Expr, **kwargs: Any) -> Any:
         """See :func:`gembatch.plan`: what ``batch_generate`` would send and cost, sending nothing.
 
-        >>> # print(df.gemini.plan("prompt", config=gembatch.Config(model="gemini-2.5-flash")))
+        >>> df.gemini.plan("prompt", config=cfg).to_send
+        2
         """
         return api.plan(self._frame, prompt, **kwargs)
 
     def estimate(self, prompt: str | pl.Expr, **kwargs: Any) -> Any:
         """See :func:`gembatch.estimate`: tokens and the cost bound at the batch rate.
 
-        >>> # df.gemini.estimate("prompt", config=cfg).total_usd_bound
+        >>> df.gemini.estimate("prompt", config=cfg.replace(max_output_tokens=10)).requests
+        2
         """
         return api.estimate(self._frame, prompt, **kwargs)
 
     def batch_embed(self, text: str | pl.Expr, **kwargs: Any) -> Any:
         """See :func:`gembatch.batch_embed`.
 
-        >>> # out = df.gemini.batch_embed("text", output_dimensionality=256)
+        >>> out = df.gemini.batch_embed("text", output_dimensionality=4, options=FAST,
+        ...                             progress=False)
+        >>> out["gemini_embedding"].dtype
+        Array(Float32, shape=(4,))
         """
         return api.batch_embed(self._frame, text, **kwargs)
 

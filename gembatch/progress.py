@@ -1,6 +1,7 @@
-"""Progress reporting as an object passed in; the core never draws anything itself.
+"""Progress reporting as an object passed in; the core never draws or prints anything itself.
 
-The runner calls ``progress.update(snapshot)`` after every poll and ``progress.close()`` at the end.
+The run calls ``progress.update(snapshot)`` after every poll and ``progress.close()`` at the end; a
+finished run's one-line cost summary goes to ``progress.summary(text)`` (printed by the tqdm adapter).
 :class:`TqdmProgress` draws a ``tqdm.auto`` bar (a widget in Jupyter, a line in a terminal) when
 tqdm is installed (``pip install 'gembatch[progress]'``); :class:`NullProgress` draws nothing.
 """
@@ -32,6 +33,8 @@ class Snapshot:
 
 
 class Progress(Protocol):
+    """What a run reports to (``summary``, the finished run's one-line cost report, is optional)."""
+
     def update(self, snapshot: Snapshot) -> None: ...
     def close(self) -> None: ...
 
@@ -43,6 +46,9 @@ class NullProgress:
         pass
 
     def close(self) -> None:
+        pass
+
+    def summary(self, text: str) -> None:
         pass
 
 
@@ -64,6 +70,9 @@ class TqdmProgress:
 
     def close(self) -> None:
         self._bar.close()
+
+    def summary(self, text: str) -> None:
+        print(text)
 
 
 def make_progress(progress: bool | Progress | None, description: str = "gembatch") -> Progress:

@@ -111,8 +111,19 @@ HOLDER = textwrap.dedent(
 )
 
 
+class _Clock:
+    """The emulator's clock, moved only by the test: a job stays pending until it moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_second_process_cannot_drive_the_same_run(tmp_path):
-    with Emulator(faults=[Delays(pending_s=1.5)]) as emu:
+    clock = _Clock()
+    with Emulator(faults=[Delays(pending_s=10)], clock=clock) as emu:
         job_dir = tmp_path / "run"
         proc = subprocess.Popen(
             [sys.executable, "-c", HOLDER, str(job_dir)], env={**os.environ, **emu.environ()}
@@ -133,7 +144,7 @@ def test_a_second_process_cannot_drive_the_same_run(tmp_path):
                 run.wait()
             proc.kill()  # the holder dies; its lock is taken over and the run finishes here
             proc.wait()
-            emu.faults.clear()
+            clock.now += 60  # the job's pending time is over
             assert run.wait().status().state == "done"
             assert emu.stats()["batches_created"] == 1
         finally:

@@ -14,9 +14,9 @@ cache built by one is valid for all. It is computed by the ``polars-hash`` plugi
 column (same digests, ~3x slower).
 
 >>> import polars as pl
->>> h = request_hashes(pl.Series(['{"contents":[]}']), kind="generate", model="gemini-2.5-flash")
->>> again = request_hashes(pl.Series(['{"contents":[]}']), kind="generate", model="gemini-2.5-flash")
->>> len(h[0]), h[0] == again[0]
+>>> body = pl.Series(['{"contents":[]}'])
+>>> h = request_hashes(body, kind="generate", model="gemini-2.5-flash")
+>>> len(h[0]), h[0] == request_hashes(body, kind="generate", model="gemini-2.5-flash")[0]
 (64, True)
 """
 

@@ -136,7 +136,6 @@ def _key_head(keys: pl.Series, column: pl.Expr | None = None) -> pl.Expr:
 def _media_kind(frame: pl.DataFrame, media: MediaParts) -> tuple[str, bool]:
     """``("fileData" | "inlineData", is_list)`` from the media column's dtype."""
     dtype = frame.schema[media.column]
-    # type: ignore[union-attr]
     inner = dtype.inner if isinstance(dtype, (pl.List, pl.Array)) else dtype
     is_list = isinstance(dtype, (pl.List, pl.Array))
     if inner == pl.Utf8:

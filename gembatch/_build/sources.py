@@ -76,8 +76,9 @@ class ParquetSource(Source):
         glob: bool | None = None,
     ) -> None:
         self.dataset = parquet_dataset(source, storage_options, glob=glob)
-        # type: ignore[union-attr]
-        self.schema = pl.Schema(pl.from_arrow(self.dataset.schema.empty_table()).schema)
+        empty = pl.from_arrow(self.dataset.schema.empty_table())
+        assert isinstance(empty, pl.DataFrame)
+        self.schema = empty.schema
 
     def slices(self, rows: int) -> Iterator[pl.DataFrame]:
         """File by file, ``rows`` at a time, without pre-buffering: the dataset scanner's buffers
@@ -103,8 +104,9 @@ class ParquetSource(Source):
             yield pl.from_arrow(schema.empty_table())  # type: ignore[misc]
 
     def column(self, name: str) -> pl.Series:
-        # type: ignore[return-value]
-        return pl.from_arrow(self.dataset.to_table(columns=[name]).column(name))
+        column = pl.from_arrow(self.dataset.to_table(columns=[name]).column(name))
+        assert isinstance(column, pl.Series)
+        return column
 
     def height(self) -> int:
         return int(self.dataset.count_rows())

@@ -4,7 +4,9 @@ A :class:`Plan` is made from a journal whose shards are written but not submitte
 requests after dedup and the result cache, the shards and their sizes against the service's limits,
 and the token and cost estimate of the lines that will actually go out.
 
->>> # plan = df.gemini.plan("prompt", config=cfg); print(plan)
+>>> plan = df.gemini.plan("prompt", config=cfg)
+>>> plan.rows, plan.requests, plan.to_send, len(plan.shards)
+(2, 2, 2, 1)
 """
 
 from __future__ import annotations

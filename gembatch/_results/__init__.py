@@ -1,0 +1,1 @@
+"""Results: result lines -> Arrow columns, structured answers -> typed values, the keyed join."""

@@ -118,8 +118,11 @@ def _read_lines(source: bytes | str) -> pl.Series:
     never holds raw; falls back to a plain split when some (malformed) line does hold that byte.
     """
     try:  # a path is literal: glob=False (a run directory named "run[1]" is not a pattern)
-        extra = {} if isinstance(source, bytes) else {"glob": False}
-        return pl.read_csv(source, empty_string_is_null=False, **_CSV, **extra).get_column("line")
+        if isinstance(source, bytes):
+            frame = pl.read_csv(source, empty_string_is_null=False, **_CSV)
+        else:
+            frame = pl.read_csv(source, empty_string_is_null=False, glob=False, **_CSV)
+        return frame.get_column("line")
     except pl.exceptions.PolarsError:
         if isinstance(source, str):
             with open(source, "rb") as fh:
@@ -251,10 +254,10 @@ class _Shape:
         in memory); None when the lines cannot be split that way."""
         try:
             return cls._make(
-                pl.scan_csv(
-                    io.BytesIO(source) if isinstance(source, bytes) else source,
-                    **_CSV,
-                    **({} if isinstance(source, bytes) else {"glob": False}),
+                (
+                    pl.scan_csv(io.BytesIO(source), **_CSV)
+                    if isinstance(source, bytes)
+                    else pl.scan_csv(source, glob=False, **_CSV)
                 )
                 .select(cls._aggregates())
                 .collect(engine="streaming")

@@ -1,0 +1,1 @@
+"""The only package that imports google.genai: calls, retries, error translation, conversions."""
