@@ -116,3 +116,46 @@ def test_embed_config():
         EmbedConfig(task_type="nonsense")
     with pytest.raises(ConfigError, match="output_dimensionality"):
         EmbedConfig(output_dimensionality=0)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: gembatch.Options(poll_interval="fast"), r"Options.poll_interval must be a number"),
+        (lambda: gembatch.Options(prefix=3), r"Options.prefix must be a name prefix"),
+        (lambda: gembatch.Options(shard_max_rows=0), r"Options.shard_max_rows must be an int >= 1"),
+        (
+            lambda: gembatch.Options(shard_max_bytes=3_000_000_000),
+            r"shard_max_bytes must be an int",
+        ),
+        (lambda: gembatch.Options(cleanup_remote="yes"), r"cleanup_remote must be True or False"),
+        (lambda: gembatch.Options(poll_interval=5, max_poll_interval=1), r"max_poll_interval"),
+        (lambda: gembatch.RetryPolicy(attempts=0), r"RetryPolicy.attempts must be an int >= 1"),
+        (lambda: gembatch.RetryPolicy(max_elapsed=-1), r"RetryPolicy.max_elapsed must be"),
+        (lambda: gembatch.RetryPolicy(timeout=0), r"RetryPolicy.timeout must be"),
+    ],
+)
+def test_options_and_retry_policy_validate_every_field(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda: Config(model="m", temprature=0.2),
+            r"no field 'temprature' \(did you mean 'temperature'\?\)",
+        ),
+        (
+            lambda: Config(model="m", max_tokens=5),
+            r"no field 'max_tokens' \(did you mean 'max_output_tokens'",
+        ),
+        (lambda: gembatch.Options(shard_rows=5), r"did you mean 'shard_max_rows'"),
+        (lambda: gembatch.RetryPolicy(atempts=2), r"did you mean 'attempts'"),
+        (lambda: EmbedConfig(dimensions=8), r"EmbedConfig has no field 'dimensions'"),
+    ],
+)
+def test_a_misspelt_field_says_did_you_mean(make, match):
+    with pytest.raises(ConfigError, match=match):
+        make()

@@ -4,7 +4,11 @@ Rows are counted by origin (``{prefix}origin``): ``batch`` rows were answered by
 billed at the batch rate; ``dedup`` and ``cache`` rows carry the token counts of the answer they
 reused and were not billed: their price is what they saved.
 
->>> # print(run.cost())
+>>> out = df.gemini.batch_generate("prompt", config=cfg, job_dir=job_dir, options=FAST,
+...                                progress=False)
+>>> cost = gembatch.BatchRun.open(job_dir).cost()
+>>> cost.rows["batch"], cost.batch_usd < cost.interactive_usd
+(2, True)
 """
 
 from __future__ import annotations

@@ -121,7 +121,9 @@ def service_of(base_url: str | None) -> str:
 class Backend:
     """gembatch's view of the Gemini Batch + File APIs, through the real google-genai SDK.
 
-    >>> # backend = Backend(genai.Client(api_key=..., http_options={"base_url": emu.base_url}))
+    >>> backend = Backend()  # from GEMINI_API_KEY / GOOGLE_GEMINI_BASE_URL, as the SDK reads them
+    >>> backend.service
+    'emulator'
     """
 
     def __init__(
