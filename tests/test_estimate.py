@@ -90,14 +90,13 @@ def test_media_parts_cost_258_each():
                             "fileUri": "https://example.com/f/1",
                         }
                     },
-                    {
-                        "inline_data": {"mime_type": "image/png", "data": "AAAA"}
-                    },  # snake_case is not read
+                    # proto names (gembatch's lines) and REST names (lines of 0.1.0) both count
+                    {"inline_data": {"mime_type": "image/png", "data": "AAAA"}},
                 ],
             }
         ]
     }
-    assert _tokens(request) == [2 + 258 + 258]
+    assert _tokens(request) == [2 + 258 + 258 + 258]
 
 
 def test_embed_lines_count_their_content():

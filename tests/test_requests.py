@@ -19,6 +19,7 @@ from gembatch._build.lines import (
     request_bytes,
     write_jsonl,
 )
+from gembatch._build.wire import to_proto
 from gembatch.exceptions import (
     ColumnNotFoundError,
     ConfigError,
@@ -86,7 +87,10 @@ def test_generate_lines_round_trip_exactly(rows):
         assert out_key == key
         assert json.loads(line) == {
             "key": key,
-            "request": {"contents": [{"role": "user", "parts": [{"text": prompt}]}], **STATIC},
+            "request": {
+                "contents": [{"role": "user", "parts": [{"text": prompt}]}],
+                **to_proto(STATIC),  # the JSONL parser takes proto field names
+            },
         }
         assert line.startswith('{"key":')
 
@@ -103,7 +107,7 @@ def test_per_row_system_instruction_overrides_the_static_one(rows):
     for i, ((prompt, system), line) in enumerate(zip(rows, out["line"])):
         request = json.loads(line)["request"]
         expected = STATIC["systemInstruction"] if system is None else {"parts": [{"text": system}]}
-        assert request["systemInstruction"] == expected
+        assert request["system_instruction"] == expected
         assert request["contents"][0]["parts"] == [{"text": prompt}]
         assert json.loads(line)["key"] == str(i)
 
@@ -117,8 +121,8 @@ def test_system_instruction_null_without_static_is_omitted():
         system_instruction=pl.col("s"),
     )
     first, second = (json.loads(x)["request"] for x in out["line"])
-    assert first["systemInstruction"] == {"parts": [{"text": "sys"}]}
-    assert "systemInstruction" not in second and second["generationConfig"] == {"topK": 3}
+    assert first["system_instruction"] == {"parts": [{"text": "sys"}]}
+    assert "system_instruction" not in second and second["generation_config"] == {"top_k": 3}
     assert out["key"].to_list() == ["x0", "x1"]
 
 
@@ -144,9 +148,47 @@ def test_prompt_expression_keys_with_offset_and_empty_static():
 
 def test_static_is_serialised_once_sorted_and_utf8():
     frame = pl.DataFrame({"p": ["x"], "k": ["0"]})
-    static = {"tools": [{"googleSearch": {}}], "generationConfig": {"b": 1, "a": "é"}}
+    static = {
+        "tools": [{"googleSearch": {}}],
+        "generationConfig": {"topP": 1, "stopSequences": ["é"]},
+    }
     line = _generate(frame, static=static)["line"][0]
-    assert line.endswith(',"generationConfig":{"a":"é","b":1},"tools":[{"googleSearch":{}}]}}')
+    assert line.endswith(
+        ',"generation_config":{"stop_sequences":["é"],"top_p":1},"tools":[{"google_search":{}}]}}'
+    )
+
+
+def test_a_schema_is_sent_as_written_in_proto_field_names():
+    """Message fields take proto names; the schema itself (keywords, property names, their
+    order) is user data, sent verbatim: the model must see the order the user wrote."""
+    schema = {
+        "type": "object",
+        "properties": {"reasoning": {"type": "string"}, "answer": {"type": "integer"}},
+        "required": ["reasoning", "answer"],
+        "additionalProperties": False,
+    }
+    openapi = {
+        "type": "OBJECT",
+        "properties": {"zeta": {"type": "STRING"}, "alpha": {"type": "STRING"}},
+        "propertyOrdering": ["zeta", "alpha"],
+    }
+    frame = pl.DataFrame({"p": ["x"], "k": ["0"]})
+    for field, expected_field, value, expected in (
+        ("responseJsonSchema", "response_json_schema", schema, schema),
+        (
+            "responseSchema",
+            "response_schema",
+            openapi,
+            {
+                "type": "OBJECT",
+                "properties": {"zeta": {"type": "STRING"}, "alpha": {"type": "STRING"}},
+                "property_ordering": ["zeta", "alpha"],
+            },
+        ),
+    ):
+        line = _generate(frame, static={"generationConfig": {field: value}})["line"][0]
+        sent = json.loads(line)["request"]["generation_config"][expected_field]
+        assert sent == expected and list(sent["properties"]) == list(value["properties"])
     with pytest.raises(ConfigError, match="JSON"):
         _generate(frame, static={"generationConfig": {"temperature": float("nan")}})
 
@@ -181,21 +223,21 @@ def test_media_uri_and_bytes_literal_and_per_row_mime():
     )
     assert _parts(out["line"][0]) == [
         {"text": "a"},
-        {"fileData": {"fileUri": "gs://b/x.png", "mimeType": "image/png"}},
+        {"file_data": {"file_uri": "gs://b/x.png", "mime_type": "image/png"}},
         {
-            "inlineData": {
+            "inline_data": {
                 "data": base64.b64encode(b"\x00\xff\x10").decode(),
-                "mimeType": "image/jpeg",
+                "mime_type": "image/jpeg",
             }
         },
     ]
     assert _parts(out["line"][1]) == [
         {"text": "b"},
-        {"inlineData": {"data": base64.b64encode(b"plain").decode(), "mimeType": "text/plain"}},
+        {"inline_data": {"data": base64.b64encode(b"plain").decode(), "mime_type": "text/plain"}},
     ]
     assert _parts(out["line"][2]) == [
         {"text": "c"},
-        {"fileData": {"fileUri": "https://e/y.pdf", "mimeType": "image/png"}},
+        {"file_data": {"file_uri": "https://e/y.pdf", "mime_type": "image/png"}},
     ]
 
 
@@ -222,19 +264,19 @@ def test_media_list_columns_and_media_first():
         return base64.b64encode(raw).decode()
 
     assert _parts(out["line"][0]) == [
-        {"fileData": {"fileUri": "u1", "mimeType": "image/png"}},
-        {"fileData": {"fileUri": "u2", "mimeType": "image/gif"}},
-        {"inlineData": {"data": b64(b"x"), "mimeType": "image/webp"}},
+        {"file_data": {"file_uri": "u1", "mime_type": "image/png"}},
+        {"file_data": {"file_uri": "u2", "mime_type": "image/gif"}},
+        {"inline_data": {"data": b64(b"x"), "mime_type": "image/webp"}},
         {"text": "a"},
     ]
     assert _parts(out["line"][1]) == [
-        {"inlineData": {"data": b64(b"y"), "mimeType": "image/webp"}},
-        {"inlineData": {"data": b64(b"z"), "mimeType": "image/webp"}},
+        {"inline_data": {"data": b64(b"y"), "mime_type": "image/webp"}},
+        {"inline_data": {"data": b64(b"z"), "mime_type": "image/webp"}},
         {"text": "b"},
     ]
     assert _parts(out["line"][2]) == [{"text": "c"}]
     assert _parts(out["line"][3]) == [
-        {"fileData": {"fileUri": "u3", "mimeType": "video/mp4"}},
+        {"file_data": {"file_uri": "u3", "mime_type": "video/mp4"}},
         {"text": "d"},
     ]
 
@@ -251,7 +293,7 @@ def test_media_list_with_scalar_mime_column_and_bad_inputs():
         }
     )
     out = _generate(frame, media=[MediaParts("uris", mime_type_column="m")])
-    assert [p.get("fileData", {}).get("mimeType") for p in _parts(out["line"][0])] == [
+    assert [p.get("file_data", {}).get("mime_type") for p in _parts(out["line"][0])] == [
         None,
         "image/png",
         "image/png",
@@ -289,8 +331,8 @@ def test_media_round_trip_property(rows):
     for (prompt, uris, blob), line in zip(rows, out["line"]):
         assert _parts(line) == [
             {"text": prompt},
-            *({"fileData": {"fileUri": u, "mimeType": "text/plain"}} for u in uris),
-            {"inlineData": {"data": base64.b64encode(blob).decode(), "mimeType": "image/png"}},
+            *({"file_data": {"file_uri": u, "mime_type": "text/plain"}} for u in uris),
+            {"inline_data": {"data": base64.b64encode(blob).decode(), "mime_type": "image/png"}},
         ]
 
 
@@ -306,7 +348,7 @@ def test_embed_lines_round_trip(texts):
     for i, (text, line) in enumerate(zip(texts, out["line"])):
         assert json.loads(line) == {
             "key": str(i),
-            "request": {"content": {"parts": [{"text": text}]}, **static},
+            "request": {"content": {"parts": [{"text": text}]}, **to_proto(static)},
         }
 
 

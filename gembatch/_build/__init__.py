@@ -1,1 +1,1 @@
-"""Building requests: input rows -> checked, keyed request lines in shards (pure, but for prepare)."""
+"""Building requests: rows -> checked, keyed request lines in shards (pure, but prepare)."""

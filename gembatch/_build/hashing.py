@@ -2,11 +2,11 @@
 
 Two requests get the same hash exactly when they would ask the same service the same thing: same
 service (Google, or an emulator), same kind (generate / embed), same model, same request body. The
-body is canonical by construction: the request builders in :mod:`gembatch.requests` write every
+body is canonical by construction: the request builders in :mod:`gembatch._build.lines` write every
 row's fields in one fixed order with compact separators, and the part shared by all rows is
-:func:`gembatch.requests.static_json` (sorted keys, no whitespace, floats in shortest round-trip
-form, integral floats as integers). Prompt text is hashed as it is: whitespace inside a prompt is
-content.
+:func:`gembatch._build.lines.static_json` (proto field names in sorted order, user data such as a
+schema verbatim, no whitespace, floats in shortest round-trip form, integral floats as integers).
+Prompt text is hashed as it is: whitespace inside a prompt is content.
 
 The digest is sha256 (hex), so it is stable across machines, processes and library versions, and a
 cache built by one is valid for all. It is computed by the ``polars-hash`` plugin when installed
@@ -30,7 +30,7 @@ import polars as pl
 __all__ = ["GOOGLE", "HASH_VERSION", "hash_expr", "hash_prefix", "request_hashes", "vectorised"]
 
 #: Bumped whenever what is hashed changes (old cache entries then simply stop matching).
-HASH_VERSION = "gembatch-request-v1"
+HASH_VERSION = "gembatch-request-v2"  # v2: request lines in proto field names
 
 
 GOOGLE = "https://generativelanguage.googleapis.com"

@@ -24,6 +24,7 @@ import polars as pl
 
 from ..exceptions import ConfigError, InputError
 from . import hashing
+from .wire import snake, to_proto
 
 __all__ = [
     "MediaParts",
@@ -40,10 +41,11 @@ __all__ = [
 class MediaParts:
     """Extra parts of each request, taken from one column (multimodal rows).
 
-    ``column`` holds file URIs (str, sent as ``fileData``) or raw bytes (Binary, sent base64-encoded
-    as ``inlineData``); a List column of either gives several parts per row; null values give no
-    part. The MIME type is a literal (``mime_type``) or read per row from ``mime_type_column`` (a
-    scalar column, or, for a List media column, a List column of the same lengths).
+    ``column`` holds file URIs (str, sent as ``file_data``) or raw bytes (Binary, sent
+    base64-encoded as ``inline_data``); a List column of either gives several parts per row; null
+    values give no part. The MIME type is a literal (``mime_type``) or read per row from
+    ``mime_type_column`` (a scalar column, or, for a List media column, a List column of the same
+    lengths).
 
     >>> MediaParts("image_uri", mime_type="image/png")
     MediaParts(column='image_uri', mime_type='image/png', mime_type_column=None)
@@ -86,17 +88,18 @@ def _canonical(value: Any) -> Any:
 
 
 def static_json(static: Mapping[str, Any]) -> str:
-    """The canonical JSON of ``static``: compact, sorted keys, UTF-8 kept, floats in shortest
-    round-trip form and integral ones as integers (so equal requests always give equal text).
+    """The canonical JSON of ``static`` as a request line carries it: proto field names (sorted),
+    user data verbatim and in its order (a schema's properties), compact, UTF-8 kept, floats in
+    shortest round-trip form and integral ones as integers (equal requests give equal text).
 
-    >>> static_json({"b": {"temperature": 1.0, "topP": 0.95}, "a": [2.50]})
-    '{"a":[2.5],"b":{"temperature":1,"topP":0.95}}'
+    >>> static_json({"generationConfig": {"topP": 0.95, "temperature": 1.0},
+    ...              "stopSequences": [2.50]})
+    '{"generation_config":{"temperature":1,"top_p":0.95},"stop_sequences":[2.5]}'
     """
     try:
         return json.dumps(
-            _canonical(static),
+            _canonical(to_proto(static)),
             separators=(",", ":"),
-            sort_keys=True,
             ensure_ascii=False,
             allow_nan=False,
         )
@@ -106,7 +109,7 @@ def static_json(static: Mapping[str, Any]) -> str:
 
 def _members(static: Mapping[str, Any], *, drop: str | None = None) -> str:
     """``static`` as object members to splice after another member: ``,"a":1,"b":2`` (or "")."""
-    kept = {k: v for k, v in static.items() if k != drop}
+    kept = {k: v for k, v in static.items() if snake(k) != drop}
     return "," + static_json(kept)[1:-1] if kept else ""
 
 
@@ -134,14 +137,14 @@ def _key_head(keys: pl.Series, column: pl.Expr | None = None) -> pl.Expr:
 
 
 def _media_kind(frame: pl.DataFrame, media: MediaParts) -> tuple[str, bool]:
-    """``("fileData" | "inlineData", is_list)`` from the media column's dtype."""
+    """``("file_data" | "inline_data", is_list)`` from the media column's dtype."""
     dtype = frame.schema[media.column]
     inner = dtype.inner if isinstance(dtype, (pl.List, pl.Array)) else dtype
     is_list = isinstance(dtype, (pl.List, pl.Array))
     if inner == pl.Utf8:
-        return "fileData", is_list
+        return "file_data", is_list
     if inner == pl.Binary:
-        return "inlineData", is_list
+        return "inline_data", is_list
     raise InputError(
         f"MediaParts column {media.column!r} must hold file URIs (str) or bytes (Binary), or a "
         "List of "
@@ -151,11 +154,11 @@ def _media_kind(frame: pl.DataFrame, media: MediaParts) -> tuple[str, bool]:
 
 def _part_json(kind: str, value: pl.Expr, mime: pl.Expr) -> pl.Expr:
     """One media part as JSON, null when ``value`` is null."""
-    if kind == "fileData":
-        inner = pl.struct(value.alias("fileUri"), mime.cast(pl.Utf8).alias("mimeType"))
+    if kind == "file_data":
+        inner = pl.struct(value.alias("file_uri"), mime.cast(pl.Utf8).alias("mime_type"))
     else:
         inner = pl.struct(
-            value.bin.encode("base64").alias("data"), mime.cast(pl.Utf8).alias("mimeType")
+            value.bin.encode("base64").alias("data"), mime.cast(pl.Utf8).alias("mime_type")
         )
     return pl.when(value.is_not_null()).then(pl.struct(inner.alias(kind)).struct.json_encode())
 
@@ -210,8 +213,8 @@ def build_generate_lines(
     prompt: an expression giving each row's prompt text.
     keys: an expression giving each row's key (sent as a JSON string).
     static: the wire-form part of every request (``generationConfig``, ``tools``, ...).
-    system_instruction: a per-row system instruction; overrides ``static["systemInstruction"]``
-        where not null.
+    system_instruction: a per-row system instruction; overrides the shared one (``static``'s
+        ``systemInstruction``) where not null.
     media: extra parts per row; after the text part, or before it when ``media_first``.
     hash_prefix: when given, a ``hash`` column is added: each request's content address
         (:mod:`gembatch.hashing`), the sha256 of this prefix and the request body.
@@ -227,14 +230,11 @@ def build_generate_lines(
     if system_instruction is None:
         pieces = [pl.lit(opening), parts_expr, pl.lit("]}]" + _members(static) + "}}")]
     else:
-        fallback = (
-            _members({"systemInstruction": static["systemInstruction"]})
-            if "systemInstruction" in static
-            else ""
-        )
+        shared = {k: v for k, v in static.items() if snake(k) == "system_instruction"}
+        fallback = _members(shared) if shared else ""
         per_row = pl.concat_str(
             [
-                pl.lit(',"systemInstruction":{"parts":['),
+                pl.lit(',"system_instruction":{"parts":['),
                 _text_part(system_instruction),
                 pl.lit("]}"),
             ]
@@ -245,7 +245,7 @@ def build_generate_lines(
         pieces = [
             pl.lit(opening),
             parts_expr,
-            pl.lit("]}]" + _members(static, drop="systemInstruction")),
+            pl.lit("]}]" + _members(static, drop="system_instruction")),
             sys_piece,
             pl.lit("}}"),
         ]

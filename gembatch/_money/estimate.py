@@ -1,12 +1,11 @@
-"""Estimate before spending: input tokens, an output-token bound and their price, from request
-lines.
+"""Estimate before spending: input tokens, an output-token bound and their price, from lines.
 
 Input tokens are estimated locally with Google's rule of thumb, which is also the emulator's rule: a
-text part costs ceil(characters / 4) tokens and every ``inlineData`` / ``fileData`` part 258; or
+text part costs ceil(characters / 4) tokens and every ``inline_data`` / ``file_data`` part 258; or
 counted exactly, one countTokens call per request (``exact=True``). Output is bounded, not
-estimated:
-``maxOutputTokens`` x ``candidateCount`` per request, or the model's output limit when the request
-sets no ``maxOutputTokens``. Prices come from a :class:`~gembatch.pricing.PriceTable`.
+estimated: ``maxOutputTokens`` x ``candidateCount`` per request, or the model's output limit when
+the request sets no ``maxOutputTokens``. Prices come from a
+:class:`~gembatch._money.pricing.PriceTable`.
 
 >>> import polars as pl
 >>> line = '{"key":"0","request":{"contents":[{"role":"user","parts":[{"text":"abcde"}]}]}}'
@@ -51,13 +50,26 @@ TOKENS_PER_MEDIA_PART = 258
 CHARS_PER_TOKEN = 4
 
 _MEDIA = pl.Struct({"mimeType": pl.Utf8})  # only a field to see the part is there; data is skipped
-_PART = pl.Struct({"text": pl.Utf8, "inlineData": _MEDIA, "fileData": _MEDIA})
+_PART = pl.Struct(
+    {
+        "text": pl.Utf8,
+        "inline_data": _MEDIA,
+        "file_data": _MEDIA,
+        "inlineData": _MEDIA,
+        "fileData": _MEDIA,
+    }
+)  # proto names; REST names in lines of 0.1.0 run directories
 _CONTENT = pl.Struct({"parts": pl.List(_PART)})
 #: The decode schema of a request line, only what the token rule reads.
 LINE_SCHEMA = pl.Struct(
     {
         "request": pl.Struct(
-            {"contents": pl.List(_CONTENT), "systemInstruction": _CONTENT, "content": _CONTENT}
+            {
+                "contents": pl.List(_CONTENT),
+                "system_instruction": _CONTENT,
+                "systemInstruction": _CONTENT,
+                "content": _CONTENT,
+            }
         )
     }
 )
@@ -65,8 +77,9 @@ LINE_SCHEMA = pl.Struct(
 
 def _part_tokens(part: pl.Expr) -> pl.Expr:
     text = part.struct.field("text")
-    media = (
-        part.struct.field("inlineData").is_not_null() | part.struct.field("fileData").is_not_null()
+    media = pl.any_horizontal(
+        part.struct.field(name).is_not_null()
+        for name in ("inline_data", "file_data", "inlineData", "fileData")
     )
     return (
         pl.when(text.is_not_null())
@@ -86,8 +99,8 @@ def _content_tokens(content: pl.Expr) -> pl.Expr:
 def local_tokens(lines: pl.Series) -> pl.Series:
     """A fast local estimate of each request line's input tokens (Int64, named ``tokens``).
 
-    Every text part of ``contents``, ``systemInstruction`` and an embed request's ``content`` costs
-    ceil(characters / 4) tokens (characters are code points), every ``inlineData`` / ``fileData``
+    Every text part of ``contents``, ``system_instruction`` and an embed request's ``content`` costs
+    ceil(characters / 4) tokens (characters are code points), every ``inline_data`` / ``file_data``
     part 258; other parts (function calls, code) count 0. On the emulator this equals
     promptTokenCount.
 
@@ -122,6 +135,7 @@ def local_tokens(lines: pl.Series) -> pl.Series:
     contents = request.struct.field("contents")
     tokens = (
         contents.list.eval(_content_tokens(pl.element())).list.sum().fill_null(0)
+        + _content_tokens(request.struct.field("system_instruction"))
         + _content_tokens(request.struct.field("systemInstruction"))
         + _content_tokens(request.struct.field("content"))
     )

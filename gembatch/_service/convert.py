@@ -8,6 +8,7 @@ for inline batches and countTokens, and gives its own objects back. These conver
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,6 +19,7 @@ from .remote import RemoteFile
 
 __all__ = [
     "count_contents",
+    "generate_call",
     "inline_embed_batch",
     "inline_embed_lines",
     "inline_request",
@@ -25,27 +27,41 @@ __all__ = [
     "remote_file",
 ]
 
+#: Request fields the SDK takes inside its GenerateContentConfig (proto spelling = its field names).
 _CONFIG_FROM_REQUEST = (
-    "systemInstruction",
-    "safetySettings",
+    "system_instruction",
+    "safety_settings",
     "tools",
-    "toolConfig",
-    "cachedContent",
+    "tool_config",
+    "cached_content",
     "labels",
 )
 
 
-def inline_request(line: str) -> types.InlinedRequest:
-    """A keyed wire-form request line as the SDK's InlinedRequest (the SDK turns it back into the
-    same wire request; tests check the round trip gives identical answers)."""
-    obj = json.loads(line)
-    request = obj["request"]
-    config: dict[str, Any] = dict(request.get("generationConfig") or {})
+def _field(request: dict[str, Any], name: str) -> Any:
+    """A request field by its proto name, or its REST name (lines of run directories of 0.1.0)."""
+    if name in request:
+        return request[name]
+    return request.get(re.sub(r"_([a-z0-9])", lambda m: m.group(1).upper(), name))
+
+
+def generate_call(line: str) -> tuple[list[Any], dict[str, Any] | None]:
+    """A request line as the SDK's ``generate_content(contents=..., config=...)`` arguments."""
+    request = json.loads(line)["request"]
+    config: dict[str, Any] = dict(_field(request, "generation_config") or {})
     for name in _CONFIG_FROM_REQUEST:
-        if name in request:
-            config[name] = request[name]
+        value = _field(request, name)
+        if value is not None:
+            config[name] = value
+    return request["contents"], config or None
+
+
+def inline_request(line: str) -> types.InlinedRequest:
+    """A keyed request line as the SDK's InlinedRequest (the SDK turns it back into the same wire
+    request; tests check the round trip gives identical answers)."""
+    contents, config = generate_call(line)
     return types.InlinedRequest.model_validate(
-        {"contents": request["contents"], "metadata": {"key": obj["key"]}, "config": config or None}
+        {"contents": contents, "metadata": {"key": json.loads(line)["key"]}, "config": config}
     )
 
 
@@ -55,7 +71,7 @@ def count_contents(request: dict[str, Any]) -> list[types.Content]:
     contents = list(
         request.get("contents") or ([request["content"]] if "content" in request else [])
     )
-    system = request.get("systemInstruction") or request.get("system_instruction") or {}
+    system = _field(request, "system_instruction") or {}
     if system.get("parts"):
         contents.insert(0, {"role": "user", "parts": system["parts"]})
     if not contents:
@@ -68,7 +84,11 @@ def count_contents(request: dict[str, Any]) -> list[types.Content]:
 def inline_embed_batch(lines: Sequence[str]) -> types.EmbedContentBatch:
     requests = [json.loads(x)["request"] for x in lines]
     first = requests[0] if requests else {}
-    config = {k: first[k] for k in ("taskType", "title", "outputDimensionality") if k in first}
+    config = {
+        k: _field(first, k)
+        for k in ("task_type", "title", "output_dimensionality")
+        if _field(first, k) is not None
+    }
     return types.EmbedContentBatch.model_validate(
         {"contents": [r["content"] for r in requests], "config": config or None}
     )
