@@ -1,13 +1,15 @@
 """A faithful local emulator of the Gemini Batch + File APIs (Gemini Developer API, v1beta).
 
-It speaks the service's REST wire format, so the real google-genai SDK and curl talk to it unchanged::
+It speaks the service's REST wire format, so the real google-genai SDK and curl talk to it
+unchanged::
 
     from google import genai
     from google.genai import types
     from gembatch.emulator import Emulator, HttpFault
 
     with Emulator(faults=[HttpFault(endpoint="batches.create", status=429, nth=2)]) as emu:
-        client = genai.Client(api_key=emu.api_key, http_options=types.HttpOptions(base_url=emu.base_url))
+        options = types.HttpOptions(base_url=emu.base_url)
+        client = genai.Client(api_key=emu.api_key, http_options=options)
         job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": "Hi"}])
 
 How the service behaves where public reports differ is data: ``Behaviour`` (one named switch

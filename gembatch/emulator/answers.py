@@ -64,17 +64,21 @@ _DIRECTIVE_RE = re.compile(r"\[\[(error|finish|block|parts)(?::([A-Za-z0-9_]+))?
 ERROR_MESSAGES = {
     400: "Request contains an invalid argument.",
     401: "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
-         "cookie or other valid authentication credential.",
+    "cookie or other valid authentication credential.",
     403: "The caller does not have permission",
     404: "Requested entity was not found.",
     429: "Resource has been exhausted (e.g. check quota).",
     500: "An internal error has occurred. Please retry or report in "
-         "https://developers.generativeai.google/guide/troubleshooting",
+    "https://developers.generativeai.google/guide/troubleshooting",
     503: "The model is overloaded. Please try again later.",
     504: "Deadline expired before operation could complete.",
 }
-_RATED_CATEGORIES = ("HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_HATE_SPEECH",
-                     "HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_DANGEROUS_CONTENT")
+_RATED_CATEGORIES = (
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+    "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_HARASSMENT",
+    "HARM_CATEGORY_DANGEROUS_CONTENT",
+)
 _VERSION_RE = re.compile(r"gemini-(\d+(?:\.\d+)?)")
 
 
@@ -98,8 +102,11 @@ def _raise_error_directive(arg: str) -> None:
 def _usage(prompt: Prompt, candidates: int, thoughts: int, tier: str) -> dict[str, Any]:
     """usageMetadata as the service sends it: zero counts left out (proto3 JSON)."""
     total = prompt.tokens + candidates + thoughts
-    counts = {"promptTokenCount": prompt.tokens, "candidatesTokenCount": candidates,
-              "totalTokenCount": total}
+    counts = {
+        "promptTokenCount": prompt.tokens,
+        "candidatesTokenCount": candidates,
+        "totalTokenCount": total,
+    }
     usage: dict[str, Any] = {name: n for name, n in counts.items() if n}
     details = modality_details(prompt.details)
     if details:
@@ -114,9 +121,12 @@ def _usage(prompt: Prompt, candidates: int, thoughts: int, tier: str) -> dict[st
 
 def _safety_ratings(rng: random.Random) -> list[dict[str, Any]]:
     flagged = rng.randrange(len(_RATED_CATEGORIES))
-    return [{"category": c, "probability": "HIGH", "blocked": True} if i == flagged
-            else {"category": c, "probability": "NEGLIGIBLE"}
-            for i, c in enumerate(_RATED_CATEGORIES)]
+    return [
+        {"category": c, "probability": "HIGH", "blocked": True}
+        if i == flagged
+        else {"category": c, "probability": "NEGLIGIBLE"}
+        for i, c in enumerate(_RATED_CATEGORIES)
+    ]
 
 
 def _thinks(model: str, thinking: dict[str, Any]) -> bool:
@@ -183,20 +193,28 @@ def answer(model: str, normal: dict[str, Any]) -> dict[str, Any]:
     tier = str(normal.get("serviceTier", "standard")).lower()
     response: dict[str, Any] = {}
     if "block" in directives:
-        response["promptFeedback"] = {"blockReason": directives["block"] or "SAFETY",
-                                      "safetyRatings": _safety_ratings(draws.rng)}
+        response["promptFeedback"] = {
+            "blockReason": directives["block"] or "SAFETY",
+            "safetyRatings": _safety_ratings(draws.rng),
+        }
         response["usageMetadata"] = _usage(prompt, 0, 0, tier)
     else:
         response["candidates"], response["usageMetadata"] = _candidates(
-            draws, name, normal.get("generationConfig", {}), prompt, directives, tier)
+            draws, name, normal.get("generationConfig", {}), prompt, directives, tier
+        )
     response["modelVersion"] = name
     response["responseId"] = base64.urlsafe_b64encode(seed[:16]).decode().rstrip("=")
     return response
 
 
-def _candidates(draws: Draws, model: str, config: dict[str, Any], prompt: Prompt,
-                directives: dict[str, str], tier: str
-                ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _candidates(
+    draws: Draws,
+    model: str,
+    config: dict[str, Any],
+    prompt: Prompt,
+    directives: dict[str, str],
+    tier: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The candidates and usageMetadata of a response that is not blocked."""
     thinking = config.get("thinkingConfig", {})
     thought = ""
@@ -226,8 +244,9 @@ def _candidates(draws: Draws, model: str, config: dict[str, Any], prompt: Prompt
         parts: list[dict[str, Any]] = _split(text, n_parts) if n_parts > 1 else [{"text": text}]
         if index == 0 and thought and thinking.get("includeThoughts"):
             parts.insert(0, {"text": thought, "thought": True})
-        candidates.append({"content": {"role": "model", "parts": parts},
-                           "finishReason": reason, "index": index})
+        candidates.append(
+            {"content": {"role": "model", "parts": parts}, "finishReason": reason, "index": index}
+        )
     return candidates, _usage(prompt, answer_tokens, thoughts, tier)
 
 
@@ -243,8 +262,11 @@ def count_tokens(model: str, request: dict[str, Any]) -> dict[str, Any]:
     normal = proto.parse(request, proto.COUNT)
     if "generateContentRequest" in normal:
         if "contents" in normal:
-            raise invalid("CountTokensRequest", "contents", "only one of contents and "
-                          "generate_content_request may be set.")
+            raise invalid(
+                "CountTokensRequest",
+                "contents",
+                "only one of contents and generate_content_request may be set.",
+            )
         normal = normal["generateContentRequest"]
         check_generate(normal, "CountTokensRequest.generate_content_request")
     else:

@@ -26,16 +26,33 @@ __all__ = ["DEEP_SCHEMA_MESSAGE", "BatchApi"]
 
 #: The job-level error of a job failed for a deep schema (python-genai #1307: state FAILED).
 DEEP_SCHEMA_MESSAGE = "Internal error encountered."
-_BATCH_FIELDS = {"displayName", "display_name", "model", "inputConfig", "input_config",
-                 "priority", "webhookConfig", "webhook_config", "name"}
+_BATCH_FIELDS = {
+    "displayName",
+    "display_name",
+    "model",
+    "inputConfig",
+    "input_config",
+    "priority",
+    "webhookConfig",
+    "webhook_config",
+    "name",
+}
 _METHOD = {"generate": "batchGenerateContent", "embed": "asyncBatchEmbedContent"}
 
 
 class BatchApi:
     """The Batch API of one emulator (the handler routes ``batches.*`` calls here)."""
 
-    def __init__(self, jobs: Jobs, files: FileApi, *, behaviour: Behaviour, quotas: Quotas,
-                 stats: Any, max_json_bytes: int) -> None:
+    def __init__(
+        self,
+        jobs: Jobs,
+        files: FileApi,
+        *,
+        behaviour: Behaviour,
+        quotas: Quotas,
+        stats: Any,
+        max_json_bytes: int,
+    ) -> None:
         self.jobs, self.files, self.behaviour, self.quotas = jobs, files, behaviour, quotas
         self.stats, self.max_json_bytes = stats, max_json_bytes
 
@@ -43,28 +60,36 @@ class BatchApi:
         body = read_json(request, self.max_json_bytes)
         batch = body.get("batch")
         if not isinstance(batch, dict):
-            raise ApiError(400, "Invalid JSON payload received: \"batch\" is required, e.g. "
-                                '{"batch": {"display_name": ..., "input_config": {...}}}.')
+            raise ApiError(
+                400,
+                'Invalid JSON payload received: "batch" is required, e.g. '
+                '{"batch": {"display_name": ..., "input_config": {...}}}.',
+            )
         no_unknown(body, {"batch"}, "")
         no_unknown(batch, _BATCH_FIELDS, "batch")
         config = pick(batch, "inputConfig", "input_config")
         if not isinstance(config, dict):
-            raise ApiError(400, "batch.input_config is required: {\"file_name\": \"files/...\"} "
-                                'or {"requests": {"requests": [...]}}.')
+            raise ApiError(
+                400,
+                'batch.input_config is required: {"file_name": "files/..."} '
+                'or {"requests": {"requests": [...]}}.',
+            )
         no_unknown(config, {"fileName", "file_name", "requests"}, "batch.input_config")
         file_name, requests = pick(config, "fileName", "file_name"), config.get("requests")
         if (file_name is None) == (requests is None):
             raise ApiError(400, "batch.input_config needs exactly one of file_name and requests.")
         display_name = pick(batch, "displayName", "display_name")
         if display_name is not None and not isinstance(display_name, str):
-            raise ApiError(400, "Invalid value at 'batch.display_name' (TYPE_STRING), "
-                                f"{display_name!r}")
+            raise ApiError(
+                400, f"Invalid value at 'batch.display_name' (TYPE_STRING), {display_name!r}"
+            )
         behaviour = self.behaviour
         if behaviour.known_models_only and not catalog.supports(model, _METHOD[kind]):
             raise ApiError(404, catalog.not_found_message(model, _METHOD[kind], version))
         if behaviour.require_display_name and not display_name:
-            raise ApiError(400, "* BatchGenerateContentRequest.batch.display_name: display_name "
-                                "is required.\n")
+            raise ApiError(
+                400, "* BatchGenerateContentRequest.batch.display_name: display_name is required.\n"
+            )
         if file_name is not None:
             job = self._create_from_file(kind, f"models/{model}", display_name, file_name)
         else:
@@ -74,42 +99,64 @@ class BatchApi:
             self.stats.add("embed_batches_created")
         return json_response(self.jobs.render(job))
 
-    def _create_from_file(self, kind: str, model: str, display_name: str | None,
-                          file_name: Any) -> dict[str, Any]:
+    def _create_from_file(
+        self, kind: str, model: str, display_name: str | None, file_name: Any
+    ) -> dict[str, Any]:
         if not isinstance(file_name, str):
-            raise ApiError(400, "batch.input_config.file_name must be a string like \"files/abc\".")
+            raise ApiError(400, 'batch.input_config.file_name must be a string like "files/abc".')
         name = file_name if file_name.startswith("files/") else f"files/{file_name}"
         self.files.file(name.removeprefix("files/"))
         behaviour = self.behaviour
         at_create = behaviour.jsonl_validation == "create"
         limit = behaviour.schema_depth_limit
-        scan = scan_file(self.jobs.store.blob_path(name), kind,
-                         snake=at_create and behaviour.jsonl_field_names == "snake",
-                         depth_limit=limit)
+        scan = scan_file(
+            self.jobs.store.blob_path(name),
+            kind,
+            snake=at_create and behaviour.jsonl_field_names == "snake",
+            depth_limit=limit,
+        )
         if at_create:
-            error = create_error(scan, report=behaviour.jsonl_errors_reported,
-                                 refuse_response_schema=behaviour.jsonl_response_schema == "refused",
-                                 depth_limit=limit)
+            error = create_error(
+                scan,
+                report=behaviour.jsonl_errors_reported,
+                refuse_response_schema=behaviour.jsonl_response_schema == "refused",
+                depth_limit=limit,
+            )
             if error is not None:
                 raise error
         with self.quotas.batch_slot(model, scan.tokens):
-            return self.jobs.create(kind=kind, model=model, display_name=display_name,
-                                    file_name=name, count=scan.count, input_tokens=scan.tokens,
-                                    fail_message=self._fail_message(scan.max_depth))
+            return self.jobs.create(
+                kind=kind,
+                model=model,
+                display_name=display_name,
+                file_name=name,
+                count=scan.count,
+                input_tokens=scan.tokens,
+                fail_message=self._fail_message(scan.max_depth),
+            )
 
-    def _create_inline(self, kind: str, model: str, display_name: str | None,
-                       requests: Any) -> dict[str, Any]:
-        check = (validate.validate_generate_request if kind == "generate"
-                 else validate.validate_embed_request)
+    def _create_inline(
+        self, kind: str, model: str, display_name: str | None, requests: Any
+    ) -> dict[str, Any]:
+        check = (
+            validate.validate_generate_request
+            if kind == "generate"
+            else validate.validate_embed_request
+        )
         items = _inline_items(requests, check)
         scan = scan_inline(items, kind)
         limit = self.behaviour.schema_depth_limit
         if limit is not None and scan.max_depth > limit:
             raise depth_error(scan.max_depth, limit)
         with self.quotas.batch_slot(model, scan.tokens):
-            return self.jobs.create(kind=kind, model=model, display_name=display_name,
-                                    inline=items, input_tokens=scan.tokens,
-                                    fail_message=self._fail_message(scan.max_depth))
+            return self.jobs.create(
+                kind=kind,
+                model=model,
+                display_name=display_name,
+                inline=items,
+                input_tokens=scan.tokens,
+                fail_message=self._fail_message(scan.max_depth),
+            )
 
     def _fail_message(self, depth: int) -> str | None:
         above = self.behaviour.deep_schema_fails_job_above
@@ -122,8 +169,7 @@ class BatchApi:
         chosen, token = page(self.jobs.list(), request.query, default=50, maximum=1000)
         body: dict[str, Any] = {}
         if chosen:
-            body["operations"] = [self.jobs.render(job, read=True, listing=True)
-                                  for job in chosen]
+            body["operations"] = [self.jobs.render(job, read=True, listing=True) for job in chosen]
         if token:
             body["nextPageToken"] = token
         return json_response(body)
@@ -140,8 +186,11 @@ class BatchApi:
 def _inline_items(requests: Any, check: Callable[[dict[str, Any]], Any]) -> list[dict[str, Any]]:
     items = requests.get("requests") if isinstance(requests, dict) else None
     if not isinstance(items, list) or not items:
-        raise ApiError(400, "batch.input_config.requests.requests must be a non-empty list of "
-                            '{"request": {...}, "metadata": {...}}.')
+        raise ApiError(
+            400,
+            "batch.input_config.requests.requests must be a non-empty list of "
+            '{"request": {...}, "metadata": {...}}.',
+        )
     out = []
     for i, item in enumerate(items):
         where = f"batch.input_config.requests.requests[{i}]"

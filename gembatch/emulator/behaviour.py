@@ -2,8 +2,9 @@
 
 ``Behaviour`` is frozen and keyword-only. Its defaults are the STRICTEST variant, what public
 evidence reports of the real Gemini Batch + File API (``Behaviour.strict()``);
-``Behaviour.lenient()`` is the kind behaviour the emulator had before the evidence came in. ``Emulator(behaviour=None)``
-uses ``DEFAULT_BEHAVIOUR``. docs/service-behaviour.md gives each switch its evidence.
+``Behaviour.lenient()`` is the kind behaviour the emulator had before the evidence came in.
+``Emulator(behaviour=None)`` uses ``DEFAULT_BEHAVIOUR``. docs/service-behaviour.md gives each
+switch its evidence.
 
 Switches (strict value first):
   long_result_ids          True | False: 36-char batch ids; result files ``files/batch-<id>`` (42
@@ -64,8 +65,14 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "degenerate_schema_form": (None, "json_schema", "schema"),
     "degenerate_pattern": ("mixed", "shifted", "prose", "null_template"),
 }
-_FLAGS = ("long_result_ids", "retry_after_header", "known_models_only", "require_display_name",
-          "upload_mime_check", "schema_with_tools_fails")
+_FLAGS = (
+    "long_result_ids",
+    "retry_after_header",
+    "known_models_only",
+    "require_display_name",
+    "upload_mime_check",
+    "schema_with_tools_fails",
+)
 _COUNTS = ("output_lag_polls",)
 _OPTIONAL_COUNTS = ("schema_depth_limit", "deep_schema_fails_job_above")
 
@@ -124,26 +131,41 @@ class Behaviour:
         at once, inline answers in order with metadata, JSONL answered line by line in either
         spelling, 404 for missing files, Retry-After headers, any model, no display name or MIME
         checks."""
-        return cls(long_result_ids=False, line_error_codes="http", output_lag_polls=0,
-                   inline_order="ordered", inline_metadata="echoed", jsonl_validation="per_line",
-                   jsonl_errors_reported="all", jsonl_field_names="both",
-                   jsonl_response_schema="accepted", missing_file_status=404,
-                   retry_after_header=True, known_models_only=False, require_display_name=False,
-                   upload_mime_check=False)
+        return cls(
+            long_result_ids=False,
+            line_error_codes="http",
+            output_lag_polls=0,
+            inline_order="ordered",
+            inline_metadata="echoed",
+            jsonl_validation="per_line",
+            jsonl_errors_reported="all",
+            jsonl_field_names="both",
+            jsonl_response_schema="accepted",
+            missing_file_status=404,
+            retry_after_header=True,
+            known_models_only=False,
+            require_display_name=False,
+            upload_mime_check=False,
+        )
 
     def with_(self, **changes: Any) -> Behaviour:
         """A copy with ``changes`` applied (validated)."""
         unknown = sorted(set(changes) - set(BEHAVIOUR_NAMES))
         if unknown:
-            raise ValueError(f"unknown behaviour switch(es) {', '.join(unknown)}; the switches "
-                             f"are: {', '.join(BEHAVIOUR_NAMES)}")
+            raise ValueError(
+                f"unknown behaviour switch(es) {', '.join(unknown)}; the switches "
+                f"are: {', '.join(BEHAVIOUR_NAMES)}"
+            )
         return dataclasses.replace(self, **changes)
 
     def changed(self) -> dict[str, Any]:
         """The switches that differ from ``strict()``, by name."""
         strict = Behaviour()
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if getattr(self, f.name) != getattr(strict, f.name)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(strict, f.name)
+        }
 
 
 def _is_int(value: Any) -> bool:
@@ -167,8 +189,10 @@ def parse_behaviour(spec: str) -> tuple[str, Any]:
     name, sep, text = spec.partition("=")
     name, text = name.strip(), text.strip()
     if not sep or name not in BEHAVIOUR_NAMES:
-        raise ValueError(f"invalid behaviour {spec!r}: expected NAME=VALUE with NAME one of "
-                         f"{', '.join(BEHAVIOUR_NAMES)}")
+        raise ValueError(
+            f"invalid behaviour {spec!r}: expected NAME=VALUE with NAME one of "
+            f"{', '.join(BEHAVIOUR_NAMES)}"
+        )
     lowered = text.lower()
     value: Any
     if name in _FLAGS:
@@ -187,7 +211,9 @@ def parse_behaviour(spec: str) -> tuple[str, Any]:
         allowed = _CHOICES[name]
         matches = [a for a in allowed if str(a).lower() == lowered]
         if not matches:
-            raise ValueError(f"invalid behaviour {spec!r}: {name} takes one of "
-                             f"{', '.join(str(a).lower() for a in allowed)}")
+            raise ValueError(
+                f"invalid behaviour {spec!r}: {name} takes one of "
+                f"{', '.join(str(a).lower() for a in allowed)}"
+            )
         value = matches[0]
     return name, value

@@ -29,55 +29,175 @@ _SAMPLING_20 = {"temperature": 1, "topP": 0.95, "topK": 40, "maxTemperature": 2}
 _MILLION = 1_048_576
 
 
-def _model(name: str, version: str, display: str, description: str, limits: tuple[int, int],
-           methods: list[str], sampling: dict[str, Any] | None = None) -> dict[str, Any]:
+def _model(
+    name: str,
+    version: str,
+    display: str,
+    description: str,
+    limits: tuple[int, int],
+    methods: list[str],
+    sampling: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     entry: dict[str, Any] = {
-        "name": f"models/{name}", "version": version, "displayName": display,
-        "description": description, "inputTokenLimit": limits[0], "outputTokenLimit": limits[1],
-        "supportedGenerationMethods": list(methods)}
+        "name": f"models/{name}",
+        "version": version,
+        "displayName": display,
+        "description": description,
+        "inputTokenLimit": limits[0],
+        "outputTokenLimit": limits[1],
+        "supportedGenerationMethods": list(methods),
+    }
     entry.update(sampling or {})
     return entry
 
 
 #: The catalog, in the order ``models.list`` pages through it.
 MODELS: tuple[dict[str, Any], ...] = (
-    _model("gemini-2.5-flash", "001", "Gemini 2.5 Flash", "Stable version of Gemini 2.5 Flash, "
-           "our mid-size multimodal model that supports up to 1 million tokens, released in June "
-           "of 2025.", (_MILLION, 65536), _GENERATE, _SAMPLING_25),
-    _model("gemini-2.5-pro", "2.5", "Gemini 2.5 Pro", "Stable release (June 17th, 2025) of "
-           "Gemini 2.5 Pro", (_MILLION, 65536), _GENERATE, _SAMPLING_25),
-    _model("gemini-2.5-flash-lite", "001", "Gemini 2.5 Flash-Lite", "Stable version of Gemini 2.5 "
-           "Flash-Lite, released in July of 2025", (_MILLION, 65536), _GENERATE, _SAMPLING_25),
-    _model("gemini-2.0-flash", "2.0", "Gemini 2.0 Flash", "Gemini 2.0 Flash",
-           (_MILLION, 8192), _GENERATE, _SAMPLING_20),
-    _model("gemini-2.0-flash-001", "2.0", "Gemini 2.0 Flash 001", "Stable version of Gemini 2.0 "
-           "Flash, our fast and versatile multimodal model for scaling across diverse tasks, "
-           "released in January of 2025.", (_MILLION, 8192), _GENERATE, _SAMPLING_20),
-    _model("gemini-2.0-flash-lite", "2.0", "Gemini 2.0 Flash-Lite", "Gemini 2.0 Flash-Lite",
-           (_MILLION, 8192), _GENERATE, _SAMPLING_20),
-    _model("gemini-2.0-flash-lite-001", "2.0", "Gemini 2.0 Flash-Lite 001", "Stable version of "
-           "Gemini 2.0 Flash-Lite", (_MILLION, 8192), _GENERATE, _SAMPLING_20),
-    _model("gemini-3-pro-preview", "3-pro-preview-11-2025", "Gemini 3 Pro Preview",
-           "Gemini 3 Pro Preview", (_MILLION, 65536), _GENERATE, _SAMPLING_25),
-    _model("gemini-3-flash-preview", "3-flash-preview-12-2025", "Gemini 3 Flash Preview",
-           "Gemini 3 Flash Preview", (_MILLION, 65536), _GENERATE, _SAMPLING_25),
-    _model("gemini-flash-latest", "Gemini Flash Latest", "Gemini Flash Latest",
-           "Latest release of Gemini Flash", (_MILLION, 65536), _GENERATE, _SAMPLING_25),
-    _model("gemini-flash-lite-latest", "Gemini Flash-Lite Latest", "Gemini Flash-Lite Latest",
-           "Latest release of Gemini Flash-Lite", (_MILLION, 65536), _GENERATE, _SAMPLING_25),
-    _model("gemini-2.5-flash-preview-tts", "gemini-2.5-flash-exp-tts-2025-05-19",
-           "Gemini 2.5 Flash Preview TTS", "Gemini 2.5 Flash Preview TTS", (8192, 16384),
-           ["countTokens", "generateContent", "batchGenerateContent"],
-           {"temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2}),
-    _model("gemini-2.5-flash-image", "2.0", "Nano Banana", "Gemini 2.5 Flash Preview Image",
-           (32768, 32768), ["generateContent", "countTokens", "batchGenerateContent"],
-           {"temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2}),
-    _model("gemini-embedding-001", "001", "Gemini Embedding 001", "Obtain a distributed "
-           "representation of a text.", (2048, 1), _EMBED),
-    _model("gemini-embedding-2", "2", "Gemini Embedding 2", "Obtain a distributed "
-           "representation of a text, image, video, audio or document.", (8192, 1), _EMBED),
-    _model("text-embedding-004", "004", "Text Embedding 004", "Obtain a distributed "
-           "representation of a text.", (2048, 1), ["embedContent"]),
+    _model(
+        "gemini-2.5-flash",
+        "001",
+        "Gemini 2.5 Flash",
+        "Stable version of Gemini 2.5 Flash, "
+        "our mid-size multimodal model that supports up to 1 million tokens, released in June "
+        "of 2025.",
+        (_MILLION, 65536),
+        _GENERATE,
+        _SAMPLING_25,
+    ),
+    _model(
+        "gemini-2.5-pro",
+        "2.5",
+        "Gemini 2.5 Pro",
+        "Stable release (June 17th, 2025) of Gemini 2.5 Pro",
+        (_MILLION, 65536),
+        _GENERATE,
+        _SAMPLING_25,
+    ),
+    _model(
+        "gemini-2.5-flash-lite",
+        "001",
+        "Gemini 2.5 Flash-Lite",
+        "Stable version of Gemini 2.5 Flash-Lite, released in July of 2025",
+        (_MILLION, 65536),
+        _GENERATE,
+        _SAMPLING_25,
+    ),
+    _model(
+        "gemini-2.0-flash",
+        "2.0",
+        "Gemini 2.0 Flash",
+        "Gemini 2.0 Flash",
+        (_MILLION, 8192),
+        _GENERATE,
+        _SAMPLING_20,
+    ),
+    _model(
+        "gemini-2.0-flash-001",
+        "2.0",
+        "Gemini 2.0 Flash 001",
+        "Stable version of Gemini 2.0 "
+        "Flash, our fast and versatile multimodal model for scaling across diverse tasks, "
+        "released in January of 2025.",
+        (_MILLION, 8192),
+        _GENERATE,
+        _SAMPLING_20,
+    ),
+    _model(
+        "gemini-2.0-flash-lite",
+        "2.0",
+        "Gemini 2.0 Flash-Lite",
+        "Gemini 2.0 Flash-Lite",
+        (_MILLION, 8192),
+        _GENERATE,
+        _SAMPLING_20,
+    ),
+    _model(
+        "gemini-2.0-flash-lite-001",
+        "2.0",
+        "Gemini 2.0 Flash-Lite 001",
+        "Stable version of Gemini 2.0 Flash-Lite",
+        (_MILLION, 8192),
+        _GENERATE,
+        _SAMPLING_20,
+    ),
+    _model(
+        "gemini-3-pro-preview",
+        "3-pro-preview-11-2025",
+        "Gemini 3 Pro Preview",
+        "Gemini 3 Pro Preview",
+        (_MILLION, 65536),
+        _GENERATE,
+        _SAMPLING_25,
+    ),
+    _model(
+        "gemini-3-flash-preview",
+        "3-flash-preview-12-2025",
+        "Gemini 3 Flash Preview",
+        "Gemini 3 Flash Preview",
+        (_MILLION, 65536),
+        _GENERATE,
+        _SAMPLING_25,
+    ),
+    _model(
+        "gemini-flash-latest",
+        "Gemini Flash Latest",
+        "Gemini Flash Latest",
+        "Latest release of Gemini Flash",
+        (_MILLION, 65536),
+        _GENERATE,
+        _SAMPLING_25,
+    ),
+    _model(
+        "gemini-flash-lite-latest",
+        "Gemini Flash-Lite Latest",
+        "Gemini Flash-Lite Latest",
+        "Latest release of Gemini Flash-Lite",
+        (_MILLION, 65536),
+        _GENERATE,
+        _SAMPLING_25,
+    ),
+    _model(
+        "gemini-2.5-flash-preview-tts",
+        "gemini-2.5-flash-exp-tts-2025-05-19",
+        "Gemini 2.5 Flash Preview TTS",
+        "Gemini 2.5 Flash Preview TTS",
+        (8192, 16384),
+        ["countTokens", "generateContent", "batchGenerateContent"],
+        {"temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2},
+    ),
+    _model(
+        "gemini-2.5-flash-image",
+        "2.0",
+        "Nano Banana",
+        "Gemini 2.5 Flash Preview Image",
+        (32768, 32768),
+        ["generateContent", "countTokens", "batchGenerateContent"],
+        {"temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2},
+    ),
+    _model(
+        "gemini-embedding-001",
+        "001",
+        "Gemini Embedding 001",
+        "Obtain a distributed representation of a text.",
+        (2048, 1),
+        _EMBED,
+    ),
+    _model(
+        "gemini-embedding-2",
+        "2",
+        "Gemini Embedding 2",
+        "Obtain a distributed representation of a text, image, video, audio or document.",
+        (8192, 1),
+        _EMBED,
+    ),
+    _model(
+        "text-embedding-004",
+        "004",
+        "Text Embedding 004",
+        "Obtain a distributed representation of a text.",
+        (2048, 1),
+        ["embedContent"],
+    ),
 )
 
 _BY_NAME = {entry["name"]: entry for entry in MODELS}
@@ -97,5 +217,7 @@ def supports(model: str, method: str) -> bool:
 def not_found_message(model: str, method: str, version: str = "v1beta") -> str:
     """The service's 404 for an unknown model or an unsupported method."""
     name = model if model.startswith("models/") else f"models/{model}"
-    return (f"{name} is not found for API version {version}, or is not supported for {method}. "
-            "Call ListModels to see the list of available models and their supported methods.")
+    return (
+        f"{name} is not found for API version {version}, or is not supported for {method}. "
+        "Call ListModels to see the list of available models and their supported methods."
+    )

@@ -15,15 +15,71 @@ import random
 __all__ = ["VOCAB", "Draws"]
 
 VOCAB = (  # 64 words: a random byte & 63 picks one without bias
-    "amber", "basalt", "cobalt", "delta", "ember", "fjord", "granite", "harbor", "indigo",
-    "juniper", "kestrel", "lagoon", "meadow", "nebula", "orchid", "prairie", "quartz", "raven",
-    "saffron", "tundra", "umber", "valley", "willow", "xenon", "yarrow", "zephyr", "anchor",
-    "beacon", "canyon", "dune", "estuary", "falcon", "glacier", "heron", "island", "jasper", "kelp",
-    "lichen", "mesa", "nectar", "ocean", "pebble", "quill", "river", "summit", "thistle", "upland",
-    "vapor", "wharf", "yonder", "zenith", "alpine", "brook", "cedar", "dawn", "elm", "fern",
-    "grove", "hollow", "ivy", "jade", "knoll", "lantern", "maple",
+    "amber",
+    "basalt",
+    "cobalt",
+    "delta",
+    "ember",
+    "fjord",
+    "granite",
+    "harbor",
+    "indigo",
+    "juniper",
+    "kestrel",
+    "lagoon",
+    "meadow",
+    "nebula",
+    "orchid",
+    "prairie",
+    "quartz",
+    "raven",
+    "saffron",
+    "tundra",
+    "umber",
+    "valley",
+    "willow",
+    "xenon",
+    "yarrow",
+    "zephyr",
+    "anchor",
+    "beacon",
+    "canyon",
+    "dune",
+    "estuary",
+    "falcon",
+    "glacier",
+    "heron",
+    "island",
+    "jasper",
+    "kelp",
+    "lichen",
+    "mesa",
+    "nectar",
+    "ocean",
+    "pebble",
+    "quill",
+    "river",
+    "summit",
+    "thistle",
+    "upland",
+    "vapor",
+    "wharf",
+    "yonder",
+    "zenith",
+    "alpine",
+    "brook",
+    "cedar",
+    "dawn",
+    "elm",
+    "fern",
+    "grove",
+    "hollow",
+    "ivy",
+    "jade",
+    "knoll",
+    "lantern",
+    "maple",
 )
-
 
 
 class Draws:
@@ -51,7 +107,7 @@ class Draws:
         pos = self.pos
         if pos + 41 > len(self.stream):  # SHAKE output is prefix-stable: a longer read extends it
             self.stream = hashlib.shake_256(self.seed).digest(2 * len(self.stream) + 164)
-        data = self.stream[pos: pos + 41]
+        data = self.stream[pos : pos + 41]
         count = 8 + data[0] % 33
         self.pos = pos + 1 + count
-        return " ".join([VOCAB[b & 63] for b in data[1: 1 + count]])
+        return " ".join([VOCAB[b & 63] for b in data[1 : 1 + count]])

@@ -26,8 +26,9 @@ __all__ = ["embed_content"]
 _SQUARES = tuple((2 * b - 255) ** 2 for b in range(256))
 
 
-def embed_content(model: str, request: dict[str, Any], *, snake: bool = False,
-                  token_count: bool = False) -> dict[str, Any]:
+def embed_content(
+    model: str, request: dict[str, Any], *, snake: bool = False, token_count: bool = False
+) -> dict[str, Any]:
     """The wire EmbedContentResponse for ``request`` (validated first; ``snake``: proto field
     names only). ``token_count`` adds ``tokenCount`` (the text's tokens, an int64 string), as
     batch embedding results carry it."""

@@ -33,7 +33,17 @@ STATUS_BY_CODE: dict[int, str] = {
 
 #: gRPC status codes by HTTP status (google.rpc.Code); anything else is 2 (UNKNOWN).
 GRPC_BY_HTTP: dict[int, int] = {
-    400: 3, 401: 16, 403: 7, 404: 5, 409: 6, 413: 3, 429: 8, 500: 13, 501: 12, 503: 14, 504: 4,
+    400: 3,
+    401: 16,
+    403: 7,
+    404: 5,
+    409: 6,
+    413: 3,
+    429: 8,
+    500: 13,
+    501: 12,
+    503: 14,
+    504: 4,
 }
 
 
@@ -52,9 +62,15 @@ class ApiError(Exception):
     ``Retry-After`` header where the emulator's behaviour sends one.
     """
 
-    def __init__(self, code: int, message: str, status: str | None = None, *,
-                 details: list[dict[str, Any]] | None = None,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        status: str | None = None,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -71,8 +87,12 @@ class ApiError(Exception):
         body = self.to_status()
         details = list(self.details)
         if self.retry_after is not None:
-            details.append({"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                            "retryDelay": duration(self.retry_after)})
+            details.append(
+                {
+                    "@type": "type.googleapis.com/google.rpc.RetryInfo",
+                    "retryDelay": duration(self.retry_after),
+                }
+            )
         if details:
             body["details"] = details
         return {"error": body}

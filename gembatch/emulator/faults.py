@@ -1,9 +1,10 @@
-"""Fault injection for the emulator: rule objects, the thread-safe rule set, and the ``--fault`` syntax.
+"""Fault injection for the emulator: rule objects, the thread-safe rule set, the ``--fault`` syntax.
 
-A rule is a frozen dataclass; ``Faults`` holds the active rules of one emulator and counts, per rule,
-the calls (or jobs) it matched. Call rules (``HttpFault``, ``DropConnection``) are consulted by the
-handler for every authenticated call; job rules (``JobOutcome``, ``LineFaults``, ``Delays``) are
-captured when a batch is created and stored with the job, so a job keeps the faults it was born with.
+A rule is a frozen dataclass; ``Faults`` holds the active rules of one emulator and counts, per
+rule, the calls (or jobs) it matched. Call rules (``HttpFault``, ``DropConnection``) are consulted
+by the handler for every authenticated call; job rules (``JobOutcome``, ``LineFaults``, ``Delays``)
+are captured when a batch is created and stored with the job, so a job keeps the faults it was born
+with.
 
 Endpoint names (``ENDPOINTS``; ``"*"`` matches any)::
 
@@ -15,7 +16,7 @@ Endpoint names (``ENDPOINTS``; ``"*"`` matches any)::
 Command-line syntax (``parse_fault``)::
 
     http:<endpoint>:<status>[@<nth>][x<times>|x*][,retry_after=<s>]   http:batches.create:429@2
-    drop:<endpoint>:<before|after|mid>[@<nth>][x<times>][,bytes=<n>]  drop:files.download:mid@1,bytes=100
+    drop:<endpoint>:<before|after|mid>[@<nth>][x<times>][,bytes=<n>]  drop:files.get:mid@1,bytes=10
     job:<FAILED|EXPIRED|CANCELLED>[@<nth_job>][,after_lines=<n>]     job:FAILED@1,after_lines=5
     lines:error=<p>,missing=<p>,duplicate=<p>,malformed=<p>[,seed=<n>]  lines:error=0.1,missing=0.05
     delay:pending=<s>,running=<s>,results_after=<s>                    delay:pending=2,running=5
@@ -74,23 +75,29 @@ _TERMINAL_OUTCOMES = ("FAILED", "EXPIRED", "CANCELLED")
 
 def _check_endpoint(endpoint: str) -> None:
     if endpoint != "*" and endpoint not in ENDPOINTS:
-        raise ValueError(f"endpoint must be '*' or one of {', '.join(ENDPOINTS)} (got {endpoint!r})")
+        raise ValueError(
+            f"endpoint must be '*' or one of {', '.join(ENDPOINTS)} (got {endpoint!r})"
+        )
 
 
 def _check_window(nth: int, times: int | None) -> None:
     if not isinstance(nth, int) or nth < 1:
         raise ValueError(f"nth must be an int >= 1 (got {nth!r})")
     if times is not None and (not isinstance(times, int) or times < 1):
-        raise ValueError(f"times must be None (every call from nth on) or an int >= 1 (got {times!r})")
+        raise ValueError(
+            f"times must be None (every call from nth on) or an int >= 1 (got {times!r})"
+        )
 
 
 @dataclass(frozen=True)
 class HttpFault:
     """Answer the ``nth`` matching call (and the ``times - 1`` after it) with an HTTP error.
 
-    The call is not carried out. ``retry_after`` adds a ``Retry-After`` header (seconds). On
-    ``files.upload_chunk`` the answer carries ``X-Goog-Upload-Status: <upload_status>``; the SDK raises
-    at once when it is present and silently re-sends the chunk (after 1, 2, 4 s) when it is ``None``.
+    The call is not carried out. ``retry_after`` (seconds) becomes a RetryInfo detail in the body
+    (strict service) or a ``Retry-After`` header (``Behaviour.retry_after_header``). On
+    ``files.upload_chunk`` the answer carries ``X-Goog-Upload-Status: <upload_status>``; the SDK
+    raises at once when it is present and silently re-sends the chunk (after 1, 2, 4 s) when it is
+    ``None``.
     """
 
     endpoint: str = "*"
@@ -149,7 +156,9 @@ class JobOutcome:
 
     def __post_init__(self) -> None:
         if self.state not in _TERMINAL_OUTCOMES:
-            raise ValueError(f"state must be one of {', '.join(_TERMINAL_OUTCOMES)} (got {self.state!r})")
+            raise ValueError(
+                f"state must be one of {', '.join(_TERMINAL_OUTCOMES)} (got {self.state!r})"
+            )
         if self.nth_job is not None and (not isinstance(self.nth_job, int) or self.nth_job < 1):
             raise ValueError(f"nth_job must be None or an int >= 1 (got {self.nth_job!r})")
         if not isinstance(self.after_lines, int) or self.after_lines < 0:
@@ -185,11 +194,16 @@ class LineFaults:
 
     def pick(self, key: str) -> tuple[bool, bool, bool, bool]:
         """(error, missing, duplicate, malformed) for a line key; four independent draws."""
-        digest = hashlib.blake2b(key.encode(), digest_size=8, salt=self.seed.to_bytes(8, "little",
-                                                                                  signed=True)).digest()
-        draws = [int.from_bytes(digest[i:i + 2], "little") / 65536.0 for i in range(0, 8, 2)]
-        return (draws[0] < self.error_rate, draws[1] < self.missing_rate,
-                draws[2] < self.duplicate_rate, draws[3] < self.malformed_rate)
+        digest = hashlib.blake2b(
+            key.encode(), digest_size=8, salt=self.seed.to_bytes(8, "little", signed=True)
+        ).digest()
+        draws = [int.from_bytes(digest[i : i + 2], "little") / 65536.0 for i in range(0, 8, 2)]
+        return (
+            draws[0] < self.error_rate,
+            draws[1] < self.missing_rate,
+            draws[2] < self.duplicate_rate,
+            draws[3] < self.malformed_rate,
+        )
 
 
 @dataclass(frozen=True)
@@ -217,7 +231,7 @@ _RULE_TYPES = (HttpFault, DropConnection, JobOutcome, LineFaults, Delays)
 
 
 class Faults:
-    """The active fault rules of one emulator: add, clear, and match calls and jobs (thread-safe)."""
+    """The active fault rules of one emulator: add, clear, match calls and jobs (thread-safe)."""
 
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
         self._lock = threading.Lock()
@@ -229,8 +243,10 @@ class Faults:
     def add(self, rule: Rule) -> Rule:
         """Activate ``rule`` (its match count starts at zero); returns it."""
         if not isinstance(rule, _RULE_TYPES):
-            raise TypeError(f"rule must be one of {', '.join(t.__name__ for t in _RULE_TYPES)} "
-                            f"(got {type(rule).__name__})")
+            raise TypeError(
+                f"rule must be one of {', '.join(t.__name__ for t in _RULE_TYPES)} "
+                f"(got {type(rule).__name__})"
+            )
         with self._lock:
             self._rules.append(rule)
             self._counts[len(self._rules) - 1] = 0
@@ -253,7 +269,7 @@ class Faults:
             return [(rule, self._counts[i]) for i, rule in enumerate(self._rules)]
 
     def on_call(self, endpoint: str) -> HttpFault | DropConnection | None:
-        """Count a call to ``endpoint`` against every call rule; the first rule that fires, if any."""
+        """Count a call to ``endpoint`` against every call rule; the first rule that fires."""
         fired: HttpFault | DropConnection | None = None
         with self._lock:
             for i, rule in enumerate(self._rules):
@@ -269,7 +285,7 @@ class Faults:
         return fired
 
     def on_job(self) -> dict[str, Any]:
-        """Count a new batch job; the job faults it is born with, as a JSON-able dict for the store."""
+        """Count a new batch job; the job faults it is born with, as JSON-able data."""
         out: dict[str, Any] = {}
         with self._lock:
             for i, rule in enumerate(self._rules):
@@ -314,7 +330,8 @@ def parse_fault(spec: str) -> Rule:
         raise ValueError(
             f"invalid fault {spec!r}: {exc}. Examples: http:batches.create:429@2, "
             "drop:files.download:mid@1,bytes=100, drop:batches.create:after@1, job:FAILED@1, "
-            "lines:error=0.1,missing=0.05, delay:pending=2,running=5") from None
+            "lines:error=0.1,missing=0.05, delay:pending=2,running=5"
+        ) from None
 
 
 def _parse(spec: str) -> Rule:
@@ -327,8 +344,9 @@ def _parse(spec: str) -> Rule:
         retry_after = float(opts.pop("retry_after")) if "retry_after" in opts else None
         if opts:
             raise ValueError(f"unknown option(s) {', '.join(opts)}")
-        return HttpFault(endpoint=endpoint, status=int(status), nth=nth, times=times,
-                         retry_after=retry_after)
+        return HttpFault(
+            endpoint=endpoint, status=int(status), nth=nth, times=times, retry_after=retry_after
+        )
     if kind == "drop":
         endpoint, _, when_part = head.rpartition(":")
         when, nth, times = _window(when_part)
@@ -337,20 +355,34 @@ def _parse(spec: str) -> Rule:
         if opts:
             raise ValueError(f"unknown option(s) {', '.join(opts)}")
         when = {"mid": "mid_body"}.get(when, when)
-        return DropConnection(endpoint=endpoint, when=when, nth=nth, times=times,  # type: ignore[arg-type]
-                              after_bytes=after_bytes)
+        return DropConnection(
+            endpoint=endpoint,
+            when=when,  # type: ignore[arg-type]
+            nth=nth,
+            times=times,
+            after_bytes=after_bytes,
+        )
     if kind == "job":
         state, _, nth_text = head.partition("@")
         opts = _options(extra)
         after_lines = int(opts.pop("after_lines", "0"))
         if opts:
             raise ValueError(f"unknown option(s) {', '.join(opts)}")
-        return JobOutcome(state=state.upper(), nth_job=int(nth_text) if nth_text else None,  # type: ignore[arg-type]
-                          after_lines=after_lines)
+        return JobOutcome(
+            state=state.upper(),  # type: ignore[arg-type]
+            nth_job=int(nth_text) if nth_text else None,
+            after_lines=after_lines,
+        )
     if kind == "lines":
         opts = _options([head, *extra])
-        names = {"error": "error_rate", "missing": "missing_rate", "duplicate": "duplicate_rate",
-                 "malformed": "malformed_rate", "seed": "seed", "error_code": "error_code"}
+        names = {
+            "error": "error_rate",
+            "missing": "missing_rate",
+            "duplicate": "duplicate_rate",
+            "malformed": "malformed_rate",
+            "seed": "seed",
+            "error_code": "error_code",
+        }
         kwargs: dict[str, Any] = {}
         for name, value in opts.items():
             field = names[name]

@@ -61,8 +61,17 @@ def render_file(record: dict[str, Any], base: str) -> dict[str, Any]:
 class FileApi:
     """The File API of one emulator (the handler routes ``files.*`` calls here)."""
 
-    def __init__(self, store: Store, *, behaviour: Behaviour, quotas: Quotas, stats: Any,
-                 wall: Callable[[], float], max_file_bytes: int, max_json_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        behaviour: Behaviour,
+        quotas: Quotas,
+        stats: Any,
+        wall: Callable[[], float],
+        max_file_bytes: int,
+        max_json_bytes: int,
+    ) -> None:
         self.store, self.behaviour, self.quotas, self.stats = store, behaviour, quotas, stats
         self.wall, self.max_file_bytes, self.max_json_bytes = wall, max_file_bytes, max_json_bytes
         self._upload_locks: dict[str, threading.Lock] = {}
@@ -77,8 +86,9 @@ class FileApi:
             record = None
         if record is None:
             if self.behaviour.missing_file_status == 403:
-                raise ApiError(403, f"You do not have permission to access the File {fid} or it "
-                                    "may not exist.")
+                raise ApiError(
+                    403, f"You do not have permission to access the File {fid} or it may not exist."
+                )
             raise ApiError(404, f"Requested entity was not found: files/{fid}.")
         return record
 
@@ -86,15 +96,20 @@ class FileApi:
     def upload_start(self, request: Request) -> Response:
         headers = request.headers
         if headers.get("x-goog-upload-protocol", "").lower() != "resumable":
-            raise ApiError(400, "Only resumable uploads are supported: send "
-                                "X-Goog-Upload-Protocol: resumable and X-Goog-Upload-Command: "
-                                "start.")
+            raise ApiError(
+                400,
+                "Only resumable uploads are supported: send "
+                "X-Goog-Upload-Protocol: resumable and X-Goog-Upload-Command: "
+                "start.",
+            )
         if "start" not in _commands(headers):
-            raise ApiError(400, "The first request of a resumable upload needs "
-                                "X-Goog-Upload-Command: start.")
+            raise ApiError(
+                400, "The first request of a resumable upload needs X-Goog-Upload-Command: start."
+            )
         file_meta = read_json(request, self.max_json_bytes).get("file") or {}
         size_text = headers.get("x-goog-upload-header-content-length") or str(
-            pick(file_meta, "sizeBytes", "size_bytes") or "")
+            pick(file_meta, "sizeBytes", "size_bytes") or ""
+        )
         size = int(size_text) if size_text.strip().isdigit() else None
         if size is not None and size > self.max_file_bytes:
             raise _file_too_large(size, self.max_file_bytes)
@@ -104,23 +119,42 @@ class FileApi:
         if name:
             fid = name.removeprefix("files/")
             if not _FILE_ID.match(fid):
-                raise ApiError(400, f"Invalid file name {name!r}: up to {MAX_FILE_ID} characters, "
-                                    "lowercase letters, digits and dashes, not starting or ending "
-                                    "with a dash.")
+                raise ApiError(
+                    400,
+                    f"Invalid file name {name!r}: up to {MAX_FILE_ID} characters, "
+                    "lowercase letters, digits and dashes, not starting or ending "
+                    "with a dash.",
+                )
             if self.store.get_file(f"files/{fid}") is not None:
                 raise ApiError(409, f"A file named files/{fid} already exists.")
         sid = new_id(24)
-        mime = (headers.get("x-goog-upload-header-content-type")
-                or pick(file_meta, "mimeType", "mime_type") or "application/octet-stream")
-        self.store.put_upload({"id": sid, "name": f"files/{name.removeprefix('files/')}"
-                               if name else None,
-                               "displayName": pick(file_meta, "displayName", "display_name"),
-                               "mimeType": mime, "size": size, "received": 0})
+        mime = (
+            headers.get("x-goog-upload-header-content-type")
+            or pick(file_meta, "mimeType", "mime_type")
+            or "application/octet-stream"
+        )
+        self.store.put_upload(
+            {
+                "id": sid,
+                "name": f"files/{name.removeprefix('files/')}" if name else None,
+                "displayName": pick(file_meta, "displayName", "display_name"),
+                "mimeType": mime,
+                "size": size,
+                "received": 0,
+            }
+        )
         self.stats.add("upload_sessions")
         url = f"{base_url(request)}/upload/v1beta/files?upload_id={sid}&upload_protocol=resumable"
-        return Response(200, [("X-Goog-Upload-URL", url), ("X-Goog-Upload-Status", "active"),
-                              ("X-Goog-Upload-Chunk-Granularity", str(8 * 1024 * 1024)),
-                              ("X-GUploader-UploadID", sid), ("Content-Length", "0")])
+        return Response(
+            200,
+            [
+                ("X-Goog-Upload-URL", url),
+                ("X-Goog-Upload-Status", "active"),
+                ("X-Goog-Upload-Chunk-Granularity", str(8 * 1024 * 1024)),
+                ("X-GUploader-UploadID", sid),
+                ("Content-Length", "0"),
+            ],
+        )
 
     def upload_chunk(self, request: Request) -> Response:
         sid = request.query["upload_id"]
@@ -129,14 +163,18 @@ class FileApi:
         with lock:
             session = self.store.get_upload(sid)
             if session is None:
-                raise _upload_error(404, f"No upload session {sid} (finished, cancelled or "
-                                         "unknown).")
+                raise _upload_error(
+                    404, f"No upload session {sid} (finished, cancelled or unknown)."
+                )
             commands = _commands(request.headers)
             if "cancel" in commands:
                 self._forget_upload(sid)
                 return Response(200, [("X-Goog-Upload-Status", "cancelled")])
-            if (self.behaviour.upload_mime_check and commands & {"upload", "finalize"}
-                    and not supported_upload_mime(session["mimeType"])):
+            if (
+                self.behaviour.upload_mime_check
+                and commands & {"upload", "finalize"}
+                and not supported_upload_mime(session["mimeType"])
+            ):
                 self._forget_upload(sid)
                 raise _upload_error(400, f"Unsupported MIME type: {session['mimeType']}")
             if "upload" in commands:
@@ -144,22 +182,32 @@ class FileApi:
             if "finalize" in commands:
                 return self._finalize(request, session)
             if "upload" not in commands and "query" not in commands:
-                raise _upload_error(400, "X-Goog-Upload-Command must be upload, finalize, query "
-                                         "or cancel.")
-            return Response(200, [("X-Goog-Upload-Status", "active"),
-                                  ("X-Goog-Upload-Size-Received", str(session["received"]))])
+                raise _upload_error(
+                    400, "X-Goog-Upload-Command must be upload, finalize, query or cancel."
+                )
+            return Response(
+                200,
+                [
+                    ("X-Goog-Upload-Status", "active"),
+                    ("X-Goog-Upload-Size-Received", str(session["received"])),
+                ],
+            )
 
     def _receive(self, request: Request, session: dict[str, Any]) -> None:
         """Stream one chunk to the session's part file at its offset."""
         sid, received = session["id"], session["received"]
         offset_text = request.headers.get("x-goog-upload-offset", "")
         if not offset_text.isdigit():
-            raise _upload_error(400, "X-Goog-Upload-Offset is required with "
-                                     "X-Goog-Upload-Command: upload.")
+            raise _upload_error(
+                400, "X-Goog-Upload-Offset is required with X-Goog-Upload-Command: upload."
+            )
         offset = int(offset_text)
         if offset > received:
-            raise _upload_error(400, f"Invalid X-Goog-Upload-Offset {offset}: only {received} "
-                                     "bytes were received so far.")
+            raise _upload_error(
+                400,
+                f"Invalid X-Goog-Upload-Offset {offset}: only {received} "
+                "bytes were received so far.",
+            )
         limit = session["size"] if session["size"] is not None else self.max_file_bytes
         part = self.store.part_path(sid)
         digest = self._upload_hashes.setdefault(sid, [hashlib.sha256(), 0])  # [hasher, hashed]
@@ -181,9 +229,12 @@ class FileApi:
     def _finalize(self, request: Request, session: dict[str, Any]) -> Response:
         sid, size = session["id"], session["received"]
         if session["size"] is not None and size != session["size"]:
-            raise _upload_error(400, f"Upload finalized after {size} bytes, but "
-                                     "X-Goog-Upload-Header-Content-Length declared "
-                                     f"{session['size']}.")
+            raise _upload_error(
+                400,
+                f"Upload finalized after {size} bytes, but "
+                "X-Goog-Upload-Header-Content-Length declared "
+                f"{session['size']}.",
+            )
         name = session["name"] or f"files/{new_id()}"
         if self.store.get_file(name) is not None:  # another session took the chosen name first
             raise _upload_error(409, f"A file named {name} already exists.")
@@ -203,16 +254,24 @@ class FileApi:
                 while block := f.read(_BLOCK):
                     hasher.update(block)
         os.replace(part, self.store.blob_path(name))
-        record = file_record(name=name, display_name=session.get("displayName"),
-                             mime_type=session["mimeType"], size=size,
-                             sha256_b64=sha256_b64(hasher), source="UPLOADED", now=self.wall(),
-                             seq=self.store.next_seq())
+        record = file_record(
+            name=name,
+            display_name=session.get("displayName"),
+            mime_type=session["mimeType"],
+            size=size,
+            sha256_b64=sha256_b64(hasher),
+            source="UPLOADED",
+            now=self.wall(),
+            seq=self.store.next_seq(),
+        )
         self.store.put_file(record)
         self._forget_upload(sid)
         self.stats.add("files_created")
         self.quotas.note_storage()
-        return json_response({"file": render_file(record, base_url(request))},
-                             headers=[("X-Goog-Upload-Status", "final")])
+        return json_response(
+            {"file": render_file(record, base_url(request))},
+            headers=[("X-Goog-Upload-Status", "final")],
+        )
 
     def _forget_upload(self, sid: str) -> None:
         self.store.delete_upload(sid)
@@ -237,8 +296,11 @@ class FileApi:
 
     def delete(self, request: Request, fid: str) -> Response:
         if self.behaviour.long_result_ids and len(fid) > MAX_FILE_ID:
-            raise ApiError(400, "* DeleteFileRequest.name: File ID (name excluding 'files/') "
-                                f"cannot be more than {MAX_FILE_ID} characters.\n")
+            raise ApiError(
+                400,
+                "* DeleteFileRequest.name: File ID (name excluding 'files/') "
+                f"cannot be more than {MAX_FILE_ID} characters.\n",
+            )
         self.file(fid)
         self.store.delete_file(f"files/{fid}")
         return json_response({})
@@ -248,16 +310,22 @@ class FileApi:
         if request.query.get("alt") != "media":
             raise ApiError(400, "Add ?alt=media to download the file's contents.")
         if record.get("source") != "GENERATED":
-            raise ApiError(400, "Only generated files can be downloaded, uploaded files can't be "
-                                "downloaded.")
+            raise ApiError(
+                400, "Only generated files can be downloaded, uploaded files can't be downloaded."
+            )
         path = self.store.blob_path(record["name"])
-        return Response(200, [("Content-Type", record.get("mimeType", "application/octet-stream"))],
-                        path, length=path.stat().st_size)
+        return Response(
+            200,
+            [("Content-Type", record.get("mimeType", "application/octet-stream"))],
+            path,
+            length=path.stat().st_size,
+        )
 
 
 def _commands(headers: Mapping[str, str]) -> set[str]:
-    return {c.strip().lower() for c in headers.get("x-goog-upload-command", "").split(",")
-            if c.strip()}
+    return {
+        c.strip().lower() for c in headers.get("x-goog-upload-command", "").split(",") if c.strip()
+    }
 
 
 def _upload_error(code: int, message: str) -> ApiError:
@@ -268,7 +336,11 @@ def _upload_error(code: int, message: str) -> ApiError:
 
 def _file_too_large(size: int, limit: int, declared: int | None = None) -> ApiError:
     if declared is not None and size > declared:
-        return _upload_error(400, f"More bytes were sent ({size}) than "
-                                  f"X-Goog-Upload-Header-Content-Length declared ({declared}).")
-    return _upload_error(400, f"File size {size} bytes exceeds the maximum allowed size of "
-                              f"{limit} bytes.")
+        return _upload_error(
+            400,
+            f"More bytes were sent ({size}) than "
+            f"X-Goog-Upload-Header-Content-Length declared ({declared}).",
+        )
+    return _upload_error(
+        400, f"File size {size} bytes exceeds the maximum allowed size of {limit} bytes."
+    )

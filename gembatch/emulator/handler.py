@@ -47,36 +47,64 @@ _ROUTES: list[tuple[frozenset[str], re.Pattern[str], str]] = [
     (frozenset({"GET"}), re.compile(rf"^{_VERSION}/files$"), "files.list"),
     (frozenset({"GET"}), re.compile(rf"^{_VERSION}/files/([^/:]+)$"), "files.get"),
     (frozenset({"DELETE"}), re.compile(rf"^{_VERSION}/files/([^/:]+)$"), "files.delete"),
-    (frozenset({"GET"}), re.compile(rf"^(?:/download)?{_VERSION}/files/([^/:]+):download$"),
-     "files.download"),
-    (frozenset({"POST"}), re.compile(rf"^{_VERSION}/models/([^/:]+):batchGenerateContent$"),
-     "batches.create"),
-    (frozenset({"POST"}), re.compile(rf"^{_VERSION}/models/([^/:]+):asyncBatchEmbedContent$"),
-     "batches.create_embeddings"),
+    (
+        frozenset({"GET"}),
+        re.compile(rf"^(?:/download)?{_VERSION}/files/([^/:]+):download$"),
+        "files.download",
+    ),
+    (
+        frozenset({"POST"}),
+        re.compile(rf"^{_VERSION}/models/([^/:]+):batchGenerateContent$"),
+        "batches.create",
+    ),
+    (
+        frozenset({"POST"}),
+        re.compile(rf"^{_VERSION}/models/([^/:]+):asyncBatchEmbedContent$"),
+        "batches.create_embeddings",
+    ),
     (frozenset({"GET"}), re.compile(rf"^{_VERSION}/batches$"), "batches.list"),
     (frozenset({"GET"}), re.compile(rf"^{_VERSION}/batches/([^/:]+)$"), "batches.get"),
     # the guide's curl examples call :cancel and :delete with a plain GET
-    (frozenset({"POST", "GET"}), re.compile(rf"^{_VERSION}/batches/([^/:]+):cancel$"),
-     "batches.cancel"),
+    (
+        frozenset({"POST", "GET"}),
+        re.compile(rf"^{_VERSION}/batches/([^/:]+):cancel$"),
+        "batches.cancel",
+    ),
     (frozenset({"DELETE"}), re.compile(rf"^{_VERSION}/batches/([^/:]+)$"), "batches.delete"),
-    (frozenset({"POST", "GET", "DELETE"}), re.compile(rf"^{_VERSION}/batches/([^/:]+):delete$"),
-     "batches.delete"),
+    (
+        frozenset({"POST", "GET", "DELETE"}),
+        re.compile(rf"^{_VERSION}/batches/([^/:]+):delete$"),
+        "batches.delete",
+    ),
     (frozenset({"GET"}), re.compile(rf"^{_VERSION}/models$"), "models.list"),
     (frozenset({"GET"}), re.compile(rf"^{_VERSION}/models/([^/:]+)$"), "models.get"),
-    (frozenset({"POST"}), re.compile(rf"^{_VERSION}/models/([^/:]+):generateContent$"),
-     "models.generate_content"),
-    (frozenset({"POST"}), re.compile(rf"^{_VERSION}/models/([^/:]+):countTokens$"),
-     "models.count_tokens"),
-    (frozenset({"POST"}),
-     re.compile(rf"^{_VERSION}/models/([^/:]+):(embedContent|batchEmbedContents)$"),
-     "models.embed_content"),
+    (
+        frozenset({"POST"}),
+        re.compile(rf"^{_VERSION}/models/([^/:]+):generateContent$"),
+        "models.generate_content",
+    ),
+    (
+        frozenset({"POST"}),
+        re.compile(rf"^{_VERSION}/models/([^/:]+):countTokens$"),
+        "models.count_tokens",
+    ),
+    (
+        frozenset({"POST"}),
+        re.compile(rf"^{_VERSION}/models/([^/:]+):(embedContent|batchEmbedContents)$"),
+        "models.embed_content",
+    ),
 ]
-_NO_KEY = ("Method doesn't allow unregistered callers (callers without established identity). "
-           "Please use API Key or other form of API consumer identity to call this API.")
+_NO_KEY = (
+    "Method doesn't allow unregistered callers (callers without established identity). "
+    "Please use API Key or other form of API consumer identity to call this API."
+)
 _BAD_KEY = "API key not valid. Please pass a valid API key."
-_FAULT_MESSAGES = {429: "Resource has been exhausted (e.g. check quota).",
-                   500: "Internal error encountered.", 503: "The service is currently unavailable.",
-                   504: "Deadline expired before operation could complete."}
+_FAULT_MESSAGES = {
+    429: "Resource has been exhausted (e.g. check quota).",
+    500: "Internal error encountered.",
+    503: "The service is currently unavailable.",
+    504: "Deadline expired before operation could complete.",
+}
 _LIMITED = frozenset({"models.generate_content", "models.embed_content"})
 
 
@@ -110,23 +138,46 @@ class Handler:
     ``behaviour`` and ``limits``: see behaviour.py and limits.py.
     """
 
-    def __init__(self, store: Store, jobs: Jobs, faults: Faults, *, api_key: str | None = None,
-                 max_file_bytes: int = 2 * 1024**3, max_inline_bytes: int = 20 * 1024**2,
-                 stats: Stats | None = None, wall: Callable[[], float] | None = None,
-                 behaviour: Behaviour | None = None, limits: Limits | None = None,
-                 quotas: Quotas | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        jobs: Jobs,
+        faults: Faults,
+        *,
+        api_key: str | None = None,
+        max_file_bytes: int = 2 * 1024**3,
+        max_inline_bytes: int = 20 * 1024**2,
+        stats: Stats | None = None,
+        wall: Callable[[], float] | None = None,
+        behaviour: Behaviour | None = None,
+        limits: Limits | None = None,
+        quotas: Quotas | None = None,
+    ) -> None:
         self.store, self.jobs, self.faults = store, jobs, faults
         self.api_key, self.max_inline_bytes = api_key, max_inline_bytes
         self.stats = stats or Stats()
         self.wall = wall or jobs.wall
         self.behaviour = behaviour if behaviour is not None else jobs.behaviour
-        self.quotas = quotas or Quotas(limits if limits is not None else Limits.off(), store,
-                                       clock=jobs.clock, wall=self.wall)
-        self.files = FileApi(store, behaviour=self.behaviour, quotas=self.quotas,
-                             stats=self.stats, wall=self.wall, max_file_bytes=max_file_bytes,
-                             max_json_bytes=max_inline_bytes)
-        self.batches = BatchApi(jobs, self.files, behaviour=self.behaviour, quotas=self.quotas,
-                                stats=self.stats, max_json_bytes=max_inline_bytes)
+        self.quotas = quotas or Quotas(
+            limits if limits is not None else Limits.off(), store, clock=jobs.clock, wall=self.wall
+        )
+        self.files = FileApi(
+            store,
+            behaviour=self.behaviour,
+            quotas=self.quotas,
+            stats=self.stats,
+            wall=self.wall,
+            max_file_bytes=max_file_bytes,
+            max_json_bytes=max_inline_bytes,
+        )
+        self.batches = BatchApi(
+            jobs,
+            self.files,
+            behaviour=self.behaviour,
+            quotas=self.quotas,
+            stats=self.stats,
+            max_json_bytes=max_inline_bytes,
+        )
 
     def handle(self, request: Request) -> Response:
         """Answer one request; never raises."""
@@ -136,11 +187,13 @@ class Handler:
             status = getattr(exc, "upload_status", None)
             return self.error_response(exc, [("X-Goog-Upload-Status", status)] if status else [])
         except Exception as exc:  # noqa: BLE001 - the emulator answers 500 like the service would
-            return self.error_response(ApiError(
-                500, f"Internal error encountered ({type(exc).__name__}: {exc})."))
+            return self.error_response(
+                ApiError(500, f"Internal error encountered ({type(exc).__name__}: {exc}).")
+            )
 
-    def error_response(self, exc: ApiError, headers: list[tuple[str, str]] | None = None
-                       ) -> Response:
+    def error_response(
+        self, exc: ApiError, headers: list[tuple[str, str]] | None = None
+    ) -> Response:
         """The error's JSON answer; a ``Retry-After`` header too where the behaviour sends one."""
         headers = list(headers or [])
         if exc.retry_after is not None and self.behaviour.retry_after_header:
@@ -151,7 +204,9 @@ class Handler:
         path = unquote(request.path)
         endpoint, version, args = self._route(request.method, path)
         if endpoint == "files.upload":
-            endpoint = "files.upload_chunk" if "upload_id" in request.query else "files.upload_start"
+            endpoint = (
+                "files.upload_chunk" if "upload_id" in request.query else "files.upload_start"
+            )
         if endpoint != "files.upload_chunk":
             self._authenticate(request)
         self.stats.call(endpoint)
@@ -172,8 +227,9 @@ class Handler:
             response.cut_after = rule.after_bytes
         return response
 
-    def _dispatch(self, endpoint: str, version: str, request: Request,
-                  args: tuple[str, ...]) -> Response:
+    def _dispatch(
+        self, endpoint: str, version: str, request: Request, args: tuple[str, ...]
+    ) -> Response:
         files, batches = self.files, self.batches
         if endpoint == "files.upload_start":
             return files.upload_start(request)
@@ -216,12 +272,24 @@ class Handler:
         if not key:
             raise ApiError(403, _NO_KEY, "PERMISSION_DENIED")
         if self.api_key is not None and key != self.api_key:
-            raise ApiError(400, _BAD_KEY, "INVALID_ARGUMENT", details=[
-                {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                 "domain": "googleapis.com",
-                 "metadata": {"service": "generativelanguage.googleapis.com"}},
-                {"@type": "type.googleapis.com/google.rpc.LocalizedMessage", "locale": "en-US",
-                 "message": _BAD_KEY}])
+            raise ApiError(
+                400,
+                _BAD_KEY,
+                "INVALID_ARGUMENT",
+                details=[
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                        "metadata": {"service": "generativelanguage.googleapis.com"},
+                    },
+                    {
+                        "@type": "type.googleapis.com/google.rpc.LocalizedMessage",
+                        "locale": "en-US",
+                        "message": _BAD_KEY,
+                    },
+                ],
+            )
 
     def _http_fault(self, rule: HttpFault, endpoint: str) -> Response:
         """An injected error. Strict: ``retry_after`` becomes a RetryInfo detail in the body;
@@ -234,8 +302,11 @@ class Handler:
             if rule.retry_after is not None:
                 headers.append(("Retry-After", f"{rule.retry_after:g}"))
             return json_response(ApiError(rule.status, message).to_body(), rule.status, headers)
-        return json_response(ApiError(rule.status, message, retry_after=rule.retry_after).to_body(),
-                             rule.status, headers)
+        return json_response(
+            ApiError(rule.status, message, retry_after=rule.retry_after).to_body(),
+            rule.status,
+            headers,
+        )
 
     # -- models --------------------------------------------------------------------------------
     def _models_list(self, request: Request) -> Response:
@@ -246,7 +317,7 @@ class Handler:
             start = int(base64.urlsafe_b64decode(token.encode()).decode()) if token else 0
         except ValueError:
             raise ApiError(400, f"Invalid page token {token!r}.") from None
-        models = catalog.MODELS[start:start + size]
+        models = catalog.MODELS[start : start + size]
         body: dict[str, Any] = {"models": [dict(m) for m in models]}
         if start + size < len(catalog.MODELS):
             body["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
@@ -259,8 +330,9 @@ class Handler:
         return json_response(dict(entry))
 
     # -- interactive calls ---------------------------------------------------------------------
-    def _interactive(self, endpoint: str, version: str, request: Request,
-                     args: tuple[str, ...]) -> Response:
+    def _interactive(
+        self, endpoint: str, version: str, request: Request, args: tuple[str, ...]
+    ) -> Response:
         model, method = args[0], (args[1] if len(args) > 1 else _METHODS[endpoint])
         if self.behaviour.known_models_only:
             needed = "embedContent" if method == "batchEmbedContents" else method
@@ -304,7 +376,7 @@ def _embed(model: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
         return embeddings.embed_content(f"models/{model}", body)
     items = body.get("requests")
     if not isinstance(items, list) or not items:
-        raise ApiError(400, "batchEmbedContents needs a non-empty \"requests\" list.")
+        raise ApiError(400, 'batchEmbedContents needs a non-empty "requests" list.')
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
@@ -318,4 +390,3 @@ def _close_body(response: Response) -> None:
     close = getattr(response.body, "close", None)
     if close is not None:
         close()
-

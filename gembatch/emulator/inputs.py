@@ -28,8 +28,14 @@ from gembatch.emulator.errors import ApiError
 from gembatch.emulator.schema_faults import depth_error, schema_depth, schema_form
 from gembatch.emulator.tokens import Prompt, count_text_tokens
 
-__all__ = ["LINE_FIELDS", "RESPONSE_SCHEMA_MESSAGE", "Scan", "create_error", "scan_file",
-           "scan_inline"]
+__all__ = [
+    "LINE_FIELDS",
+    "RESPONSE_SCHEMA_MESSAGE",
+    "Scan",
+    "create_error",
+    "scan_file",
+    "scan_inline",
+]
 
 #: The fields of a JSONL input line besides the bare-request form.
 LINE_FIELDS = frozenset({"key", "request", "metadata"})
@@ -50,8 +56,9 @@ class Scan:
     too_deep: list[tuple[int, int]] = field(default_factory=list)
 
 
-def scan_file(path: str | os.PathLike[str], kind: str, *, snake: bool = False,
-              depth_limit: int | None = None) -> Scan:
+def scan_file(
+    path: str | os.PathLike[str], kind: str, *, snake: bool = False, depth_limit: int | None = None
+) -> Scan:
     """Scan a JSONL input file of a ``kind`` ("generate" or "embed") batch."""
     scan = Scan()
     with open(path, "rb") as f:
@@ -71,8 +78,9 @@ def scan_inline(items: Iterable[dict[str, Any]], kind: str) -> Scan:
     return scan
 
 
-def _scan_line(raw: bytes, number: int, kind: str, snake: bool, depth_limit: int | None,
-               scan: Scan) -> None:
+def _scan_line(
+    raw: bytes, number: int, kind: str, snake: bool, depth_limit: int | None, scan: Scan
+) -> None:
     try:
         obj = json_loads(raw)
     except ValueError as exc:
@@ -102,8 +110,9 @@ def _scan_line(raw: bytes, number: int, kind: str, snake: bool, depth_limit: int
     _measure(normal, kind, number, depth_limit, scan)
 
 
-def _measure(normal: dict[str, Any] | None, kind: str, number: int, depth_limit: int | None,
-             scan: Scan) -> None:
+def _measure(
+    normal: dict[str, Any] | None, kind: str, number: int, depth_limit: int | None, scan: Scan
+) -> None:
     if normal is None:
         return
     scan.tokens += _tokens(normal, kind)
@@ -153,8 +162,13 @@ def _camel(name: str) -> str:
     return head + "".join(w[:1].upper() + w[1:] for w in rest)
 
 
-def create_error(scan: Scan, *, report: str = "all", refuse_response_schema: bool = False,
-                 depth_limit: int | None = None) -> ApiError | None:
+def create_error(
+    scan: Scan,
+    *,
+    report: str = "all",
+    refuse_response_schema: bool = False,
+    depth_limit: int | None = None,
+) -> ApiError | None:
     """The 400 a create answers for ``scan`` when JSONL is checked at create (None: accepted).
 
     ``report``: "all" lists every bad line (newline-separated), "first" only the first.

@@ -38,8 +38,10 @@ JOB_TTL_S = 48 * 3600.0
 TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
 _TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main."
 _META_TYPE = {"generate": _TYPE + "GenerateContentBatch", "embed": _TYPE + "EmbedContentBatch"}
-_OUTPUT_TYPE = {"generate": _TYPE + "GenerateContentBatchOutput",
-                "embed": _TYPE + "EmbedContentBatchOutput"}
+_OUTPUT_TYPE = {
+    "generate": _TYPE + "GenerateContentBatchOutput",
+    "embed": _TYPE + "EmbedContentBatchOutput",
+}
 #: Length of a batch id: 36 characters on the service (``long_result_ids``), 12 before.
 LONG_ID, SHORT_ID = 36, 12
 
@@ -69,10 +71,20 @@ class Jobs:
     jobs of ``pool_min_lines`` or more; default: CPUs up to 4, 0: none).
     """
 
-    def __init__(self, store: Store, faults: Faults, *, behaviour: Behaviour | None = None,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
-                 shuffle_output: bool = False, step_lines: int = 1000, workers: int | None = None,
-                 pool_min_lines: int = 20_000, idle_wait_s: float = 0.01) -> None:
+    def __init__(
+        self,
+        store: Store,
+        faults: Faults,
+        *,
+        behaviour: Behaviour | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        shuffle_output: bool = False,
+        step_lines: int = 1000,
+        workers: int | None = None,
+        pool_min_lines: int = 20_000,
+        idle_wait_s: float = 0.01,
+    ) -> None:
         self.store, self.faults, self.clock, self.wall = store, faults, clock, wall
         self.behaviour = behaviour if behaviour is not None else Behaviour.lenient()
         self.shuffle_output, self.step_lines = shuffle_output, step_lines
@@ -88,7 +100,9 @@ class Jobs:
         self._runs: dict[str, _Run] = {}
         now = clock()
         for job in store.jobs():
-            if job["state"] not in TERMINAL_STATES:  # interrupted by a stop: run it again from the top
+            if (
+                job["state"] not in TERMINAL_STATES
+            ):  # interrupted by a stop: run it again from the top
                 job.update(succeeded=0, failed=0)
                 store.work_path(job["id"]).unlink(missing_ok=True)
                 self._runs[job["id"]] = _Run(t0=now)
@@ -97,7 +111,9 @@ class Jobs:
     def start(self) -> None:
         """Start the worker thread."""
         self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="gembatch-emulator-worker", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, name="gembatch-emulator-worker", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -117,9 +133,18 @@ class Jobs:
                 self._line_pool = None
 
     # -- calls ---------------------------------------------------------------------------------
-    def create(self, *, kind: str, model: str, display_name: str | None, file_name: str | None = None,
-               inline: list[dict[str, Any]] | None = None, count: int | None = None,
-               input_tokens: int = 0, fail_message: str | None = None) -> dict[str, Any]:
+    def create(
+        self,
+        *,
+        kind: str,
+        model: str,
+        display_name: str | None,
+        file_name: str | None = None,
+        inline: list[dict[str, Any]] | None = None,
+        count: int | None = None,
+        input_tokens: int = 0,
+        fail_message: str | None = None,
+    ) -> dict[str, Any]:
         """Create a job over an uploaded JSONL file or inline ``[{"request", "metadata"?}]`` items.
 
         ``count`` and ``input_tokens``: what the create's input scan found (lines are counted here
@@ -141,14 +166,31 @@ class Jobs:
         now = self.wall()
         faults = self.faults.on_job()
         if fail_message is not None:
-            faults["outcome"] = {"state": "FAILED", "nth_job": None, "after_lines": 0,
-                                 "message": fail_message}
-        job = {"id": jid, "_seq": self.store.next_seq(), "kind": kind, "model": model,
-               "displayName": display_name or "", "state": "PENDING", "createTime": rfc3339(now),
-               "updateTime": rfc3339(now), "_created": now, "input": source,
-               "requestCount": count, "succeeded": 0, "failed": 0, "faults": faults,
-               "inputTokens": input_tokens, "behaviour": _job_behaviour(behaviour),
-               "lagLeft": behaviour.output_lag_polls}
+            faults["outcome"] = {
+                "state": "FAILED",
+                "nth_job": None,
+                "after_lines": 0,
+                "message": fail_message,
+            }
+        job = {
+            "id": jid,
+            "_seq": self.store.next_seq(),
+            "kind": kind,
+            "model": model,
+            "displayName": display_name or "",
+            "state": "PENDING",
+            "createTime": rfc3339(now),
+            "updateTime": rfc3339(now),
+            "_created": now,
+            "input": source,
+            "requestCount": count,
+            "succeeded": 0,
+            "failed": 0,
+            "faults": faults,
+            "inputTokens": input_tokens,
+            "behaviour": _job_behaviour(behaviour),
+            "lagLeft": behaviour.output_lag_polls,
+        }
         with self._lock:
             self.store.put_job(job)
             self._runs[jid] = _Run(t0=self.clock())
@@ -179,8 +221,12 @@ class Jobs:
         if run is None:
             job = self.get(jid)  # 404 when unknown
             if job["state"] != "CANCELLED":
-                raise ApiError(400, f"The batch batches/{jid} is already {job['state'].lower()} and "
-                               "cannot be cancelled.", "FAILED_PRECONDITION")
+                raise ApiError(
+                    400,
+                    f"The batch batches/{jid} is already {job['state'].lower()} and "
+                    "cannot be cancelled.",
+                    "FAILED_PRECONDITION",
+                )
             return
         with self._claim(run):
             if jid in self._runs and self.store.get_job(jid) is not None:
@@ -208,8 +254,9 @@ class Jobs:
             with self._lock:
                 run.waiters -= 1
 
-    def render(self, job: dict[str, Any], *, read: bool = False,
-               listing: bool = False) -> dict[str, Any]:
+    def render(
+        self, job: dict[str, Any], *, read: bool = False, listing: bool = False
+    ) -> dict[str, Any]:
         """The job as the service sends it: an Operation named ``batches/<id>``.
 
         ``read``: a client's get or list (it counts against ``output_lag_polls``); ``listing``:
@@ -217,16 +264,24 @@ class Jobs:
         """
         name, state, kind = f"batches/{job['id']}", job["state"], job["kind"]
         done = job["succeeded"] + job["failed"]
-        counts = {"requestCount": job["requestCount"], "successfulRequestCount": job["succeeded"],
-                  "failedRequestCount": job["failed"],
-                  "pendingRequestCount": job["requestCount"] - done}
+        counts = {
+            "requestCount": job["requestCount"],
+            "successfulRequestCount": job["succeeded"],
+            "failedRequestCount": job["failed"],
+            "pendingRequestCount": job["requestCount"] - done,
+        }
         meta: dict[str, Any] = {"@type": _META_TYPE[kind], "model": job["model"]}
         if job["displayName"]:  # proto3 JSON leaves out empty strings
             meta["displayName"] = job["displayName"]
         if "file" in job["input"]:
             meta["inputConfig"] = {"fileName": job["input"]["file"]}
-        meta.update({"state": f"BATCH_STATE_{state}", "createTime": job["createTime"],
-                     "updateTime": job["updateTime"]})
+        meta.update(
+            {
+                "state": f"BATCH_STATE_{state}",
+                "createTime": job["createTime"],
+                "updateTime": job["updateTime"],
+            }
+        )
         if "endTime" in job:
             meta["endTime"] = job["endTime"]
         # proto3 JSON leaves out zero counts, as the service does
@@ -305,7 +360,9 @@ class Jobs:
         except StopIteration:
             finished = True
         except Exception as exc:  # noqa: BLE001 - a broken job fails, the emulator keeps serving
-            self._finish(jid, run, "FAILED", error={"code": 13, "message": f"Internal error: {exc}"})
+            self._finish(
+                jid, run, "FAILED", error={"code": 13, "message": f"Internal error: {exc}"}
+            )
             return True
         job = self.store.get_job(jid)
         if job is None:
@@ -333,23 +390,40 @@ class Jobs:
             # PENDING until its delay is over; RUNNING without lines: resumed after a restart
             if job["state"] == "RUNNING" or now >= run.t0 + delays.get("pending_s", 0.0):
                 self._start(jid, run, job)
-        elif (job["state"] == "RUNNING" and run.lines_done_at is not None
-              and now >= run.lines_done_at + delays.get("running_s", 0.0)
-              and now >= run.t0 + delays.get("results_after_s", 0.0)):
+        elif (
+            job["state"] == "RUNNING"
+            and run.lines_done_at is not None
+            and now >= run.lines_done_at + delays.get("running_s", 0.0)
+            and now >= run.t0 + delays.get("results_after_s", 0.0)
+        ):
             outcome = job["faults"].get("outcome")
             if outcome is None:
                 self._finish(jid, run, "SUCCEEDED")
             else:
-                error = {"code": 13, "message": outcome["message"]} if outcome["state"] == "FAILED" else None
+                error = (
+                    {"code": 13, "message": outcome["message"]}
+                    if outcome["state"] == "FAILED"
+                    else None
+                )
                 self._finish(jid, run, outcome["state"], error=error)
 
     def _start(self, jid: str, run: _Run, job: dict[str, Any]) -> None:
         source = job["input"]
-        path = (self.store.blob_path(source["file"]) if "file" in source
-                else self.store.job_path(jid, ".requests.jsonl"))
+        path = (
+            self.store.blob_path(source["file"])
+            if "file" in source
+            else self.store.job_path(jid, ".requests.jsonl")
+        )
         if not path.exists():
-            self._finish(jid, run, "FAILED", error={
-                "code": 5, "message": f"Input file {source.get('file')} was not found (deleted?)."})
+            self._finish(
+                jid,
+                run,
+                "FAILED",
+                error={
+                    "code": 5,
+                    "message": f"Input file {source.get('file')} was not found (deleted?).",
+                },
+            )
             return
         if job["state"] != "RUNNING":
             job.update(state="RUNNING", updateTime=rfc3339(self.wall()))
@@ -377,10 +451,18 @@ class Jobs:
             else:
                 name = f"files/batch-{jid}"
                 os.replace(work, self.store.blob_path(name))
-                self.store.put_file(file_record(
-                    name=name, display_name=f"batch-{jid}-results", mime_type="application/jsonl",
-                    size=run.size, sha256_b64=sha256_b64(run.hasher),
-                    source="GENERATED", now=self.wall(), seq=self.store.next_seq()))
+                self.store.put_file(
+                    file_record(
+                        name=name,
+                        display_name=f"batch-{jid}-results",
+                        mime_type="application/jsonl",
+                        size=run.size,
+                        sha256_b64=sha256_b64(run.hasher),
+                        source="GENERATED",
+                        now=self.wall(),
+                        seq=self.store.next_seq(),
+                    )
+                )
                 changes["output"] = {"file": name}
         else:
             work.unlink(missing_ok=True)
@@ -393,8 +475,9 @@ class Jobs:
             self.store.put_job(job)
             self._runs.pop(jid, None)
 
-    def _lines(self, jid: str, run: _Run, job: dict[str, Any],
-               path: os.PathLike[str]) -> Iterator[None]:
+    def _lines(
+        self, jid: str, run: _Run, job: dict[str, Any], path: os.PathLike[str]
+    ) -> Iterator[None]:
         """Process the job's input into its work file, one chunk of ``step_lines`` lines per step.
 
         Big jobs have their chunks answered by a process pool (the fake model costs tens of
@@ -403,9 +486,13 @@ class Jobs:
         faults = job["faults"]
         line_faults = faults.get("lines")
         rules = (job.get("behaviour") or _job_behaviour(self.behaviour))["lines"]
-        spec: Spec = (job["kind"], job["model"], "inline" in job["input"],
-                      line_faults if line_faults and LineFaults(**line_faults).active else None,
-                      rules)
+        spec: Spec = (
+            job["kind"],
+            job["model"],
+            "inline" in job["input"],
+            line_faults if line_faults and LineFaults(**line_faults).active else None,
+            rules,
+        )
         outcome = faults.get("outcome")
         limit = outcome["after_lines"] if outcome is not None else None
         pieces = chunks(path, self.step_lines, limit)
@@ -414,8 +501,10 @@ class Jobs:
         pool = self._pool() if job["requestCount"] >= self.pool_min_lines else None
         with released(pool):
             results: Generator[tuple[list[bytes], int, int], None, None] = (
-                pool.map(spec, pieces) if pool is not None
-                else (process_chunk(spec, start, lines) for start, lines in pieces))
+                pool.map(spec, pieces)
+                if pool is not None
+                else (process_chunk(spec, start, lines) for start, lines in pieces)
+            )
             with contextlib.closing(results), open(self.store.work_path(jid), "wb") as out:
                 for data, succeeded, failed in results:
                     if shuffle is not None:
@@ -462,5 +551,8 @@ def _count_lines(path: os.PathLike[str]) -> int:
 
 def _job_behaviour(behaviour: Behaviour) -> dict[str, Any]:
     """The parts of ``behaviour`` a job keeps from its creation (JSON-able)."""
-    return {"inline_order": behaviour.inline_order, "inline_metadata": behaviour.inline_metadata,
-            "lines": line_rules(behaviour)}
+    return {
+        "inline_order": behaviour.inline_order,
+        "inline_metadata": behaviour.inline_metadata,
+        "lines": line_rules(behaviour),
+    }

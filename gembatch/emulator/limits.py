@@ -31,40 +31,61 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["DEFAULT_LIMITS", "TIER1_ENQUEUED_TOKENS", "TIER1_REQUESTS_PER_MINUTE", "TIER1_TOKENS_PER_MINUTE",
-           "Limits", "parse_model_limit"]
+__all__ = [
+    "DEFAULT_LIMITS",
+    "TIER1_ENQUEUED_TOKENS",
+    "TIER1_REQUESTS_PER_MINUTE",
+    "TIER1_TOKENS_PER_MINUTE",
+    "Limits",
+    "parse_model_limit",
+]
 
 #: Batch enqueued-token limits of tier 1 (rate-limits page, 2025-2026); "*": other models.
 TIER1_ENQUEUED_TOKENS: dict[str, int | None] = {
-    "gemini-2.5-pro": 5_000_000, "gemini-2.5-flash": 3_000_000,
-    "gemini-2.5-flash-lite": 10_000_000, "gemini-2.0-flash": 10_000_000,
-    "gemini-2.0-flash-lite": 10_000_000, "gemini-3-pro-preview": 50_000_000,
-    "gemini-embedding-001": 10_000_000, "*": 3_000_000,
+    "gemini-2.5-pro": 5_000_000,
+    "gemini-2.5-flash": 3_000_000,
+    "gemini-2.5-flash-lite": 10_000_000,
+    "gemini-2.0-flash": 10_000_000,
+    "gemini-2.0-flash-lite": 10_000_000,
+    "gemini-3-pro-preview": 50_000_000,
+    "gemini-embedding-001": 10_000_000,
+    "*": 3_000_000,
 }
 #: Requests per minute of tier 1.
 TIER1_REQUESTS_PER_MINUTE: dict[str, int | None] = {
-    "gemini-2.5-pro": 150, "gemini-2.5-flash": 1_000, "gemini-2.5-flash-lite": 4_000,
-    "gemini-2.0-flash": 2_000, "gemini-2.0-flash-lite": 4_000, "gemini-3-pro-preview": 50,
-    "gemini-embedding-001": 3_000, "*": 1_000,
+    "gemini-2.5-pro": 150,
+    "gemini-2.5-flash": 1_000,
+    "gemini-2.5-flash-lite": 4_000,
+    "gemini-2.0-flash": 2_000,
+    "gemini-2.0-flash-lite": 4_000,
+    "gemini-3-pro-preview": 50,
+    "gemini-embedding-001": 3_000,
+    "*": 1_000,
 }
 #: Input tokens per minute of tier 1.
 TIER1_TOKENS_PER_MINUTE: dict[str, int | None] = {
-    "gemini-2.5-pro": 2_000_000, "gemini-2.5-flash": 1_000_000,
-    "gemini-2.5-flash-lite": 4_000_000, "gemini-2.0-flash": 4_000_000,
-    "gemini-2.0-flash-lite": 4_000_000, "gemini-3-pro-preview": 1_000_000,
-    "gemini-embedding-001": 1_000_000, "*": 1_000_000,
+    "gemini-2.5-pro": 2_000_000,
+    "gemini-2.5-flash": 1_000_000,
+    "gemini-2.5-flash-lite": 4_000_000,
+    "gemini-2.0-flash": 4_000_000,
+    "gemini-2.0-flash-lite": 4_000_000,
+    "gemini-3-pro-preview": 1_000_000,
+    "gemini-embedding-001": 1_000_000,
+    "*": 1_000_000,
 }
 
 
 def _per_model(name: str, value: Any) -> dict[str, int | None]:
     if not hasattr(value, "items"):
-        raise ValueError(f"Limits.{name} must be a mapping of model name -> int or None "
-                         f"(got {value!r})")
+        raise ValueError(
+            f"Limits.{name} must be a mapping of model name -> int or None (got {value!r})"
+        )
     out: dict[str, int | None] = {}
     for model, limit in value.items():
         if not isinstance(model, str) or not model:
-            raise ValueError(f"Limits.{name}: model names must be non-empty strings "
-                             f"(got {model!r})")
+            raise ValueError(
+                f"Limits.{name}: model names must be non-empty strings (got {model!r})"
+            )
         _check_limit(f"{name}[{model!r}]", limit)
         out[model.removeprefix("models/")] = limit
     return out
@@ -81,12 +102,15 @@ class Limits:
 
     max_concurrent_jobs: int | None = 100
     enqueued_tokens: Mapping[str, int | None] = field(
-        default_factory=lambda: dict(TIER1_ENQUEUED_TOKENS))
+        default_factory=lambda: dict(TIER1_ENQUEUED_TOKENS)
+    )
     storage_bytes: int | None = 20 * 1024**3
     requests_per_minute: Mapping[str, int | None] = field(
-        default_factory=lambda: dict(TIER1_REQUESTS_PER_MINUTE))
+        default_factory=lambda: dict(TIER1_REQUESTS_PER_MINUTE)
+    )
     tokens_per_minute: Mapping[str, int | None] = field(
-        default_factory=lambda: dict(TIER1_TOKENS_PER_MINUTE))
+        default_factory=lambda: dict(TIER1_TOKENS_PER_MINUTE)
+    )
     latency_s: float = 0.0
     batch_retry_delay_s: float = 60.0
 
@@ -98,8 +122,7 @@ class Limits:
         for name in ("latency_s", "batch_retry_delay_s"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-                raise ValueError(f"Limits.{name} must be a number of seconds >= 0 "
-                                 f"(got {value!r})")
+                raise ValueError(f"Limits.{name} must be a number of seconds >= 0 (got {value!r})")
 
     @classmethod
     def tier1(cls) -> Limits:
@@ -109,8 +132,13 @@ class Limits:
     @classmethod
     def off(cls) -> Limits:
         """No quota and no rate limit, no latency."""
-        return cls(max_concurrent_jobs=None, enqueued_tokens={"*": None}, storage_bytes=None,
-                   requests_per_minute={"*": None}, tokens_per_minute={"*": None})
+        return cls(
+            max_concurrent_jobs=None,
+            enqueued_tokens={"*": None},
+            storage_bytes=None,
+            requests_per_minute={"*": None},
+            tokens_per_minute={"*": None},
+        )
 
     def with_(self, **changes: Any) -> Limits:
         """A copy with ``changes`` applied; per-model maps are merged into the current ones."""
@@ -144,8 +172,10 @@ def parse_model_limit(spec: str) -> tuple[str, int | None]:
     model, sep, text = spec.partition("=")
     model, text = model.strip(), text.strip().lower()
     if not sep or not model:
-        raise ValueError(f"invalid limit {spec!r}: expected MODEL=N or MODEL=off "
-                         "(e.g. gemini-2.5-flash=3000000, *=off)")
+        raise ValueError(
+            f"invalid limit {spec!r}: expected MODEL=N or MODEL=off "
+            "(e.g. gemini-2.5-flash=3000000, *=off)"
+        )
     if text in ("off", "none"):
         return model, None
     if not text.isdigit() or int(text) < 1:

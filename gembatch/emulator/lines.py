@@ -53,16 +53,20 @@ _KEY_RE = re.compile(rb'"key"\s*:\s*"((?:[^"\\]|\\.)*)"')
 
 def line_rules(behaviour: Behaviour) -> dict[str, Any]:
     """The parts of ``behaviour`` that decide how a line is answered, as JSON-able data."""
-    return {"codes": behaviour.line_error_codes, "snake": behaviour.jsonl_field_names == "snake",
-            "refuse_schema": behaviour.jsonl_response_schema == "refused",
-            "depth_limit": behaviour.schema_depth_limit,
-            "degenerate_form": behaviour.degenerate_schema_form,
-            "degenerate_pattern": behaviour.degenerate_pattern,
-            "tools_fail": behaviour.schema_with_tools_fails}
+    return {
+        "codes": behaviour.line_error_codes,
+        "snake": behaviour.jsonl_field_names == "snake",
+        "refuse_schema": behaviour.jsonl_response_schema == "refused",
+        "depth_limit": behaviour.schema_depth_limit,
+        "degenerate_form": behaviour.degenerate_schema_form,
+        "degenerate_pattern": behaviour.degenerate_pattern,
+        "tools_fail": behaviour.schema_with_tools_fails,
+    }
 
 
-def chunks(path: os.PathLike[str], size: int, limit: int | None
-           ) -> Iterator[tuple[int, list[bytes]]]:
+def chunks(
+    path: os.PathLike[str], size: int, limit: int | None
+) -> Iterator[tuple[int, list[bytes]]]:
     """(index of the first line, non-blank lines) in chunks of ``size``, at most ``limit`` lines."""
     chunk: list[bytes] = []
     index = 0
@@ -89,20 +93,28 @@ class LinePool:
     meanwhile.
     """
 
-    _CODE = ("import sys, types; pkg = types.ModuleType('gembatch'); "
-             "pkg.__path__ = [sys.argv[1]]; sys.modules['gembatch'] = pkg; "
-             "from gembatch.emulator.lines import serve_chunks; serve_chunks()")
+    _CODE = (
+        "import sys, types; pkg = types.ModuleType('gembatch'); "
+        "pkg.__path__ = [sys.argv[1]]; sys.modules['gembatch'] = pkg; "
+        "from gembatch.emulator.lines import serve_chunks; serve_chunks()"
+    )
 
     def __init__(self, size: int) -> None:
         package_dir = str(Path(__file__).resolve().parents[1])  # skip gembatch/__init__: stay light
         self.lock = threading.Lock()
         self.broken = False
-        self._procs = [subprocess.Popen([sys.executable, "-c", self._CODE, package_dir],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-                       for _ in range(size)]
+        self._procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", self._CODE, package_dir],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+            )
+            for _ in range(size)
+        ]
 
-    def map(self, spec: Spec, chunks: Iterator[tuple[int, list[bytes]]]
-            ) -> Generator[tuple[list[bytes], int, int], None, None]:
+    def map(
+        self, spec: Spec, chunks: Iterator[tuple[int, list[bytes]]]
+    ) -> Generator[tuple[list[bytes], int, int], None, None]:
         """``process_chunk`` over ``chunks`` in the workers, results in input order."""
         busy: collections.deque[subprocess.Popen[bytes]] = collections.deque()
         try:
@@ -215,8 +227,9 @@ def _injected_error(code: int) -> dict[str, Any]:
     return {"code": code, "message": message, "status": STATUS_BY_CODE.get(code, "UNKNOWN")}
 
 
-def _run_line(raw: bytes, index: int, kind: str, model: str, inline: bool,
-              rules: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _run_line(
+    raw: bytes, index: int, kind: str, model: str, inline: bool, rules: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """One input line -> (head: key or metadata, body: response or error)."""
     head: dict[str, Any] = {}
     try:
@@ -230,8 +243,9 @@ def _run_line(raw: bytes, index: int, kind: str, model: str, inline: bool,
                 pass
         return head, _error(f"Invalid JSON payload received on line {index + 1}: {exc}")
     if not isinstance(obj, dict):
-        return head, _error(f"Invalid JSON payload received on line {index + 1}: "
-                            "a line must be a JSON object.")
+        return head, _error(
+            f"Invalid JSON payload received on line {index + 1}: a line must be a JSON object."
+        )
     if "request" in obj:
         if inline:
             if "metadata" in obj:
@@ -240,18 +254,22 @@ def _run_line(raw: bytes, index: int, kind: str, model: str, inline: bool,
             head["key"] = obj["key"]
         unknown = [k for k in obj if k not in LINE_FIELDS]
         if unknown:
-            return head, _error(f'Invalid JSON payload received. Unknown name "{unknown[0]}" on '
-                                f"line {index + 1}: Cannot find field.")
+            return head, _error(
+                f'Invalid JSON payload received. Unknown name "{unknown[0]}" on '
+                f"line {index + 1}: Cannot find field."
+            )
         request = obj["request"]
     elif "key" in obj:
         head["key"] = obj["key"]
-        return head, _error(f"Line {index + 1} has no \"request\": expected "
-                            '{"key": ..., "request": {...}}.')
+        return head, _error(
+            f'Line {index + 1} has no "request": expected {{"key": ..., "request": {{...}}}}.'
+        )
     else:
         request = obj  # the bare-request form (the guide's REST example): no key
     if not isinstance(request, dict):
-        return head, _error(f'Invalid JSON payload received on line {index + 1}: "request" must '
-                            "be an object.")
+        return head, _error(
+            f'Invalid JSON payload received on line {index + 1}: "request" must be an object.'
+        )
     row = str(head.get("metadata", {}).get("key") if inline else head.get("key", index))
     try:
         return head, {"response": _answer(request, kind, model, inline, rules, row)}
@@ -259,8 +277,9 @@ def _run_line(raw: bytes, index: int, kind: str, model: str, inline: bool,
         return head, {"error": exc.to_status()}
 
 
-def _answer(request: dict[str, Any], kind: str, model: str, inline: bool, rules: dict[str, Any],
-            row: str) -> dict[str, Any]:
+def _answer(
+    request: dict[str, Any], kind: str, model: str, inline: bool, rules: dict[str, Any], row: str
+) -> dict[str, Any]:
     """The response to one request of a batch, with the job's line rules applied."""
     snake = rules["snake"] and not inline  # the HTTP layer of inline requests takes both
     if kind == "embed":

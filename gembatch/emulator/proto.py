@@ -78,8 +78,11 @@ def render_path(path: _Path) -> str:
 
 def _unknown(key: str, path: _Path, why: str = "Cannot find field.") -> ProtoError:
     where = f" at '{render_path(path)}'" if path else ""
-    return ProtoError(f'Invalid JSON payload received. Unknown name "{key}"{where}: {why}', key,
-                      f"no such field: '{key}'")
+    return ProtoError(
+        f'Invalid JSON payload received. Unknown name "{key}"{where}: {why}',
+        key,
+        f"no such field: '{key}'",
+    )
 
 
 def _bad_value(path: _Path, type_name: str, value: Any) -> ProtoError:
@@ -87,8 +90,11 @@ def _bad_value(path: _Path, type_name: str, value: Any) -> ProtoError:
     if isinstance(value, dict):
         return _unknown(name, parent, "Starting an object on a scalar field.")
     shown = json.dumps(value, ensure_ascii=False)
-    return ProtoError(f"Invalid value at '{render_path(path)}' ({type_name}), {shown}", name,
-                      f"invalid value for field '{name}': {shown[:40]}")
+    return ProtoError(
+        f"Invalid value at '{render_path(path)}' ({type_name}), {shown}",
+        name,
+        f"invalid value for field '{name}': {shown[:40]}",
+    )
 
 
 def parse(value: Any, spec: _Msg, *, snake: bool = False) -> dict[str, Any]:
@@ -100,8 +106,11 @@ def _message(value: Any, spec: _Msg, path: _Path, snake: bool) -> dict[str, Any]
     """Normalise one message: camelCase keys, checked values, nulls dropped."""
     if not isinstance(value, dict):
         if path is None:
-            raise ProtoError('Invalid JSON payload received. Unknown name "": Root element must '
-                             "be a message.", "", "a request must be a JSON object")
+            raise ProtoError(
+                'Invalid JSON payload received. Unknown name "": Root element must be a message.',
+                "",
+                "a request must be a JSON object",
+            )
         raise _bad_value(path, spec.type_name, value)
     out: dict[str, Any] = {}
     fields = spec.snake_fields if snake else spec.fields
@@ -142,8 +151,11 @@ _INT_RE = re.compile(r"-?\d+")
 def _int(value: Any, bits: int, path: _Path, snake: bool) -> int:
     """int32/int64: a JSON integer, an integral float or a decimal string (proto3 JSON)."""
     number: int | None = None
-    if (type(value) is int or (type(value) is str and _INT_RE.fullmatch(value))
-            or (type(value) is float and value.is_integer())):
+    if (
+        type(value) is int
+        or (type(value) is str and _INT_RE.fullmatch(value))
+        or (type(value) is float and value.is_integer())
+    ):
         number = int(value)
     if number is None or not -(2 ** (bits - 1)) <= number < 2 ** (bits - 1):
         raise _bad_value(path, f"TYPE_INT{bits}", value)
@@ -177,8 +189,12 @@ def _bytes(value: Any, arg: Any, path: _Path, snake: bool) -> str:
         return value
     if type(value) is str:
         shown = json.dumps(value[:40], ensure_ascii=False)
-        raise ProtoError(f"Invalid value at '{render_path(path)}' (TYPE_BYTES), Base64 decoding "
-                         f"failed for {shown}", path[1], "invalid base64 data")
+        raise ProtoError(
+            f"Invalid value at '{render_path(path)}' (TYPE_BYTES), Base64 decoding "
+            f"failed for {shown}",
+            path[1],
+            "invalid base64 data",
+        )
     raise _bad_value(path, "TYPE_BYTES", value)
 
 
@@ -221,104 +237,215 @@ def _map(value: Any, spec: _Msg, path: _Path, snake: bool) -> dict[str, Any]:
     if type(value) is not dict:
         raise _bad_value(path, spec.type_name, value)
     parent, name, _ = path
-    return {k: _message(v, spec, ((parent, name, i), "value", None), snake)
-            for i, (k, v) in enumerate(value.items())}
+    return {
+        k: _message(v, spec, ((parent, name, i), "value", None), snake)
+        for i, (k, v) in enumerate(value.items())
+    }
 
 
 def _sub(spec: _Msg) -> tuple[_Check, _Msg]:
     return (_message, spec)
 
 
-_SCHEMA_TYPES = frozenset({"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY",
-                           "OBJECT", "NULL"})
-_HARM_CATEGORIES = ("HarmCategory", frozenset({
-    "HARM_CATEGORY_UNSPECIFIED", "HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
-    "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT",
-    "HARM_CATEGORY_CIVIC_INTEGRITY", "HARM_CATEGORY_DEROGATORY", "HARM_CATEGORY_TOXICITY",
-    "HARM_CATEGORY_VIOLENCE", "HARM_CATEGORY_SEXUAL", "HARM_CATEGORY_MEDICAL",
-    "HARM_CATEGORY_DANGEROUS", "HARM_CATEGORY_JAILBREAK", "HARM_CATEGORY_IMAGE_HATE",
-    "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT", "HARM_CATEGORY_IMAGE_HARASSMENT",
-    "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT"}))
-_THRESHOLDS = ("SafetySetting.HarmBlockThreshold", frozenset({
-    "HARM_BLOCK_THRESHOLD_UNSPECIFIED", "BLOCK_LOW_AND_ABOVE", "BLOCK_MEDIUM_AND_ABOVE",
-    "BLOCK_ONLY_HIGH", "BLOCK_NONE", "OFF"}))
-_TASK_TYPES = ("TaskType", frozenset({
-    "TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY",
-    "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION",
-    "CODE_RETRIEVAL_QUERY"}))
+_SCHEMA_TYPES = frozenset(
+    {"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
+)
+_HARM_CATEGORIES = (
+    "HarmCategory",
+    frozenset(
+        {
+            "HARM_CATEGORY_UNSPECIFIED",
+            "HARM_CATEGORY_HARASSMENT",
+            "HARM_CATEGORY_HATE_SPEECH",
+            "HARM_CATEGORY_SEXUALLY_EXPLICIT",
+            "HARM_CATEGORY_DANGEROUS_CONTENT",
+            "HARM_CATEGORY_CIVIC_INTEGRITY",
+            "HARM_CATEGORY_DEROGATORY",
+            "HARM_CATEGORY_TOXICITY",
+            "HARM_CATEGORY_VIOLENCE",
+            "HARM_CATEGORY_SEXUAL",
+            "HARM_CATEGORY_MEDICAL",
+            "HARM_CATEGORY_DANGEROUS",
+            "HARM_CATEGORY_JAILBREAK",
+            "HARM_CATEGORY_IMAGE_HATE",
+            "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT",
+            "HARM_CATEGORY_IMAGE_HARASSMENT",
+            "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT",
+        }
+    ),
+)
+_THRESHOLDS = (
+    "SafetySetting.HarmBlockThreshold",
+    frozenset(
+        {
+            "HARM_BLOCK_THRESHOLD_UNSPECIFIED",
+            "BLOCK_LOW_AND_ABOVE",
+            "BLOCK_MEDIUM_AND_ABOVE",
+            "BLOCK_ONLY_HIGH",
+            "BLOCK_NONE",
+            "OFF",
+        }
+    ),
+)
+_TASK_TYPES = (
+    "TaskType",
+    frozenset(
+        {
+            "TASK_TYPE_UNSPECIFIED",
+            "RETRIEVAL_QUERY",
+            "RETRIEVAL_DOCUMENT",
+            "SEMANTIC_SIMILARITY",
+            "CLASSIFICATION",
+            "CLUSTERING",
+            "QUESTION_ANSWERING",
+            "FACT_VERIFICATION",
+            "CODE_RETRIEVAL_QUERY",
+        }
+    ),
+)
 _ANY_ENUM: tuple[str, frozenset[str]] = ("Enum", frozenset())
 
-REQUEST, _CONTENT, _PART, _BLOB, _FILE_DATA = (_Msg(n) for n in (
-    "GenerateContentRequest", "Content", "Part", "Blob", "FileData"))
-_FUNCTION_CALL, _FUNCTION_RESPONSE, _CODE, _CODE_RESULT = (_Msg(n) for n in (
-    "FunctionCall", "FunctionResponse", "ExecutableCode", "CodeExecutionResult"))
-_CONFIG, _THINKING, SCHEMA, _SAFETY, _TOOL, _FUNCTION = (_Msg(n) for n in (
-    "GenerationConfig", "ThinkingConfig", "Schema", "SafetySetting", "Tool", "FunctionDeclaration"))
+REQUEST, _CONTENT, _PART, _BLOB, _FILE_DATA = (
+    _Msg(n) for n in ("GenerateContentRequest", "Content", "Part", "Blob", "FileData")
+)
+_FUNCTION_CALL, _FUNCTION_RESPONSE, _CODE, _CODE_RESULT = (
+    _Msg(n) for n in ("FunctionCall", "FunctionResponse", "ExecutableCode", "CodeExecutionResult")
+)
+_CONFIG, _THINKING, SCHEMA, _SAFETY, _TOOL, _FUNCTION = (
+    _Msg(n)
+    for n in (
+        "GenerationConfig",
+        "ThinkingConfig",
+        "Schema",
+        "SafetySetting",
+        "Tool",
+        "FunctionDeclaration",
+    )
+)
 EMBED = _Msg("EmbedContentRequest")
 COUNT = _Msg("CountTokensRequest")
 
 REQUEST.define(
-    model=(_str, None), contents=(*_sub(_CONTENT), True), systemInstruction=_sub(_CONTENT),
-    generationConfig=_sub(_CONFIG), safetySettings=(*_sub(_SAFETY), True),
-    tools=(*_sub(_TOOL), True), toolConfig=(_loose, "ToolConfig"), cachedContent=(_str, None),
-    labels=(_any, None), serviceTier=(_enum, _ANY_ENUM), store=(_bool, None),
+    model=(_str, None),
+    contents=(*_sub(_CONTENT), True),
+    systemInstruction=_sub(_CONTENT),
+    generationConfig=_sub(_CONFIG),
+    safetySettings=(*_sub(_SAFETY), True),
+    tools=(*_sub(_TOOL), True),
+    toolConfig=(_loose, "ToolConfig"),
+    cachedContent=(_str, None),
+    labels=(_any, None),
+    serviceTier=(_enum, _ANY_ENUM),
+    store=(_bool, None),
 )
 _CONTENT.define(parts=(*_sub(_PART), True), role=(_str, None))
 _PART.define(
-    text=(_str, None), inlineData=_sub(_BLOB), fileData=_sub(_FILE_DATA),
-    functionCall=_sub(_FUNCTION_CALL), functionResponse=_sub(_FUNCTION_RESPONSE),
-    executableCode=_sub(_CODE), codeExecutionResult=_sub(_CODE_RESULT), thought=(_bool, None),
-    thoughtSignature=(_bytes, None), videoMetadata=(_loose, "VideoMetadata"),
-    mediaResolution=(_loose, "MediaResolution"), partMetadata=(_any, None),
-    toolCall=(_loose, "ToolCall"), toolResponse=(_loose, "ToolResponse"),
+    text=(_str, None),
+    inlineData=_sub(_BLOB),
+    fileData=_sub(_FILE_DATA),
+    functionCall=_sub(_FUNCTION_CALL),
+    functionResponse=_sub(_FUNCTION_RESPONSE),
+    executableCode=_sub(_CODE),
+    codeExecutionResult=_sub(_CODE_RESULT),
+    thought=(_bool, None),
+    thoughtSignature=(_bytes, None),
+    videoMetadata=(_loose, "VideoMetadata"),
+    mediaResolution=(_loose, "MediaResolution"),
+    partMetadata=(_any, None),
+    toolCall=(_loose, "ToolCall"),
+    toolResponse=(_loose, "ToolResponse"),
 )
 _BLOB.define(mimeType=(_str, None), data=(_bytes, None), displayName=(_str, None))
 _FILE_DATA.define(mimeType=(_str, None), fileUri=(_str, None), displayName=(_str, None))
 _FUNCTION_CALL.define(id=(_str, None), name=(_str, None), args=(_any, None))
 _FUNCTION_RESPONSE.define(
-    id=(_str, None), name=(_str, None), response=(_any, None),
-    parts=(_loose, "FunctionResponsePart", True), willContinue=(_bool, None),
+    id=(_str, None),
+    name=(_str, None),
+    response=(_any, None),
+    parts=(_loose, "FunctionResponsePart", True),
+    willContinue=(_bool, None),
     scheduling=(_enum, _ANY_ENUM),
 )
 _CODE.define(id=(_str, None), language=(_enum, _ANY_ENUM), code=(_str, None))
 _CODE_RESULT.define(id=(_str, None), outcome=(_enum, _ANY_ENUM), output=(_str, None))
 _CONFIG.define(
-    stopSequences=(_str, None, True), responseMimeType=(_str, None),
-    responseSchema=_sub(SCHEMA), responseJsonSchema=(_any, None),
-    responseModalities=(_enum, _ANY_ENUM, True), candidateCount=(_int, 32),
-    maxOutputTokens=(_int, 32), temperature=(_float, None), topP=(_float, None), topK=(_int, 32),
-    seed=(_int, 32), presencePenalty=(_float, None), frequencyPenalty=(_float, None),
-    responseLogprobs=(_bool, None), logprobs=(_int, 32),
+    stopSequences=(_str, None, True),
+    responseMimeType=(_str, None),
+    responseSchema=_sub(SCHEMA),
+    responseJsonSchema=(_any, None),
+    responseModalities=(_enum, _ANY_ENUM, True),
+    candidateCount=(_int, 32),
+    maxOutputTokens=(_int, 32),
+    temperature=(_float, None),
+    topP=(_float, None),
+    topK=(_int, 32),
+    seed=(_int, 32),
+    presencePenalty=(_float, None),
+    frequencyPenalty=(_float, None),
+    responseLogprobs=(_bool, None),
+    logprobs=(_int, 32),
     enableEnhancedCivicAnswers=(_bool, None),
-    speechConfig=(_loose, "SpeechConfig"), thinkingConfig=_sub(_THINKING),
-    imageConfig=(_loose, "ImageConfig"), mediaResolution=(_enum, _ANY_ENUM),
+    speechConfig=(_loose, "SpeechConfig"),
+    thinkingConfig=_sub(_THINKING),
+    imageConfig=(_loose, "ImageConfig"),
+    mediaResolution=(_enum, _ANY_ENUM),
     audioTranscriptionConfig=(_loose, "AudioTranscriptionConfig"),
-    responseFormat=(_loose, "ResponseFormat"), enableAffectiveDialog=(_bool, None),
+    responseFormat=(_loose, "ResponseFormat"),
+    enableAffectiveDialog=(_bool, None),
 )
-_THINKING.define(includeThoughts=(_bool, None), thinkingBudget=(_int, 32),
-                 thinkingLevel=(_enum, _ANY_ENUM))
+_THINKING.define(
+    includeThoughts=(_bool, None), thinkingBudget=(_int, 32), thinkingLevel=(_enum, _ANY_ENUM)
+)
 SCHEMA.define(
-    type=(_schema_type, None), format=(_str, None), title=(_str, None), description=(_str, None),
-    nullable=(_bool, None), enum=(_str, None, True), maxItems=(_int, 64), minItems=(_int, 64),
-    properties=(_map, SCHEMA), required=(_str, None, True), minProperties=(_int, 64),
-    maxProperties=(_int, 64), minLength=(_int, 64), maxLength=(_int, 64), pattern=(_str, None),
-    example=(_any, None), anyOf=(*_sub(SCHEMA), True), propertyOrdering=(_str, None, True),
-    default=(_any, None), items=_sub(SCHEMA), minimum=(_float, None), maximum=(_float, None),
+    type=(_schema_type, None),
+    format=(_str, None),
+    title=(_str, None),
+    description=(_str, None),
+    nullable=(_bool, None),
+    enum=(_str, None, True),
+    maxItems=(_int, 64),
+    minItems=(_int, 64),
+    properties=(_map, SCHEMA),
+    required=(_str, None, True),
+    minProperties=(_int, 64),
+    maxProperties=(_int, 64),
+    minLength=(_int, 64),
+    maxLength=(_int, 64),
+    pattern=(_str, None),
+    example=(_any, None),
+    anyOf=(*_sub(SCHEMA), True),
+    propertyOrdering=(_str, None, True),
+    default=(_any, None),
+    items=_sub(SCHEMA),
+    minimum=(_float, None),
+    maximum=(_float, None),
 )
 _SAFETY.define(category=(_enum, _HARM_CATEGORIES), threshold=(_enum, _THRESHOLDS))
 _TOOL.define(
-    functionDeclarations=(*_sub(_FUNCTION), True), googleSearch=(_loose, "GoogleSearch"),
+    functionDeclarations=(*_sub(_FUNCTION), True),
+    googleSearch=(_loose, "GoogleSearch"),
     googleSearchRetrieval=(_loose, "GoogleSearchRetrieval"),
-    codeExecution=(_loose, "CodeExecution"), urlContext=(_loose, "UrlContext"),
-    computerUse=(_loose, "ComputerUse"), fileSearch=(_loose, "FileSearch"),
-    googleMaps=(_loose, "GoogleMaps"), mcpServers=(_any, None),
+    codeExecution=(_loose, "CodeExecution"),
+    urlContext=(_loose, "UrlContext"),
+    computerUse=(_loose, "ComputerUse"),
+    fileSearch=(_loose, "FileSearch"),
+    googleMaps=(_loose, "GoogleMaps"),
+    mcpServers=(_any, None),
 )
 _FUNCTION.define(
-    name=(_str, None), description=(_str, None), behavior=(_enum, _ANY_ENUM),
-    parameters=_sub(SCHEMA), parametersJsonSchema=(_any, None), response=_sub(SCHEMA),
+    name=(_str, None),
+    description=(_str, None),
+    behavior=(_enum, _ANY_ENUM),
+    parameters=_sub(SCHEMA),
+    parametersJsonSchema=(_any, None),
+    response=_sub(SCHEMA),
     responseJsonSchema=(_any, None),
 )
-EMBED.define(model=(_str, None), content=_sub(_CONTENT), taskType=(_enum, _TASK_TYPES),
-              title=(_str, None), outputDimensionality=(_int, 32))
+EMBED.define(
+    model=(_str, None),
+    content=_sub(_CONTENT),
+    taskType=(_enum, _TASK_TYPES),
+    title=(_str, None),
+    outputDimensionality=(_int, 32),
+)
 COUNT.define(contents=(*_sub(_CONTENT), True), generateContentRequest=_sub(REQUEST))
-

@@ -26,8 +26,13 @@ from gembatch.emulator.limits import Limits
 __all__ = ["QUOTA_KINDS", "Quotas", "quota_error"]
 
 #: The kinds of quota refusal, as counted in ``stats()["quota_429s"]``.
-QUOTA_KINDS = ("concurrent_jobs", "enqueued_tokens", "storage_bytes", "requests_per_minute",
-               "tokens_per_minute")
+QUOTA_KINDS = (
+    "concurrent_jobs",
+    "enqueued_tokens",
+    "storage_bytes",
+    "requests_per_minute",
+    "tokens_per_minute",
+)
 _TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
 _WINDOW_S = 60.0
 _METRIC = "generativelanguage.googleapis.com/"
@@ -35,24 +40,37 @@ _QUOTAS = {  # kind -> (metric, quota id)
     "concurrent_jobs": ("batch_concurrent_requests", "BatchConcurrentRequestsPerProject"),
     "enqueued_tokens": ("batch_enqueued_tokens", "BatchEnqueuedTokensPerModelPerProject"),
     "storage_bytes": ("file_storage_bytes", "FileStorageBytesPerProject"),
-    "requests_per_minute": ("generate_content_paid_tier_requests",
-                            "GenerateRequestsPerMinutePerProjectPerModel"),
-    "tokens_per_minute": ("generate_content_paid_tier_input_token_count",
-                          "GenerateContentPaidTierInputTokensPerModelPerMinute"),
+    "requests_per_minute": (
+        "generate_content_paid_tier_requests",
+        "GenerateRequestsPerMinutePerProjectPerModel",
+    ),
+    "tokens_per_minute": (
+        "generate_content_paid_tier_input_token_count",
+        "GenerateContentPaidTierInputTokensPerModelPerMinute",
+    ),
 }
-_HELP = {"@type": "type.googleapis.com/google.rpc.Help", "links": [
-    {"description": "Learn more about Gemini API quotas",
-     "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]}
+_HELP = {
+    "@type": "type.googleapis.com/google.rpc.Help",
+    "links": [
+        {
+            "description": "Learn more about Gemini API quotas",
+            "url": "https://ai.google.dev/gemini-api/docs/rate-limits",
+        }
+    ],
+}
 
 
-def quota_error(kind: str, limit: int, model: str | None = None,
-                retry_after: float | None = None) -> ApiError:
+def quota_error(
+    kind: str, limit: int, model: str | None = None, retry_after: float | None = None
+) -> ApiError:
     """The service's 429 for quota ``kind`` (one of ``QUOTA_KINDS``) at ``limit``."""
     metric, quota_id = _QUOTAS[kind]
-    message = ("You exceeded your current quota, please check your plan and billing details. For "
-               "more information on this error, head to: "
-               "https://ai.google.dev/gemini-api/docs/rate-limits.\n"
-               f"* Quota exceeded for metric: {_METRIC}{metric}, limit: {limit}")
+    message = (
+        "You exceeded your current quota, please check your plan and billing details. For "
+        "more information on this error, head to: "
+        "https://ai.google.dev/gemini-api/docs/rate-limits.\n"
+        f"* Quota exceeded for metric: {_METRIC}{metric}, limit: {limit}"
+    )
     violation: dict[str, Any] = {"quotaMetric": _METRIC + metric, "quotaId": quota_id}
     if model is not None:
         name = model.removeprefix("models/")
@@ -61,16 +79,19 @@ def quota_error(kind: str, limit: int, model: str | None = None,
     violation["quotaValue"] = str(limit)
     if retry_after is not None:
         message += f"\nPlease retry in {retry_after:.3f}s."
-    details = [{"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
-               _HELP]
+    details = [
+        {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [violation]},
+        _HELP,
+    ]
     return ApiError(429, message, details=details, retry_after=retry_after)
 
 
 class Quotas:
     """Enforce ``limits`` over ``store`` (jobs and files) with the emulator's ``clock``/``wall``."""
 
-    def __init__(self, limits: Limits, store: Any, *, clock: Callable[[], float],
-                 wall: Callable[[], float]) -> None:
+    def __init__(
+        self, limits: Limits, store: Any, *, clock: Callable[[], float], wall: Callable[[], float]
+    ) -> None:
         self.limits, self.store, self.clock, self.wall = limits, store, clock, wall
         self.lock = threading.RLock()  # held across check + create, so two creates cannot race
         self._refused: collections.Counter[str] = collections.Counter()
@@ -97,8 +118,11 @@ class Quotas:
     def storage_used(self) -> int:
         """Bytes of live uploaded files."""
         now = self.wall()
-        return sum(int(r.get("sizeBytes", 0)) for r in self.store.files()
-                   if r.get("source") == "UPLOADED" and now < r.get("_expires", float("inf")))
+        return sum(
+            int(r.get("sizeBytes", 0))
+            for r in self.store.files()
+            if r.get("source") == "UPLOADED" and now < r.get("_expires", float("inf"))
+        )
 
     @contextlib.contextmanager
     def batch_slot(self, model: str, tokens: int) -> Iterator[None]:
@@ -130,8 +154,9 @@ class Quotas:
         with self.lock:
             self._peak_storage = max(self._peak_storage, self.storage_used())
 
-    def _refuse(self, kind: str, limit: int, model: str | None,
-                retry_after: float | None) -> ApiError:
+    def _refuse(
+        self, kind: str, limit: int, model: str | None, retry_after: float | None
+    ) -> ApiError:
         with self.lock:
             self._refused[kind] += 1
         return quota_error(kind, limit, model, retry_after)
@@ -191,18 +216,23 @@ class Quotas:
                 "quota_429s": {kind: self._refused[kind] for kind in QUOTA_KINDS},
                 "peak_requests_per_minute": dict(self._peak_rpm),
                 "peak_tokens_per_minute": dict(self._peak_tpm),
-                "per_minute": {model: [{"minute": m, "requests": r, "tokens": t}
-                                       for m, (r, t) in sorted(minutes.items())]
-                               for model, minutes in self._minutes.items()},
+                "per_minute": {
+                    model: [
+                        {"minute": m, "requests": r, "tokens": t}
+                        for m, (r, t) in sorted(minutes.items())
+                    ]
+                    for model, minutes in self._minutes.items()
+                },
                 "interactive_in_flight": self._in_flight,
                 "peak_interactive_in_flight": self._peak_in_flight,
             }
 
 
-def _wait(window: collections.deque[tuple[float, int, int]], now: float, excess: int,
-          column: int) -> float:
+def _wait(
+    window: collections.deque[tuple[float, int, int]], now: float, excess: int, column: int
+) -> float:
     """Seconds until entries worth ``excess`` of ``column`` leave the 60-second window."""
-    freed = 0
+    freed: float = 0
     for entry in window:
         freed += entry[column]
         if freed >= excess:

@@ -24,8 +24,15 @@ from typing import Any
 from gembatch.emulator.errors import ApiError
 from gembatch.emulator.tokens import compact_json
 
-__all__ = ["DEGENERATE_PATTERNS", "TOOLS_MESSAGE", "degenerate", "depth_error", "schema_depth",
-           "schema_form", "uses_tools_with_schema"]
+__all__ = [
+    "DEGENERATE_PATTERNS",
+    "TOOLS_MESSAGE",
+    "degenerate",
+    "depth_error",
+    "schema_depth",
+    "schema_form",
+    "uses_tools_with_schema",
+]
 
 DEGENERATE_PATTERNS = ("shifted", "prose", "null_template")
 #: The error every row of a schema-plus-tools request gets (python-genai #2693).
@@ -80,8 +87,11 @@ def _lookup(root: Any, ref: str) -> Any:
 
 def depth_error(depth: int, limit: int) -> ApiError:
     """The 400 for a response schema nested deeper than ``limit``."""
-    return ApiError(400, "A schema in GenerationConfig in the request exceeds the maximum allowed "
-                         f"nesting depth (depth {depth}, at most {limit}).")
+    return ApiError(
+        400,
+        "A schema in GenerationConfig in the request exceeds the maximum allowed "
+        f"nesting depth (depth {depth}, at most {limit}).",
+    )
 
 
 def uses_tools_with_schema(request: dict[str, Any]) -> bool:
@@ -117,8 +127,7 @@ def _prose(value: Any) -> Any:
     if isinstance(value, list):
         return [_prose(v) for v in value]
     if isinstance(value, dict):
-        return {k: f"Sure! Here is the {k} you asked for, described in a few words."
-                for k in value}
+        return {k: f"Sure! Here is the {k} you asked for, described in a few words." for k in value}
     return "Sure! Here is the answer you asked for, described in a few words."
 
 

@@ -39,8 +39,10 @@ __all__ = ["ValueMaker", "sample_pattern"]
 
 _MAX_DEPTH = 6
 _FORMATS: dict[str, Callable[[random.Random], str]] = {
-    "date-time": lambda r: f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}T"
-                           f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:00Z",
+    "date-time": lambda r: (
+        f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}T"
+        f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:00Z"
+    ),
     "date": lambda r: f"2025-{r.randint(1, 12):02d}-{r.randint(1, 28):02d}",
     "time": lambda r: f"{r.randint(0, 23):02d}:{r.randint(0, 59):02d}:00Z",
     "email": lambda r: f"{r.choice(VOCAB)}@example.com",
@@ -51,7 +53,6 @@ _FORMATS["url"] = _FORMATS["uri"]
 _KINDS = frozenset({"string", "integer", "number", "boolean", "array", "object", "null"})
 _LOWER = {"minimum", "minLength", "minItems", "minProperties", "exclusiveMinimum"}
 _UPPER = {"maximum", "maxLength", "maxItems", "maxProperties", "exclusiveMaximum"}
-
 
 
 class ValueMaker:
@@ -289,10 +290,14 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 # -- regular expressions ---------------------------------------------------------------------------
 _MAX_EXTRA_REPEATS = 3
 _POOL = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.,:@"
-_CATEGORIES = {"CATEGORY_DIGIT": "0123456789", "CATEGORY_SPACE": " ",
-               "CATEGORY_WORD": "abcdefghijklmnopqrstuvwxyz_0123456789",
-               "CATEGORY_NOT_DIGIT": "abcdefghijklmnopqrstuvwxyz", "CATEGORY_NOT_WORD": " -.",
-               "CATEGORY_NOT_SPACE": "abcdefghijklmnopqrstuvwxyz0123456789"}
+_CATEGORIES = {
+    "CATEGORY_DIGIT": "0123456789",
+    "CATEGORY_SPACE": " ",
+    "CATEGORY_WORD": "abcdefghijklmnopqrstuvwxyz_0123456789",
+    "CATEGORY_NOT_DIGIT": "abcdefghijklmnopqrstuvwxyz",
+    "CATEGORY_NOT_WORD": " -.",
+    "CATEGORY_NOT_SPACE": "abcdefghijklmnopqrstuvwxyz0123456789",
+}
 
 
 def sample_pattern(pattern: str, rng: random.Random) -> str | None:

@@ -1,10 +1,10 @@
 """The emulator as a real HTTP/1.1 server on loopback, and ``Emulator``, which owns its parts.
 
 ``_HttpServer`` adapts sockets to ``Handler.handle``: request bodies are handed over as a stream
-limited to their length (or de-chunked), response bodies are written in blocks (a file path is copied
-1 MiB at a time), so an upload or download of any size holds little memory. Connection faults are
-carried out here: ``Response.drop`` closes the socket without an answer, ``Response.cut_after`` closes
-it part-way through the body.
+limited to their length (or de-chunked), response bodies are written in blocks (a file path is
+copied 1 MiB at a time), so an upload or download of any size holds little memory. Connection
+faults are carried out here: ``Response.drop`` closes the socket without an answer,
+``Response.cut_after`` closes it part-way through the body.
 """
 
 from __future__ import annotations
@@ -110,8 +110,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
         length_text = headers.get("content-length", "")
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         body = _BodyReader(self.rfile, int(length_text) if length_text.isdigit() else None, chunked)
-        request = Request(self.command, url.path, dict(parse_qsl(url.query, keep_blank_values=True)),
-                          headers, body)
+        request = Request(
+            self.command,
+            url.path,
+            dict(parse_qsl(url.query, keep_blank_values=True)),
+            headers,
+            body,
+        )
         response = self.server.api.handle(request)
         if response.drop:
             self.close_connection = True
@@ -151,7 +156,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 block = block[:budget]
                 budget -= len(block)
             if block:
-                self.wfile.write(block if length is not None else b"%x\r\n%s\r\n" % (len(block), block))
+                self.wfile.write(
+                    block if length is not None else b"%x\r\n%s\r\n" % (len(block), block)
+                )
             if budget == 0:
                 self.wfile.flush()
                 self.close_connection = True
@@ -177,7 +184,7 @@ def _blocks(body: bytes | Iterable[bytes] | Path) -> Iterable[bytes]:
 
 
 class _HttpServer(ThreadingHTTPServer):
-    """A threading HTTP server that knows its connections, so ``stop`` can close idle keep-alives."""
+    """A threading HTTP server that knows its connections (``stop`` closes idle keep-alives)."""
 
     daemon_threads = True
     allow_reuse_address = True
@@ -190,8 +197,12 @@ class _HttpServer(ThreadingHTTPServer):
         super().__init__(address, _RequestHandler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        thread = threading.Thread(target=self._serve_connection, args=(request, client_address),
-                                  name="gembatch-emulator-conn", daemon=True)
+        thread = threading.Thread(
+            target=self._serve_connection,
+            args=(request, client_address),
+            name="gembatch-emulator-conn",
+            daemon=True,
+        )
         with self._track_lock:
             self._connections.add(request)
             self._conn_threads.add(thread)
@@ -230,7 +241,8 @@ class Emulator:
         ``"emulator-key"``).
       data_dir: where files and jobs persist; ``None`` uses a temporary directory removed at stop.
       port: TCP port on 127.0.0.1 (0: an ephemeral one). The server never binds another interface.
-      faults: initial fault rules (see ``gembatch.emulator.faults``); change them with ``emu.faults``.
+      faults: initial fault rules (see ``gembatch.emulator.faults``); change them with
+        ``emu.faults``.
       clock, wall: monotonic seconds for delays, epoch seconds for timestamps and expiry.
       max_file_bytes, max_inline_bytes: the 2 GB file and 20 MB request limits, lowered in tests.
       shuffle_output: write result files out of input order (the service does not promise order).
@@ -248,19 +260,34 @@ class Emulator:
             os.environ.update(emu.environ())  # or point the SDK at it through the environment
     """
 
-    def __init__(self, *, api_key: str | None = None, data_dir: str | os.PathLike[str] | None = None,
-                 port: int = 0, faults: Iterable[Rule] = (), clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time, max_file_bytes: int = 2 * 1024**3,
-                 max_inline_bytes: int = 20 * 1024**2, shuffle_output: bool = False,
-                 workers: int | None = None, behaviour: Behaviour | None = None,
-                 limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        port: int = 0,
+        faults: Iterable[Rule] = (),
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        max_file_bytes: int = 2 * 1024**3,
+        max_inline_bytes: int = 20 * 1024**2,
+        shuffle_output: bool = False,
+        workers: int | None = None,
+        behaviour: Behaviour | None = None,
+        limits: Limits | None = None,
+    ) -> None:
         if api_key is not None and (not isinstance(api_key, str) or not api_key.strip()):
             raise ValueError("api_key must be None (accept any key) or a non-empty string")
         if workers is not None and (not isinstance(workers, int) or workers < 0):
-            raise ValueError(f"workers must be None (CPUs, up to 4) or an int >= 0 (got {workers!r})")
+            raise ValueError(
+                f"workers must be None (CPUs, up to 4) or an int >= 0 (got {workers!r})"
+            )
         if not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"port must be an int in 0..65535 (got {port!r})")
-        for name, value in (("max_file_bytes", max_file_bytes), ("max_inline_bytes", max_inline_bytes)):
+        for name, value in (
+            ("max_file_bytes", max_file_bytes),
+            ("max_inline_bytes", max_inline_bytes),
+        ):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int (got {value!r})")
         self._key, self._data_dir, self._port = api_key, data_dir, port
@@ -288,18 +315,36 @@ class Emulator:
         if self._data_dir is None:
             self._tmp = tempfile.mkdtemp(prefix="gembatch-emulator-")
         store = Store(self._data_dir if self._data_dir is not None else self._tmp)  # type: ignore[arg-type]
-        self._jobs = Jobs(store, self.faults, behaviour=self.behaviour, clock=self._clock,
-                          wall=self._wall, shuffle_output=self._shuffle_output,
-                          workers=self._workers)
+        self._jobs = Jobs(
+            store,
+            self.faults,
+            behaviour=self.behaviour,
+            clock=self._clock,
+            wall=self._wall,
+            shuffle_output=self._shuffle_output,
+            workers=self._workers,
+        )
         quotas = Quotas(self.limits, store, clock=self._clock, wall=self._wall)
-        self._handler = Handler(store, self._jobs, self.faults, api_key=self._key,
-                                max_file_bytes=self._max_file_bytes,
-                                max_inline_bytes=self._max_inline_bytes, stats=Stats(),
-                                wall=self._wall, behaviour=self.behaviour, quotas=quotas)
+        self._handler = Handler(
+            store,
+            self._jobs,
+            self.faults,
+            api_key=self._key,
+            max_file_bytes=self._max_file_bytes,
+            max_inline_bytes=self._max_inline_bytes,
+            stats=Stats(),
+            wall=self._wall,
+            behaviour=self.behaviour,
+            quotas=quotas,
+        )
         self._server = _HttpServer(("127.0.0.1", self._port), self._handler)
         self._jobs.start()
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="gembatch-emulator-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.02},
+            name="gembatch-emulator-server",
+            daemon=True,
+        )
         self._thread.start()
         logger.info("gembatch emulator serving at %s (data: %s)", self.base_url, store.root)
         return self
@@ -331,7 +376,9 @@ class Emulator:
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>``, for ``HttpOptions(base_url=...)``."""
         if self._server is None:
-            raise RuntimeError("the emulator is not running: use `with Emulator() as emu:` or .start()")
+            raise RuntimeError(
+                "the emulator is not running: use `with Emulator() as emu:` or .start()"
+            )
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
@@ -357,9 +404,9 @@ class Emulator:
     def transport(self) -> Any:
         """An httpx2 transport that serves requests in-process, without the socket::
 
-            http = httpx2.Client(transport=emu.transport())
-            client = genai.Client(api_key=emu.api_key, http_options=types.HttpOptions(
-                base_url="http://emulator.invalid", httpx_client=http))
+        http = httpx2.Client(transport=emu.transport())
+        client = genai.Client(api_key=emu.api_key, http_options=types.HttpOptions(
+            base_url="http://emulator.invalid", httpx_client=http))
         """
         from .transport import EmulatorTransport
 
@@ -388,8 +435,11 @@ class Emulator:
         """Current files (uploaded and generated), newest first, as File resources on the wire."""
         handler = self.handler
         now = self._wall()
-        return [handler.render_file(r, self.base_url) for r in handler.store.files()
-                if now < r.get("_expires", float("inf"))]
+        return [
+            handler.render_file(r, self.base_url)
+            for r in handler.store.files()
+            if now < r.get("_expires", float("inf"))
+        ]
 
     def batches(self) -> list[dict[str, Any]]:
         """Current batch jobs, newest first, as the Operations ``batches.get`` answers."""

@@ -9,9 +9,9 @@ Layout (``STORE_VERSION`` 1)::
     <root>/batches/<id>.json   a batch job record (see jobs.py); inline requests/results beside it
     <root>/work/               results being written by the worker (renamed into place when done)
 
-JSON records are written to a temporary file in the same directory and renamed over the old one, so a
-crash leaves either the old or the new record, never half of one. Records are kept in memory too; the
-directory is read once, at start. Blobs are streamed, never read whole.
+JSON records are written to a temporary file in the same directory and renamed over the old one, so
+a crash leaves either the old or the new record, never half of one. Records are kept in memory too;
+the directory is read once, at start. Blobs are streamed, never read whole.
 """
 
 from __future__ import annotations
@@ -27,8 +27,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-__all__ = ["STORE_VERSION", "Store", "atomic_write_json", "file_record", "new_id", "rfc3339",
-           "sha256_b64"]
+__all__ = [
+    "STORE_VERSION",
+    "Store",
+    "atomic_write_json",
+    "file_record",
+    "new_id",
+    "rfc3339",
+    "sha256_b64",
+]
 
 STORE_VERSION = 1
 
@@ -59,17 +66,37 @@ def sha256_b64(hasher: Any) -> str:
     return base64.b64encode(hasher.hexdigest().encode()).decode()
 
 
-def file_record(*, name: str, display_name: str | None, mime_type: str, size: int, sha256_b64: str,
-                source: str, now: float, seq: int, ttl_s: float = FILE_TTL_S) -> dict[str, Any]:
+def file_record(
+    *,
+    name: str,
+    display_name: str | None,
+    mime_type: str,
+    size: int,
+    sha256_b64: str,
+    source: str,
+    now: float,
+    seq: int,
+    ttl_s: float = FILE_TTL_S,
+) -> dict[str, Any]:
     """A File resource as stored (wire names; ``uri``/``downloadUri`` are added when served)."""
     record: dict[str, Any] = {"name": name}
     if display_name:
         record["displayName"] = display_name
-    record.update({
-        "mimeType": mime_type, "sizeBytes": str(size), "createTime": rfc3339(now),
-        "updateTime": rfc3339(now), "expirationTime": rfc3339(now + ttl_s), "sha256Hash": sha256_b64,
-        "state": "ACTIVE", "source": source, "_created": now, "_expires": now + ttl_s, "_seq": seq,
-    })
+    record.update(
+        {
+            "mimeType": mime_type,
+            "sizeBytes": str(size),
+            "createTime": rfc3339(now),
+            "updateTime": rfc3339(now),
+            "expirationTime": rfc3339(now + ttl_s),
+            "sha256Hash": sha256_b64,
+            "state": "ACTIVE",
+            "source": source,
+            "_created": now,
+            "_expires": now + ttl_s,
+            "_seq": seq,
+        }
+    )
     return record
 
 
@@ -111,9 +138,11 @@ class Store:
         if marker.exists():
             version = json.loads(marker.read_text()).get("version")
             if version != STORE_VERSION:
-                raise ValueError(f"emulator data directory {self.root} has store version {version!r}, "
-                                 f"this emulator reads version {STORE_VERSION}. Hint: use another "
-                                 "--data-dir, or delete this one.")
+                raise ValueError(
+                    f"emulator data directory {self.root} has store version {version!r}, "
+                    f"this emulator reads version {STORE_VERSION}. Hint: use another "
+                    "--data-dir, or delete this one."
+                )
         else:
             atomic_write_json(marker, {"version": STORE_VERSION})
         for leftover in (self.root / "work").iterdir():  # half-written results of a previous run
@@ -136,8 +165,9 @@ class Store:
 
     def put_file(self, record: dict[str, Any]) -> None:
         with self._lock:
-            atomic_write_json(self.root / "files" / f"{record['name'].removeprefix('files/')}.json",
-                              record)
+            atomic_write_json(
+                self.root / "files" / f"{record['name'].removeprefix('files/')}.json", record
+            )
             self._files[record["name"]] = record
 
     def get_file(self, name: str) -> dict[str, Any] | None:

@@ -27,18 +27,20 @@ __all__ = [
 ]
 
 #: The canonical JSON text (sorted keys, ASCII) that seeds and non-text token counts use.
-canonical_json: Callable[[Any], str] = json.JSONEncoder(sort_keys=True,
-                                                        separators=(",", ":")).encode
+canonical_json: Callable[[Any], str] = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":")
+).encode
 #: Compact JSON as the fake model writes structured answers.
-compact_json: Callable[[Any], str] = json.JSONEncoder(ensure_ascii=False,
-                                                      separators=(",", ":")).encode
+compact_json: Callable[[Any], str] = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":")
+).encode
 
 TOKENS_PER_MEDIA_PART = 258
 
 TOKEN_RULE_DOC = (
     "The emulator counts tokens with one rule, not Gemini's tokenizer: a text costs "
-    "ceil(len(text) / 4) tokens, counting Python characters (code points), so \"\" costs 0, "
-    "\"abcd\" 1 and \"abcde\" 2; every inlineData or fileData part costs a flat 258 tokens "
+    'ceil(len(text) / 4) tokens, counting Python characters (code points), so "" costs 0, '
+    '"abcd" 1 and "abcde" 2; every inlineData or fileData part costs a flat 258 tokens '
     "whatever its size; any other part (functionCall, functionResponse, executableCode, "
     "codeExecutionResult) costs the text rule applied to its compact JSON. promptTokenCount is the "
     "sum over every part of contents and systemInstruction, and countTokens answers the same "
@@ -56,7 +58,6 @@ def count_text_tokens(text: str) -> int:
     [0, 1, 2]
     """
     return (len(text) + 3) // 4
-
 
 
 class Prompt:

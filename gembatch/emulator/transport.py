@@ -69,11 +69,13 @@ class _ResponseStream(httpx2.SyncByteStream):
                 yield block
             if budget == 0:
                 raise httpx2.RemoteProtocolError(
-                    "peer closed connection without sending complete message body", request=self._request)
+                    "peer closed connection without sending complete message body",
+                    request=self._request,
+                )
 
 
 class EmulatorTransport(httpx2.BaseTransport):
-    """Serve httpx2 requests with an emulator's ``Handler`` (pass the ``Emulator`` or the handler)."""
+    """Serve httpx2 requests with an emulator's ``Handler`` (pass the ``Emulator`` or handler)."""
 
     def __init__(self, target: Emulator | Handler) -> None:
         self._target = target
@@ -88,11 +90,16 @@ class EmulatorTransport(httpx2.BaseTransport):
         body = _StreamReader(request.stream)  # type: ignore[arg-type]
         response = handler.handle(Request(request.method, request.url.path, query, headers, body))
         if response.drop:
-            raise httpx2.RemoteProtocolError("Server disconnected without sending a response.",
-                                             request=request)
+            raise httpx2.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
         out_headers = list(response.headers)
         length = response.content_length()
         if length is not None and not any(n.lower() == "content-length" for n, _ in out_headers):
             out_headers.append(("Content-Length", str(length)))
-        return httpx2.Response(response.status, headers=out_headers,
-                               stream=_ResponseStream(response, request), request=request)
+        return httpx2.Response(
+            response.status,
+            headers=out_headers,
+            stream=_ResponseStream(response, request),
+            request=request,
+        )

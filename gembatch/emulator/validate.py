@@ -32,14 +32,28 @@ __all__ = [
 
 #: The most dimensions an embedding has (gemini-embedding-001).
 MAX_EMBEDDING_DIMENSIONS = 3072
-_DATA_FIELDS = frozenset({"text", "inlineData", "fileData", "functionCall", "functionResponse",
-                          "executableCode", "codeExecutionResult", "toolCall", "toolResponse"})
-_RANGES = (("candidateCount", "candidate_count", 1, 8),
-           ("maxOutputTokens", "max_output_tokens", 1, None),
-           ("temperature", "temperature", 0, 2), ("topP", "top_p", 0, 1))
-_MIME_TYPES = frozenset({"text/plain", "application/json", "application/xml", "application/yaml",
-                         "text/x.enum"})
-
+_DATA_FIELDS = frozenset(
+    {
+        "text",
+        "inlineData",
+        "fileData",
+        "functionCall",
+        "functionResponse",
+        "executableCode",
+        "codeExecutionResult",
+        "toolCall",
+        "toolResponse",
+    }
+)
+_RANGES = (
+    ("candidateCount", "candidate_count", 1, 8),
+    ("maxOutputTokens", "max_output_tokens", 1, None),
+    ("temperature", "temperature", 0, 2),
+    ("topP", "top_p", 0, 1),
+)
+_MIME_TYPES = frozenset(
+    {"text/plain", "application/json", "application/xml", "application/yaml", "text/x.enum"}
+)
 
 
 def invalid(root: str, where: str, message: str) -> ApiError:
@@ -56,11 +70,17 @@ def _check_content(content: dict[str, Any], where: str, root: str) -> None:
             continue
         data = [name for name in part if name in _DATA_FIELDS and part[name] != ""]
         if len(data) > 1:
-            raise ApiError(400, "Invalid JSON payload received. Oneof field 'data' is already set. "
-                                f"Cannot set '{proto.snake(data[1])}'")
+            raise ApiError(
+                400,
+                "Invalid JSON payload received. Oneof field 'data' is already set. "
+                f"Cannot set '{proto.snake(data[1])}'",
+            )
         if not data:
-            raise invalid(root, f"{where}.parts[{i}].data",
-                          "required oneof field 'data' must have one initialized field")
+            raise invalid(
+                root,
+                f"{where}.parts[{i}].data",
+                "required oneof field 'data' must have one initialized field",
+            )
 
 
 def check_contents(request: dict[str, Any], root: str) -> None:
@@ -85,29 +105,53 @@ def _check_config(config: dict[str, Any], root: str) -> None:
             raise invalid(root, f"{where}.{snake}", f"{snake} must be {allowed} (got {value}).")
     mime = config.get("responseMimeType")
     if mime is not None and mime not in _MIME_TYPES:
-        raise invalid(root, f"{where}.response_mime_type", "allowed mimetypes are "
-                      "`text/plain`, `application/json`, `application/xml`, `application/yaml` "
-                      "and `text/x.enum`.")
+        raise invalid(
+            root,
+            f"{where}.response_mime_type",
+            "allowed mimetypes are "
+            "`text/plain`, `application/json`, `application/xml`, `application/yaml` "
+            "and `text/x.enum`.",
+        )
     has_schema, has_json_schema = "responseSchema" in config, "responseJsonSchema" in config
     if has_json_schema and not isinstance(config["responseJsonSchema"], (dict, bool)):
-        raise invalid(root, f"{where}.response_json_schema", "response_json_schema must be a "
-                      "JSON Schema object.")
+        raise invalid(
+            root,
+            f"{where}.response_json_schema",
+            "response_json_schema must be a JSON Schema object.",
+        )
     if has_schema and has_json_schema:
-        raise invalid(root, f"{where}.response_json_schema", "response_json_schema and "
-                      "response_schema cannot both be set; use one of them.")
+        raise invalid(
+            root,
+            f"{where}.response_json_schema",
+            "response_json_schema and response_schema cannot both be set; use one of them.",
+        )
     if has_json_schema and mime != "application/json":
-        raise invalid(root, f"{where}.response_json_schema", "response_mime_type must be "
-                      "`application/json` when response_json_schema is set.")
+        raise invalid(
+            root,
+            f"{where}.response_json_schema",
+            "response_mime_type must be `application/json` when response_json_schema is set.",
+        )
     if has_schema and mime not in ("application/json", "text/x.enum"):
-        raise invalid(root, f"{where}.response_schema", "response_mime_type must be "
-                      "`application/json` or `text/x.enum` when response_schema is set.")
+        raise invalid(
+            root,
+            f"{where}.response_schema",
+            "response_mime_type must be "
+            "`application/json` or `text/x.enum` when response_schema is set.",
+        )
     if mime == "text/x.enum" and has_schema and not _is_string_enum(config["responseSchema"]):
-        raise invalid(root, f"{where}.response_schema", "response_schema must be a STRING "
-                      "schema with enum values when response_mime_type is `text/x.enum`.")
+        raise invalid(
+            root,
+            f"{where}.response_schema",
+            "response_schema must be a STRING "
+            "schema with enum values when response_mime_type is `text/x.enum`.",
+        )
     speech = config.get("speechConfig")
     if isinstance(speech, dict) and "voiceConfig" in speech and "multiSpeakerVoiceConfig" in speech:
-        raise invalid(root, f"{where}.speech_config", "voice_config and "
-                      "multi_speaker_voice_config are mutually exclusive.")
+        raise invalid(
+            root,
+            f"{where}.speech_config",
+            "voice_config and multi_speaker_voice_config are mutually exclusive.",
+        )
 
 
 def _is_string_enum(schema: dict[str, Any]) -> bool:
@@ -145,6 +189,9 @@ def validate_embed_request(request: dict[str, Any], *, snake: bool = False) -> d
     _check_content(content, "content", "EmbedContentRequest")
     dims = normal.get("outputDimensionality")
     if dims is not None and not 1 <= dims <= MAX_EMBEDDING_DIMENSIONS:
-        raise invalid("EmbedContentRequest", "output_dimensionality", "output_dimensionality "
-                      f"must be between 1 and {MAX_EMBEDDING_DIMENSIONS} (got {dims}).")
+        raise invalid(
+            "EmbedContentRequest",
+            "output_dimensionality",
+            f"output_dimensionality must be between 1 and {MAX_EMBEDDING_DIMENSIONS} (got {dims}).",
+        )
     return normal

@@ -17,8 +17,19 @@ from typing import Any, Protocol, Union
 from .codec import json_dumps, json_loads
 from .errors import ApiError
 
-__all__ = ["Body", "Readable", "Request", "Response", "base_url", "json_response", "no_unknown",
-           "page", "pick", "read_json", "too_large"]
+__all__ = [
+    "Body",
+    "Readable",
+    "Request",
+    "Response",
+    "base_url",
+    "json_response",
+    "no_unknown",
+    "page",
+    "pick",
+    "read_json",
+    "too_large",
+]
 
 Body = Union[bytes, Iterator[bytes], Path]  # noqa: UP007 - a runtime alias on 3.10
 
@@ -47,8 +58,8 @@ class Request:
 class Response:
     """One answer. ``body`` is bytes, an iterator of byte blocks, or the path of a file to stream.
 
-    ``drop``: close the connection without answering. ``cut_after``: send the status, the headers and
-    only this many bytes of the body, then close (a transfer broken mid-way).
+    ``drop``: close the connection without answering. ``cut_after``: send the status, the headers
+    and only this many bytes of the body, then close (a transfer broken mid-way).
     """
 
     status: int = 200
@@ -64,12 +75,14 @@ class Response:
         return self.length
 
 
-def json_response(data: Any, status: int = 200,
-                  headers: list[tuple[str, str]] | None = None) -> Response:
+def json_response(
+    data: Any, status: int = 200, headers: list[tuple[str, str]] | None = None
+) -> Response:
     """A JSON answer, indented as the service sends it."""
     body = json_dumps(data, pretty=True)
-    return Response(status, [("Content-Type", "application/json; charset=UTF-8"),
-                             *(headers or [])], body)
+    return Response(
+        status, [("Content-Type", "application/json; charset=UTF-8"), *(headers or [])], body
+    )
 
 
 def base_url(request: Request) -> str:
@@ -117,12 +130,19 @@ def no_unknown(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
     for name in data:
         if name not in allowed:
             at = f" at '{where}'" if where else ""
-            raise ApiError(400, f'Invalid JSON payload received. Unknown name "{name}"{at}: '
-                                "Cannot find field.")
+            raise ApiError(
+                400, f'Invalid JSON payload received. Unknown name "{name}"{at}: Cannot find field.'
+            )
 
 
-def page(items: list[dict[str, Any]], query: Mapping[str, str], *, default: int, maximum: int,
-         key: str = "_seq") -> tuple[list[dict[str, Any]], str | None]:
+def page(
+    items: list[dict[str, Any]],
+    query: Mapping[str, str],
+    *,
+    default: int,
+    maximum: int,
+    key: str = "_seq",
+) -> tuple[list[dict[str, Any]], str | None]:
     """One page of ``items`` (ordered by decreasing ``key``) after ``pageToken``; the token of the
     next page (None on the last)."""
     size_text = query.get("pageSize", "")
@@ -142,7 +162,7 @@ def page(items: list[dict[str, Any]], query: Mapping[str, str], *, default: int,
 
 
 def _lenient_json(data: bytes) -> Any:
-    """Parse JSON written with single quotes, as in the guide's curl examples; 400 if still invalid."""
+    """Parse JSON written with single quotes (the guide's curl examples); 400 if still invalid."""
     text = data.decode("utf-8", errors="replace")
     out, i, quote = [], 0, None
     while i < len(text):

@@ -26,5 +26,7 @@ def emulator() -> Iterator[Emulator]:
 @pytest.fixture()
 def http(emulator: Emulator) -> Iterator[httpx2.Client]:
     """Plain HTTP with the key, for checking the wire format the SDK hides."""
-    with httpx2.Client(base_url=emulator.base_url, headers={"x-goog-api-key": emulator.api_key}) as c:
+    with httpx2.Client(
+        base_url=emulator.base_url, headers={"x-goog-api-key": emulator.api_key}
+    ) as c:
         yield c

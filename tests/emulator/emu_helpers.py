@@ -60,7 +60,10 @@ def write_jsonl(path: Path, rows: Iterable[Any]) -> Path:
 
 
 def keyed(i: int, text: str | None = None) -> dict[str, Any]:
-    return {"key": f"k{i}", "request": {"contents": [{"role": "user", "parts": [{"text": text or f"Prompt {i}"}]}]}}
+    return {
+        "key": f"k{i}",
+        "request": {"contents": [{"role": "user", "parts": [{"text": text or f"Prompt {i}"}]}]},
+    }
 
 
 def lines_of(data: bytes) -> list[dict[str, Any]]:

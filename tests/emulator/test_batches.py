@@ -1,4 +1,5 @@
-"""Batches: file and inline input, the Operation on the wire, states, counts, cancel, delete, list."""
+"""Batches: file and inline input, the Operation on the wire, states, counts, cancel, delete,
+list."""
 
 from __future__ import annotations
 
@@ -54,11 +55,16 @@ def test_file_batch_of_100000_lines(client, emulator, http, tmp_path):
 
 def test_operation_on_the_wire(client, http, tmp_path):
     up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(0), keyed(1, "[[error:500]] x")]))
-    created = http.post(f"/v1beta/models/{MODEL}:batchGenerateContent",
-                        json={"batch": {"displayName": "wire", "inputConfig": {"fileName": up.name}}}).json()
+    created = http.post(
+        f"/v1beta/models/{MODEL}:batchGenerateContent",
+        json={"batch": {"displayName": "wire", "inputConfig": {"fileName": up.name}}},
+    ).json()
     assert created["name"].startswith("batches/") and "done" not in created  # pending: no key
     meta = created["metadata"]
-    assert meta["@type"] == "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+    assert (
+        meta["@type"]
+        == "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch"
+    )
     assert meta["model"] == f"models/{MODEL}" and meta["displayName"] == "wire"
     assert meta["state"] == "BATCH_STATE_PENDING" and meta["name"] == created["name"]
     assert meta["batchStats"] == {"requestCount": "2", "pendingRequestCount": "2"}
@@ -66,19 +72,33 @@ def test_operation_on_the_wire(client, http, tmp_path):
     wait_done(client, created["name"])
     done = http.get(f"/v1beta/{created['name']}").json()
     assert done["done"] is True and done["metadata"]["state"] == "BATCH_STATE_SUCCEEDED"
-    assert done["metadata"]["batchStats"] == {"requestCount": "2", "successfulRequestCount": "1",
-                                              "failedRequestCount": "1"}
+    assert done["metadata"]["batchStats"] == {
+        "requestCount": "2",
+        "successfulRequestCount": "1",
+        "failedRequestCount": "1",
+    }
     out = done["metadata"]["output"]
     assert out == {"responsesFile": out["responsesFile"]}
-    assert done["response"] == {"@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
-                                         "GenerateContentBatchOutput", **out}
+    assert done["response"] == {
+        "@type": "type.googleapis.com/google.ai.generativelanguage.v1main."
+        "GenerateContentBatchOutput",
+        **out,
+    }
     assert done["metadata"]["endTime"] >= done["metadata"]["createTime"]
-    assert http.get("/v1/" + created["name"]).json() == http.get(f"/v1beta/{created['name']}").json()
+    assert (
+        http.get("/v1/" + created["name"]).json() == http.get(f"/v1beta/{created['name']}").json()
+    )
 
 
 def test_inline_results_in_input_order_with_metadata(client, emulator):
-    src = [{"contents": [{"parts": [{"text": f"Inline prompt {i}"}], "role": "user"}],
-            "metadata": {"key": f"row-{i}"}, "config": {"temperature": 0.2}} for i in range(25)]
+    src = [
+        {
+            "contents": [{"parts": [{"text": f"Inline prompt {i}"}], "role": "user"}],
+            "metadata": {"key": f"row-{i}"},
+            "config": {"temperature": 0.2},
+        }
+        for i in range(25)
+    ]
     src[3]["contents"][0]["parts"][0]["text"] = "[[error:400]] refused"
     job = wait_done(client, client.batches.create(model=MODEL, src=src).name)
     assert job.state.name == "JOB_STATE_SUCCEEDED" and job.dest.file_name is None
@@ -88,8 +108,9 @@ def test_inline_results_in_input_order_with_metadata(client, emulator):
     for i, answer in enumerate(answers):
         if i == 3:
             continue
-        single = client.models.generate_content(model=MODEL, contents=f"Inline prompt {i}",
-                                                config={"temperature": 0.2})
+        single = client.models.generate_content(
+            model=MODEL, contents=f"Inline prompt {i}", config={"temperature": 0.2}
+        )
         assert answer.response.text == single.text
         assert answer.response.usage_metadata == single.usage_metadata
     assert emulator.stats()["files_created"] == 0
@@ -98,40 +119,57 @@ def test_inline_results_in_input_order_with_metadata(client, emulator):
 def test_invalid_lines_get_per_line_errors(client, http, tmp_path):
     rows = [
         keyed(0),
-        '{"key": "broken", "request": {"contents": [',             # not JSON
-        {"key": "no-request"},                                      # no request
+        '{"key": "broken", "request": {"contents": [',  # not JSON
+        {"key": "no-request"},  # no request
         {"key": "extra", "request": keyed(9)["request"], "foo": 1},  # unknown field on the line
-        {"key": "empty", "request": {}},                            # no contents
+        {"key": "empty", "request": {}},  # no contents
         {"key": "unknown", "request": {**keyed(9)["request"], "bogus": True}},
-        "   ",                                                      # blank: skipped
+        "   ",  # blank: skipped
         {"key": "boom", "request": keyed(9, "[[error:500]] fail")["request"]},
-        {"key": 7, "request": keyed(7)["request"]},                 # a key that is not a string
+        {"key": 7, "request": keyed(7)["request"]},  # a key that is not a string
     ]
     up = upload(client, write_jsonl(tmp_path / "in.jsonl", rows))
     job = wait_done(client, client.batches.create(model=MODEL, src=up.name).name)
     assert job.state.name == "JOB_STATE_SUCCEEDED"
     out = lines_of(client.files.download(file=job.dest.file_name))
-    assert [r.get("key") for r in out] == ["k0", "broken", "no-request", "extra", "empty", "unknown",
-                                           "boom", 7]
+    assert [r.get("key") for r in out] == [
+        "k0",
+        "broken",
+        "no-request",
+        "extra",
+        "empty",
+        "unknown",
+        "boom",
+        7,
+    ]
     by_key = {r.get("key"): r for r in out}
     assert "response" in by_key["k0"] and "response" in by_key[7]
     for key in ("broken", "no-request", "extra", "empty", "unknown"):
-        assert by_key[key]["error"]["code"] == 400 and by_key[key]["error"]["status"] == "INVALID_ARGUMENT"
+        assert (
+            by_key[key]["error"]["code"] == 400
+            and by_key[key]["error"]["status"] == "INVALID_ARGUMENT"
+        )
     assert by_key["boom"]["error"]["code"] == 500
     stats = http.get(f"/v1beta/{job.name}").json()["metadata"]["batchStats"]
     assert stats == {"requestCount": "8", "successfulRequestCount": "2", "failedRequestCount": "6"}
 
 
 def test_bare_request_lines_have_no_key_and_keep_order(client, tmp_path):
-    rows = [{"contents": [{"role": "user", "parts": [{"text": f"Bare {i}"}]}],
-             "generationConfig": {"temperature": 0.7}}
-            for i in range(5)]
+    rows = [
+        {
+            "contents": [{"role": "user", "parts": [{"text": f"Bare {i}"}]}],
+            "generationConfig": {"temperature": 0.7},
+        }
+        for i in range(5)
+    ]
     up = upload(client, write_jsonl(tmp_path / "in.jsonl", rows))
     job = wait_done(client, client.batches.create(model=MODEL, src=up.name).name)
     out = lines_of(client.files.download(file=job.dest.file_name))
     assert len(out) == 5 and all(set(r) == {"response"} for r in out)
     for i, row in enumerate(out):
-        single = client.models.generate_content(model=MODEL, contents=f"Bare {i}", config={"temperature": 0.7})
+        single = client.models.generate_content(
+            model=MODEL, contents=f"Bare {i}", config={"temperature": 0.7}
+        )
         assert row["response"]["candidates"][0]["content"]["parts"][0]["text"] == single.text
 
 
@@ -149,7 +187,9 @@ def test_states_and_counts_follow_the_delays(tmp_path):
         assert raw()["batchStats"] == {"requestCount": "50", "pendingRequestCount": "50"}
         clock.advance(5)
         assert client.batches.get(name=name).state.name == "JOB_STATE_RUNNING"
-        wait_for(lambda: raw()["batchStats"] == {"requestCount": "50", "successfulRequestCount": "50"})
+        wait_for(
+            lambda: raw()["batchStats"] == {"requestCount": "50", "successfulRequestCount": "50"}
+        )
         assert client.batches.get(name=name).state.name == "JOB_STATE_RUNNING"  # running_s not over
         clock.advance(5)
         job = client.batches.get(name=name)
@@ -169,7 +209,9 @@ def test_slow_mode_holds_results_back(tmp_path):
 
 
 def test_list_pages_newest_first(client, emulator):
-    names = [client.batches.create(model=MODEL, src=[{"contents": f"job {i}"}]).name for i in range(5)]
+    names = [
+        client.batches.create(model=MODEL, src=[{"contents": f"job {i}"}]).name for i in range(5)
+    ]
     pager = client.batches.list(config={"page_size": 2})
     assert [j.name for j in pager.page] == names[::-1][:2]
     assert [j.name for j in pager] == names[::-1]
@@ -208,7 +250,12 @@ def test_cancel_while_running_keeps_the_lines_done(client, emulator, http, tmp_p
     n = 200_000
     up = upload(client, write_jsonl(tmp_path / "in.jsonl", (keyed(i) for i in range(n))))
     job = client.batches.create(model=MODEL, src=up.name)
-    wait_for(lambda: "successfulRequestCount" in http.get(f"/v1beta/{job.name}").json()["metadata"]["batchStats"])
+    wait_for(
+        lambda: (
+            "successfulRequestCount"
+            in http.get(f"/v1beta/{job.name}").json()["metadata"]["batchStats"]
+        )
+    )
     client.batches.cancel(name=job.name)
     done = http.get(f"/v1beta/{job.name}").json()
     assert done["metadata"]["state"] == "BATCH_STATE_CANCELLED"
@@ -233,20 +280,33 @@ def test_inline_request_over_the_limit_is_refused():
         client = make_client(emu)
         with pytest.raises(errors.ClientError) as info:
             client.batches.create(model=MODEL, src=[{"contents": "x" * 3_000}])
-        assert info.value.code == 400 and "payload size exceeds the limit: 2000" in info.value.message
+        assert (
+            info.value.code == 400 and "payload size exceeds the limit: 2000" in info.value.message
+        )
         assert client.batches.create(model=MODEL, src=[{"contents": "x" * 100}]).name
         assert emu.stats()["batches_created"] == 1
 
 
-@pytest.mark.parametrize(("body", "code", "text"), [
-    ({"batch": {"inputConfig": {"fileName": "files/nope"}}}, 404, "files/nope"),
-    ({"batch": {"inputConfig": {}}}, 400, "exactly one"),
-    ({"batch": {"displayName": "x"}}, 400, "input_config"),
-    ({"batch": {"inputConfig": {"requests": {"requests": []}}}}, 400, "non-empty"),
-    ({"batch": {"inputConfig": {"requests": {"requests": [{"request": {"contents": []}}]}}}}, 400, "requests[0]"),
-    ({"batch": {"colour": 1, "inputConfig": {"fileName": "files/x"}}}, 400, 'Unknown name "colour"'),
-    ({"batches": {}}, 400, "batch"),
-])
+@pytest.mark.parametrize(
+    ("body", "code", "text"),
+    [
+        ({"batch": {"inputConfig": {"fileName": "files/nope"}}}, 404, "files/nope"),
+        ({"batch": {"inputConfig": {}}}, 400, "exactly one"),
+        ({"batch": {"displayName": "x"}}, 400, "input_config"),
+        ({"batch": {"inputConfig": {"requests": {"requests": []}}}}, 400, "non-empty"),
+        (
+            {"batch": {"inputConfig": {"requests": {"requests": [{"request": {"contents": []}}]}}}},
+            400,
+            "requests[0]",
+        ),
+        (
+            {"batch": {"colour": 1, "inputConfig": {"fileName": "files/x"}}},
+            400,
+            'Unknown name "colour"',
+        ),
+        ({"batches": {}}, 400, "batch"),
+    ],
+)
 def test_create_refuses_bad_bodies(emulator, http, body, code, text):
     response = http.post(f"/v1beta/models/{MODEL}:batchGenerateContent", json=body)
     assert response.status_code == code, response.text
@@ -256,57 +316,101 @@ def test_create_refuses_bad_bodies(emulator, http, body, code, text):
 
 def test_snake_case_and_single_quoted_bodies(client, http, tmp_path):
     up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(0)]))
-    snake = http.post(f"/v1beta/models/{MODEL}:batchGenerateContent",
-                      json={"batch": {"display_name": "snake", "input_config": {"file_name": up.name}}})
+    snake = http.post(
+        f"/v1beta/models/{MODEL}:batchGenerateContent",
+        json={"batch": {"display_name": "snake", "input_config": {"file_name": up.name}}},
+    )
     assert snake.status_code == 200 and snake.json()["metadata"]["displayName"] == "snake"
-    quoted = http.post(f"/v1beta/models/{MODEL}:batchGenerateContent",
-                       content=f"{{'batch': {{'display_name': 'q', 'input_config': {{'file_name': '{up.name}'}}}}}}")
+    quoted = http.post(
+        f"/v1beta/models/{MODEL}:batchGenerateContent",
+        content=f"{{'batch': {{'display_name': 'q', "
+        f"'input_config': {{'file_name': '{up.name}'}}}}}}",
+    )
     assert quoted.status_code == 200 and quoted.json()["metadata"]["displayName"] == "q"
-    inline = http.post(f"/v1beta/models/{MODEL}:batchGenerateContent", json={"batch": {
-        "display_name": "my-batch-requests", "input_config": {"requests": {"requests": [
-            {"request": {"contents": [{"parts": [{"text": "Describe photosynthesis."}]}]},
-             "metadata": {"key": "request-1"}}]}}}})
+    inline = http.post(
+        f"/v1beta/models/{MODEL}:batchGenerateContent",
+        json={
+            "batch": {
+                "display_name": "my-batch-requests",
+                "input_config": {
+                    "requests": {
+                        "requests": [
+                            {
+                                "request": {
+                                    "contents": [{"parts": [{"text": "Describe photosynthesis."}]}]
+                                },
+                                "metadata": {"key": "request-1"},
+                            }
+                        ]
+                    }
+                },
+            }
+        },
+    )
     job = wait_done(client, inline.json()["name"])
     assert job.dest.inlined_responses[0].metadata == {"key": "request-1"}
 
 
 def test_embeddings_from_a_file_and_inline(client, http, tmp_path):
-    rows = [{"key": f"e{i}", "request": {"content": {"parts": [{"text": f"embed me {i}"}]}}} for i in range(4)]
+    rows = [
+        {"key": f"e{i}", "request": {"content": {"parts": [{"text": f"embed me {i}"}]}}}
+        for i in range(4)
+    ]
     up = upload(client, write_jsonl(tmp_path / "emb.jsonl", rows))
-    file_job = client.batches.create_embeddings(model="gemini-embedding-001", src={"file_name": up.name},
-                                                config={"display_name": "Input embeddings batch"})
+    file_job = client.batches.create_embeddings(
+        model="gemini-embedding-001",
+        src={"file_name": up.name},
+        config={"display_name": "Input embeddings batch"},
+    )
     file_job = wait_done(client, file_job.name)
     assert file_job.state.name == "JOB_STATE_SUCCEEDED"
     meta = http.get(f"/v1beta/{file_job.name}").json()["metadata"]
-    assert meta["@type"].endswith("EmbedContentBatch") and meta["model"] == "models/gemini-embedding-001"
+    assert (
+        meta["@type"].endswith("EmbedContentBatch")
+        and meta["model"] == "models/gemini-embedding-001"
+    )
     out = lines_of(client.files.download(file=file_job.dest.file_name))
     assert [r["key"] for r in out] == [f"e{i}" for i in range(4)]
     single = client.models.embed_content(model="gemini-embedding-001", contents="embed me 2")
     assert out[2]["response"]["embedding"]["values"] == pytest.approx(single.embeddings[0].values)
 
     inline_job = client.batches.create_embeddings(
-        model="gemini-embedding-001", src={"inlined_requests": {"contents": ["embed me 0", "embed me 1"]}},
-        config={"display_name": "Inlined embeddings batch"})
+        model="gemini-embedding-001",
+        src={"inlined_requests": {"contents": ["embed me 0", "embed me 1"]}},
+        config={"display_name": "Inlined embeddings batch"},
+    )
     inline_job = wait_done(client, inline_job.name)
     answers = inline_job.dest.inlined_embed_content_responses
     assert len(answers) == 2 and inline_job.dest.inlined_responses is None
-    assert answers[0].response.embedding.values == pytest.approx(out[0]["response"]["embedding"]["values"])
+    assert answers[0].response.embedding.values == pytest.approx(
+        out[0]["response"]["embedding"]["values"]
+    )
 
 
 def test_single_calls_match_the_batch_answers(client, tmp_path):
     prompts = ["What is 2 + 2?", "Name three colours.", "[[parts:3]] Explain batching."]
-    rows = [{"key": f"q{i}", "request": {"contents": [{"role": "user", "parts": [{"text": p}]}]}}
-            for i, p in enumerate(prompts)]
+    rows = [
+        {"key": f"q{i}", "request": {"contents": [{"role": "user", "parts": [{"text": p}]}]}}
+        for i, p in enumerate(prompts)
+    ]
     up = upload(client, write_jsonl(tmp_path / "in.jsonl", rows))
     job = wait_done(client, client.batches.create(model=MODEL, src=up.name).name)
-    out = {r["key"]: r["response"] for r in lines_of(client.files.download(file=job.dest.file_name))}
+    out = {
+        r["key"]: r["response"] for r in lines_of(client.files.download(file=job.dest.file_name))
+    }
     for i, prompt in enumerate(prompts):
         single = client.models.generate_content(model=MODEL, contents=prompt)
         batch = out[f"q{i}"]
-        assert [p["text"] for p in batch["candidates"][0]["content"]["parts"]] == \
-            [p.text for p in single.candidates[0].content.parts]
-        assert batch["usageMetadata"]["promptTokenCount"] == single.usage_metadata.prompt_token_count
-        assert batch["usageMetadata"]["candidatesTokenCount"] == single.usage_metadata.candidates_token_count
+        assert [p["text"] for p in batch["candidates"][0]["content"]["parts"]] == [
+            p.text for p in single.candidates[0].content.parts
+        ]
+        assert (
+            batch["usageMetadata"]["promptTokenCount"] == single.usage_metadata.prompt_token_count
+        )
+        assert (
+            batch["usageMetadata"]["candidatesTokenCount"]
+            == single.usage_metadata.candidates_token_count
+        )
         tokens = client.models.count_tokens(model=MODEL, contents=prompt)
         assert tokens.total_tokens == batch["usageMetadata"]["promptTokenCount"]
 
@@ -317,12 +421,16 @@ def test_shuffled_output_is_a_permutation(tmp_path):
         up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(i) for i in range(3000)]))
         job = wait_done(client, client.batches.create(model=MODEL, src=up.name).name)
         keys = [r["key"] for r in lines_of(client.files.download(file=job.dest.file_name))]
-        assert sorted(keys) == sorted(f"k{i}" for i in range(3000)) and keys != [f"k{i}" for i in range(3000)]
+        assert sorted(keys) == sorted(f"k{i}" for i in range(3000)) and keys != [
+            f"k{i}" for i in range(3000)
+        ]
 
 
 def test_jobs_expire_after_48_hours(tmp_path):
     now = [1_800_000_000.0]
-    with Emulator(behaviour=LENIENT, clock=FakeClock(), wall=lambda: now[0], faults=[Delays(pending_s=10)]) as emu:
+    with Emulator(
+        behaviour=LENIENT, clock=FakeClock(), wall=lambda: now[0], faults=[Delays(pending_s=10)]
+    ) as emu:
         client = make_client(emu)
         job = client.batches.create(model=MODEL, src=[{"contents": "late"}])
         now[0] += 48 * 3600

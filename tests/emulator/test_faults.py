@@ -63,9 +63,14 @@ def test_error_on_an_upload_chunk_stops_the_sdk(client, emulator, tmp_path):
 
 def test_error_without_upload_status_makes_the_sdk_resend_the_chunk(client, emulator, tmp_path):
     emulator.faults.add(HttpFault(endpoint="files.upload_chunk", status=503, upload_status=None))
-    up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(0)]))  # the SDK waits 1 s, re-sends
+    up = upload(
+        client, write_jsonl(tmp_path / "in.jsonl", [keyed(0)])
+    )  # the SDK waits 1 s, re-sends
     assert up.size_bytes > 0
-    assert emulator.stats()["calls"]["files.upload_chunk"] == 2 and emulator.stats()["files_created"] == 1
+    assert (
+        emulator.stats()["calls"]["files.upload_chunk"] == 2
+        and emulator.stats()["files_created"] == 1
+    )
 
 
 # -- dropped connections -------------------------------------------------------------------------
@@ -94,12 +99,16 @@ def test_drop_after_an_upload_finalize_the_file_exists_anyway(client, emulator, 
 
 
 def test_drop_mid_upload(client, emulator):
-    emulator.faults.add(DropConnection(endpoint="files.upload_chunk", when="mid_body", after_bytes=1 << 20))
+    emulator.faults.add(
+        DropConnection(endpoint="files.upload_chunk", when="mid_body", after_bytes=1 << 20)
+    )
     data = b"x" * (3 << 20)
     with pytest.raises(httpx2.TransportError):  # the socket closes while the SDK is still sending
         client.files.upload(file=io.BytesIO(data), config={"mime_type": "application/octet-stream"})
     assert emulator.stats()["files_created"] == 0 and emulator.files() == []
-    assert client.files.upload(file=io.BytesIO(data), config={"mime_type": "text/plain"}).size_bytes == len(data)
+    assert client.files.upload(
+        file=io.BytesIO(data), config={"mime_type": "text/plain"}
+    ).size_bytes == len(data)
 
 
 def test_drop_mid_download(client, emulator, tmp_path):
@@ -126,9 +135,16 @@ def test_job_failed_after_some_lines_keeps_partial_results(client, emulator, htt
     assert failed.state.name == "JOB_STATE_FAILED"
     raw = http.get(f"/v1beta/{failed.name}").json()
     assert raw["done"] is True and raw["error"]["message"]
-    assert raw["metadata"]["batchStats"] == {"requestCount": "10", "successfulRequestCount": "3",
-                                             "pendingRequestCount": "7"}
-    assert [r["key"] for r in lines_of(client.files.download(file=failed.dest.file_name))] == ["k0", "k1", "k2"]
+    assert raw["metadata"]["batchStats"] == {
+        "requestCount": "10",
+        "successfulRequestCount": "3",
+        "pendingRequestCount": "7",
+    }
+    assert [r["key"] for r in lines_of(client.files.download(file=failed.dest.file_name))] == [
+        "k0",
+        "k1",
+        "k2",
+    ]
     second = wait_done(client, client.batches.create(model=MODEL, src=up.name).name)
     assert second.state.name == "JOB_STATE_SUCCEEDED"  # nth_job=1: only the first job
 
@@ -168,8 +184,10 @@ def test_line_error_rate(client, emulator, http, tmp_path):
     rows = lines_of(data)
     errors_ = [r for r in rows if "error" in r]
     assert len(rows) == 1000 and 50 < len(errors_) < 150
-    assert all(r["error"] == {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}
-               for r in errors_)
+    assert all(
+        r["error"] == {"code": 500, "message": "Internal error encountered.", "status": "INTERNAL"}
+        for r in errors_
+    )
     stats = http.get(f"/v1beta/{job.name}").json()["metadata"]["batchStats"]
     assert int(stats["failedRequestCount"]) == len(errors_)
 
@@ -202,12 +220,17 @@ def test_duplicated_and_malformed_lines(client, emulator, tmp_path):
 
 def test_missing_inline_answers(client, emulator):
     emulator.faults.add(LineFaults(missing_rate=1.0))
-    job = wait_done(client, client.batches.create(model=MODEL, src=[{"contents": "x"}, {"contents": "y"}]).name)
+    job = wait_done(
+        client, client.batches.create(model=MODEL, src=[{"contents": "x"}, {"contents": "y"}]).name
+    )
     assert job.state.name == "JOB_STATE_SUCCEEDED" and not job.dest.inlined_responses
 
 
 def test_faults_given_at_construction_and_from_the_cli_syntax(tmp_path):
-    with Emulator(behaviour=LENIENT, faults=[parse_fault("http:batches.create:429@1"), parse_fault("job:EXPIRED")]) as emu:
+    with Emulator(
+        behaviour=LENIENT,
+        faults=[parse_fault("http:batches.create:429@1"), parse_fault("job:EXPIRED")],
+    ) as emu:
         client = make_client(emu)
         with pytest.raises(errors.ClientError):
             client.batches.create(model=MODEL, src=[{"contents": "x"}])
@@ -216,28 +239,49 @@ def test_faults_given_at_construction_and_from_the_cli_syntax(tmp_path):
 
 
 # -- the rule objects ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("spec", "rule"), [
-    ("http:batches.create:429@2", HttpFault(endpoint="batches.create", status=429, nth=2)),
-    ("http:*:503@1x3", HttpFault(endpoint="*", status=503, nth=1, times=3)),
-    ("http:files.get:500x*,retry_after=2", HttpFault(endpoint="files.get", status=500, times=None,
-                                                     retry_after=2.0)),
-    ("drop:files.download:mid@1,bytes=100", DropConnection(endpoint="files.download", when="mid_body",
-                                                           after_bytes=100)),
-    ("drop:batches.create:after@1", DropConnection(endpoint="batches.create", when="after")),
-    ("drop:*:before@4x2", DropConnection(endpoint="*", when="before", nth=4, times=2)),
-    ("job:FAILED@1", JobOutcome(state="FAILED", nth_job=1)),
-    ("job:cancelled,after_lines=5", JobOutcome(state="CANCELLED", after_lines=5)),
-    ("lines:error=0.1,missing=0.05", LineFaults(error_rate=0.1, missing_rate=0.05)),
-    ("lines:duplicate=0.2,malformed=0.3,seed=7", LineFaults(duplicate_rate=0.2, malformed_rate=0.3, seed=7)),
-    ("delay:pending=2,running=5", Delays(pending_s=2, running_s=5)),
-    ("delay:results_after=30", Delays(results_after_s=30)),
-])
+@pytest.mark.parametrize(
+    ("spec", "rule"),
+    [
+        ("http:batches.create:429@2", HttpFault(endpoint="batches.create", status=429, nth=2)),
+        ("http:*:503@1x3", HttpFault(endpoint="*", status=503, nth=1, times=3)),
+        (
+            "http:files.get:500x*,retry_after=2",
+            HttpFault(endpoint="files.get", status=500, times=None, retry_after=2.0),
+        ),
+        (
+            "drop:files.download:mid@1,bytes=100",
+            DropConnection(endpoint="files.download", when="mid_body", after_bytes=100),
+        ),
+        ("drop:batches.create:after@1", DropConnection(endpoint="batches.create", when="after")),
+        ("drop:*:before@4x2", DropConnection(endpoint="*", when="before", nth=4, times=2)),
+        ("job:FAILED@1", JobOutcome(state="FAILED", nth_job=1)),
+        ("job:cancelled,after_lines=5", JobOutcome(state="CANCELLED", after_lines=5)),
+        ("lines:error=0.1,missing=0.05", LineFaults(error_rate=0.1, missing_rate=0.05)),
+        (
+            "lines:duplicate=0.2,malformed=0.3,seed=7",
+            LineFaults(duplicate_rate=0.2, malformed_rate=0.3, seed=7),
+        ),
+        ("delay:pending=2,running=5", Delays(pending_s=2, running_s=5)),
+        ("delay:results_after=30", Delays(results_after_s=30)),
+    ],
+)
 def test_parse_fault(spec, rule):
     assert parse_fault(spec) == rule
 
 
-@pytest.mark.parametrize("spec", ["bogus", "http:nowhere:429", "http:batches.get:200", "drop:*:sideways",
-                                  "job:DONE", "lines:error=2", "delay:pending=-1", "lines:typo=0.1"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "bogus",
+        "http:nowhere:429",
+        "http:batches.get:200",
+        "drop:*:sideways",
+        "job:DONE",
+        "lines:error=2",
+        "delay:pending=-1",
+        "lines:typo=0.1",
+    ],
+)
 def test_parse_fault_refuses_bad_specs(spec):
     with pytest.raises(ValueError, match="invalid fault"):
         parse_fault(spec)

@@ -23,8 +23,10 @@ def sha256_hex_b64(data: bytes) -> str:
 
 def test_upload_get_and_the_file_resource(client, emulator, tmp_path):
     path = write_jsonl(tmp_path / "in.jsonl", [keyed(i) for i in range(3)])
-    up = client.files.upload(file=str(path), config=types.UploadFileConfig(
-        display_name="my-batch-requests", mime_type="jsonl"))
+    up = client.files.upload(
+        file=str(path),
+        config=types.UploadFileConfig(display_name="my-batch-requests", mime_type="jsonl"),
+    )
     data = path.read_bytes()
     assert up.name.startswith("files/") and up.display_name == "my-batch-requests"
     assert up.size_bytes == len(data) and up.mime_type == "jsonl"
@@ -42,7 +44,9 @@ def test_upload_get_and_the_file_resource(client, emulator, tmp_path):
 
 def test_multi_chunk_upload_from_a_stream(client):
     data = bytes(range(256)) * (33 * 1024 + 7)  # a bit over 8 MiB: two chunks of the SDK
-    up = client.files.upload(file=io.BytesIO(data), config={"mime_type": "application/octet-stream"})
+    up = client.files.upload(
+        file=io.BytesIO(data), config={"mime_type": "application/octet-stream"}
+    )
     assert up.size_bytes == len(data)
     assert up.sha256_hash == sha256_hex_b64(data)
 
@@ -89,8 +93,10 @@ def test_download_generated_files_only(client, emulator, tmp_path):
     job = wait_done(client, client.batches.create(model="gemini-2.5-flash", src=up.name).name)
     result = client.files.get(name=job.dest.file_name)
     assert result.source.name == "GENERATED" and result.mime_type == "application/jsonl"
-    assert result.download_uri == (f"{emulator.base_url}/download/v1beta/files/"
-                                   f"{result.name.removeprefix('files/')}:download?alt=media")
+    assert result.download_uri == (
+        f"{emulator.base_url}/download/v1beta/files/"
+        f"{result.name.removeprefix('files/')}:download?alt=media"
+    )
     data = client.files.download(file=result)
     assert data == client.files.download(file=job.dest.file_name)
     assert result.size_bytes == len(data)
@@ -115,37 +121,58 @@ def test_file_over_the_limit_is_refused_at_upload_start(tmp_path):
 
 
 def _start(http: httpx2.Client, size: int) -> str:
-    response = http.post("/upload/v1beta/files", headers={
-        "X-Goog-Upload-Protocol": "resumable", "X-Goog-Upload-Command": "start",
-        "X-Goog-Upload-Header-Content-Length": str(size), "X-Goog-Upload-Header-Content-Type": "jsonl"},
-        json={"file": {"display_name": "raw"}})
+    response = http.post(
+        "/upload/v1beta/files",
+        headers={
+            "X-Goog-Upload-Protocol": "resumable",
+            "X-Goog-Upload-Command": "start",
+            "X-Goog-Upload-Header-Content-Length": str(size),
+            "X-Goog-Upload-Header-Content-Type": "jsonl",
+        },
+        json={"file": {"display_name": "raw"}},
+    )
     assert response.status_code == 200 and response.headers["x-goog-upload-status"] == "active"
     return response.headers["x-goog-upload-url"]
 
 
 def test_resumable_protocol_offsets_query_and_size_checks(http):
     url = _start(http, 10)
-    part = http.post(url, content=b"01234", headers={"X-Goog-Upload-Command": "upload",
-                                                     "X-Goog-Upload-Offset": "0"})
+    part = http.post(
+        url,
+        content=b"01234",
+        headers={"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "0"},
+    )
     assert part.headers["x-goog-upload-status"] == "active"
     query = http.post(url, headers={"X-Goog-Upload-Command": "query"})
     assert query.headers["x-goog-upload-size-received"] == "5"
-    gap = http.post(url, content=b"9", headers={"X-Goog-Upload-Command": "upload",
-                                                "X-Goog-Upload-Offset": "9"})
+    gap = http.post(
+        url, content=b"9", headers={"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "9"}
+    )
     assert gap.status_code == 400 and gap.headers["x-goog-upload-status"] == "final"
-    again = http.post(url, content=b"01234", headers={"X-Goog-Upload-Command": "upload",
-                                                      "X-Goog-Upload-Offset": "0"})  # a re-sent chunk
+    again = http.post(
+        url,
+        content=b"01234",
+        headers={"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "0"},
+    )  # a re-sent chunk
     assert again.status_code == 200
     early = http.post(url, headers={"X-Goog-Upload-Command": "finalize"})
     assert early.status_code == 400 and "declared 10" in early.json()["error"]["message"]
-    too_much = http.post(url, content=b"56789X", headers={"X-Goog-Upload-Command": "upload, finalize",
-                                                          "X-Goog-Upload-Offset": "5"})
+    too_much = http.post(
+        url,
+        content=b"56789X",
+        headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "5"},
+    )
     assert too_much.status_code == 400
-    done = http.post(url, content=b"56789", headers={"X-Goog-Upload-Command": "upload, finalize",
-                                                     "X-Goog-Upload-Offset": "5"})
+    done = http.post(
+        url,
+        content=b"56789",
+        headers={"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "5"},
+    )
     assert done.status_code == 200 and done.headers["x-goog-upload-status"] == "final"
     assert done.json()["file"]["sizeBytes"] == "10" and done.json()["file"]["displayName"] == "raw"
-    gone = http.post(url, content=b"x", headers={"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "0"})
+    gone = http.post(
+        url, content=b"x", headers={"X-Goog-Upload-Command": "upload", "X-Goog-Upload-Offset": "0"}
+    )
     assert gone.status_code == 404
 
 

@@ -24,7 +24,7 @@ from gembatch.emulator import Delays, Emulator
 
 pytestmark = pytest.mark.filterwarnings("ignore:batches.create_embeddings")
 
-GUIDE_INLINE = '''
+GUIDE_INLINE = """
 from google import genai
 from google.genai import types
 
@@ -55,9 +55,9 @@ inline_batch_job = client.batches.create(
 )
 
 print(f"Created batch job: {inline_batch_job.name}")
-'''
+"""
 
-GUIDE_UPLOAD = '''
+GUIDE_UPLOAD = """
 from google import genai
 from google.genai import types
 
@@ -66,8 +66,10 @@ client = genai.Client()
 # Create a sample JSONL file
 with open("my-batch-requests.jsonl", "w") as f:
     requests = [
-        {"key": "request-1", "request": {"contents": [{"parts": [{"text": "Describe the process of photosynthesis."}]}]}},
-        {"key": "request-2", "request": {"contents": [{"parts": [{"text": "What are the main ingredients in a Margherita pizza?"}]}]}}
+        {"key": "request-1", "request": {"contents": [{"parts": [{"text": "Describe the process\
+ of photosynthesis."}]}]}},
+        {"key": "request-2", "request": {"contents": [{"parts": [{"text": "What are the main\
+ ingredients in a Margherita pizza?"}]}]}}
     ]
     for req in requests:
         f.write(json.dumps(req) + "\\n")
@@ -79,9 +81,9 @@ uploaded_file = client.files.upload(
 )
 
 print(f"Uploaded file: {uploaded_file.name}")
-'''
+"""
 
-GUIDE_FILE_BATCH = '''
+GUIDE_FILE_BATCH = """
 # Assumes `uploaded_file` is the file object from the previous step
 file_batch_job = client.batches.create(
     model="gemini-2.5-flash",
@@ -92,9 +94,9 @@ file_batch_job = client.batches.create(
 )
 
 print(f"Created batch job: {file_batch_job.name}")
-'''
+"""
 
-GUIDE_EMBEDDINGS = '''
+GUIDE_EMBEDDINGS = """
 # Creating an embeddings batch job with an input file request:
 file_job = client.batches.create_embeddings(
     model="gemini-embedding-001",
@@ -109,23 +111,25 @@ batch_job = client.batches.create_embeddings(
     src={'inlined_requests': inlined_requests},
     config={'display_name': "Inlined embeddings batch"},
 )
-'''
+"""
 
-GUIDE_SYSTEM_INSTRUCTIONS = '''
+GUIDE_SYSTEM_INSTRUCTIONS = """
 inline_requests_list = [
     {'contents': [{'parts': [{'text': 'Write a short poem about a cloud.'}]}]},
-    {'contents': [{'parts': [{'text': 'Write a short poem about a cat.'}]}], 'system_instructions': {'parts': [{'text': 'You are a cat. Your name is Neko.'}]}}
+    {'contents': [{'parts': [{'text': 'Write a short poem about a cat.'}]}],\
+ 'system_instructions': {'parts': [{'text': 'You are a cat. Your name is Neko.'}]}}
 ]
-'''
+"""
 
-GUIDE_TOOLS = '''
+GUIDE_TOOLS = """
 inline_requests_list = [
     {'contents': [{'parts': [{'text': 'Who won the euro 1998?'}]}]},
-    {'contents': [{'parts': [{'text': 'Who won the euro 2025?'}]}], 'tools': [{'google_search ': {}}]}
+    {'contents': [{'parts': [{'text': 'Who won the euro 2025?'}]}], 'tools': [{'google_search ':\
+ {}}]}
 ]
-'''
+"""
 
-GUIDE_STRUCTURED = '''
+GUIDE_STRUCTURED = """
 from google import genai
 from pydantic import BaseModel, TypeAdapter
 
@@ -139,7 +143,8 @@ client = genai.Client()
 inline_requests = [
     {
         'contents': [{
-            'parts': [{'text': 'List a few popular cookie recipes, and include the amounts of ingredients.'}],
+            'parts': [{'text': 'List a few popular cookie recipes, and include the amounts of\
+ ingredients.'}],
             'role': 'user'
         }],
         'config': {
@@ -149,7 +154,8 @@ inline_requests = [
     },
     {
         'contents': [{
-            'parts': [{'text': 'List a few popular gluten free cookie recipes, and include the amounts of ingredients.'}],
+            'parts': [{'text': 'List a few popular gluten free cookie recipes, and include the\
+ amounts of ingredients.'}],
             'role': 'user'
         }],
         'config': {
@@ -173,7 +179,8 @@ print(f"Polling status for job: {job_name}")
 
 while True:
     batch_job_inline = client.batches.get(name=job_name)
-    if batch_job_inline.state.name in ('JOB_STATE_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED', 'JOB_STATE_EXPIRED'):
+    if batch_job_inline.state.name in ('JOB_STATE_SUCCEEDED', 'JOB_STATE_FAILED',\
+ 'JOB_STATE_CANCELLED', 'JOB_STATE_EXPIRED'):
         break
     print(f"Job not finished. Current state: {batch_job_inline.state.name}. Waiting 30 seconds...")
     time.sleep(30)
@@ -188,9 +195,9 @@ for i, inline_response in enumerate(batch_job_inline.dest.inlined_responses, sta
     if inline_response.response:
         # The .text property is a shortcut to the generated text.
         print(inline_response.response.text)
-'''
+"""
 
-GUIDE_POLL = '''
+GUIDE_POLL = """
 # Use the name of the job you want to check
 # e.g., inline_batch_job.name from the previous step
 job_name = "YOUR_BATCH_JOB_NAME"  # (e.g. 'batches/your-batch-id')
@@ -213,9 +220,9 @@ while batch_job.state.name not in completed_states:
 print(f"Job finished with state: {batch_job.state.name}")
 if batch_job.state.name == 'JOB_STATE_FAILED':
   print(f"Error: {batch_job.error}")
-'''
+"""
 
-GUIDE_RESULTS = '''
+GUIDE_RESULTS = """
 import json
 
 # Use the name of the job you want to check
@@ -257,17 +264,17 @@ else:
     print(f"Job did not succeed. Final state: {batch_job.state.name}")
     if batch_job.error:
         print(f"Error: {batch_job.error}")
-'''
+"""
 
-GUIDE_CANCEL = '''
+GUIDE_CANCEL = """
 # Cancel a batch job
 client.batches.cancel(name=batch_job_to_cancel.name)
-'''
+"""
 
-GUIDE_DELETE = '''
+GUIDE_DELETE = """
 # Delete a batch job
 client.batches.delete(name=batch_job_to_delete.name)
-'''
+"""
 
 
 @pytest.fixture()
@@ -309,11 +316,16 @@ def test_guide_python_walkthrough(guide_env, capsys):
 
     _run(GUIDE_RESULTS, ns, YOUR_BATCH_JOB_NAME=file_name)
     out = capsys.readouterr().out
-    assert out.startswith(f"Results are in file: {ns['batch_job'].dest.file_name}\nDownloading result file content...\n")
+    assert out.startswith(
+        f"Results are in file: {ns['batch_job'].dest.file_name}\n"
+        "Downloading result file content...\n"
+    )
     results = [json.loads(line) for line in out.splitlines()[2:] if line.strip()]
     assert [r["key"] for r in results] == ["request-1", "request-2"]
-    assert 'Answer to "Describe the process of photosynthesis."' in \
-        results[0]["response"]["candidates"][0]["content"]["parts"][0]["text"]
+    assert (
+        'Answer to "Describe the process of photosynthesis."'
+        in results[0]["response"]["candidates"][0]["content"]["parts"][0]["text"]
+    )
 
     wait_done(ns["client"], inline_name)
     _run(GUIDE_RESULTS, ns, YOUR_BATCH_JOB_NAME=inline_name)
@@ -339,7 +351,8 @@ def test_guide_structured_output(guide_env, capsys):
 
 def test_guide_request_configuration_lists(guide_env):
     """The guide's system-instruction and tools lists use names the SDK refuses client-side
-    (``system_instructions``, ``'google_search '``); the emulator refuses them too, as wire JSON, and
+    (``system_instructions``, ``'google_search '``); the emulator refuses them too, as wire JSON,\
+ and
     takes the correct spellings."""
     client = genai.Client()
     for snippet in (GUIDE_SYSTEM_INSTRUCTIONS, GUIDE_TOOLS):
@@ -349,12 +362,27 @@ def test_guide_request_configuration_lists(guide_env):
         with pytest.raises(ValidationError):
             client.batches.create(model="gemini-2.5-flash", src=requests)
         with pytest.raises(errors.ClientError) as info:  # the same list as raw wire requests
-            client._api_client.request("post", "models/gemini-2.5-flash:batchGenerateContent", {
-                "batch": {"inputConfig": {"requests": {"requests": [{"request": r} for r in requests]}}}})
+            client._api_client.request(
+                "post",
+                "models/gemini-2.5-flash:batchGenerateContent",
+                {
+                    "batch": {
+                        "inputConfig": {
+                            "requests": {"requests": [{"request": r} for r in requests]}
+                        }
+                    }
+                },
+            )
         assert info.value.code == 400 and "Unknown name" in info.value.message
-    fixed = [{"contents": [{"parts": [{"text": "Write a short poem about a cat."}]}],
-              "config": {"system_instruction": "You are a cat. Your name is Neko.",
-                         "tools": [{"google_search": {}}]}}]
+    fixed = [
+        {
+            "contents": [{"parts": [{"text": "Write a short poem about a cat."}]}],
+            "config": {
+                "system_instruction": "You are a cat. Your name is Neko.",
+                "tools": [{"google_search": {}}],
+            },
+        }
+    ]
     job = wait_done(client, client.batches.create(model="gemini-2.5-flash", src=fixed).name)
     assert job.dest.inlined_responses[0].response.text.startswith("[system: You are a cat.")
 
@@ -362,15 +390,25 @@ def test_guide_request_configuration_lists(guide_env):
 def test_guide_embeddings(guide_env, tmp_path):
     client = genai.Client()
     path = tmp_path / "embed.jsonl"
-    path.write_text("".join(json.dumps({"key": f"e{i}", "request": {"content": {"parts": [{"text": t}]}}}) + "\n"
-                            for i, t in enumerate(["a cat", "a dog"])))
+    path.write_text(
+        "".join(
+            json.dumps({"key": f"e{i}", "request": {"content": {"parts": [{"text": t}]}}}) + "\n"
+            for i, t in enumerate(["a cat", "a dog"])
+        )
+    )
     uploaded = client.files.upload(file=str(path), config={"mime_type": "jsonl"})
-    ns = _namespace(client=client, uploaded_batch_requests=uploaded,
-                    inlined_requests=types.EmbedContentBatch(contents=["a cat", "a dog"]))
+    ns = _namespace(
+        client=client,
+        uploaded_batch_requests=uploaded,
+        inlined_requests=types.EmbedContentBatch(contents=["a cat", "a dog"]),
+    )
     _run(GUIDE_EMBEDDINGS, ns)
     file_job = wait_done(client, ns["file_job"].name)
     inline_job = wait_done(client, ns["batch_job"].name)
-    lines = [json.loads(line) for line in client.files.download(file=file_job.dest.file_name).splitlines()]
+    lines = [
+        json.loads(line)
+        for line in client.files.download(file=file_job.dest.file_name).splitlines()
+    ]
     vectors = [r.response.embedding.values for r in inline_job.dest.inlined_embed_content_responses]
     assert len(lines) == len(vectors) == 2
     for line, vector in zip(lines, vectors):
@@ -396,8 +434,9 @@ def test_guide_cancel_and_delete(monkeypatch, tmp_path, capsys):
 
 
 # -- REST -----------------------------------------------------------------------------------------
-REST_INLINE = '''
-curl https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:batchGenerateContent \\
+REST_INLINE = """
+curl https://generativelanguage.googleapis.com/v1beta/models/\
+gemini-2.5-flash:batchGenerateContent \\
 -H "x-goog-api-key: $GEMINI_API_KEY" \\
 -X POST \\
 -H "Content-Type:application/json" \\
@@ -408,13 +447,15 @@ curl https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:ba
             "requests": {
                 "requests": [
                     {
-                        "request": {"contents": [{"parts": [{"text": "Describe the process of photosynthesis."}]}]},
+                        "request": {"contents": [{"parts": [{"text": "Describe the process of\
+ photosynthesis."}]}]},
                         "metadata": {
                             "key": "request-1"
                         }
                     },
                     {
-                        "request": {"contents": [{"parts": [{"text": "Describe the process of photosynthesis."}]}]},
+                        "request": {"contents": [{"parts": [{"text": "Describe the process of\
+ photosynthesis."}]}]},
                         "metadata": {
                             "key": "request-2"
                         }
@@ -424,11 +465,13 @@ curl https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:ba
         }
     }
 }'
-'''
+"""
 
-REST_UPLOAD = '''
+REST_UPLOAD = """
 tmp_batch_input_file=batch_input.tmp
-echo -e '{"contents": [{"parts": [{"text": "Describe the process of photosynthesis."}]}], "generationConfig": {"temperature": 0.7}}\\n{"contents": [{"parts": [{"text": "What are the main ingredients in a Margherita pizza?"}]}]}' > batch_input.tmp
+echo -e '{"contents": [{"parts": [{"text": "Describe the process of photosynthesis."}]}],\
+ "generationConfig": {"temperature": 0.7}}\\n{"contents": [{"parts": [{"text": "What are the main\
+ ingredients in a Margherita pizza?"}]}]}' > batch_input.tmp
 MIME_TYPE=$(file -b --mime-type "${tmp_batch_input_file}")
 NUM_BYTES=$(wc -c < "${tmp_batch_input_file}")
 DISPLAY_NAME=BatchInput
@@ -458,12 +501,13 @@ curl "${upload_url}" \\
 --data-binary "@${tmp_batch_input_file}" 2> /dev/null > file_info.json
 
 file_uri=$(jq ".file.uri" file_info.json)
-'''
+"""
 
-REST_FILE_BATCH = '''
+REST_FILE_BATCH = """
 # Set the File ID taken from the upload response.
 BATCH_INPUT_FILE='files/123456'
-curl https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:batchGenerateContent \\
+curl https://generativelanguage.googleapis.com/v1beta/models/\
+gemini-2.5-flash:batchGenerateContent \\
 -X POST \\
 -H "x-goog-api-key: $GEMINI_API_KEY" \\
 -H "Content-Type:application/json" \\
@@ -475,9 +519,9 @@ curl https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:ba
         }
     }
 }"
-'''
+"""
 
-REST_RESULTS = '''
+REST_RESULTS = """
 BATCH_NAME="batches/123456" # Your batch job name
 
 curl https://generativelanguage.googleapis.com/v1beta/$BATCH_NAME \\
@@ -495,7 +539,8 @@ if [[ $batch_state = "JOB_STATE_SUCCEEDED" ]]; then
         exit
     fi
     responses_file_name=$(jq -r '.response.responsesFile' batch_status.json)
-    curl https://generativelanguage.googleapis.com/download/v1beta/$responses_file_name:download?alt=media \\
+    curl https://generativelanguage.googleapis.com/download/v1beta/\
+$responses_file_name:download?alt=media \\
     -H "x-goog-api-key: $GEMINI_API_KEY" 2> /dev/null
 elif [[ $batch_state = "JOB_STATE_FAILED" ]]; then
     jq '.error' batch_status.json
@@ -504,9 +549,9 @@ elif [[ $batch_state == "JOB_STATE_CANCELLED" ]]; then
 elif [[ $batch_state == "JOB_STATE_EXPIRED" ]]; then
     echo "Batch expired after 48 hours"
 fi
-'''
+"""
 
-REST_CANCEL = '''
+REST_CANCEL = """
 BATCH_NAME="batches/123456" # Your batch job name
 
 # Cancel the batch
@@ -517,68 +562,101 @@ curl https://generativelanguage.googleapis.com/v1beta/$BATCH_NAME:cancel \\
 curl https://generativelanguage.googleapis.com/v1beta/$BATCH_NAME \\
 -H "x-goog-api-key: $GEMINI_API_KEY" \\
 -H "Content-Type:application/json" 2> /dev/null | jq -r '.metadata.state'
-'''
+"""
 
-REST_DELETE = '''
+REST_DELETE = """
 BATCH_NAME="batches/123456" # Your batch job name
 
 # Delete the batch job
 curl https://generativelanguage.googleapis.com/v1beta/$BATCH_NAME:delete \\
 -H "x-goog-api-key: $GEMINI_API_KEY"
-'''
+"""
 
-needs_curl = pytest.mark.skipif(not (shutil.which("curl") and shutil.which("jq") and shutil.which("bash")),
-                                reason="the guide's REST examples need bash, curl and jq")
+needs_curl = pytest.mark.skipif(
+    not (shutil.which("curl") and shutil.which("jq") and shutil.which("bash")),
+    reason="the guide's REST examples need bash, curl and jq",
+)
 
 
 def _bash(emu: Emulator, script: str, cwd: object, **placeholders: str) -> str:
     script = script.replace("https://generativelanguage.googleapis.com", emu.base_url)
     for placeholder, value in placeholders.items():
         script = script.replace(placeholder, value)
-    result = subprocess.run(["bash", "-c", script], cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
-                            env={"PATH": "/usr/bin:/bin:/usr/local/bin", "GEMINI_API_KEY": emu.api_key})
+    result = subprocess.run(
+        ["bash", "-c", script],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={"PATH": "/usr/bin:/bin:/usr/local/bin", "GEMINI_API_KEY": emu.api_key},
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 @needs_curl
 def test_guide_rest_walkthrough(emulator, tmp_path):
-    client = genai.Client(api_key=emulator.api_key, http_options=types.HttpOptions(base_url=emulator.base_url))
+    client = genai.Client(
+        api_key=emulator.api_key, http_options=types.HttpOptions(base_url=emulator.base_url)
+    )
     inline = json.loads(_bash(emulator, REST_INLINE, tmp_path))
-    assert inline["name"].startswith("batches/") and inline["metadata"]["displayName"] == "my-batch-requests"
+    assert (
+        inline["name"].startswith("batches/")
+        and inline["metadata"]["displayName"] == "my-batch-requests"
+    )
 
     _bash(emulator, REST_UPLOAD, tmp_path)
     info = json.loads((tmp_path / "file_info.json").read_text())["file"]
-    assert info["displayName"] == "BatchInput" and int(info["sizeBytes"]) == (tmp_path / "batch_input.tmp").stat().st_size
+    assert (
+        info["displayName"] == "BatchInput"
+        and int(info["sizeBytes"]) == (tmp_path / "batch_input.tmp").stat().st_size
+    )
 
-    created = json.loads(_bash(emulator, REST_FILE_BATCH, tmp_path, **{"files/123456": info["name"]}))
+    created = json.loads(
+        _bash(emulator, REST_FILE_BATCH, tmp_path, **{"files/123456": info["name"]})
+    )
     assert created["metadata"]["displayName"] == "my-batch-requests"
     wait_done(client, created["name"])
     wait_done(client, inline["name"])
 
-    # the service writes BATCH_STATE_* (the SDK maps them to JOB_STATE_*); the guide's script compares
-    # with JOB_STATE_*, so it is run with the wire spelling
+    # the service writes BATCH_STATE_* (the SDK maps them to JOB_STATE_*); the guide's script
+    # compares with JOB_STATE_*, so it is run with the wire spelling
     results = REST_RESULTS.replace('"JOB_STATE_', '"BATCH_STATE_')
     out = _bash(emulator, results, tmp_path, **{"batches/123456": created["name"]})
     lines = [json.loads(line) for line in out.splitlines()]
-    assert len(lines) == 2 and all(set(line) == {"response"} for line in lines)  # bare requests: no key
+    assert len(lines) == 2 and all(
+        set(line) == {"response"} for line in lines
+    )  # bare requests: no key
     assert lines[0]["response"]["candidates"][0]["content"]["parts"][0]["text"].startswith(
-        'Answer to "Describe the process of photosynthesis."')
+        'Answer to "Describe the process of photosynthesis."'
+    )
 
     out = json.loads(_bash(emulator, results, tmp_path, **{"batches/123456": inline["name"]}))
-    assert [item["metadata"]["key"] for item in out["inlinedResponses"]] == ["request-1", "request-2"]
-    assert _bash(emulator, REST_RESULTS, tmp_path, **{"batches/123456": inline["name"]}) == ""  # as written
+    assert [item["metadata"]["key"] for item in out["inlinedResponses"]] == [
+        "request-1",
+        "request-2",
+    ]
+    assert (
+        _bash(emulator, REST_RESULTS, tmp_path, **{"batches/123456": inline["name"]}) == ""
+    )  # as written
 
 
 @needs_curl
 def test_guide_rest_cancel_and_delete(tmp_path):
     with Emulator(behaviour=LENIENT, faults=[Delays(pending_s=3600)]) as emu:
-        client = genai.Client(api_key=emu.api_key, http_options=types.HttpOptions(base_url=emu.base_url))
+        client = genai.Client(
+            api_key=emu.api_key, http_options=types.HttpOptions(base_url=emu.base_url)
+        )
         job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": "wait"}])
         out = _bash(emu, REST_CANCEL, tmp_path, **{"batches/123456": job.name})
         assert out.splitlines() == ["{}", "BATCH_STATE_CANCELLED"]
-        out = _bash(emu, REST_RESULTS.replace('"JOB_STATE_', '"BATCH_STATE_'), tmp_path,
-                    **{"batches/123456": job.name})
+        out = _bash(
+            emu,
+            REST_RESULTS.replace('"JOB_STATE_', '"BATCH_STATE_'),
+            tmp_path,
+            **{"batches/123456": job.name},
+        )
         assert out == "Batch was cancelled by the user\n"
         assert _bash(emu, REST_DELETE, tmp_path, **{"batches/123456": job.name}) == "{}\n"
         with pytest.raises(errors.ClientError) as info:

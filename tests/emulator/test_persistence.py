@@ -26,9 +26,16 @@ def test_restart_keeps_files_and_jobs_and_finishes_running_ones(tmp_path):
     with Emulator(behaviour=LENIENT, data_dir=data, clock=clock) as first:
         client = make_client(first)
         up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(i) for i in range(30)]))
-        done = wait_done(client, client.batches.create(model=MODEL, src=up.name, config={"display_name": "a"}).name)
-        inline_done = wait_done(client, client.batches.create(
-            model=MODEL, src=[{"contents": "kept", "metadata": {"key": "m"}}]).name)
+        done = wait_done(
+            client,
+            client.batches.create(model=MODEL, src=up.name, config={"display_name": "a"}).name,
+        )
+        inline_done = wait_done(
+            client,
+            client.batches.create(
+                model=MODEL, src=[{"contents": "kept", "metadata": {"key": "m"}}]
+            ).name,
+        )
         first.faults.add(Delays(running_s=60))
         running = client.batches.create(model=MODEL, src=up.name, config={"display_name": "b"})
         first.faults.add(Delays(pending_s=60))
@@ -38,7 +45,9 @@ def test_restart_keeps_files_and_jobs_and_finishes_running_ones(tmp_path):
         before = {"files": first.files(), "batches": [op["name"] for op in first.batches()]}
     assert data.exists()
 
-    with Emulator(behaviour=LENIENT, data_dir=data) as second:  # a real clock: delays re-start from the restart
+    with Emulator(
+        behaviour=LENIENT, data_dir=data
+    ) as second:  # a real clock: delays re-start from the restart
         client = make_client(second)
         assert [f["name"] for f in second.files()] == [f["name"] for f in before["files"]]
         assert [op["name"] for op in second.batches()][-4:] == before["batches"][-4:]
@@ -46,8 +55,11 @@ def test_restart_keeps_files_and_jobs_and_finishes_running_ones(tmp_path):
         assert client.files.download(file=done.dest.file_name) == first_results
         again = client.batches.get(name=done.name)
         assert again.state.name == "JOB_STATE_SUCCEEDED" and again.display_name == "a"
-        assert client.batches.get(name=inline_done.name).dest.inlined_responses[0].metadata == {"key": "m"}
-        # the jobs that were running or pending carry their delays with them; cancel one, wait the other
+        assert client.batches.get(name=inline_done.name).dest.inlined_responses[0].metadata == {
+            "key": "m"
+        }
+        # the jobs that were running or pending carry their delays with them; cancel one, wait the
+        # other
         client.batches.cancel(name=pending.name)
         assert client.batches.get(name=pending.name).state.name == "JOB_STATE_CANCELLED"
         assert client.batches.get(name=running.name).state.name == "JOB_STATE_RUNNING"
@@ -61,7 +73,10 @@ def test_a_job_interrupted_mid_run_is_finished_after_restart(tmp_path):
         client = make_client(first)
         up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(i) for i in range(40)]))
         name = client.batches.create(model=MODEL, src=up.name).name
-        assert client.batches.get(name=name).state.name in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING")
+        assert client.batches.get(name=name).state.name in (
+            "JOB_STATE_PENDING",
+            "JOB_STATE_RUNNING",
+        )
     record = json.loads((data / "batches" / f"{name.removeprefix('batches/')}.json").read_text())
     record["faults"].pop("delays")  # as if the delay had passed while the emulator was down
     (data / "batches" / f"{name.removeprefix('batches/')}.json").write_text(json.dumps(record))
@@ -76,7 +91,12 @@ def test_a_job_interrupted_mid_run_is_finished_after_restart(tmp_path):
 def test_job_faults_survive_a_restart(tmp_path):
     data = tmp_path / "data"
     clock = FakeClock()
-    with Emulator(behaviour=LENIENT, data_dir=data, clock=clock, faults=[Delays(pending_s=5), JobOutcome(state="FAILED")]) as emu:
+    with Emulator(
+        behaviour=LENIENT,
+        data_dir=data,
+        clock=clock,
+        faults=[Delays(pending_s=5), JobOutcome(state="FAILED")],
+    ) as emu:
         client = make_client(emu)
         name = client.batches.create(model=MODEL, src=[{"contents": "x"}]).name
     with Emulator(behaviour=LENIENT, data_dir=data, clock=clock) as emu:

@@ -21,29 +21,52 @@ import gembatch.emulator as emulator_pkg
 from gembatch.emulator import DropConnection, Emulator
 from gembatch.emulator.transport import EmulatorTransport
 
-NO_KEY = ("Method doesn't allow unregistered callers (callers without established identity). Please use "
-          "API Key or other form of API consumer identity to call this API.")
+NO_KEY = (
+    "Method doesn't allow unregistered callers (callers without established identity). Please use "
+    "API Key or other form of API consumer identity to call this API."
+)
 
 
 def test_public_surface():
-    assert sorted(emulator_pkg.__all__) == sorted([
-        "ApiError", "BEHAVIOUR_NAMES", "Behaviour", "DEFAULT_API_KEY", "DEFAULT_BEHAVIOUR",
-        "DEFAULT_LIMITS", "Delays", "DropConnection", "ENDPOINTS", "Emulator", "Faults",
-        "HttpFault", "JobOutcome", "LineFaults", "Limits", "parse_behaviour", "parse_fault"])
+    assert sorted(emulator_pkg.__all__) == sorted(
+        [
+            "ApiError",
+            "BEHAVIOUR_NAMES",
+            "Behaviour",
+            "DEFAULT_API_KEY",
+            "DEFAULT_BEHAVIOUR",
+            "DEFAULT_LIMITS",
+            "Delays",
+            "DropConnection",
+            "ENDPOINTS",
+            "Emulator",
+            "Faults",
+            "HttpFault",
+            "JobOutcome",
+            "LineFaults",
+            "Limits",
+            "parse_behaviour",
+            "parse_fault",
+        ]
+    )
 
 
 def test_a_call_without_a_key_is_refused(emulator):
     with httpx2.Client(base_url=emulator.base_url) as http:
         response = http.get("/v1beta/batches")
     assert response.status_code == 403
-    assert response.json() == {"error": {"code": 403, "message": NO_KEY, "status": "PERMISSION_DENIED"}}
+    assert response.json() == {
+        "error": {"code": 403, "message": NO_KEY, "status": "PERMISSION_DENIED"}
+    }
     assert "batches.list" not in emulator.stats()["calls"]
 
 
 def test_any_key_is_accepted_by_default_in_header_or_query(emulator):
     assert emulator.api_key == "emulator-key"
     with httpx2.Client(base_url=emulator.base_url) as http:
-        assert http.get("/v1beta/batches", headers={"x-goog-api-key": "anything"}).status_code == 200
+        assert (
+            http.get("/v1beta/batches", headers={"x-goog-api-key": "anything"}).status_code == 200
+        )
         assert http.get("/v1beta/batches", params={"key": "another"}).status_code == 200
 
 
@@ -62,13 +85,17 @@ def test_a_wrong_key_gets_the_service_error():
 
 
 def test_environ_points_the_sdk_at_the_emulator(emulator, monkeypatch):
-    assert emulator.environ() == {"GOOGLE_GEMINI_BASE_URL": emulator.base_url,
-                                  "GEMINI_API_KEY": emulator.api_key}
+    assert emulator.environ() == {
+        "GOOGLE_GEMINI_BASE_URL": emulator.base_url,
+        "GEMINI_API_KEY": emulator.api_key,
+    }
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
     for name, value in emulator.environ().items():
         monkeypatch.setenv(name, value)
     client = genai.Client()  # reads both variables
-    assert client.models.generate_content(model=MODEL, contents="Hello").text.startswith('Answer to "Hello"')
+    assert client.models.generate_content(model=MODEL, contents="Hello").text.startswith(
+        'Answer to "Hello"'
+    )
 
 
 def test_loopback_only_and_unknown_routes(emulator, http):
@@ -85,7 +112,9 @@ def test_stop_ends_every_thread_and_keep_alive_connection(tmp_path):
     emu = Emulator(behaviour=LENIENT, workers=1).start()
     client = make_client(emu)
     up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(i) for i in range(25_000)]))
-    job = wait_done(client, client.batches.create(model=MODEL, src=up.name).name)  # uses a worker process
+    job = wait_done(
+        client, client.batches.create(model=MODEL, src=up.name).name
+    )  # uses a worker process
     assert len(lines_of(client.files.download(file=job.dest.file_name))) == 25_000
     raw = httpx2.Client(base_url=emu.base_url, headers={"x-goog-api-key": "k"})
     raw.get("/v1beta/batches")  # leaves an idle keep-alive connection open
@@ -99,9 +128,11 @@ def test_stop_ends_every_thread_and_keep_alive_connection(tmp_path):
 
 
 def test_the_api_key_is_never_logged(caplog):
-    with (Emulator(behaviour=LENIENT, api_key="sekrit-key-123") as emu,
-          caplog.at_level(logging.DEBUG, logger="gembatch.emulator"),
-          httpx2.Client(base_url=emu.base_url) as http):
+    with (
+        Emulator(behaviour=LENIENT, api_key="sekrit-key-123") as emu,
+        caplog.at_level(logging.DEBUG, logger="gembatch.emulator"),
+        httpx2.Client(base_url=emu.base_url) as http,
+    ):
         http.get("/v1beta/batches", params={"key": "sekrit-key-123"})
         http.get("/v1beta/files", headers={"x-goog-api-key": "sekrit-key-123"})
         http.get("/v1beta/files", params={"key": "wrong-sekrit"})
@@ -113,13 +144,16 @@ def test_in_process_transport_same_behaviour(tmp_path):
     with Emulator(behaviour=LENIENT) as emu:
         http = httpx2.Client(transport=emu.transport())
         assert isinstance(http._transport, EmulatorTransport)
-        client = genai.Client(api_key=emu.api_key, http_options=types.HttpOptions(
-            base_url="http://emulator.invalid", httpx_client=http))
+        client = genai.Client(
+            api_key=emu.api_key,
+            http_options=types.HttpOptions(base_url="http://emulator.invalid", httpx_client=http),
+        )
         up = upload(client, write_jsonl(tmp_path / "in.jsonl", [keyed(i) for i in range(5)]))
         assert up.uri == f"http://emulator.invalid/v1beta/files/{up.name.removeprefix('files/')}"
         job = wait_done(client, client.batches.create(model=MODEL, src=up.name).name)
-        assert [r["key"] for r in lines_of(client.files.download(file=job.dest.file_name))] == \
-            [f"k{i}" for i in range(5)]
+        assert [r["key"] for r in lines_of(client.files.download(file=job.dest.file_name))] == [
+            f"k{i}" for i in range(5)
+        ]
         emu.faults.add(DropConnection(endpoint="files.download", when="mid_body", after_bytes=10))
         with pytest.raises(httpx2.RemoteProtocolError):
             client.files.download(file=job.dest.file_name)
@@ -130,8 +164,12 @@ def test_in_process_transport_same_behaviour(tmp_path):
 
 
 def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "gembatch.emulator", "--port", "0", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gembatch.emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -147,13 +185,16 @@ def _start_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
 
 def test_command_line_serves_until_interrupted(tmp_path):
     data = tmp_path / "data"
-    proc, base_url = _start_cli("--data-dir", str(data), "--api-key", "cli-key",
-                                "--fault", "http:batches.list:503@1")
+    proc, base_url = _start_cli(
+        "--data-dir", str(data), "--api-key", "cli-key", "--fault", "http:batches.list:503@1"
+    )
     try:
         with httpx2.Client(base_url=base_url, headers={"x-goog-api-key": "cli-key"}) as http:
             assert http.get("/v1beta/batches").status_code == 503
             assert http.get("/v1beta/batches").status_code == 200
-            assert http.get("/v1beta/batches", headers={"x-goog-api-key": "nope"}).status_code == 400
+            assert (
+                http.get("/v1beta/batches", headers={"x-goog-api-key": "nope"}).status_code == 400
+            )
     finally:
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
@@ -163,8 +204,13 @@ def test_command_line_serves_until_interrupted(tmp_path):
 
 
 def test_command_line_refuses_a_bad_fault():
-    result = subprocess.run([sys.executable, "-m", "gembatch.emulator", "--fault", "http:nowhere:500"],
-                            capture_output=True, text=True, timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "gembatch.emulator", "--fault", "http:nowhere:500"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 2 and "invalid fault" in result.stderr
 
 
@@ -190,18 +236,22 @@ def test_gembatch_cli_delegates_to_the_emulator(capsys):
 def test_chunked_json_bodies_are_read_whole(emulator):
     import http.client
 
-    body = json.dumps({"contents": [{"role": "user", "parts": [{"text": "chunked " * 50}]}]}).encode()
+    body = json.dumps(
+        {"contents": [{"role": "user", "parts": [{"text": "chunked " * 50}]}]}
+    ).encode()
     conn = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=10)
     conn.putrequest("POST", f"/v1beta/models/{MODEL}:generateContent")
     conn.putheader("x-goog-api-key", emulator.api_key)
     conn.putheader("Transfer-Encoding", "chunked")
     conn.endheaders()
     for i in range(0, len(body), 7):
-        piece = body[i:i + 7]
+        piece = body[i : i + 7]
         conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
     conn.send(b"0\r\n\r\n")
     response = conn.getresponse()
     answer = json.loads(response.read())
     conn.close()
     assert response.status == 200
-    assert answer["candidates"][0]["content"]["parts"][0]["text"].startswith('Answer to "chunked chunked')
+    assert answer["candidates"][0]["content"]["parts"][0]["text"].startswith(
+        'Answer to "chunked chunked'
+    )
