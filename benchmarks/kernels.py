@@ -26,6 +26,7 @@ from typing import Any
 import polars as pl
 
 from gembatch._build.lines import build_generate_lines, write_jsonl
+from gembatch._build.wire import to_proto
 from gembatch._results.join import join_results
 from gembatch._results.parse import GENERATE_COLUMNS, parse_generate_lines
 
@@ -39,6 +40,7 @@ STATIC: dict[str, Any] = {
         "parts": [{"text": "You classify product reviews. Answer in one sentence."}]
     },
 }
+PROTO = to_proto(STATIC)  # what a line carries (the JSONL parser takes proto field names)
 # Review-like vocabulary: mostly plain words, some punctuation, quotes, non-ASCII text and newlines.
 _WORDS = [
     "the",
@@ -183,10 +185,11 @@ def ours_build(rows: pl.DataFrame, path: Path) -> None:
 
 
 def loop_build(rows: pl.DataFrame, path: Path) -> None:
-    """The baseline: one ``json.dumps`` per row (the same bytes: STATIC is in sorted order)."""
+    """The baseline: one ``json.dumps`` per row (the same bytes: the shared part in the proto
+    field names gembatch writes, in sorted order)."""
     with open(path, "w", encoding="utf-8", newline="\n") as fh:
         for i, prompt in enumerate(rows.get_column("prompt").to_list()):
-            request = {"contents": [{"role": "user", "parts": [{"text": prompt}]}], **STATIC}
+            request = {"contents": [{"role": "user", "parts": [{"text": prompt}]}], **PROTO}
             fh.write(
                 json.dumps(
                     {"key": str(i), "request": request}, separators=(",", ":"), ensure_ascii=False

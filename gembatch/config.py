@@ -494,9 +494,10 @@ class Options:
     shard_max_rows: int = 200_000
     shard_max_bytes: int = 1_000_000_000  # well under the 2 GB file limit
     inline_max_bytes: int = 10_000_000  # under the 20 MB inline request limit
-    # inline requests and answers pass through the SDK as Python objects (20,000 rows inline: a peak
-    # of 817 MiB, against 420 MiB through a file): a run of more lines uploads a file instead
-    inline_max_rows: int = 5_000
+    # 0: always upload a file. Inline answers may come back out of order and without their keys
+    # (then those rows are sent again, through a file); they also pass through the SDK as Python
+    # objects (20,000 rows inline: a peak of 817 MiB, against 420 MiB through a file)
+    inline_max_rows: int = 0
     max_request_bytes: int = 20_000_000
     slice_rows: int = 100_000
     upload_concurrency: int = 4
@@ -508,6 +509,7 @@ class Options:
     max_resubmits: int = 3  # resubmissions per shard (expired, watchdog, retry_failed together)
     stuck_after: float | None = None  # seconds without start or progress before the watchdog acts
     dedup: bool = True  # identical requests within a shard are sent once, the answer fanned out
+    output_wait: float = 3600.0  # seconds a SUCCEEDED job may lack its result file before stopping
 
     def __post_init__(self) -> None:
         own = "Options"
@@ -531,6 +533,7 @@ class Options:
                 f"({self.poll_interval!r})."
             )
         _check_seconds(own, "stuck_after", self.stuck_after, optional=True)
+        _check_seconds(own, "output_wait", self.output_wait)
         for name in ("cleanup_remote", "resubmit_expired", "dedup"):
             _check_bool(own, name, getattr(self, name))
         if not isinstance(self.prefix, str) or not re.fullmatch(

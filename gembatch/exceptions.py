@@ -119,13 +119,19 @@ class CorruptRunError(RunDirectoryError):
 class ServiceError(GembatchError):
     """The Gemini service refused or failed a call.
 
-    ``code`` is the HTTP status (0 for a dropped connection), ``status`` the API's status name.
+    ``code`` is the HTTP status (0 for a dropped connection), ``status`` the API's status name,
+    ``retry_after`` the seconds the service asked to wait (None when it did not say), ``gone`` True
+    when the object asked for does not exist (any more): 404, or the service's 403 "... or it may
+    not exist" for a missing or expired file.
     """
 
-    def __init__(self, message: str, *, code: int = 0, status: str = "") -> None:
+    def __init__(self, message: str, *, code: int = 0, status: str = "",
+                 retry_after: float | None = None, gone: bool = False) -> None:
         super().__init__(message)
         self.code = code
         self.status = status
+        self.retry_after = retry_after
+        self.gone = gone
 
 
 class TransientServiceError(ServiceError):

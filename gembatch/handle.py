@@ -109,7 +109,7 @@ class BatchRun:
         >>> gembatch.BatchRun.open(job_dir).result().height
         2
         """
-        from ._run import _cache
+        from ._run.flow import _cache
 
         journal = Journal.open(Directory(job_dir, **(storage_options or {})))
         options = Options.from_dict(journal.manifest.options)

@@ -1,7 +1,8 @@
 """Progress reporting as an object passed in; the core never draws or prints anything itself.
 
-The run calls ``progress.update(snapshot)`` after every poll and ``progress.close()`` at the end; a
-finished run's one-line cost summary goes to ``progress.summary(text)`` (printed by the tqdm adapter).
+The run calls ``progress.update(snapshot)`` after every poll and ``progress.close()`` at the end;
+a finished run's one-line cost summary goes to ``progress.summary(text)`` (the tqdm adapter prints
+it).
 :class:`TqdmProgress` draws a ``tqdm.auto`` bar (a widget in Jupyter, a line in a terminal) when
 tqdm is installed (``pip install 'gembatch[progress]'``); :class:`NullProgress` draws nothing.
 """

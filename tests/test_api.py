@@ -35,7 +35,11 @@ def _answers_match_prompts(out: pl.DataFrame) -> None:
 def test_small_frame_inline_every_row_in_order(emu, tmp_path):
     df = _frame(10)
     out = df.gemini.batch_generate(
-        "prompt", config=CFG, job_dir=tmp_path / "run", options=FAST, progress=False
+        "prompt",
+        config=CFG,
+        job_dir=tmp_path / "run",
+        options=FAST.replace(inline_max_rows=5_000),
+        progress=False,
     )
     assert out.columns[:3] == ["id", "prompt", "n"]
     assert out["n"].to_list() == list(range(10))
@@ -61,7 +65,13 @@ def test_inline_and_file_paths_give_identical_answers(emu, tmp_path):
         stop_sequences=["ZZZ"],
     )
     inline = gembatch.batch_generate(
-        df, "prompt", config=cfg, job_dir=tmp_path / "a", options=FAST, progress=False, cache=False
+        df,
+        "prompt",
+        config=cfg,
+        job_dir=tmp_path / "a",
+        progress=False,
+        cache=False,
+        options=FAST.replace(inline_max_rows=5_000),
     )
     files = gembatch.batch_generate(
         df,
@@ -75,6 +85,7 @@ def test_inline_and_file_paths_give_identical_answers(emu, tmp_path):
         ),
     )
     assert inline.drop("gemini_batch_job").equals(files.drop("gemini_batch_job"))
+    assert inline["gemini_batch_job"].n_unique() == 1 and emu.stats()["batches_created"] == 6
     assert files["gemini_batch_job"].n_unique() == 5  # 30 rows / 7 per shard
     assert inline["gemini_text"].str.starts_with("[system: Be terse.]").all()
 
@@ -286,3 +297,21 @@ def test_embeddings_have_the_requested_dimension(emu, tmp_path):
         options=Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0),
     )
     assert files["gemini_embedding"].to_list() == vecs
+
+
+def test_by_default_every_run_goes_through_a_file_and_embeddings_never_inline(emu, tmp_path):
+    """Inline answers may come back out of order without their keys (the real service): files are
+    the default; embeddings (whose inline batches carry no keys at all) always use files."""
+    _frame(5).gemini.batch_generate(
+        "prompt", config=CFG, job_dir=tmp_path / "g", options=FAST, progress=False
+    )
+    assert emu.stats()["files_created"] == 1 and emu.stats()["batches_created"] == 1
+    gembatch.batch_embed(
+        _frame(5),
+        "prompt",
+        job_dir=tmp_path / "e",
+        progress=False,
+        options=FAST.replace(inline_max_rows=5_000),
+        output_dimensionality=4,
+    )
+    assert emu.stats()["files_created"] == 2 and emu.stats()["batches_created"] == 2

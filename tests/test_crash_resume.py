@@ -36,7 +36,7 @@ CHILD = textwrap.dedent(
     import gembatch
     from gembatch._service import backend
     from gembatch._state import journal
-    from gembatch import _storage as storage, _run as runner
+    from gembatch import _storage as storage
 
     point, job_dir = sys.argv[1], sys.argv[2]
 

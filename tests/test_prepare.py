@@ -12,7 +12,7 @@ import pytest
 from gembatch import Options
 from gembatch._build.sources import as_source
 from gembatch._build.spec import RequestSpec
-from gembatch._run import prepare
+from gembatch._run.flow import prepare
 from gembatch._state.journal import Journal
 from gembatch._state.records import HASH, KEY, Manifest
 from gembatch._storage import Directory

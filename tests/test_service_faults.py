@@ -16,7 +16,7 @@ FAST_RETRY = RetryPolicy(
     attempts=4, initial_delay=0.01, max_delay=0.05, jitter=0.01, max_elapsed=30
 )
 FILES = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_bytes=0, shard_max_rows=10)
-INLINE = Options(poll_interval=0.01, max_poll_interval=0.05)
+INLINE = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_rows=5_000)
 CFG = Config(model="gemini-2.5-flash")
 N = 30
 

@@ -417,11 +417,15 @@ def write_shards(
             with contextlib.suppress(Exception):
                 current.close(schemas)()
         writer.close()
-    inline = len(done) == 1 and fits_inline(
-        done[0].lines,
-        done[0].bytes,
-        max_rows=options.inline_max_rows,
-        max_bytes=options.inline_max_bytes,
+    inline = (
+        spec.kind == "generate"
+        and len(done) == 1
+        and fits_inline(
+            done[0].lines,
+            done[0].bytes,
+            max_rows=options.inline_max_rows,
+            max_bytes=options.inline_max_bytes,
+        )
     )
     shards = [
         ShardRecord(

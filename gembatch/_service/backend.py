@@ -25,11 +25,10 @@ from typing import IO, Any, TypeVar, cast
 
 import tenacity
 from google import genai
-from google.genai import errors as genai_errors
 from google.genai import types
 
 from ..config import RetryPolicy
-from ..exceptions import AuthenticationError
+from ..exceptions import AuthenticationError, ConfigError, ServiceError
 from .convert import (
     count_contents,
     inline_embed_batch,
@@ -83,11 +82,15 @@ class _StatsCapture:
 
 
 def make_client(
-    *, api_key: str | None = None, base_url: str | None = None, capture: _StatsCapture | None = None
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    capture: _StatsCapture | None = None,
+    timeout: float | None = None,
 ) -> genai.Client:
     """A ``genai.Client`` built the way the SDK does (env ``GEMINI_API_KEY``/``GOOGLE_API_KEY``,
-    ``GOOGLE_GEMINI_BASE_URL``), with gembatch's stats hook; a missing key is an
-    AuthenticationError."""
+    ``GOOGLE_GEMINI_BASE_URL``), with gembatch's stats hook and a per-request ``timeout`` (seconds);
+    a missing key is an AuthenticationError."""
     key = api_key or os.environ.get("GEMINI_API_KEY") or os.environ.get("GOOGLE_API_KEY")
     if not key:
         raise AuthenticationError(
@@ -98,7 +101,11 @@ def make_client(
     client_args: dict[str, Any] = {}
     if capture is not None:
         client_args["event_hooks"] = {"response": [capture]}
-    options = types.HttpOptions(base_url=base_url, client_args=client_args or None)
+    options = types.HttpOptions(
+        base_url=base_url,
+        client_args=client_args or None,
+        timeout=None if timeout is None else int(timeout * 1000),
+    )
     return genai.Client(api_key=key, http_options=options)
 
 
@@ -134,14 +141,16 @@ class Backend:
         base_url: str | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.retry = retry or RetryPolicy()
         self._capture = _StatsCapture()
         self.base_url = base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL")
         self.client = (
             client
             if client is not None
-            else make_client(base_url=self.base_url, capture=self._capture)
+            else make_client(
+                base_url=self.base_url, capture=self._capture, timeout=self.retry.timeout
+            )
         )
-        self.retry = retry or RetryPolicy()
         self._sleep = sleep
 
     def __repr__(self) -> str:  # never show the key
@@ -154,17 +163,28 @@ class Backend:
         points elsewhere."""
         return service_of(self.base_url)
 
+    def _http(self, timeout: float | None = None) -> types.HttpOptions:
+        """Per-call HTTP options: every request bounded in time (a client of the user's too)."""
+        return types.HttpOptions(timeout=int((timeout or self.retry.timeout) * 1000))
+
     # -- the one retry mechanism -----------------------------------------------------------------
-    def _call(self, what: str, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+    def _call(
+        self,
+        what: str,
+        fn: Callable[[], T],
+        *,
+        idempotent: bool = True,
+        attempts: int | None = None,
+    ) -> T:
         if not idempotent:
             try:
                 return fn()
+            except (KeyboardInterrupt, SystemExit):
+                raise
             except BaseException as exc:
-                if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-                    raise
-                raise translate(exc, what) from exc
+                raise translate(exc, what, base_url=self.base_url) from exc
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self.retry.attempts)
+            stop=tenacity.stop_after_attempt(attempts or self.retry.attempts)
             | tenacity.stop_after_delay(self.retry.max_elapsed),
             wait=Wait(self.retry),
             retry=tenacity.retry_if_exception(is_transient),
@@ -176,7 +196,54 @@ class Backend:
         except (KeyboardInterrupt, SystemExit):
             raise
         except BaseException as exc:
-            raise translate(exc, what) from exc
+            raise translate(exc, what, base_url=self.base_url) from exc
+
+    # -- models ----------------------------------------------------------------------------------
+    def check_model(self, model: str, *, timeout: float = 5.0) -> None:
+        """Fail fast, before anything is spent: the service must answer (within ``timeout`` seconds,
+        naming its URL when it does not) and know ``model`` (else a ConfigError with near names)."""
+        where = self.base_url or "https://generativelanguage.googleapis.com"
+
+        def go() -> None:
+            self.client.models.get(
+                model=model, config=types.GetModelConfig(http_options=self._http(timeout))
+            )
+
+        try:
+            self._call(f"look the model {model} up", go, attempts=1)
+        except ServiceError as exc:
+            if exc.gone:
+                raise ConfigError(self._unknown_model(model)) from exc
+            if exc.transient and exc.code == 0:
+                raise type(exc)(
+                    f"{exc} The service at {where} did not answer within {timeout:g} s. "
+                    "Hint: check GOOGLE_GEMINI_BASE_URL / the network, then call again "
+                    "(nothing was sent).",
+                    code=exc.code,
+                    status=exc.status,
+                ) from exc
+            raise
+
+    def _unknown_model(self, model: str) -> str:
+        import difflib
+
+        try:
+            names = [
+                str(m.name or "").removeprefix("models/")
+                for m in self.client.models.list(
+                    config=types.ListModelsConfig(http_options=self._http(10))
+                )
+            ]
+        except Exception:  # noqa: BLE001 - the listing only adds hints
+            names = []
+        name = model.removeprefix("models/")
+        near = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(map(repr, near))}?" if near else ""
+        listed = f" Models it offers: {', '.join(sorted(names)[:20])}." if names else ""
+        return (
+            f"The service does not know the model {name!r} (404); nothing was sent.{hint}{listed}"
+            "\nHint: pass a model name the service lists (client.models.list())."
+        )
 
     # -- files -----------------------------------------------------------------------------------
     def upload(
@@ -188,43 +255,56 @@ class Backend:
             stream.seek(0)
             f = self.client.files.upload(
                 file=cast(io.IOBase, stream),
-                config={"display_name": display_name, "mime_type": mime_type},
+                config=types.UploadFileConfig(
+                    display_name=display_name, mime_type=mime_type, http_options=self._http()
+                ),
             )
             return remote_file(f)
 
         return self._call(f"upload {display_name}", go, idempotent=False)
 
-    def find_files(self, display_name: str) -> list[RemoteFile]:
-        """Files whose display name is exactly ``display_name``."""
+    def list_files(self) -> list[RemoteFile]:
+        """Every file of the account (one listing)."""
 
         def go() -> list[RemoteFile]:
-            found = []
-            for f in self.client.files.list(config={"page_size": 100}):
-                if f.display_name == display_name:
-                    found.append(remote_file(f))
-            return found
+            config = types.ListFilesConfig(page_size=100, http_options=self._http())
+            return [remote_file(f) for f in self.client.files.list(config=config)]
 
         return self._call("list files", go)
 
-    def delete_file(self, name: str) -> None:
-        def go() -> None:
-            try:
-                self.client.files.delete(name=name)
-            except genai_errors.ClientError as exc:
-                if exc.code != 404:
-                    raise
+    def find_files(self, display_name: str) -> list[RemoteFile]:
+        """Files whose display name is exactly ``display_name``."""
+        return [f for f in self.list_files() if f.display_name == display_name]
 
-        self._call(f"delete {name}", go)
+    def delete_file(self, name: str) -> None:
+        """Delete a file; one already gone (404, or 403 "may not exist") counts as deleted. Other
+        refusals (e.g. 400 for a result file whose id is longer than delete accepts) raise."""
+
+        def go() -> None:
+            self.client.files.delete(
+                name=name, config=types.DeleteFileConfig(http_options=self._http())
+            )
+
+        try:
+            self._call(f"delete {name}", go)
+        except ServiceError as exc:
+            if not exc.gone:
+                raise
 
     def download(self, name: str, open_dest: Callable[[], Any]) -> None:
         """Stream a generated file into the writer ``open_dest()`` returns (a context manager).
 
         Retried whole on a dropped connection: the writer is atomic, so a partial file never lands.
+        A file that is gone raises a ServiceError with ``gone`` set.
         """
 
         def go() -> None:
             with open_dest() as dest:
-                self.client.files.download(file=name, destination=dest)
+                self.client.files.download(
+                    file=name,
+                    destination=dest,
+                    config=types.DownloadFileConfig(http_options=self._http()),
+                )
 
         self._call(f"download {name}", go)
 
@@ -238,9 +318,9 @@ class Backend:
         file_name: str | None = None,
         inline_lines: Sequence[str] | None = None,
     ) -> RemoteJob:
-        """Create a batch job from an uploaded file or inline lines. Never retried blindly."""
-        if (file_name is None) == (inline_lines is None):
-            raise ValueError("give exactly one of file_name and inline_lines")
+        """Create a batch job from an uploaded file or inline lines (exactly one). Never retried
+        blindly: the caller looks the job up by its display name before trying again."""
+        assert (file_name is None) != (inline_lines is None), "one of file_name and inline_lines"
 
         def go() -> RemoteJob:
             if kind == "embed":
@@ -252,61 +332,81 @@ class Backend:
                 job = self.client.batches.create_embeddings(
                     model=model,
                     src=src,
-                    config=types.CreateEmbeddingsBatchJobConfig(display_name=display_name),
+                    config=types.CreateEmbeddingsBatchJobConfig(
+                        display_name=display_name, http_options=self._http()
+                    ),
                 )
             else:
                 src = file_name if file_name else [inline_request(x) for x in inline_lines or []]
                 job = self.client.batches.create(
                     model=model,
                     src=src,
-                    config=types.CreateBatchJobConfig(display_name=display_name),
+                    config=types.CreateBatchJobConfig(
+                        display_name=display_name, http_options=self._http()
+                    ),
                 )
-            return self._remote_job(job, inline_keys=None)
+            return self._remote_job(job)
 
         return self._call(f"create batch job {display_name}", go, idempotent=False)
 
-    def get(self, name: str, *, inline_keys: Sequence[str] | None = None) -> RemoteJob:
+    def get(self, name: str) -> RemoteJob:
+        """The job (with its inline answers, as result lines, when it has them). A job that is
+        gone raises a ServiceError with ``gone`` set."""
         return self._call(
-            f"get {name}", lambda: self._remote_job(self.client.batches.get(name=name), inline_keys)
+            f"get {name}",
+            lambda: self._remote_job(
+                self.client.batches.get(
+                    name=name, config=types.GetBatchJobConfig(http_options=self._http())
+                )
+            ),
         )
 
-    def find_jobs(self, display_name: str) -> list[RemoteJob]:
-        """Batch jobs whose display name is exactly ``display_name`` (newest first)."""
+    def list_jobs(self) -> list[RemoteJob]:
+        """Every batch job of the account, newest first (one listing, without results)."""
 
         def go() -> list[RemoteJob]:
+            config = types.ListBatchJobsConfig(page_size=100, http_options=self._http())
             return [
-                self._remote_job(j, inline_keys=None, with_results=False)
-                for j in self.client.batches.list(config={"page_size": 100})
-                if j.display_name == display_name
+                self._remote_job(j, with_results=False)
+                for j in self.client.batches.list(config=config)
             ]
 
         return self._call("list batch jobs", go)
 
+    def find_jobs(self, display_name: str) -> list[RemoteJob]:
+        """Batch jobs whose display name is exactly ``display_name`` (newest first)."""
+        return [j for j in self.list_jobs() if j.display_name == display_name]
+
     def iter_jobs(self) -> Iterator[RemoteJob]:
         """Every batch job of the account, newest first (without results)."""
-        for j in self._call(
-            "list batch jobs", lambda: list(self.client.batches.list(config={"page_size": 100}))
-        ):
-            yield self._remote_job(j, inline_keys=None, with_results=False)
+        yield from self.list_jobs()
 
     def cancel(self, name: str) -> None:
-        self._call(f"cancel {name}", lambda: self.client.batches.cancel(name=name))
+        self._call(
+            f"cancel {name}",
+            lambda: self.client.batches.cancel(
+                name=name, config=types.CancelBatchJobConfig(http_options=self._http())
+            ),
+        )
 
     def delete_job(self, name: str) -> None:
-        def go() -> None:
-            try:
-                self.client.batches.delete(name=name)
-            except genai_errors.ClientError as exc:
-                if exc.code != 404:
-                    raise
+        """Delete a job; one already gone counts as deleted."""
 
-        self._call(f"delete {name}", go)
+        def go() -> None:
+            self.client.batches.delete(
+                name=name, config=types.DeleteBatchJobConfig(http_options=self._http())
+            )
+
+        try:
+            self._call(f"delete {name}", go)
+        except ServiceError as exc:
+            if not exc.gone:
+                raise
 
     # -- tokens ----------------------------------------------------------------------------------
     def count_tokens(self, model: str, request: dict[str, Any]) -> int:
-        """The input tokens of one wire-form request (generateContent, or embedContent's
-        ``content``)
-        by the countTokens endpoint; retried like every idempotent call.
+        """The input tokens of one request (generateContent, or embedContent's ``content``) by the
+        countTokens endpoint; retried like every idempotent call.
 
         The SDK's CountTokensConfig refuses ``system_instruction``, ``tools`` and
         ``generation_config`` on the Gemini Developer API, so the system instruction's parts are
@@ -316,25 +416,28 @@ class Backend:
         contents = count_contents(request)
 
         def go() -> int:
-            answer = self.client.models.count_tokens(model=model, contents=contents)
+            answer = self.client.models.count_tokens(
+                model=model,
+                contents=contents,
+                config=types.CountTokensConfig(http_options=self._http()),
+            )
             return int(answer.total_tokens or 0)
 
         return self._call(f"count tokens with {model}", go)
 
-    def _remote_job(
-        self, job: types.BatchJob, inline_keys: Sequence[str] | None, *, with_results: bool = True
-    ) -> RemoteJob:
+    def _remote_job(self, job: types.BatchJob, *, with_results: bool = True) -> RemoteJob:
         state = job.state.name if job.state is not None else "JOB_STATE_UNSPECIFIED"
         dest = job.dest
         lines: tuple[str, ...] | None = None
         if with_results and dest is not None:
             if dest.inlined_responses is not None:
-                lines = tuple(inline_result_lines(dest.inlined_responses, inline_keys))
+                lines = tuple(inline_result_lines(dest.inlined_responses))
             elif dest.inlined_embed_content_responses is not None:
-                lines = tuple(inline_embed_lines(dest.inlined_embed_content_responses, inline_keys))
+                lines = tuple(inline_embed_lines(dest.inlined_embed_content_responses))
         error = self._capture.errors.get(job.name or "")
         if job.error is not None:
-            error = job.error.message or json.dumps(
+            code = job.error.code
+            error = " ".join(str(x) for x in (code, job.error.message) if x) or json.dumps(
                 job.error.model_dump(mode="json", exclude_none=True)
             )
         return RemoteJob(

@@ -98,12 +98,13 @@ def _dump(model: Any) -> Any:
     return model.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
-def inline_result_lines(responses: Sequence[Any], keys: Sequence[str] | None) -> Iterator[str]:
-    for i, item in enumerate(responses):
-        key = (item.metadata or {}).get("key") if item.metadata else None
-        if key is None and keys is not None and i < len(keys):
-            key = keys[i]
-        out: dict[str, Any] = {"key": key}
+def inline_result_lines(responses: Sequence[Any]) -> Iterator[str]:
+    """Inline answers as result lines, keyed by the ``metadata.key`` each carries. An answer without
+    it gets a null key: inline answers may come back out of order (python-genai #1909), so an answer
+    is never matched to a request by its position; the rows it belonged to are sent again."""
+    for item in responses:
+        metadata = item.metadata if isinstance(item.metadata, dict) else {}
+        out: dict[str, Any] = {"key": metadata.get("key")}
         if item.error is not None:
             out["error"] = _dump(item.error)
         elif item.response is not None:
@@ -111,9 +112,12 @@ def inline_result_lines(responses: Sequence[Any], keys: Sequence[str] | None) ->
         yield json.dumps(out, ensure_ascii=False, separators=(",", ":"))
 
 
-def inline_embed_lines(responses: Sequence[Any], keys: Sequence[str] | None) -> Iterator[str]:
-    for i, item in enumerate(responses):
-        out: dict[str, Any] = {"key": keys[i] if keys is not None and i < len(keys) else str(i)}
+def inline_embed_lines(responses: Sequence[Any]) -> Iterator[str]:
+    """Inline embedding answers as result lines with null keys: the SDK's embedding batches carry
+    no per-request metadata, so nothing tells which request an answer belongs to (gembatch sends
+    embeddings through files; these lines only ever mark rows to send again)."""
+    for item in responses:
+        out: dict[str, Any] = {"key": None}
         if getattr(item, "error", None) is not None:
             out["error"] = _dump(item.error)
         elif getattr(item, "response", None) is not None:

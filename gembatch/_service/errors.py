@@ -2,12 +2,25 @@
 
 Every SDK / transport exception is translated here into a :class:`gembatch.ServiceError` subclass
 (:class:`TransientServiceError` for 429, 5xx, dropped connections and timeouts; Terminal otherwise;
-:class:`AuthenticationError` for a refused key). The API key is never part of a message.
+:class:`AuthenticationError` for a refused key). A missing or expired object answers 404, or 403
+PERMISSION_DENIED "... or it may not exist" on the real service: both are marked ``gone``. The delay
+the service asks for (a ``Retry-After`` header, or a ``google.rpc.RetryInfo`` detail: the service
+sends the latter, without the header) is honoured. The API key is never part of a message.
+
+Error codes: HTTP statuses (400, 429, 503 ...) on calls; per-request errors inside batch results are
+``google.rpc.Status`` with **gRPC** codes (3, 8, 13, 14 ...). :func:`status_name` names either.
+
+>>> status_name(13, None), status_name(429, None), status_name(None, "UNAVAILABLE")
+('INTERNAL', 'RESOURCE_EXHAUSTED', 'UNAVAILABLE')
+>>> retry_delay_seconds("1.5s"), retry_delay_seconds("30s")
+(1.5, 30.0)
 """
 
 from __future__ import annotations
 
 import json
+import re
+from typing import Any
 
 import tenacity
 from google.genai import errors as genai_errors
@@ -21,16 +34,108 @@ from ..exceptions import (
     TransientServiceError,
 )
 
-__all__ = ["RETRYABLE_CODES", "Wait", "is_transient", "translate"]
+__all__ = [
+    "GRPC_NAMES",
+    "RETRYABLE_CODES",
+    "RETRYABLE_STATUSES",
+    "Wait",
+    "is_transient",
+    "retry_delay_seconds",
+    "server_delay",
+    "status_name",
+    "translate",
+]
 
+#: HTTP statuses worth retrying (calls).
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
+#: google.rpc code names (the codes of per-request errors in batch results).
+GRPC_NAMES = {
+    1: "CANCELLED",
+    2: "UNKNOWN",
+    3: "INVALID_ARGUMENT",
+    4: "DEADLINE_EXCEEDED",
+    5: "NOT_FOUND",
+    6: "ALREADY_EXISTS",
+    7: "PERMISSION_DENIED",
+    8: "RESOURCE_EXHAUSTED",
+    9: "FAILED_PRECONDITION",
+    10: "ABORTED",
+    11: "OUT_OF_RANGE",
+    12: "UNIMPLEMENTED",
+    13: "INTERNAL",
+    14: "UNAVAILABLE",
+    15: "DATA_LOSS",
+    16: "UNAUTHENTICATED",
+}
+_HTTP_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    408: "DEADLINE_EXCEEDED",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+#: Normalised statuses of per-row errors worth sending again (gRPC 4, 8, 13, 14 and their HTTP
+#: spellings 408/504, 429, 500, 502/503; plus answers gembatch could not read).
+RETRYABLE_STATUSES = frozenset(
+    {"DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "MALFORMED_RESULT"}
+)
+_GONE = re.compile(r"may not exist|not found|does not exist", re.IGNORECASE)
+_KEY_PROBLEM = re.compile(r"API key|API_KEY|unregistered callers", re.IGNORECASE)
+
+
+def status_name(code: int | None, status: str | None) -> str | None:
+    """The status name of an error: its own ``status`` when it has one, else its code's name
+    (below 100: a gRPC code, as in batch results; else an HTTP status)."""
+    if status:
+        return status
+    if code is None:
+        return None
+    return GRPC_NAMES.get(code) if code < 100 else _HTTP_NAMES.get(code, "UNKNOWN")
+
+
+def retry_delay_seconds(text: Any) -> float | None:
+    """A ``google.protobuf.Duration`` in JSON (``"30s"``, ``"1.5s"``) as seconds."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return max(0.0, float(text))
+    if isinstance(text, str) and re.fullmatch(r"\d+(\.\d+)?s", text.strip()):
+        return float(text.strip()[:-1])
+    return None
+
+
+def server_delay(exc: BaseException | None) -> float | None:
+    """The delay the service asked for: ``Retry-After``, or a RetryInfo detail's ``retryDelay``."""
+    if isinstance(exc, ServiceError):
+        return exc.retry_after
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers:
+        value = headers.get("retry-after") or headers.get("Retry-After")
+        try:
+            if value is not None:
+                return max(0.0, float(value))
+        except ValueError:
+            pass
+    details = getattr(exc, "details", None)
+    error = details.get("error", details) if isinstance(details, dict) else None
+    for item in (error or {}).get("details", []) if isinstance(error, dict) else []:
+        if isinstance(item, dict) and str(item.get("@type", "")).endswith("RetryInfo"):
+            return retry_delay_seconds(item.get("retryDelay"))
+    return None
 
 
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, genai_errors.APIError):
         return exc.code in RETRYABLE_CODES
-    if isinstance(exc, TransientServiceError):
-        return True
+    if isinstance(exc, GembatchError):
+        return exc.transient
     return _is_transport_error(exc)
 
 
@@ -55,26 +160,15 @@ def _is_transport_error(exc: BaseException) -> bool:
                 "ServerDisconnectedError",
             }
         )
-        or isinstance(exc, (ConnectionError, TimeoutError))
-    )
-
-
-def _retry_after(exc: BaseException | None) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    value = headers.get("retry-after") or headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
+    ) or isinstance(exc, (ConnectionError, TimeoutError))
 
 
 class Wait(tenacity.wait.wait_base):
-    """Exponential backoff with jitter, but never shorter than the server's Retry-After."""
+    """Exponential backoff with jitter, but never shorter than the delay the service asked for
+    (capped at ``policy.max_server_delay``)."""
 
     def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
         self.base = tenacity.wait_exponential_jitter(
             initial=policy.initial_delay, max=policy.max_delay, jitter=policy.jitter
         )
@@ -82,26 +176,40 @@ class Wait(tenacity.wait.wait_base):
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         delay = float(self.base(retry_state))
         outcome = retry_state.outcome
-        after = _retry_after(outcome.exception() if outcome else None)
-        return max(delay, after) if after is not None else delay
+        asked = server_delay(outcome.exception() if outcome else None)
+        if asked is None:
+            return delay
+        return max(delay, min(asked, self.policy.max_server_delay))
 
 
-def translate(exc: BaseException, what: str) -> GembatchError:
+def translate(exc: BaseException, what: str, *, base_url: str | None = None) -> GembatchError:
     """A gembatch error for an SDK / transport failure; the key is never part of the message."""
     if isinstance(exc, GembatchError):
         return exc
     if isinstance(exc, genai_errors.APIError):
         code, status, message = exc.code or 0, exc.status or "", exc.message or str(exc)
-        if code in (401, 403) or "API key" in message or "API_KEY" in json.dumps(exc.details or {}):
+        details = json.dumps(exc.details or {})
+        delay = server_delay(exc)
+        gone = code == 404 or (code == 403 and bool(_GONE.search(message)))
+        if code == 401 or (
+            not gone and (code == 403 or _KEY_PROBLEM.search(message) or "API_KEY" in details)
+        ):
             return AuthenticationError(
                 f"The service refused the API key while trying to {what}: {code} {status}: "
-                f"{message}. "
-                "Hint: check GEMINI_API_KEY / the client you passed."
+                f"{message}. Hint: check GEMINI_API_KEY / the client you passed."
             )
         cls = TransientServiceError if code in RETRYABLE_CODES else TerminalServiceError
-        return cls(f"Could not {what}: {code} {status}: {message}", code=code, status=status)
+        return cls(
+            f"Could not {what}: {code} {status}: {message}",
+            code=code,
+            status=status,
+            retry_after=delay,
+            gone=gone,
+        )
     if _is_transport_error(exc):
+        where = f" at {base_url}" if base_url else ""
         return TransientServiceError(
-            f"Could not {what}: the connection failed ({type(exc).__name__}: {exc})."
+            f"Could not {what}: the connection to the service{where} failed "
+            f"({type(exc).__name__}: {exc})."
         )
     return ServiceError(f"Could not {what}: {type(exc).__name__}: {exc}")

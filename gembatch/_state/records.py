@@ -137,6 +137,8 @@ class ShardRecord:
     progress_at: float | None = None
     finished_at: float | None = None
     watchdog: bool = False  # cancelled by the watchdog: its unanswered rows go out again, split
+    lost: bool = False  # its job or result file disappeared: its rows go out again
+    output_wait_since: float | None = None  # SUCCEEDED seen without a result file since (wall s)
     files: dict[str, FileDigest] = field(default_factory=dict)  # run-directory files it wrote
     history: list[list[str]] = field(default_factory=list)
 

@@ -1,0 +1,676 @@
+"""Steps 4-7 of a run, shard by shard: submit (exactly once), poll, fetch, join; resubmit what
+must go again; clean up. :class:`Run` drives one run directory against the service until every
+shard is joined; :mod:`gembatch._run.flow` decides when.
+
+Exactly once: before an upload or a create the journal records the intent (``UPLOADING`` /
+``CREATING``) under the record's deterministic display name. Every submission round first lists the
+account's jobs and files once, and a record whose file or job is already there is adopted instead of
+sent: so a process that died after the paid call, a lost answer, or a state file rolled back never
+pays twice.
+
+What the real service does that this module copes with (docs/service-behaviour.md): a job reported
+SUCCEEDED before its result file is set (keep polling); a job or result file that disappeared (the
+unanswered rows go again); a create refused for some invalid request lines (those rows get the
+service's error, the others go in a new job); inline answers without their keys (never joined by
+position: the rows go again through a file); result files the File API refuses to delete (recorded
+and warned about, never fatal).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import polars as pl
+
+from .._build.shards import fits_inline
+from .._money.plan import Plan, prepared_plan
+from .._money.pricing import PriceTable
+from .._results.join import join_shard, lines_to_resend, raw_answers
+from .._state.journal import Journal
+from .._state.records import HASH, KEY, VIA, ShardRecord, ShardState
+from .._storage import OutputSink
+from ..config import Options, RetryPolicy
+from ..exceptions import (
+    GembatchError,
+    ResultWarning,
+    ServiceError,
+    TerminalServiceError,
+    TransientServiceError,
+)
+from ..progress import NullProgress, Progress, Snapshot
+
+if TYPE_CHECKING:
+    from .._service.backend import Backend
+    from .._service.remote import RemoteFile, RemoteJob
+    from ..cache import ResultCache
+
+__all__ = ["COUNTED_REASONS", "CleanupWarning", "Run"]
+
+T = TypeVar("T")
+S = ShardState
+#: Why rows are sent again; resubmissions for these reasons count against ``Options.max_resubmits``
+#: (``refused``: the rows left after the service refused some lines at create, does not: nothing of
+#: it was paid).
+COUNTED_REASONS = frozenset({"expired", "watchdog", "retry_failed", "lost", "unkeyed"})
+_LINE_NUMBER = re.compile(r"\bline (\d+)\b", re.IGNORECASE)
+
+
+class CleanupWarning(UserWarning):
+    """Some remote files of a run could not be deleted (they expire on the service after 48 h);
+    ``gembatch cleanup JOB_DIR`` tries again and lists what is left."""
+
+
+@dataclass
+class _Round:
+    """One submission round's view of the service: jobs and files by display name, listed once."""
+
+    jobs: dict[str, list[RemoteJob]] = field(default_factory=dict)
+    files: dict[str, list[RemoteFile]] = field(default_factory=dict)
+
+
+class Run:
+    """One run directory being driven against the service: submit, poll, fetch, join.
+
+    ``backend`` may be None for a run that only needs reading (a finished run needs no API key); it
+    is made from the environment the first time the service is needed.
+    """
+
+    def __init__(
+        self,
+        journal: Journal,
+        backend: Backend | None,
+        options: Options,
+        *,
+        cache: ResultCache | None = None,
+        prices: PriceTable | None = None,
+        retry: RetryPolicy | None = None,
+        progress: Progress | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.journal = journal
+        self.store = journal.store
+        self.options = options
+        self.cache = cache
+        self.prices = prices
+        self.retry = retry
+        self.progress: Progress = progress or NullProgress()
+        self.sink: OutputSink | None = None
+        self._backend = backend
+        self._sleep, self._clock, self._wall = sleep, clock, wall
+        self.kind, self.model = journal.manifest.kind, journal.manifest.model
+        self._warned_cleanup = False
+
+    @property
+    def backend(self) -> Backend:
+        """The service; built from the environment on first use (a missing key fails here)."""
+        if self._backend is None:
+            from .._service.backend import Backend
+
+            self._backend = Backend(retry=self.retry)
+        return self._backend
+
+    @property
+    def shards(self) -> list[ShardRecord]:
+        return self.journal.shards
+
+    def plan(
+        self, *, table: PriceTable | None = None, strict: bool = False, exact: bool = False
+    ) -> Plan:
+        """What the prepared run sends and costs (``exact``: input tokens counted by the
+        service)."""
+        return prepared_plan(
+            self.journal,
+            table=table or self.prices,
+            strict=strict,
+            backend=self.backend if exact else None,
+            exact=exact,
+        )
+
+    # -- 4. submit ------------------------------------------------------------------------------
+    def submit(self) -> None:
+        """Upload and create every record not yet submitted (in parallel), each exactly once."""
+        todo = [
+            r
+            for r in self.journal.records()
+            if r.state.rank < S.SUBMITTED.rank and r.mode != "none"
+        ]
+        if not todo:
+            return
+        seen = _Round()
+        for job in self.backend.list_jobs():
+            seen.jobs.setdefault(job.display_name or "", []).append(job)
+        if any(r.mode == "file" and r.state.rank < S.UPLOADED.rank for r in todo):
+            for f in self.backend.list_files():
+                seen.files.setdefault(f.display_name or "", []).append(f)
+        workers = min(self.options.upload_concurrency, len(todo))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gembatch-submit") as pool:
+            outcomes = list(pool.map(lambda r: self._submit_safely(r, seen), todo))
+        errors = [e for e in outcomes if e is not None]
+        if errors:
+            raise errors[0]
+
+    def _submit_safely(self, record: ShardRecord, seen: _Round) -> GembatchError | None:
+        try:
+            self._submit_one(record, seen)
+        except GembatchError as exc:
+            return exc
+        return None
+
+    def _submit_one(self, record: ShardRecord, seen: _Round) -> None:
+        if record.display_name in seen.jobs:  # made before (a lost answer, a rolled-back state)
+            if record.state is S.UPLOADING:
+                self.journal.move(record, S.UPLOADED, note="its job exists already")
+            if record.state in (S.PREPARED, S.UPLOADED):
+                self.journal.move(record, S.CREATING, note="its job exists already")
+            self._adopt_job(record, seen.jobs[record.display_name], adopted=True)
+            return
+        if record.mode == "file" and record.state.rank < S.UPLOADED.rank:
+            if record.state is S.PREPARED:
+                self.journal.move(record, S.UPLOADING)
+            self._upload(record, seen.files.get(record.display_name, []))
+        if record.state in (S.UPLOADED, S.PREPARED):
+            self.journal.move(record, S.CREATING)
+        if record.state is S.CREATING:
+            self._create(record)
+
+    def _exactly_once(
+        self,
+        what: str,
+        *,
+        look: Callable[[], list[T]],
+        act: Callable[[], T],
+        adopt: Callable[[list[T], bool], None],
+    ) -> None:
+        """Make the remote object, unless a look finds it made already; after a transient failure
+        (the call may or may not have happened) always look again before trying again."""
+        policy = self.backend.retry
+        for attempt in range(policy.attempts):
+            if attempt:
+                found = look()
+                if found:
+                    adopt(found, True)
+                    return
+            try:
+                made = act()
+            except TransientServiceError as exc:
+                if attempt + 1 >= policy.attempts:
+                    raise TransientServiceError(
+                        f"{exc} Gave up {what} after {policy.attempts} tries. Nothing was lost and "
+                        "nothing will be sent twice. Hint: run the same call again, or "
+                        f"gembatch.BatchRun.open({self.store.url!r}).wait(), to resume.",
+                        code=exc.code,
+                        status=exc.status,
+                        retry_after=exc.retry_after,
+                    ) from exc
+                delay = min(policy.max_delay, policy.initial_delay * 2**attempt)
+                if exc.retry_after is not None:
+                    delay = max(delay, min(exc.retry_after, policy.max_server_delay))
+                self._sleep(delay + random.uniform(0, policy.jitter))
+                continue
+            adopt([made], False)
+            return
+
+    def _upload(self, record: ShardRecord, seen: list[RemoteFile]) -> None:
+        def usable(f: RemoteFile) -> bool:
+            return f.state in (None, "ACTIVE") and f.size_bytes in (None, record.bytes)
+
+        def act() -> RemoteFile:
+            with self.store.open(record.path("requests.jsonl"), "rb") as stream:
+                return self.backend.upload(stream, display_name=record.display_name)
+
+        def look() -> list[RemoteFile]:
+            return [f for f in self.backend.find_files(record.display_name) if usable(f)]
+
+        def adopt(files: list[RemoteFile], found: bool) -> None:
+            keep, *extra = files
+            for orphan in extra:  # copies left by uploads whose answer was lost
+                self._delete_quietly(orphan.name)
+            verb = "adopted" if found else "uploaded"
+            note = f"{verb} {keep.name}" + (f" (+{len(extra)} orphans deleted)" if extra else "")
+            self.journal.move(record, S.UPLOADED, file_name=keep.name, note=note)
+
+        found = [f for f in seen if usable(f)]
+        if found:
+            adopt(found, True)
+            return
+        self._exactly_once("uploading", look=look, act=act, adopt=adopt)
+
+    def _create(self, record: ShardRecord) -> None:
+        def act() -> RemoteJob:
+            if record.mode == "inline":
+                lines = self.store.read_lines(record.path("requests.jsonl")).to_list()
+                return self.backend.create(
+                    kind=self.kind,
+                    model=self.model,
+                    display_name=record.display_name,
+                    inline_lines=lines,
+                )
+            return self.backend.create(
+                kind=self.kind,
+                model=self.model,
+                display_name=record.display_name,
+                file_name=record.file_name,
+            )
+
+        def adopt(jobs: list[RemoteJob], found: bool) -> None:
+            self._adopt_job(record, jobs, adopted=found)
+
+        try:
+            self._exactly_once(
+                "creating the batch job",
+                look=lambda: self.backend.find_jobs(record.display_name),
+                act=act,
+                adopt=adopt,
+            )
+        except TerminalServiceError as exc:
+            if exc.code == 400 and _LINE_NUMBER.search(str(exc)):
+                self._refuse_lines(record, str(exc))
+                return
+            raise
+
+    def _adopt_job(self, record: ShardRecord, jobs: list[RemoteJob], *, adopted: bool) -> None:
+        job = jobs[0]
+        note = f"{'adopted' if adopted else 'created'} {job.name}"
+        if len(jobs) > 1:
+            others = [j.name for j in jobs[1:]]
+            note += f" ({len(others)} other jobs share its display name: {others})"
+        now = self._wall()
+        self.journal.move(
+            record,
+            S.SUBMITTED,
+            job_name=job.name,
+            job_state=job.state,
+            note=note,
+            submitted_at=now,
+            progress_at=now,
+        )
+
+    def _refuse_lines(self, record: ShardRecord, message: str) -> None:
+        """The service refused the create because of some request lines (named in its message):
+        those rows get its error as their result; the shard's other rows go out again in a new job
+        (a resubmission for reason ``refused``)."""
+        lines = self.store.read_lines(record.path("requests.jsonl"))
+        numbers = sorted({int(n) for n in _LINE_NUMBER.findall(message)})
+        bad = [n for n in numbers if 1 <= n <= len(lines)]
+        if not bad:
+            raise TerminalServiceError(message, code=400, status="INVALID_ARGUMENT")
+        keys = lines.gather([n - 1 for n in bad]).str.json_path_match("$.key").to_list()
+        results = "".join(
+            json.dumps(
+                {
+                    "key": key,
+                    "error": {
+                        "code": 3,
+                        "status": "INVALID_ARGUMENT",
+                        "message": _message_for_line(message, n),
+                    },
+                },
+                ensure_ascii=False,
+            )
+            + "\n"
+            for key, n in zip(keys, bad)
+        )
+        self.store.write_bytes(record.path("results.jsonl"), results.encode())
+        self.journal.move(
+            record,
+            S.FETCHED,
+            job_state="JOB_STATE_REFUSED",
+            job_error=message[:500],
+            finished_at=self._wall(),
+            note=f"create refused {len(bad)} request line(s): {bad[:10]}",
+        )
+
+    # -- 5. poll --------------------------------------------------------------------------------
+    def _poll(self, record: ShardRecord) -> None:
+        assert record.job_name is not None
+        try:
+            job = self.backend.get(record.job_name)
+        except ServiceError as exc:
+            if not exc.gone:
+                raise
+            self._lose(record, f"the job {record.job_name} disappeared from the service")
+            return
+        if not job.done:
+            if job.state != record.job_state or (job.stats and job.stats != record.stats):
+                self.journal.progress(
+                    record, job_state=job.state, stats=job.stats or record.stats, at=self._wall()
+                )
+            self._watch(record)
+            return
+        if (
+            job.state == "JOB_STATE_SUCCEEDED"
+            and record.mode != "inline"
+            and not job.result_file
+            and job.inline_lines is None
+        ):
+            self._await_output(record, job)
+            return
+        fields: dict[str, Any] = {
+            "job_state": job.state,
+            "job_error": job.error,
+            "finished_at": self._wall(),
+            "result_file": job.result_file,
+            "stats": job.stats or record.stats,
+        }
+        if job.inline_lines is not None:
+            data = "".join(line + "\n" for line in job.inline_lines).encode()
+            self.store.write_bytes(record.path("results.jsonl"), data)
+            self.journal.move(
+                record, S.FETCHED, note=f"{job.state}, inline results saved", **fields
+            )
+        else:
+            self.journal.move(record, S.FINISHED, note=job.state, **fields)
+
+    def _await_output(self, record: ShardRecord, job: RemoteJob) -> None:
+        """The job says SUCCEEDED but its result file is not set yet (the service does this): keep
+        polling, up to ``options.output_wait`` seconds, then stop with a resumable error."""
+        now = self._wall()
+        if record.output_wait_since is None:
+            self.journal.move(
+                record,
+                S.SUBMITTED,
+                job_state=job.state,
+                output_wait_since=now,
+                note="SUCCEEDED, its result file not set yet: waiting",
+            )
+            return
+        waited = now - record.output_wait_since
+        if waited > self.options.output_wait:
+            raise TransientServiceError(
+                f"The batch job {record.job_name} has reported SUCCEEDED for {waited:,.0f} s "
+                "without a result file. Nothing was lost: the run directory remembers the job. "
+                f"Hint: resume later with gembatch.BatchRun.open({self.store.url!r}).wait()."
+            )
+
+    def _watch(self, record: ShardRecord) -> None:
+        """Cancel a job that has not started or progressed within ``options.stuck_after``
+        seconds."""
+        limit = self.options.stuck_after
+        since = record.progress_at or record.submitted_at
+        if limit is None or since is None or record.watchdog or self._wall() - since < limit:
+            return
+        shard = self._shard_of(record)
+        if self._counted(shard) >= self.options.max_resubmits:
+            return
+        assert record.job_name is not None
+        self.journal.move(
+            record,
+            S.SUBMITTED,
+            watchdog=True,
+            note=f"watchdog: no progress for {limit:g} s in {record.job_state}; cancelling",
+        )
+        self.backend.cancel(record.job_name)
+
+    def _lose(self, record: ShardRecord, why: str) -> None:
+        """The record's results cannot be had (its job or result file is gone): it ends with no
+        answer, and its rows are sent again (reason ``lost``)."""
+        self.store.write_bytes(record.path("results.jsonl"), b"")
+        self.journal.move(
+            record,
+            S.FETCHED,
+            lost=True,
+            job_error=why,
+            job_state=record.job_state or "JOB_STATE_UNSPECIFIED",
+            finished_at=self._wall(),
+            note=f"{why}: its rows will be sent again",
+        )
+
+    # -- 6. fetch -------------------------------------------------------------------------------
+    def _fetch(self, record: ShardRecord) -> None:
+        target = record.path("results.jsonl")
+        if record.result_file:
+            try:
+                self.backend.download(record.result_file, lambda: self.store.atomic_writer(target))
+            except ServiceError as exc:
+                if not exc.gone:
+                    raise
+                self._lose(record, f"its result file {record.result_file} is gone (expired?)")
+                return
+        else:  # no output (expired, or cancelled/failed before any line)
+            self.store.write_bytes(target, b"")
+        self.journal.move(record, S.FETCHED, note=f"results of {record.job_name} saved")
+
+    # -- 7. join --------------------------------------------------------------------------------
+    def _settle(self, shard: ShardRecord) -> bool:
+        """Join a shard whose results (and its resubmissions') are in; resubmit what must go again;
+        clean up remote files once everything is joined."""
+        changed = False
+        family = self.journal.family(shard)
+        fetched = [r for r in family if r.state is S.FETCHED]
+        if fetched and shard.state.rank >= S.FETCHED.rank:
+            self._join(shard)
+            for record in fetched:
+                if record is not shard:
+                    self.journal.move(record, S.JOINED, note="merged into its shard")
+            changed = True
+            changed |= self._maybe_resubmit(shard, fetched)
+        final = all(r.state is S.JOINED for r in family)
+        if final and self.options.cleanup_remote:
+            for record in family:
+                if not record.cleaned and record.cleanup_error is None:
+                    self._cleanup(record)
+        if final and self.sink is not None:
+            self.sink.offer(shard.index, self.store, shard.path("output.parquet"))
+        return changed
+
+    def _join(self, shard: ShardRecord) -> None:
+        output, keys, report = join_shard(self.journal, shard, self.options.prefix)
+        self.store.write_parquet(shard.path("output.parquet"), output, compression="snappy")
+        self._remember(shard, output, keys)
+        self.journal.move(shard, S.JOINED, report=report)
+
+    def _remember(self, shard: ShardRecord, output: pl.DataFrame, keys: pl.DataFrame) -> None:
+        """Put the shard's fresh ``ok`` answers in the result cache (a failure only warns: the cache
+        saves money, the run directory holds the results)."""
+        prefix = self.options.prefix
+        if self.cache is None or HASH not in keys.columns:
+            return
+        version = f"{prefix}model_version"
+        answered = keys.select(KEY, HASH, VIA).with_columns(
+            output[f"{prefix}status"].alias("status"),
+            (output[version] if version in output.columns else pl.lit(None, dtype=pl.Utf8)).alias(
+                "model_version"
+            ),
+        )
+        fresh = answered.filter((pl.col(VIA) == "line") & (pl.col("status") == "ok"))
+        if not fresh.height:
+            return
+        try:
+            entries = fresh.select(
+                pl.col(KEY).alias("key"), pl.col(HASH).alias("hash"), "model_version"
+            ).join(raw_answers(self.journal, shard), on="key", how="inner")
+            self.cache.put(entries.with_columns(pl.lit(self.model).alias("model")))
+        except Exception as exc:  # noqa: BLE001 - the cache is an optimisation, never a failure
+            warnings.warn(
+                f"gembatch could not add shard {shard.index}'s answers to the result cache "
+                f"{self.cache.path!r}: {exc}",
+                ResultWarning,
+                stacklevel=2,
+            )
+
+    def _shard_of(self, record: ShardRecord) -> ShardRecord:
+        return (
+            record
+            if record.parent is None
+            else self.journal.shards[[s.index for s in self.journal.shards].index(record.parent)]
+        )
+
+    def _counted(self, shard: ShardRecord) -> int:
+        """Resubmissions of ``shard`` that count against ``options.max_resubmits``."""
+        return sum(
+            r.reason in COUNTED_REASONS for r in self.journal.resubmissions.get(shard.index, [])
+        )
+
+    def _in_flight(self, shard: ShardRecord) -> bool:
+        return any(
+            r.state.rank < S.FETCHED.rank for r in self.journal.resubmissions.get(shard.index, [])
+        )
+
+    def _maybe_resubmit(self, shard: ShardRecord, fetched: list[ShardRecord]) -> bool:
+        """Send again, automatically, the unanswered rows of: an EXPIRED job; a job the watchdog
+        cancelled (split in two); a job or result file that was lost; inline answers that came back
+        without their keys (through a file); a create refused for some lines (the other rows)."""
+        if self._in_flight(shard):
+            return False
+        reason, parts = None, 1
+        if any(r.job_state == "JOB_STATE_REFUSED" for r in fetched):
+            reason = "refused"
+        elif any(r.lost for r in fetched):
+            reason = "lost"
+        elif any(r.watchdog for r in fetched):
+            reason, parts = "watchdog", 2
+        elif self.options.resubmit_expired and any(
+            r.job_state == "JOB_STATE_EXPIRED" for r in fetched
+        ):
+            reason = "expired"
+        elif any(r.mode == "inline" for r in fetched) and (shard.report or {}).get("missing"):
+            reason = "unkeyed"
+        if reason is None:
+            return False
+        return self.resubmit(shard, reason=reason, include_errors=False, parts=parts) > 0
+
+    def resubmit(
+        self, shard: ShardRecord, *, reason: str, include_errors: bool, parts: int = 1
+    ) -> int:
+        """Record resubmissions of the shard's unanswered (and, if asked, retryable-error) rows."""
+        counted = reason in COUNTED_REASONS
+        if (counted and self._counted(shard) >= self.options.max_resubmits) or self._in_flight(
+            shard
+        ):
+            return 0
+        lines = lines_to_resend(self.journal, shard, include_errors=include_errors)
+        if not lines:
+            return 0
+        room = self.options.max_resubmits - self._counted(shard) if counted else parts
+        parts = max(1, min(parts, len(lines), room))
+        size = -(-len(lines) // parts)
+        for i in range(0, len(lines), size):
+            part = lines[i : i + size]
+            nbytes = sum(len(x.encode()) + 1 for x in part)
+            inline = (
+                self.kind == "generate"
+                and reason != "unkeyed"
+                and fits_inline(
+                    len(part),
+                    nbytes,
+                    max_rows=self.options.inline_max_rows,
+                    max_bytes=self.options.inline_max_bytes,
+                )
+            )
+            self.journal.add_resubmission(shard, part, reason, mode="inline" if inline else "file")
+        return len(lines)
+
+    def _delete_quietly(self, name: str) -> str | None:
+        """Delete a remote file; the error, when the service refuses, as text (never raised)."""
+        try:
+            self.backend.delete_file(name)
+        except ServiceError as exc:
+            return f"{name}: {exc}"
+        return None
+
+    def _cleanup(self, record: ShardRecord) -> None:
+        """Delete the record's remote files once its results are safe. A refusal is recorded and
+        warned about once per run (the file expires on the service after 48 h), never raised."""
+        names = [n for n in (record.file_name, record.result_file) if n]
+        errors = [e for e in (self._delete_quietly(n) for n in names) if e]
+        self.journal.move(
+            record,
+            S.JOINED,
+            cleaned=not errors,
+            cleanup_error="; ".join(errors)[:1000] or None,
+            note="remote files deleted" if not errors else "remote clean-up refused",
+        )
+        if errors and not self._warned_cleanup:
+            self._warned_cleanup = True
+            warnings.warn(
+                CleanupWarning(
+                    f"The service refused to delete some files of {self.store.url} "
+                    f"({errors[0]}). Your results are safe in the run directory; the files expire "
+                    "on the service after 48 h. "
+                    f"Hint: `gembatch cleanup {self.store.url}` tries again and lists what is left."
+                ),
+                stacklevel=2,
+            )
+
+    # -- the loop -------------------------------------------------------------------------------
+    def step(self) -> bool:
+        """Advance every shard and resubmission by what can be done now; True when something
+        changed."""
+        changed = False
+        for shard in self.shards:
+            for record in self.journal.family(shard):
+                before = (record.state, record.job_state, repr(record.stats))
+                if record.state is S.SUBMITTED:
+                    self._poll(record)
+                if record.state is S.FINISHED:
+                    self._fetch(record)
+                changed |= before != (record.state, record.job_state, repr(record.stats))
+            changed |= self._settle(shard)
+        return changed
+
+    def done(self) -> bool:
+        return all(r.state is S.JOINED for r in self.journal.records())
+
+    def snapshot(self) -> Snapshot:
+        total = done = failed = 0
+        jobs: Counter[str] = Counter()
+        for s in self.shards:
+            total += s.lines
+            if s.job_state:
+                jobs[s.job_state] += 1
+            if s.report is not None:
+                done += s.report.get("answered", 0)
+                failed += s.report.get("failed", 0)
+            elif s.stats:
+                done += s.stats.get("successfulRequestCount", 0) + s.stats.get(
+                    "failedRequestCount", 0
+                )
+                failed += s.stats.get("failedRequestCount", 0)
+        return Snapshot(total=total, done=done, failed=failed, jobs=jobs)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Submit what is left, then poll until every shard is joined; False on timeout."""
+        deadline = None if timeout is None else self._clock() + timeout
+        interval = self.options.poll_interval
+        try:
+            while True:
+                self.submit()  # resubmissions recorded by the last step
+                changed = self.step()
+                self.progress.update(self.snapshot())
+                if self.done():
+                    return True
+                if deadline is not None and self._clock() >= deadline:
+                    return False
+                interval = (
+                    self.options.poll_interval
+                    if changed
+                    else min(interval * 1.5, self.options.max_poll_interval)
+                )
+                pause = (
+                    interval
+                    if deadline is None
+                    else max(0.0, min(interval, deadline - self._clock()))
+                )
+                self._sleep(pause)
+        finally:
+            self.progress.close()
+
+
+def _message_for_line(message: str, number: int) -> str:
+    """The part of the service's message about line ``number`` (the whole message if it cannot be
+    told apart)."""
+    for piece in re.split(r"(?<=[.;\n])\s+|\s*;\s*", message):
+        if re.search(rf"\bline {number}\b", piece, re.IGNORECASE):
+            return piece.strip()
+    return message.strip()

@@ -1,0 +1,361 @@
+"""The life of one run, top to bottom: prepare -> pilot -> price -> submit -> poll -> fetch -> join.
+
+This module is the orchestrator (steps 4-7, shard by shard, are :mod:`gembatch._run.driver`); each
+step's detail lives with its concern (building requests in ``_build``, the run directory in
+``_state``, the service in ``_service``, results in ``_results``, money in ``_money``)::
+
+    start(call)                    batch_generate / batch_embed / plan: one call, top to bottom
+      open_or_prepare(call)          1. reopen the run directory, or validate every row and write
+                                        the shards (nothing is sent until every row is checked)
+        run_pilot(...)               2. pilot=: a random sample sent first, as a run of its own
+      Run.plan() / check_cost()      3. dry_run= / max_cost=: what will be sent and what it costs
+      Run.submit()                   4. upload each shard and create its batch job, exactly once
+      Run.wait()                     5-7. poll the jobs, fetch their results, join them onto the
+        Run.step()                        rows, shard by shard (resubmit what must go again)
+      BatchRun.result() / write()    8. the output: one frame, or Parquet parts as shards finish
+
+Exactly once: before an upload or a create the journal records the intent (``UPLOADING`` /
+``CREATING``) under the shard's deterministic display name; the service is searched for that name
+before anything is sent, and what is found is adopted instead of paid for again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from .. import __version__
+from .._build.prepare import digests, iter_checked, write_shards
+from .._build.sources import FrameSource, Source
+from .._build.spec import RequestSpec
+from .._money.plan import Plan
+from .._money.pricing import PriceTable
+from .._state.journal import Journal, new_run_id
+from .._state.lock import run_lock
+from .._state.records import Manifest, ShardState
+from .._storage import Directory
+from ..config import Options, RetryPolicy
+from ..exceptions import (
+    AuthenticationError,
+    CostLimitError,
+    PilotFailedError,
+    RunMismatchError,
+)
+from ..progress import Progress
+from .driver import Run
+
+if TYPE_CHECKING:
+    from .._service.backend import Backend
+    from ..cache import ResultCache
+    from ..handle import BatchRun
+
+__all__ = ["Call", "Spend", "check_cost", "open_or_prepare", "prepare", "run_pilot", "start"]
+
+S = ShardState
+
+
+@dataclass(frozen=True, kw_only=True)
+class Spend:
+    """How a call saves money: the result cache, a cost ceiling, a dry run, a pilot sample."""
+
+    cache: Any = True  # True | False | None | path | ResultCache
+    max_cost: float | None = None
+    dry_run: bool = False
+    pilot: float | int | None = None
+    pilot_max_error_rate: float = 0.2
+    prices: PriceTable | None = None
+    exact_tokens: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Call:
+    """One validated call: which rows, what each asks, where the run lives, and how to run it."""
+
+    source: Source
+    spec: RequestSpec
+    config: dict[str, Any]  # Config.to_dict() / EmbedConfig.to_dict()
+    prompt: str  # the prompt expression, as text
+    response_schema: dict[str, Any] | None = None
+    dimensions: int | None = None
+    frame: dict[str, Any] = field(default_factory=dict)  # how to give the output back
+    job_dir: str | os.PathLike[str] | None = None
+    options: Options = field(default_factory=Options)
+    retry: RetryPolicy | None = None
+    client: Any = None
+    wait: bool = True
+    progress: bool | Progress = True
+    storage_options: dict[str, Any] | None = None
+    sink: str | os.PathLike[str] | None = None
+    spend: Spend = field(default_factory=Spend)
+
+
+# ------------------------------------------------------------------------------------ the whole
+# call
+def start(call: Call) -> pl.DataFrame | BatchRun | Plan:
+    """Carry one call out, from the input rows to the output (or a plan, or a handle)."""
+
+    spend = call.spend
+    backend = _backend(call.client, call.retry, required=not spend.dry_run or spend.exact_tokens)
+    if backend is not None and not spend.dry_run:
+        backend.check_model(call.spec.model)  # fail fast: no service, or no such model
+    run = open_or_prepare(call, backend)
+    try:
+        return _carry_on(call, run)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(
+            f"gembatch: interrupted. Nothing is lost and nothing will be paid twice: run the same "
+            f"call again, or gembatch.BatchRun.open({run.store.url!r}).result(), to resume."
+        ) from None
+
+
+def _carry_on(call: Call, run: Run) -> pl.DataFrame | BatchRun | Plan:
+    """Steps 3-8 of a prepared (or reopened) run."""
+    from ..handle import BatchRun
+
+    spend = call.spend
+    unsent = all(r.state is S.PREPARED or r.mode == "none" for r in run.journal.shards)
+    if spend.dry_run or (spend.max_cost is not None and unsent):
+        plan = run.plan(
+            table=spend.prices, strict=spend.max_cost is not None, exact=spend.exact_tokens
+        )
+        check_cost(plan, spend.max_cost if unsent else None, run.store.url)
+        if spend.dry_run:
+            return plan
+    handle = BatchRun(run, progress=call.progress)
+    if not call.wait:
+        with run.journal.locked():
+            run.submit()
+        return handle
+    if call.sink is not None:
+        handle.write(call.sink, storage_options=call.storage_options)
+        return handle
+    return handle.result()
+
+
+def _backend(client: Any, retry: RetryPolicy | None, *, required: bool) -> Backend | None:
+    """The backend; a missing API key fails here, before any work (unless nothing will be sent)."""
+    from .._service.backend import Backend
+
+    try:
+        return Backend(client, retry=retry)
+    except AuthenticationError:
+        if required:
+            raise
+        return None
+
+
+def _service(backend: Backend | None) -> str:
+    from .._service.backend import service_of
+
+    return (
+        backend.service
+        if backend is not None
+        else service_of(os.environ.get("GOOGLE_GEMINI_BASE_URL"))
+    )
+
+
+def _cache(value: Any) -> ResultCache | None:
+    from ..cache import ResultCache
+    from ..exceptions import ConfigError
+
+    if value is None or value is False:
+        return None
+    if value is True:
+        return ResultCache()
+    if isinstance(value, ResultCache):
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        return ResultCache(value)
+    raise ConfigError(
+        f"cache must be True, False, a path / fsspec URL or a gembatch.ResultCache (got {value!r})."
+    )
+
+
+def default_job_dir() -> str:
+    import datetime as dt
+    import secrets
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return os.path.join(".gembatch", f"run-{stamp}-{secrets.token_hex(3)}")
+
+
+# ------------------------------------------------------------------------------------ 1. prepare
+def open_or_prepare(call: Call, backend: Backend | None) -> Run:
+    """The run of ``call``: its run directory reopened (same input and config only), or prepared."""
+    cache = _cache(call.spend.cache)
+    spec = dataclasses.replace(
+        call.spec,
+        service=_service(backend),
+        hashed=call.options.dedup or cache is not None or call.spend.pilot is not None,
+    )
+    store = Directory(
+        call.job_dir if call.job_dir is not None else default_job_dir(),
+        **(call.storage_options or {}),
+    )
+    if Journal.exists(store):
+        journal = Journal.open(store)
+        check_same_run(journal.manifest, call, spec, store.url)
+    else:
+        lookup = cache
+        if call.spend.pilot is not None and not call.spend.dry_run:
+            assert backend is not None
+            lookup = run_pilot(call, spec, store, backend, cache)
+        manifest = Manifest(
+            run_id=new_run_id(),
+            kind=spec.kind,
+            model=spec.model,
+            static=spec.static,
+            config=call.config,
+            options=call.options.to_dict(),
+            prompt=call.prompt,
+            key=spec.key_column,
+            response_schema=call.response_schema,
+            dimensions=call.dimensions,
+            service=spec.service,
+            cache=None if cache is None else cache.path,
+            frame=call.frame,
+            gembatch=__version__,
+        )
+        with run_lock(store):
+            journal = prepare(store, call.source, spec, call.options, manifest, lookup)
+    return Run(
+        journal, backend, call.options, cache=cache, prices=call.spend.prices, retry=call.retry
+    )
+
+
+def prepare(
+    store: Directory,
+    source: Source,
+    spec: RequestSpec,
+    options: Options,
+    manifest: Manifest,
+    lookup: ResultCache | None,
+) -> Journal:
+    """Validate the input, write its shards, then the manifest; return the new journal."""
+    prepared = write_shards(store, source, spec, options, run_id=manifest.run_id, cache=lookup)
+    manifest.fingerprint = prepared.fingerprint
+    manifest.rows, manifest.lines, manifest.requests = (
+        prepared.rows,
+        prepared.lines,
+        prepared.requests,
+    )
+    manifest.deduplicated, manifest.cached = prepared.deduplicated, prepared.cached
+    journal = Journal.create(store, manifest, prepared.shards)
+    for shard in journal.shards:
+        if shard.mode == "none":  # nothing to send: every row skipped or answered from the cache
+            store.write_bytes(shard.path("results.jsonl"), b"")
+            journal.move(shard, S.FETCHED, note="nothing to send")
+    return journal
+
+
+def check_same_run(manifest: Manifest, call: Call, spec: RequestSpec, where: str) -> None:
+    """Refuse to resume a run over a different model, config or input."""
+    if manifest.kind != spec.kind or manifest.model != spec.model or manifest.static != spec.static:
+        raise RunMismatchError(
+            f"The run directory {where!r} holds a {manifest.kind} run of {manifest.model} with "
+            "another "
+            "config. Hint: use a new job_dir, or BatchRun.open(job_dir) to look at that run."
+        )
+    fp = manifest.fingerprint
+    lines_sha, data_sha = digests(call.source, spec, call.options)
+    problems = []
+    if fp is None or fp.requests_sha256 != lines_sha:
+        problems.append("the requests differ (prompts, keys or config changed)")
+    elif fp.polars == pl.__version__ and fp.data_sha256 != data_sha:
+        problems.append("the input rows differ (other columns changed)")
+    if problems:
+        raise RunMismatchError(
+            f"The run directory {where!r} holds a run over different input: {'; '.join(problems)}. "
+            "Hint: use a new job_dir for new input, or BatchRun.open(job_dir) to look at the old "
+            "run."
+        )
+
+
+# ------------------------------------------------------------------------------------ 2. pilot
+def run_pilot(
+    call: Call, spec: RequestSpec, store: Directory, backend: Backend, cache: ResultCache | None
+) -> ResultCache:
+    """Validate every row, then send a random sample as a run of its own (``<job_dir>/pilot``); stop
+    with :class:`PilotFailedError` if too many of its rows fail. Returns the cache that holds the
+    pilot's answers (so the full run does not pay for them again)."""
+    from ..cache import ResultCache
+    from ..handle import BatchRun
+
+    spend = call.spend
+    for _ in iter_checked(call.source, dataclasses.replace(spec, hashed=False), call.options):
+        pass  # a bad row anywhere stops here, before the pilot spends anything
+    assert spend.pilot is not None
+    sample = call.source.sample(spend.pilot, seed=0, slice_rows=call.options.slice_rows)
+    answers = (
+        cache
+        if cache is not None
+        else ResultCache(
+            f"{store.url.rstrip('/')}/pilot-cache", storage_options=call.storage_options
+        )
+    )
+    pilot_store = store.child("pilot")
+    if Journal.exists(pilot_store):
+        journal = Journal.open(pilot_store)
+    else:
+        manifest = Manifest(
+            run_id=new_run_id(),
+            kind=spec.kind,
+            model=spec.model,
+            static=spec.static,
+            config=call.config,
+            options=call.options.to_dict(),
+            prompt=call.prompt,
+            key=spec.key_column,
+            response_schema=call.response_schema,
+            dimensions=call.dimensions,
+            service=spec.service,
+            cache=answers.path,
+            pilot=True,
+            gembatch=__version__,
+        )
+        with run_lock(pilot_store):
+            journal = prepare(
+                pilot_store, FrameSource(sample), spec, call.options, manifest, answers
+            )
+    run = Run(journal, backend, call.options, cache=answers, prices=spend.prices, retry=call.retry)
+    out = BatchRun(run, progress=call.progress).result()
+    status = out[f"{call.options.prefix}status"]
+    asked = int((status != "skipped").sum())
+    failed = out.filter((status != "skipped") & (status != "ok"))
+    rate = failed.height / asked if asked else 0.0
+    if rate > spend.pilot_max_error_rate:
+        errors = (
+            failed.group_by(f"{call.options.prefix}error_message")
+            .len()
+            .sort("len", descending=True)
+            .head(3)
+        )
+        top = "; ".join(f"{n:,} x {msg!r}" for msg, n in errors.iter_rows())
+        raise PilotFailedError(
+            f"The pilot sample failed: {failed.height:,} of {asked:,} rows ({rate:.0%}) did not "
+            "get an "
+            f"answer (limit {spend.pilot_max_error_rate:.0%}); the full batch was not sent. Most "
+            "common "
+            f"errors: {top}.\nHint: fix the config or prompt (see the pilot's rows in "
+            f"error.result or {pilot_store.url}), or raise pilot_max_error_rate.",
+            result=out,
+        )
+    return answers
+
+
+# ------------------------------------------------------------------------------------ 3. price
+def check_cost(plan: Plan, max_cost: float | None, where: str) -> None:
+    """Refuse to send when the cost bound at the batch rate is above ``max_cost``."""
+    estimate = plan.estimate
+    if max_cost is None or estimate is None or estimate.total_usd_bound <= max_cost:
+        return
+    raise CostLimitError(
+        f"The run would cost up to ${estimate.total_usd_bound:,.4f} at the batch rate, above "
+        f"max_cost=${max_cost:,.4f}; nothing was sent.\n{estimate}\nHint: set "
+        "Config(max_output_tokens=...) to tighten the output bound, raise max_cost, or call "
+        f"again with job_dir={where!r} to send this prepared run."
+    )
