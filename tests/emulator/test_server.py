@@ -203,6 +203,38 @@ def test_command_line_serves_until_interrupted(tmp_path):
     assert (data / "store.json").exists()
 
 
+def test_command_line_strict_with_a_switch_and_a_limit():
+    proc, base_url = _start_cli(
+        "--strict",
+        "--behaviour",
+        "require_display_name=false",
+        "--max-concurrent-jobs",
+        "1",
+        "--latency",
+        "0",
+    )
+    try:
+        with httpx2.Client(base_url=base_url, headers={"x-goog-api-key": "k"}) as http:
+            body = {
+                "batch": {
+                    "input_config": {
+                        "requests": {
+                            "requests": [{"request": {"contents": [{"parts": [{"text": "x"}]}]}}]
+                        }
+                    }
+                }
+            }
+            url = f"/v1beta/models/{MODEL}:batchGenerateContent"
+            created = http.post(url, json=body)
+            assert created.status_code == 200  # no display name: allowed by the switch
+            assert len(created.json()["name"]) == len("batches/") + 36  # strict ids
+            assert http.get("/v1beta/models/gemini-0.9").status_code == 404
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 0
+
+
 def test_command_line_refuses_a_bad_fault():
     result = subprocess.run(
         [sys.executable, "-m", "gembatch.emulator", "--fault", "http:nowhere:500"],
