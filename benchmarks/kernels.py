@@ -248,6 +248,9 @@ def loop_parse_join(rows: pl.DataFrame, path: Path) -> pl.DataFrame:
             ok = error is None and bool(candidates)
             cols["status"].append("ok" if ok else "error")
             cols["error_code"].append(error.get("code") if error else None)
+            cols["error_status"].append(
+                None if ok else (error.get("status") or "UNKNOWN") if error else "NO_CANDIDATES"
+            )
             cols["error_message"].append(
                 None
                 if ok

@@ -18,10 +18,10 @@ from .._state.journal import Journal
 from .._state.records import HASH, KEY, SEND, VIA, ShardRecord, ShardState
 from ..exceptions import ConfigError, InputError
 from . import parse
+from .codes import RETRYABLE_STATUSES
 from .schema import parse_structured, polars_dtype_from_json_schema
 
 __all__ = [
-    "RETRYABLE_ERROR_CODES",
     "STATUS_FOR_JOB_STATE",
     "JoinReport",
     "join_results",
@@ -272,8 +272,9 @@ def merged_results(journal: Journal, shard: ShardRecord) -> tuple[pl.DataFrame, 
 
 
 def lines_to_resend(journal: Journal, shard: ShardRecord, *, include_errors: bool) -> list[str]:
-    """Request lines of the shard still unanswered (and, if asked, answered with a retryable
-    error)."""
+    """Request lines of the shard still unanswered (and, if asked, answered with a retryable error:
+    gRPC 4, 8, 13, 14 or their HTTP spellings 408/504, 429, 500, 502/503, or an unreadable result
+    line)."""
     requests = journal.store.read_lines(shard.path("requests.jsonl"))
     keys = requests.str.json_path_match("$.key")
     results, _ = merged_results(journal, shard)
@@ -281,15 +282,11 @@ def lines_to_resend(journal: Journal, shard: ShardRecord, *, include_errors: boo
     need = ~keys.is_in(answered["key"].implode())
     if include_errors:
         bad = answered.filter(
-            (pl.col("status") == "error") & pl.col("error_code").is_in(list(RETRYABLE_ERROR_CODES))
+            (pl.col("status") == "error") & pl.col("error_status").is_in(list(RETRYABLE_STATUSES))
         )["key"]
         good = answered.filter(pl.col("status") == "ok")["key"]
         need = need | (keys.is_in(bad.implode()) & ~keys.is_in(good.implode()))
     return requests.filter(need).to_list()
-
-
-#: Per-row error codes worth sending again.
-RETRYABLE_ERROR_CODES = (408, 429, 500, 502, 503, 504)
 
 
 def join_shard(
@@ -331,18 +328,19 @@ def join_shard(
         via.replace_strict(_ORIGIN, default=None, return_dtype=pl.Utf8).alias(origin),
     )
     status, message = f"{prefix}status", f"{prefix}error_message"
+    code_status = f"{prefix}error_status"
     outcome = STATUS_FOR_JOB_STATE.get(last.job_state or "")
     if outcome is not None:  # rows the job never answered take the job's outcome
         reason = last.job_error or f"the batch job ended {last.job_state}"
+        missing = pl.col(status) == "missing"
+        job_status = "JOB_" + (last.job_state or "").removeprefix("JOB_STATE_")
         joined = joined.with_columns(
-            pl.when(pl.col(status) == "missing")
-            .then(pl.lit(reason))
-            .otherwise(pl.col(message))
-            .alias(message),
-            pl.when(pl.col(status) == "missing")
-            .then(pl.lit(outcome))
-            .otherwise(pl.col(status))
-            .alias(status),
+            pl.when(missing).then(pl.lit(reason)).otherwise(pl.col(message)).alias(message),
+            pl.when(missing)
+            .then(pl.lit(job_status))
+            .otherwise(pl.col(code_status))
+            .alias(code_status),
+            pl.when(missing).then(pl.lit(outcome)).otherwise(pl.col(status)).alias(status),
         )
     if manifest.response_schema is not None and manifest.kind != "embed":
         dtype = polars_dtype_from_json_schema(manifest.response_schema)
@@ -351,6 +349,10 @@ def join_shard(
         joined = joined.with_columns(
             parsed.alias(f"{prefix}parsed"),
             pl.when(bad).then(pl.lit("error")).otherwise(pl.col(status)).alias(status),
+            pl.when(bad)
+            .then(pl.lit("SCHEMA_MISMATCH"))
+            .otherwise(pl.col(code_status))
+            .alias(code_status),
             pl.when(bad).then(errors).otherwise(pl.col(message)).alias(message),
         )
     counts = joined[status].value_counts()

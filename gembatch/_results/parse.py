@@ -29,6 +29,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from .codes import CODE_NAMES
+
 __all__ = [
     "EMBED_RESULT_SCHEMA",
     "GENERATE_COLUMNS",
@@ -77,7 +79,12 @@ EMBED_RESULT_SCHEMA = pl.Schema(
         "error": _ERROR,
     }
 )
-_STATUS_COLUMNS = {"status": _STR, "error_code": pl.Int32(), "error_message": _STR}
+_STATUS_COLUMNS = {
+    "status": _STR,
+    "error_code": pl.Int32(),
+    "error_status": _STR,
+    "error_message": _STR,
+}
 #: The columns of :func:`parse_generate_lines`, in order (``texts`` is added on request).
 GENERATE_COLUMNS = pl.Schema(
     {
@@ -507,10 +514,19 @@ def _parts_text(frame: pl.DataFrame, parts: pl.Expr) -> pl.Expr:
     return pl.when(texts.list.len() > 0).then(texts.list.join(""))
 
 
-def _status(is_ok: pl.Expr, error: pl.Expr, fallback_message: pl.Expr) -> list[pl.Expr]:
-    """``status``, ``error_code`` and ``error_message`` from the decoded ``error`` struct."""
+def _status(
+    is_ok: pl.Expr, error: pl.Expr, fallback_message: pl.Expr, fallback_status: pl.Expr
+) -> list[pl.Expr]:
+    """``status``, ``error_code``, ``error_status`` and ``error_message`` from the decoded ``error``
+    struct (a google.rpc.Status: gRPC codes in batch results, HTTP codes in some clients' fixtures;
+    ``error_status`` names either), or from ``fallback_*`` for a row that failed otherwise."""
     code = error.struct.field("code")
     status_name = error.struct.field("status")
+    named = pl.coalesce(
+        status_name,
+        code.replace_strict(CODE_NAMES, default=None, return_dtype=pl.Utf8),
+        pl.lit("UNKNOWN"),
+    )
     message = error.struct.field("message")
     api_message = (
         pl.concat_str([status_name, pl.lit(": "), message], ignore_nulls=False)
@@ -527,6 +543,12 @@ def _status(is_ok: pl.Expr, error: pl.Expr, fallback_message: pl.Expr) -> list[p
         .otherwise(pl.lit("error"))
         .alias("status"),
         pl.when(has_error).then(code).cast(pl.Int32, strict=False).alias("error_code"),
+        pl.when(has_error)
+        .then(named)
+        .when(is_ok)
+        .then(pl.lit(None, pl.Utf8))
+        .otherwise(fallback_status)
+        .alias("error_status"),
         pl.when(has_error)
         .then(api_message)
         .when(is_ok)
@@ -565,6 +587,13 @@ def parse_generate_lines(
         .then(pl.lit("prompt blocked: ") + block)
         .otherwise(pl.lit("the response has no candidates"))
     )
+    fallback_status = (
+        pl.when(pl.col("malformed").is_not_null())
+        .then(pl.lit("MALFORMED_RESULT"))
+        .when(block.is_not_null())
+        .then(pl.lit("PROMPT_BLOCKED"))
+        .otherwise(pl.lit("NO_CANDIDATES"))
+    )
     columns = [
         pl.col("key"),
         pl.when(has_response)
@@ -576,7 +605,12 @@ def parse_generate_lines(
             for name, wire in _USAGE_FIELDS.items()
         ],
         pl.when(has_response).then(response.struct.field("modelVersion")).alias("model_version"),
-        *_status(has_response & has_candidates & pl.col("malformed").is_null(), error, fallback),
+        *_status(
+            has_response & has_candidates & pl.col("malformed").is_null(),
+            error,
+            fallback,
+            fallback_status,
+        ),
     ]
     # one chunk per column (the decoder gives one per block): a gather, as in the join, on a column
     # of
@@ -614,7 +648,8 @@ def parse_embed_lines(
     lines: pl.Series | Payload | os.PathLike[str], *, dimensions: int | None
 ) -> pl.DataFrame:
     """One row per non-blank embed result line: ``key``, ``embedding`` (Array(Float32, dimensions),
-    or List(Float32) when ``dimensions`` is None), ``status``, ``error_code``, ``error_message``.
+    or List(Float32) when ``dimensions`` is None), ``status``, ``error_code``, ``error_status``,
+    ``error_message``.
 
     An embedding of the wrong length is an ``error`` row (its vector null).
     """
@@ -633,6 +668,11 @@ def parse_embed_lines(
             )
         )
     )
+    fallback_status = (
+        pl.when(pl.col("malformed").is_not_null())
+        .then(pl.lit("MALFORMED_RESULT"))
+        .otherwise(pl.lit("BAD_EMBEDDING"))
+    )
     schema = embed_columns(dimensions)
     vector = pl.when(has_values & fits).then(values)
     out = (
@@ -640,7 +680,7 @@ def parse_embed_lines(
         .select(
             pl.col("key"),
             vector.alias("embedding"),
-            *_status(has_values & fits, pl.col("error"), fallback),
+            *_status(has_values & fits, pl.col("error"), fallback, fallback_status),
         )
         .collect()
     )

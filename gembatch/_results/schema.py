@@ -1,34 +1,318 @@
-"""Pure: structured answers -> typed Arrow values, and the JSON Schema -> polars dtype mapping.
+"""Pure: JSON Schema -> polars dtype (every schema maps), and structured answers -> typed values.
+
+The mapping (:func:`response_dtype`) takes JSON Schema as pydantic writes it or the API's OpenAPI
+subset (UPPERCASE types, ``nullable``, ``propertyOrdering``), with ``$ref``\\ s resolved and a
+recursive schema refused (:class:`ConfigError` naming the path):
+
+=================================================  ===========================================
+schema                                             dtype
+=================================================  ===========================================
+object with ``properties``                         Struct, fields in ``propertyOrdering`` (else
+                                                   as written)
+object without properties, ``dict[str, X]``        Utf8: the value's compact JSON text
+(``additionalProperties``), ``Any`` / ``{}`` /
+``true``, a union holding objects or arrays,
+``allOf`` of several, variadic tuples
+tuple (``prefixItems``, fixed length)              Struct with fields ``"0"``, ``"1"``, ...
+array with ``items``                               List(items' dtype); List(Utf8 JSON) for
+                                                   ``list[Any]``
+string / ``format: date`` / ``format: date-time``  Utf8 / Date / Datetime("us", "UTC")
+(``uuid``, ``email``, enums of strings: Utf8)
+integer / number / boolean                         Int64 / Float64 / Boolean
+enum / const                                       the dtype of its values' type
+union of scalars                                   one dtype if all agree, Float64 for integer +
+                                                   number, else Utf8 (the value's text)
+pydantic Decimal (``anyOf [number, string with     Float64
+pattern]``)
+``Optional[X]`` (``anyOf [X, null]``,              X's dtype (null when absent or null)
+``nullable``)
+=================================================  ===========================================
+
+No Struct is ever empty, so every parsed column can be written to Parquet. JSON text columns hold
+null for a JSON null or a missing value, and strings JSON-quoted (``"7"`` vs ``7`` stay apart).
 
 >>> import polars as pl
->>> schema = {"type": "object", "properties": {"n": {"type": "integer"}}}
->>> dtype = polars_dtype_from_json_schema(schema)
->>> parse_structured(pl.Series(['{"n": 3}', "prose"]), dtype)[1].to_list()
-[None, 'not a JSON object: prose']
+>>> schema = {"type": "object", "properties": {"n": {"type": "integer"},
+...                                           "extra": {"type": "object"}}}
+>>> response_dtype(schema)
+Struct({'n': Int64, 'extra': String})
+>>> parsed, errors = parse_structured(pl.Series(['{"n": 3, "extra": {"a": [1]}}', "prose"]), schema)
+>>> parsed.to_list(), errors.to_list()
+([{'n': 3, 'extra': '{"a":[1]}'}, None], [None, 'not a JSON object: prose'])
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import polars as pl
 
+from .._build.schemas import ANNOTATIONS, inline_refs, to_json_schema
 from ..exceptions import ConfigError
 from .parse import decode_json
 
-__all__ = ["parse_structured", "polars_dtype_from_json_schema"]
+__all__ = [
+    "Shape",
+    "clean_text",
+    "normalise",
+    "parse_structured",
+    "polars_dtype_from_json_schema",
+    "response_dtype",
+    "shape_of",
+]
 
+Kind = Literal[
+    "object",
+    "tuple",
+    "array",
+    "string",
+    "integer",
+    "number",
+    "boolean",
+    "scalars",
+    "decimal",
+    "json",
+]
+_SCALAR_KINDS = frozenset({"string", "integer", "number", "boolean", "scalars"})
 _FENCE = r"^\s*```[A-Za-z]*\s*\n?|\n?\s*```\s*$"
 
 
-def parse_structured(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
-    """Decode JSON ``text`` under ``dtype``: ``(parsed, errors)``.
+@dataclass(frozen=True)
+class Shape:
+    """One schema node as gembatch reads it: its kind, its dtype and its children.
 
-    ``errors`` (Utf8) holds, per row, why the text did not decode to ``dtype`` (null when it did,
-    and for null text). A bad row never raises: its ``parsed`` value is null. Markdown code fences
-    are removed.
+    ``schema`` is the node's JSON Schema (``$ref``\\ s inlined; for ``Optional[X]``, X's schema);
+    ``nullable`` says that null is one of its values; ``fields`` are an object's properties (a
+    tuple's positions ``"0"``, ``"1"``, ...) in column order; ``items`` an array's element shape.
     """
+
+    kind: Kind
+    schema: Mapping[str, Any]
+    nullable: bool = False
+    fields: tuple[tuple[str, Shape], ...] = ()
+    items: Shape | None = None
+    scalar: pl.DataType | None = None  # the dtype of a union of scalars
+
+    @property
+    def dtype(self) -> pl.DataType:
+        """The polars dtype of this node's values."""
+        return self._dtype(final=True)
+
+    @property
+    def decode_dtype(self) -> pl.DataType:
+        """The dtype JSON is decoded under (Decimal positions as Utf8, cast afterwards)."""
+        return self._dtype(final=False)
+
+    def _dtype(self, *, final: bool) -> pl.DataType:
+        if self.kind in ("object", "tuple"):
+            return pl.Struct({n: s._dtype(final=final) for n, s in self.fields})
+        if self.kind == "array":
+            assert self.items is not None
+            return pl.List(self.items._dtype(final=final))
+        if self.kind == "string":
+            fmt = self.schema.get("format")
+            return (
+                pl.Date()
+                if fmt == "date"
+                else pl.Datetime("us", "UTC")
+                if fmt == "date-time"
+                else pl.Utf8()
+            )
+        if self.kind == "decimal":
+            return pl.Float64() if final else pl.Utf8()
+        if self.kind == "scalars":
+            return self.scalar or pl.Utf8()
+        return _SIMPLE.get(self.kind, pl.Utf8())
+
+    @functools.cached_property
+    def rewritten(self) -> bool:
+        """Whether decoding needs values rewritten first (JSON text or tuple positions inside)."""
+        if self.kind in ("json", "tuple"):
+            return True
+        return any(s.rewritten for _, s in self.fields) or bool(self.items and self.items.rewritten)
+
+
+_SIMPLE: dict[str, pl.DataType] = {
+    "integer": pl.Int64(),
+    "number": pl.Float64(),
+    "boolean": pl.Boolean(),
+}
+
+
+def normalise(schema: Any) -> Any:
+    """``schema`` as plain JSON Schema: ``$ref``\\ s inlined (recursion refused), the OpenAPI
+    subset's UPPERCASE types, ``nullable`` and string enums converted."""
+    if not isinstance(schema, (Mapping, bool)):
+        raise ConfigError(
+            f"response schema must be a JSON Schema dict (got {type(schema).__name__})."
+            "\nHint: pass a pydantic model, a type like list[Model], or a JSON Schema dict."
+        )
+    return to_json_schema(inline_refs(schema))
+
+
+def shape_of(schema: Any) -> Shape:
+    """The :class:`Shape` of ``schema`` (JSON Schema or the OpenAPI subset).
+
+    >>> shape_of({"type": "array", "items": {"type": "string"}}).dtype
+    List(String)
+    """
+    return _cached_shape(json.dumps(schema, sort_keys=False, default=repr))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_shape(text: str) -> Shape:
+    return _shape(normalise(json.loads(text)), "#")
+
+
+def response_dtype(schema: Any) -> pl.DataType:
+    """The polars dtype that answers to ``schema`` are parsed to (the table in the module
+    docstring).
+
+    >>> response_dtype({"type": "object", "properties": {"n": {"type": "integer"}}})
+    Struct({'n': Int64})
+    >>> response_dtype({"type": "object", "additionalProperties": {"type": "integer"}})
+    String
+    """
+    return shape_of(schema).dtype
+
+
+#: The name this mapping had before it covered every schema.
+polars_dtype_from_json_schema = response_dtype
+
+
+def _shape(node: Any, at: str) -> Shape:
+    if not isinstance(node, Mapping):  # true (anything) / false (nothing)
+        return Shape("json", {}, nullable=node is True)
+    body = {k: v for k, v in node.items() if k not in ANNOTATIONS}
+    if not body:
+        return Shape("json", node, nullable=True)
+    for combo in ("anyOf", "oneOf"):
+        if isinstance(body.get(combo), list):
+            return _union(node, body, combo, at)
+    if isinstance(body.get("allOf"), list):
+        parts = body["allOf"]
+        if len(parts) == 1 and set(body) == {"allOf"}:
+            return _shape(parts[0], f"{at}/allOf/0")
+        return Shape("json", node)
+    kinds, nullable = _types(body)
+    values = [body["const"]] if "const" in body else body.get("enum")
+    if isinstance(values, list):
+        if any(isinstance(v, (Mapping, list)) for v in values):
+            return Shape("json", node, nullable=True)
+        nullable = nullable or None in values
+        if kinds is None:
+            kinds = _value_kinds([v for v in values if v is not None])
+    if kinds is None:
+        if "properties" in body:
+            kinds = {"object"}
+        elif "items" in body or "prefixItems" in body:
+            kinds = {"array"}
+        else:
+            return Shape("json", node, nullable=True)
+    if len(kinds) != 1:
+        if kinds and kinds <= _SCALAR_KINDS:
+            dtype = _union_dtype([Shape(k, {}).dtype for k in sorted(kinds)])  # type: ignore[arg-type]
+            return Shape("scalars", node, nullable, scalar=dtype)
+        return Shape("json", node, nullable=True)
+    kind = next(iter(kinds))
+    if kind == "object":
+        return _object(node, body, nullable, at)
+    if kind == "array":
+        return _array(node, body, nullable, at)
+    return Shape(kind, node, nullable)  # type: ignore[arg-type]
+
+
+def _types(body: Mapping[str, Any]) -> tuple[set[str] | None, bool]:
+    kind = body.get("type")
+    if kind is None:
+        return None, False
+    kinds = {str(k).lower() for k in (kind if isinstance(kind, list) else [kind])}
+    return kinds - {"null"}, "null" in kinds
+
+
+def _value_kinds(values: list[Any]) -> set[str]:
+    if not values:
+        return set()
+    if all(isinstance(v, bool) for v in values):
+        return {"boolean"}
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return {"integer"}
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return {"number"}
+    if all(isinstance(v, str) for v in values):
+        return {"string"}
+    return {"string", "number", "boolean"}
+
+
+def _object(node: Mapping[str, Any], body: Mapping[str, Any], nullable: bool, at: str) -> Shape:
+    props = body.get("properties")
+    if not isinstance(props, Mapping) or not props:
+        return Shape("json", node, nullable=True)
+    order = node.get("propertyOrdering")
+    names = list(props)
+    if isinstance(order, list):
+        names = [n for n in order if n in props] + [n for n in props if n not in order]
+    fields = tuple((n, _shape(props[n], f"{at}/properties/{n}")) for n in names)
+    return Shape("object", node, nullable, fields=fields)
+
+
+def _array(node: Mapping[str, Any], body: Mapping[str, Any], nullable: bool, at: str) -> Shape:
+    prefix = body.get("prefixItems")
+    items = body.get("items")
+    if isinstance(prefix, list):
+        closed = items is False or (
+            isinstance(body.get("maxItems"), int) and body["maxItems"] <= len(prefix)
+        )
+        if not closed or not prefix:
+            return Shape("json", node, nullable=True)
+        fields = tuple((str(i), _shape(s, f"{at}/prefixItems/{i}")) for i, s in enumerate(prefix))
+        return Shape("tuple", node, nullable, fields=fields)
+    inner = _shape(items if isinstance(items, Mapping) else True, f"{at}/items")
+    return Shape("array", node, nullable, items=inner)
+
+
+def _union(node: Mapping[str, Any], body: Mapping[str, Any], combo: str, at: str) -> Shape:
+    branches = body[combo]
+    kept = [b for b in branches if not _is_null(b)]
+    nullable = len(kept) < len(branches)
+    if set(body) != {combo} or not kept:
+        return Shape("json", node, nullable=True)
+    shapes = [_shape(b, f"{at}/{combo}/{branches.index(b)}") for b in kept]
+    if len(shapes) == 1:
+        return replace(shapes[0], nullable=nullable or shapes[0].nullable)
+    if not all(s.kind in _SCALAR_KINDS for s in shapes):
+        return Shape("json", node, nullable=True)
+    nullable = nullable or any(s.nullable for s in shapes)
+    kinds = sorted(s.kind for s in shapes)
+    strings = [s for s in shapes if s.kind == "string"]
+    if len(shapes) == 2 and kinds in (["number", "string"], ["integer", "string"]):
+        if "pattern" in strings[0].schema:  # pydantic's Decimal
+            return Shape("decimal", node, nullable)
+    return Shape("scalars", node, nullable, scalar=_union_dtype([s.dtype for s in shapes]))
+
+
+def _union_dtype(dtypes: list[pl.DataType]) -> pl.DataType:
+    if all(d == dtypes[0] for d in dtypes):
+        return dtypes[0]
+    if all(d in (pl.Int64(), pl.Float64()) for d in dtypes):
+        return pl.Float64()
+    return pl.Utf8()
+
+
+def _is_null(node: Any) -> bool:
+    if not isinstance(node, Mapping):
+        return False
+    body = {k: v for k, v in node.items() if k not in ANNOTATIONS}
+    return body in ({"type": "null"}, {"enum": [None]}, {"const": None})
+
+
+# ------------------------------------------------------------------------------------------ parse
+def clean_text(text: pl.Series) -> pl.Series:
+    """Answer texts as JSON to decode: markdown code fences removed, whitespace stripped."""
     text = text.cast(pl.Utf8)
     fenced = text.str.starts_with("```") | text.str.ends_with("```")
     if bool(fenced.any()):
@@ -37,35 +321,71 @@ def parse_structured(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl
             .then(pl.lit(text).str.replace_all(_FENCE, ""))
             .otherwise(pl.lit(text))
         ).to_series()
-    text = text.str.strip_chars()
+    return text.str.strip_chars()
+
+
+def parse_structured(text: pl.Series, schema: Any) -> tuple[pl.Series, pl.Series]:
+    """Decode the JSON answers ``text`` under ``schema``: ``(parsed, errors)``.
+
+    ``parsed`` has :func:`response_dtype`\\ (schema); ``errors`` (Utf8) holds, per row, why the
+    text did not decode to it (null when it did, and for null text). Never raises for any text: a
+    bad row's value is null. Markdown code fences are removed. The rows are decoded in bulk by
+    polars; only schemas with JSON text or tuple positions first rewrite each row in Python (a
+    ``json.loads`` and ``json.dumps`` per row). Whether the values also meet the schema's
+    constraints (required, enum, ranges, ...) is :func:`gembatch._results.validate.validate`'s
+    job.
+
+    ``schema`` may also be a polars dtype (the earlier signature): the text is decoded under it
+    as is.
+    """
+    cleaned = clean_text(text)
+    if isinstance(schema, pl.DataType):
+        opener = {pl.Struct: "{", pl.List: "[", pl.Array: "["}.get(schema.base_type())
+        return _decode(cleaned, schema, schema, opener, None, nullable=False)
+    shape = shape_of(schema)
+    opener = {"object": "{", "array": "[", "tuple": "["}.get(shape.kind)
+    rewrite = _rewriter(shape) if shape.rewritten else None
+    return _decode(cleaned, shape.decode_dtype, shape.dtype, opener, rewrite, shape.nullable)
+
+
+def _decode(
+    text: pl.Series,
+    dtype: pl.DataType,
+    final: pl.DataType,
+    opener: str | None,
+    rewrite: Callable[[Any], Any] | None,
+    nullable: bool,
+) -> tuple[pl.Series, pl.Series]:
     blank = text == ""
+    closer = {"{": "}", "[": "]"}.get(opener or "")
     # text that cannot be an object (or array) is an error without a decoding attempt, so that many
     # bad rows (the model writing prose) do not make the bisection slow
-    opener = {pl.Struct: ("{", "}"), pl.List: ("[", "]"), pl.Array: ("[", "]")}.get(
-        dtype.base_type()
-    )
     shapeless = (
-        ~blank
-        & (text != "null")
-        & ~(text.str.starts_with(opener[0]) & text.str.ends_with(opener[1]))
-        if opener is not None
+        ~blank & (text != "null") & ~(text.str.starts_with(opener) & text.str.ends_with(closer))
+        if opener is not None and closer is not None
         else pl.repeat(False, len(text), eager=True)
     )
     skip = (blank | shapeless).fill_null(True)
-    decoded, problem = decode_json(
-        pl.select(pl.when(pl.lit(skip)).then(pl.lit("null")).otherwise(pl.lit(text))).to_series(),
-        dtype,
-    )
-    null_json = (text == "null") & problem.is_null()
-    kind = "a JSON object" if opener == ("{", "}") else "a JSON array"
+    source = pl.select(pl.when(pl.lit(skip)).then(pl.lit("null")).otherwise(pl.lit(text)))
+    source_text = source.to_series()
+    invalid = pl.Series("invalid", [None] * len(text), dtype=pl.Utf8)
+    if rewrite is not None:
+        source_text, invalid = _rewritten(source_text, rewrite)
+    decoded, problem = decode_json(source_text, dtype)
+    problem = pl.select(pl.coalesce(pl.lit(invalid), pl.lit(problem))).to_series()
+    if dtype != final:
+        decoded = decoded.cast(final, strict=False)
+    null_json = (text == "null") & problem.is_null() & (not nullable)
+    kind = "a JSON object" if opener == "{" else "a JSON array"
     errors = pl.select(
         pl.when(pl.lit(blank))
         .then(pl.lit("empty text, expected JSON"))
         .when(pl.lit(shapeless))
         .then(pl.lit(f"not {kind}: ") + pl.lit(text).str.slice(0, 80))
-        .when(pl.lit(problem).str.contains("json parsing error"))
+        .when(pl.lit(problem).str.contains("json parsing error|^not valid JSON"))
         .then(
-            pl.lit("not valid JSON: ") + pl.lit(problem).str.replace(r"^json parsing error: ", "")
+            pl.lit("not valid JSON: ")
+            + pl.lit(problem).str.replace(r"^(json parsing error|not valid JSON): ", "")
         )
         .when(pl.lit(problem).is_not_null())
         .then(pl.lit("does not match the response schema: ") + pl.lit(problem))
@@ -75,110 +395,74 @@ def parse_structured(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl
     return decoded.alias("parsed"), errors.cast(pl.Utf8).alias("errors")
 
 
-_SIMPLE: dict[str, pl.DataType] = {
-    "string": pl.Utf8(),
-    "integer": pl.Int64(),
-    "number": pl.Float64(),
-    "boolean": pl.Boolean(),
-}
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
-def polars_dtype_from_json_schema(schema: Mapping[str, Any]) -> pl.DataType:
-    """The polars dtype that JSON matching ``schema`` decodes to.
-
-    Understands JSON Schema (``$defs``/``$ref`` as pydantic writes them, ``anyOf``/``oneOf`` with
-    null for Optional, ``type`` lists, ``enum``/``const``, nested objects and arrays) and the API's
-    OpenAPI subset (UPPERCASE types, ``nullable``). Values without a fixed shape decode without
-    errors: a free-form object (no ``properties``) is an empty Struct, a union of scalars Utf8
-    (numbers of both kinds: Float64); a property that may be anything, or a union holding objects or
-    arrays, is left out of the struct (its value stays in the raw text).
-
-    >>> polars_dtype_from_json_schema({"type": "object", "properties": {"n": {"type": "integer"}}})
-    Struct({'n': Int64})
-    """
-    if not isinstance(schema, Mapping):
-        raise ConfigError(
-            f"response schema must be a JSON Schema dict (got {type(schema).__name__})."
-        )
-    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
-    dtype = _dtype(schema, defs, ())
-    return pl.Utf8() if dtype is None else dtype
+def loads(text: str) -> Any:
+    """``json.loads`` without the NaN / Infinity extensions (polars refuses them too)."""
+    return json.loads(text, parse_constant=_refuse_constant)
 
 
-_SCALARS = (pl.Utf8(), pl.Int64(), pl.Float64(), pl.Boolean())
+def _rewritten(text: pl.Series, rewrite: Callable[[Any], Any]) -> tuple[pl.Series, pl.Series]:
+    """Each row's JSON with JSON-text and tuple positions rewritten for decoding, and the rows that
+    are not JSON at all."""
+    out: list[str] = []
+    invalid: dict[int, str] = {}
+    for i, row in enumerate(text.to_list()):
+        if row is None or row == "null":
+            out.append("null")
+            continue
+        try:
+            out.append(json.dumps(rewrite(loads(row))))
+        except (ValueError, RecursionError) as exc:
+            invalid[i] = f"not valid JSON: {str(exc)[:160]}"
+            out.append("null")
+    problems = pl.Series("invalid", [None] * len(out), dtype=pl.Utf8)
+    if invalid:
+        problems = problems.scatter(list(invalid), list(invalid.values()))
+    return pl.Series("t", out, dtype=pl.Utf8), problems
 
 
-def _dtype(node: Any, defs: Mapping[str, Any], seen: tuple[str, ...]) -> pl.DataType | None:
-    """``node``'s dtype; None when its values have no fixed shape."""
-    if not isinstance(node, Mapping):
+def json_text(value: Any) -> str | None:
+    """A value's compact JSON text (what JSON text columns hold); None for null."""
+    if value is None:
         return None
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        name = ref.rsplit("/", 1)[-1]
-        if name in seen or name not in defs:
-            raise ConfigError(
-                f"response schema: cannot resolve {'recursive ' if name in seen else ''}$ref "
-                f"{ref!r}."
-                "\nHint: gembatch needs a finite schema without recursion."
-            )
-        return _dtype(defs[name], defs, (*seen, name))
-    for combo in ("anyOf", "oneOf", "allOf"):
-        options = node.get(combo)
-        if isinstance(options, list) and options:
-            kept = [o for o in options if not (isinstance(o, Mapping) and _type_of(o) == "null")]
-            return _union([_dtype(o, defs, seen) for o in kept[: 1 if combo == "allOf" else None]])
-    kind = _type_of(node)
-    if kind is None and "enum" in node:
-        kind = _kind_of_values([v for v in node["enum"] if v is not None])
-    if kind is None and "const" in node:
-        kind = _kind_of_values([node["const"]])
-    if kind is None:
-        kind = "object" if "properties" in node else "array" if "items" in node else None
-    if kind == "object":
-        props = node.get("properties")
-        if not isinstance(props, Mapping):
-            return pl.Struct({})
-        order = node.get("propertyOrdering")
-        names = (
-            [n for n in order if n in props] + [n for n in props if n not in order]
-            if isinstance(order, list)
-            else list(props)
-        )
-        fields = {n: _dtype(props[n], defs, seen) for n in names}
-        return pl.Struct({n: d for n, d in fields.items() if d is not None})
-    if kind == "array":
-        inner = _dtype(node.get("items"), defs, seen)
-        return None if inner is None else pl.List(inner)
-    return _SIMPLE.get(kind or "")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _union(dtypes: list[pl.DataType | None]) -> pl.DataType | None:
-    if not dtypes or any(d is None for d in dtypes):
-        return None
-    if all(d == dtypes[0] for d in dtypes):
-        return dtypes[0]
-    if all(d in (pl.Int64(), pl.Float64()) for d in dtypes):
-        return pl.Float64()
-    if all(d in _SCALARS for d in dtypes):
-        return pl.Utf8()
-    return None
+def _rewriter(shape: Shape) -> Callable[[Any], Any]:
+    """A function taking a decoded answer to the JSON that decodes under ``shape.decode_dtype``:
+    JSON-text positions as their text, tuples as objects keyed "0", "1", ..."""
+    if shape.kind == "json":
+        return json_text
+    if shape.kind == "tuple":
+        parts = [_rewriter(s) for _, s in shape.fields]
+
+        def tuple_(value: Any) -> Any:
+            if not isinstance(value, list):
+                return value
+            return {str(i): f(v) for i, (f, v) in enumerate(zip(parts, value))}
+
+        return tuple_
+    if shape.kind == "object":
+        inner = {n: _rewriter(s) for n, s in shape.fields if s.rewritten}
+
+        def object_(value: Any) -> Any:
+            if not isinstance(value, dict):
+                return value
+            return {k: inner[k](v) if k in inner else v for k, v in value.items()}
+
+        return object_
+    if shape.kind == "array" and shape.items is not None:
+        each = _rewriter(shape.items)
+
+        def array_(value: Any) -> Any:
+            return [each(v) for v in value] if isinstance(value, list) else value
+
+        return array_
+    return _same
 
 
-def _type_of(node: Mapping[str, Any]) -> str | None:
-    kind = node.get("type")
-    if isinstance(kind, list):
-        kinds = [str(k).lower() for k in kind if str(k).lower() != "null"]
-        if len(kinds) == 1:
-            return kinds[0]
-        return "string" if kinds else "null"
-    return str(kind).lower() if isinstance(kind, str) else None
-
-
-def _kind_of_values(values: list[Any]) -> str:
-    if values and all(isinstance(v, bool) for v in values):
-        return "boolean"
-    if values and all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        return "integer"
-    if values and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return "number"
-    return "string"
+def _same(value: Any) -> Any:
+    return value

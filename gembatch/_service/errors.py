@@ -10,8 +10,6 @@ sends the latter, without the header) is honoured. The API key is never part of 
 Error codes: HTTP statuses (400, 429, 503 ...) on calls; per-request errors inside batch results are
 ``google.rpc.Status`` with **gRPC** codes (3, 8, 13, 14 ...). :func:`status_name` names either.
 
->>> status_name(13, None), status_name(429, None), status_name(None, "UNAVAILABLE")
-('INTERNAL', 'RESOURCE_EXHAUSTED', 'UNAVAILABLE')
 >>> retry_delay_seconds("1.5s"), retry_delay_seconds("30s")
 (1.5, 30.0)
 """
@@ -25,6 +23,7 @@ from typing import Any
 import tenacity
 from google.genai import errors as genai_errors
 
+from .._results.codes import RETRYABLE_STATUSES, status_name
 from ..config import RetryPolicy
 from ..exceptions import (
     AuthenticationError,
@@ -35,7 +34,6 @@ from ..exceptions import (
 )
 
 __all__ = [
-    "GRPC_NAMES",
     "RETRYABLE_CODES",
     "RETRYABLE_STATUSES",
     "Wait",
@@ -48,57 +46,8 @@ __all__ = [
 
 #: HTTP statuses worth retrying (calls).
 RETRYABLE_CODES = frozenset({408, 429, 500, 502, 503, 504})
-#: google.rpc code names (the codes of per-request errors in batch results).
-GRPC_NAMES = {
-    1: "CANCELLED",
-    2: "UNKNOWN",
-    3: "INVALID_ARGUMENT",
-    4: "DEADLINE_EXCEEDED",
-    5: "NOT_FOUND",
-    6: "ALREADY_EXISTS",
-    7: "PERMISSION_DENIED",
-    8: "RESOURCE_EXHAUSTED",
-    9: "FAILED_PRECONDITION",
-    10: "ABORTED",
-    11: "OUT_OF_RANGE",
-    12: "UNIMPLEMENTED",
-    13: "INTERNAL",
-    14: "UNAVAILABLE",
-    15: "DATA_LOSS",
-    16: "UNAUTHENTICATED",
-}
-_HTTP_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    408: "DEADLINE_EXCEEDED",
-    409: "ALREADY_EXISTS",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    502: "UNAVAILABLE",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-#: Normalised statuses of per-row errors worth sending again (gRPC 4, 8, 13, 14 and their HTTP
-#: spellings 408/504, 429, 500, 502/503; plus answers gembatch could not read).
-RETRYABLE_STATUSES = frozenset(
-    {"DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL", "UNAVAILABLE", "MALFORMED_RESULT"}
-)
 _GONE = re.compile(r"may not exist|not found|does not exist", re.IGNORECASE)
 _KEY_PROBLEM = re.compile(r"API key|API_KEY|unregistered callers", re.IGNORECASE)
-
-
-def status_name(code: int | None, status: str | None) -> str | None:
-    """The status name of an error: its own ``status`` when it has one, else its code's name
-    (below 100: a gRPC code, as in batch results; else an HTTP status)."""
-    if status:
-        return status
-    if code is None:
-        return None
-    return GRPC_NAMES.get(code) if code < 100 else _HTTP_NAMES.get(code, "UNKNOWN")
 
 
 def retry_delay_seconds(text: Any) -> float | None:
