@@ -12,6 +12,7 @@ first and are renamed into place, so a reader sees the old file or the new one, 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -88,6 +89,16 @@ class Directory:
         if self.is_local:
             return os.path.getsize(self.path(rel))
         return int(self.fs.size(self.path(rel)))
+
+    def digest(self, rel: str) -> tuple[str, int]:
+        """The sha256 (hex) and size of the file ``rel``, read in blocks (FileNotFoundError when it
+        is absent)."""
+        sha, size = hashlib.sha256(), 0
+        with self.open(rel, "rb") as fh:
+            while block := fh.read(8 << 20):
+                sha.update(block)
+                size += len(block)
+        return sha.hexdigest(), size
 
     def mtime(self, rel: str) -> float:
         """The modification time of ``rel`` (epoch seconds); FileNotFoundError when absent."""

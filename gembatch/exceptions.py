@@ -113,7 +113,12 @@ class RunNotFinishedError(RunDirectoryError):
 
 
 class CorruptRunError(RunDirectoryError):
-    """The run directory's journal cannot be read."""
+    """The run directory cannot be trusted: its journal cannot be read, or a file in it is not what
+    gembatch wrote (``path``: that file, relative to the run directory, when one is to blame)."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class ServiceError(GembatchError):

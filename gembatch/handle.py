@@ -286,8 +286,7 @@ class BatchRun:
                     "run.result(wait=True)."
                 )
             self.wait()
-        store = self._journal.store
-        frames = [store.read_parquet(s.path("output.parquet")) for s in self._journal.shards]
+        frames = [self._run.output(s) for s in self._journal.shards]
         self._warn_about_results()
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
 

@@ -237,8 +237,9 @@ def read_results(
     journal: Journal, record: ShardRecord, name: str = "results.jsonl"
 ) -> pl.DataFrame:
     """A record's result lines (or its cached answers, ``name="cached.jsonl"``), parsed, with the
-    ``batch_job`` that answered them (null for cached answers)."""
+    ``batch_job`` that answered them (null for cached answers); the file checked first."""
     store, manifest = journal.store, journal.manifest
+    journal.verify(record, name)
     local = store.local_path(record.path(name))
     data: Any = pathlib.Path(local) if local is not None else store.read_bytes(record.path(name))
     if manifest.kind == "embed":
@@ -275,6 +276,7 @@ def lines_to_resend(journal: Journal, shard: ShardRecord, *, include_errors: boo
     """Request lines of the shard still unanswered (and, if asked, answered with a retryable error:
     gRPC 4, 8, 13, 14 or their HTTP spellings 408/504, 429, 500, 502/503, or an unreadable result
     line)."""
+    journal.verify(shard, "requests.jsonl")
     requests = journal.store.read_lines(shard.path("requests.jsonl"))
     keys = requests.str.json_path_match("$.key")
     results, _ = merged_results(journal, shard)
@@ -301,9 +303,10 @@ def join_shard(
     ``dedup``, ``cache``; null for skipped rows).
     """
     store, manifest = journal.store, journal.manifest
+    journal.verify(shard, "keys.parquet")
     keys = store.read_parquet(shard.path("keys.parquet"))
     results, last = merged_results(journal, shard)
-    if store.exists(shard.path("cached.jsonl")):
+    if "cached.jsonl" in shard.files or store.exists(shard.path("cached.jsonl")):
         results = pl.concat(
             [results, read_results(journal, shard, "cached.jsonl")], how="vertical_relaxed"
         )
@@ -367,6 +370,7 @@ def join_shard(
     summary["deduplicated"] = int((joined[origin] == "dedup").sum())
     summary["cached"] = int((joined[origin] == "cache").sum())
     result_columns = [c for c in joined.columns if c not in keys.columns]
+    journal.verify(shard, "input.parquet")
     rows = store.read_parquet(shard.path("input.parquet"))
     return rows.hstack(joined.select(result_columns)), keys, summary
 

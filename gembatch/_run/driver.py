@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
+from .._build.lines import answer_lines, write_jsonl
 from .._build.shards import fits_inline
 from .._money.plan import Plan, prepared_plan
 from .._money.pricing import PriceTable
@@ -40,6 +41,7 @@ from .._state.records import HASH, KEY, VIA, ShardRecord, ShardState
 from .._storage import OutputSink
 from ..config import Options, RetryPolicy
 from ..exceptions import (
+    CorruptRunError,
     GembatchError,
     ResultWarning,
     ServiceError,
@@ -226,6 +228,7 @@ class Run:
             return f.state in (None, "ACTIVE") and f.size_bytes in (None, record.bytes)
 
         def act() -> RemoteFile:
+            self.journal.verify(record, "requests.jsonl")  # what goes out is what was prepared
             with self.store.open(record.path("requests.jsonl"), "rb") as stream:
                 return self.backend.upload(stream, display_name=record.display_name)
 
@@ -249,6 +252,7 @@ class Run:
     def _create(self, record: ShardRecord) -> None:
         def act() -> RemoteJob:
             if record.mode == "inline":
+                self.journal.verify(record, "requests.jsonl")
                 lines = self.store.read_lines(record.path("requests.jsonl")).to_list()
                 return self.backend.create(
                     kind=self.kind,
@@ -322,6 +326,7 @@ class Run:
             for key, n in zip(keys, bad)
         )
         self.store.write_bytes(record.path("results.jsonl"), results.encode())
+        self.journal.seal(record, "results.jsonl")
         self.journal.move(
             record,
             S.FETCHED,
@@ -366,6 +371,7 @@ class Run:
         if job.inline_lines is not None:
             data = "".join(line + "\n" for line in job.inline_lines).encode()
             self.store.write_bytes(record.path("results.jsonl"), data)
+            self.journal.seal(record, "results.jsonl")
             self.journal.move(
                 record, S.FETCHED, note=f"{job.state}, inline results saved", **fields
             )
@@ -416,6 +422,7 @@ class Run:
         """The record's results cannot be had (its job or result file is gone): it ends with no
         answer, and its rows are sent again (reason ``lost``)."""
         self.store.write_bytes(record.path("results.jsonl"), b"")
+        self.journal.seal(record, "results.jsonl")
         self.journal.move(
             record,
             S.FETCHED,
@@ -439,6 +446,7 @@ class Run:
                 return
         else:  # no output (expired, or cancelled/failed before any line)
             self.store.write_bytes(target, b"")
+        self.journal.seal(record, "results.jsonl")
         self.journal.move(record, S.FETCHED, note=f"results of {record.job_name} saved")
 
     # -- 7. join --------------------------------------------------------------------------------
@@ -461,14 +469,63 @@ class Run:
                 if not record.cleaned and record.cleanup_error is None:
                     self._cleanup(record)
         if final and self.sink is not None:
+            self.output(shard)  # checked (and joined again if it changed) before it is copied out
             self.sink.offer(shard.index, self.store, shard.path("output.parquet"))
         return changed
 
     def _join(self, shard: ShardRecord) -> None:
-        output, keys, report = join_shard(self.journal, shard, self.options.prefix)
+        try:
+            output, keys, report = join_shard(self.journal, shard, self.options.prefix)
+        except CorruptRunError as exc:
+            if exc.path != shard.path("cached.jsonl") or not self._restore_cached(shard):
+                raise
+            output, keys, report = join_shard(self.journal, shard, self.options.prefix)
         self.store.write_parquet(shard.path("output.parquet"), output, compression="snappy")
+        self.journal.seal(shard, "output.parquet", rows=output.height)
         self._remember(shard, output, keys)
         self.journal.move(shard, S.JOINED, report=report)
+
+    def output(self, shard: ShardRecord) -> pl.DataFrame:
+        """A joined shard's output, checked: one that changed since it was written (overwritten,
+        swapped with another shard's) is joined again from the shard's own files, with a warning."""
+        try:
+            self.journal.verify(shard, "output.parquet")
+        except CorruptRunError as exc:
+            warnings.warn(
+                ResultWarning(f"{exc} It was joined again from the shard's own files."),
+                stacklevel=3,
+            )
+            self._join(shard)
+        return self.store.read_parquet(shard.path("output.parquet"))
+
+    def _restore_cached(self, shard: ShardRecord) -> bool:
+        """Rewrite a shard's lost ``cached.jsonl`` from the result cache (its rows were answered
+        from it at prepare time); False when the cache no longer holds every answer."""
+        if self.cache is None:
+            return False
+        keys = self.store.read_parquet(shard.path("keys.parquet")).filter(pl.col(VIA) == "cache")
+        hits = self.cache.lookup(keys[HASH])
+        if hits.height < keys[HASH].n_unique():
+            return False
+        responses = keys.join(
+            hits.select("hash", "response"),
+            left_on=HASH,
+            right_on="hash",
+            how="left",
+            maintain_order="left",
+        )
+        with self.store.atomic_writer(shard.path("cached.jsonl")) as fh:
+            write_jsonl(answer_lines(responses[KEY], responses["response"]), fh)
+        self.journal.seal(shard, "cached.jsonl")
+        self.journal.save(shard, note="cached.jsonl restored from the result cache")
+        warnings.warn(
+            ResultWarning(
+                f"{shard.path('cached.jsonl')} of {self.store.url} was missing "
+                "or changed; restored from the result cache."
+            ),
+            stacklevel=3,
+        )
+        return True
 
     def _remember(self, shard: ShardRecord, output: pl.DataFrame, keys: pl.DataFrame) -> None:
         """Put the shard's fresh ``ok`` answers in the result cache (a failure only warns: the cache

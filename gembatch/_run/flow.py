@@ -34,7 +34,7 @@ from .._build.sources import FrameSource, Source
 from .._build.spec import RequestSpec
 from .._money.plan import Plan
 from .._money.pricing import PriceTable
-from .._state.journal import Journal, new_run_id
+from .._state.journal import Journal, new_run_id, seal_file
 from .._state.lock import run_lock
 from .._state.records import Manifest, ShardState
 from .._storage import Directory
@@ -43,6 +43,7 @@ from ..exceptions import (
     AuthenticationError,
     CostLimitError,
     PilotFailedError,
+    RunDirectoryError,
     RunMismatchError,
 )
 from ..progress import Progress
@@ -200,6 +201,7 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
         journal = Journal.open(store)
         check_same_run(journal.manifest, call, spec, store.url)
     else:
+        _refuse_orphaned_shards(store)
         lookup = cache
         if call.spend.pilot is not None and not call.spend.dry_run:
             assert backend is not None
@@ -237,6 +239,14 @@ def prepare(
 ) -> Journal:
     """Validate the input, write its shards, then the manifest; return the new journal."""
     prepared = write_shards(store, source, spec, options, run_id=manifest.run_id, cache=lookup)
+    for shard in prepared.shards:  # what each file holds, checked before it is sent or joined
+        seal_file(
+            store, shard, "requests.jsonl", rows=shard.lines, digest=(shard.sha256, shard.bytes)
+        )
+        for name in ("input.parquet", "keys.parquet"):
+            seal_file(store, shard, name, rows=shard.rows)
+        if store.exists(shard.path("cached.jsonl")):
+            seal_file(store, shard, "cached.jsonl")
     manifest.fingerprint = prepared.fingerprint
     manifest.rows, manifest.lines, manifest.requests = (
         prepared.rows,
@@ -250,6 +260,26 @@ def prepare(
             store.write_bytes(shard.path("results.jsonl"), b"")
             journal.move(shard, S.FETCHED, note="nothing to send")
     return journal
+
+
+def _refuse_orphaned_shards(store: Directory) -> None:
+    """A run directory whose manifest (and its copy) is gone, but whose shards were sent, is not
+    prepared over: its jobs would be paid for again."""
+    for name in store.listdir("shards"):
+        rel = f"shards/{name}/state.json"
+        if not name.isdigit() or not store.exists(rel):
+            continue
+        try:
+            state = store.read_json(rel).get("state")
+        except ValueError:
+            state = None
+        if state != ShardState.PREPARED.value:
+            raise RunDirectoryError(
+                f"The run directory {store.url!r} has no run.json (nor its copy shards/run.json), "
+                f"but its shards were sent (shard {int(name)} is {state or 'unreadable'}). "
+                "gembatch will not prepare over it: its jobs would be paid for again. Hint: "
+                "restore run.json from a copy of the run directory, or use another job_dir."
+            )
 
 
 def check_same_run(manifest: Manifest, call: Call, spec: RequestSpec, where: str) -> None:

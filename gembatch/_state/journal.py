@@ -35,9 +35,9 @@ from .._storage import Directory
 from ..exceptions import CorruptRunError, ResultWarning, RunDirectoryError
 from .lock import run_lock
 from .migrate import migrate_manifest, migrate_shard, split_v1_input
-from .records import FORMAT_VERSION, Manifest, ShardRecord, ShardState
+from .records import FORMAT_VERSION, FileDigest, Manifest, ShardRecord, ShardState
 
-__all__ = ["Journal", "utcnow"]
+__all__ = ["Journal", "seal_file", "utcnow"]
 
 RUN_FILE = "run.json"
 RUN_COPY = "shards/run.json"
@@ -52,6 +52,19 @@ def utcnow() -> str:
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def seal_file(
+    store: Directory,
+    record: ShardRecord,
+    name: str,
+    *,
+    rows: int | None = None,
+    digest: tuple[str, int] | None = None,
+) -> None:
+    """Record in ``record`` what its file ``name`` holds now (see :meth:`Journal.seal`)."""
+    sha, size = digest if digest is not None else store.digest(record.path(name))
+    record.files[name] = FileDigest(sha256=sha, bytes=size, rows=rows)
 
 
 class Journal:
@@ -227,11 +240,52 @@ class Journal:
             reason=reason,
         )
         self.store.write_bytes(child.path("requests.jsonl"), data)
+        seal_file(self.store, child, "requests.jsonl", rows=len(lines), digest=(sha, len(data)))
         self.save(child, note=f"prepared ({reason})")
         shard.resubmissions.append(attempt)
         self.save(shard, note=f"resubmitting {len(lines)} rows as attempt {attempt} ({reason})")
         self.resubmissions.setdefault(shard.index, []).append(child)
         return child
+
+    # -- file digests ----------------------------------------------------------------------------
+    def seal(
+        self,
+        record: ShardRecord,
+        name: str,
+        *,
+        rows: int | None = None,
+        digest: tuple[str, int] | None = None,
+    ) -> None:
+        """Remember what the record's file ``name`` holds now (its sha256 and size, read back unless
+        ``digest`` is given): :meth:`verify` checks it before the file is used again. The record is
+        saved by its next move."""
+        seal_file(self.store, record, name, rows=rows, digest=digest)
+
+    def verify(self, record: ShardRecord, name: str) -> None:
+        """Check that the record's file ``name`` is what gembatch wrote (a file gembatch never
+        sealed, e.g. of a run of 0.1.0, is not checked); CorruptRunError names the file and what to
+        do."""
+        expected = record.files.get(name)
+        if expected is None:
+            return
+        rel = record.path(name)
+        try:
+            sha, size = self.store.digest(rel)
+        except FileNotFoundError:
+            problem = "is missing"
+        else:
+            if (sha, size) == (expected.sha256, expected.bytes):
+                return
+            problem = (
+                f"changed since gembatch wrote it ({size:,} bytes, sha256 {sha[:12]}..., "
+                f"expected {expected.bytes:,} bytes, {expected.sha256[:12]}...)"
+            )
+        raise CorruptRunError(
+            f"The run directory file {self.store.path(rel)} {problem}. gembatch stops rather than "
+            "send or join the wrong rows. Hint: restore the run directory from a copy; or start a "
+            "new run with another job_dir: answers already paid for come from the result cache.",
+            path=rel,
+        )
 
     # -- the lock --------------------------------------------------------------------------------
     @contextlib.contextmanager

@@ -1,0 +1,189 @@
+"""The run directory checks itself: a file that is not what gembatch wrote never sends or joins the
+wrong rows; a deleted run.json is rebuilt or refused, never a second payment; literal paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import polars as pl
+import pytest
+
+import gembatch
+from gembatch import Config, Options
+
+CFG = Config(model="gemini-2.5-flash")
+FILES = Options(poll_interval=0.01, max_poll_interval=0.05, shard_max_rows=5)
+
+
+def _frame(n: int = 10) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"id": [f"r{i}" for i in range(n)], "prompt": [f"Prompt {i}" for i in range(n)]}
+    )
+
+
+def _own_answers(out: pl.DataFrame) -> bool:
+    """The emulator quotes each prompt in its answer: a row holding another row's answer shows."""
+    return all(f'"{p}"' in t for p, t in zip(out["prompt"], out["gemini_text"]))
+
+
+def _run(job_dir, **kw):
+    return _frame().gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False, **kw
+    )
+
+
+def test_swapped_output_files_are_detected_and_joined_again(emu, tmp_path):
+    job_dir = tmp_path / "run"
+    first = _run(job_dir)
+    a, b = job_dir / "shards/000000/output.parquet", job_dir / "shards/000001/output.parquet"
+    tmp = tmp_path / "swap"
+    shutil.move(a, tmp)
+    shutil.move(b, a)
+    shutil.move(tmp, b)
+    with pytest.warns(gembatch.ResultWarning, match="changed since gembatch wrote it"):
+        out = gembatch.BatchRun.open(job_dir, progress=False).result()
+    assert out.equals(first) and _own_answers(out)
+    assert emu.stats()["batches_created"] == 2  # nothing sent again
+
+
+def test_a_truncated_request_file_is_refused_before_upload(emu, tmp_path):
+    job_dir = tmp_path / "run"
+    _frame().gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False, dry_run=True
+    )
+    path = job_dir / "shards/000001/requests.jsonl"
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(
+        gembatch.CorruptRunError, match=r"000001/requests.jsonl changed since"
+    ) as info:
+        _run(job_dir)
+    assert info.value.path == "shards/000001/requests.jsonl"
+    assert emu.stats()["files_created"] <= 1 and emu.stats()["batches_created"] <= 1  # not shard 1
+
+
+def test_an_edited_prompt_in_a_prepared_shard_is_never_sent(emu, tmp_path):
+    job_dir = tmp_path / "run"
+    _frame().gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False, dry_run=True
+    )
+    path = job_dir / "shards/000000/requests.jsonl"
+    path.write_text(path.read_text().replace("Prompt 3", "Prompt X"))
+    with pytest.raises(gembatch.CorruptRunError, match="requests.jsonl changed"):
+        _run(job_dir)
+    assert emu.stats()["calls"].get("files.upload_start", 0) <= 1
+
+
+def test_a_deleted_cached_answers_file_is_restored_from_the_cache(emu, tmp_path):
+    _run(tmp_path / "first")  # fills the result cache
+    job_dir = tmp_path / "second"
+    _frame().gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False, dry_run=True
+    )
+    (job_dir / "shards/000000/cached.jsonl").unlink()
+    with pytest.warns(gembatch.ResultWarning, match="restored from the result cache"):
+        out = _run(job_dir)
+    assert (out["gemini_status"] == "ok").all() and (out["gemini_origin"] == "cache").all()
+    assert _own_answers(out) and emu.stats()["batches_created"] == 2  # the first run's only
+
+
+def test_a_deleted_manifest_is_rebuilt_from_its_copy(emu, tmp_path):
+    job_dir = tmp_path / "run"
+    first = _run(job_dir)
+    (job_dir / "run.json").unlink()
+    with pytest.warns(gembatch.ResultWarning, match="rebuilt it from"):
+        again = _run(job_dir)
+    assert again.equals(first) and emu.stats()["batches_created"] == 2
+
+
+def test_a_run_without_any_manifest_whose_shards_were_sent_is_refused(emu, tmp_path):
+    job_dir = tmp_path / "run"
+    _frame().gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False, wait=False
+    )
+    (job_dir / "run.json").unlink()
+    (job_dir / "shards/run.json").unlink()
+    with pytest.raises(gembatch.RunDirectoryError, match="would be paid for again"):
+        _run(job_dir)
+    assert emu.stats()["batches_created"] == 2
+
+
+def test_a_state_file_rolled_back_to_prepared_adopts_its_job(emu, tmp_path):
+    job_dir = tmp_path / "run"
+    _frame().gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False, wait=False
+    )
+    state = job_dir / "shards/000000/state.json"
+    record = json.loads(state.read_text())
+    record.update(state="prepared", job_name=None, file_name=None, job_state=None)
+    state.write_text(json.dumps(record))
+    out = gembatch.BatchRun.open(job_dir, progress=False, poll_interval=0.01).result()
+    assert (out["gemini_status"] == "ok").all() and _own_answers(out)
+    assert emu.stats()["batches_created"] == 2  # found by its display name, not created again
+
+
+@pytest.mark.parametrize("name", ["run?", "x[ab]", "run*", "emb[1]", "run (copy)"])
+def test_run_directories_with_pattern_characters_are_literal(emu, tmp_path, name):
+    """A job_dir of ``run?`` or ``x[ab]`` next to a finished sibling (``run0``, ``xa``) is its own
+    run: never the sibling's answers."""
+    sibling = {
+        "run?": "run0",
+        "x[ab]": "xa",
+        "run*": "run (copy)",
+        "emb[1]": "emb1",
+        "run (copy)": "run*",
+    }[name]
+    other = pl.DataFrame(
+        {"id": [f"r{i}" for i in range(10)], "prompt": [f"Other {i}" for i in range(10)]}
+    )
+    other.gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / sibling,
+        options=FILES,
+        progress=False,
+        cache=False,
+    )
+    out = _run(tmp_path / name, cache=False)
+    assert _own_answers(out) and (out["gemini_origin"] == "batch").all()
+    again = gembatch.BatchRun.open(tmp_path / name, progress=False).result()
+    assert again.equals(out)
+    emb = gembatch.batch_embed(
+        _frame(),
+        "prompt",
+        key="id",
+        job_dir=tmp_path / f"e-{name}",
+        options=FILES,
+        progress=False,
+        output_dimensionality=4,
+        cache=False,
+    )
+    assert (emb["gemini_status"] == "ok").all()
+
+
+def test_an_input_file_name_with_brackets_is_read_literally(emu, tmp_path):
+    _frame().write_parquet(tmp_path / "reviews[2024].parquet")
+    pl.DataFrame({"id": ["x"], "prompt": ["Wrong file"]}).write_parquet(
+        tmp_path / "reviews2.parquet"
+    )
+    out = gembatch.batch_generate_parquet(
+        tmp_path / "reviews[2024].parquet",
+        tmp_path / "out.parquet",
+        prompt="prompt",
+        config=CFG,
+        key="id",
+        options=FILES,
+        progress=False,
+    )
+    assert pl.read_parquet(tmp_path / "out.parquet")["id"].to_list() == [f"r{i}" for i in range(10)]
+    assert out.done()
+    with pytest.raises(gembatch.InputError, match="glob=True"):
+        gembatch.batch_generate_parquet(
+            tmp_path / "missing[2024].parquet",
+            tmp_path / "o2.parquet",
+            prompt="prompt",
+            config=CFG,
+            options=FILES,
+            progress=False,
+        )
