@@ -22,6 +22,7 @@ import polars as pl
 from ._build.lines import MediaParts
 from ._build.sources import as_source
 from ._build.spec import RequestSpec
+from ._frames import as_polars, give_back
 from ._run import Call, Spend, start
 from .config import Config, EmbedConfig, Options, RetryPolicy
 from .exceptions import ConfigError
@@ -52,22 +53,6 @@ def _as_expr(value: str | pl.Expr, what: str) -> pl.Expr:
     if isinstance(value, pl.Expr):
         return value
     raise ConfigError(f"{what} must be a column name or a polars expression (got {value!r}).")
-
-
-def _convert(data: Any) -> tuple[Any, Any]:
-    """(polars DataFrame/LazyFrame or path, a function giving the caller's frame type back)."""
-    if isinstance(data, (pl.DataFrame, pl.LazyFrame, str, os.PathLike)):
-        return data, lambda out: out
-    module = type(data).__module__.split(".")[0]
-    if module == "pyarrow":
-        return pl.from_arrow(
-            data
-        ), lambda out: out.to_arrow() if isinstance(out, pl.DataFrame) else out
-    if module == "pandas":
-        return pl.from_pandas(
-            data
-        ), lambda out: out.to_pandas() if isinstance(out, pl.DataFrame) else out
-    return data, lambda out: out
 
 
 def _columns_of(*exprs: pl.Expr | None) -> tuple[str, ...]:
@@ -252,7 +237,7 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     """
     if not isinstance(config, Config):
         raise ConfigError(f"config must be a gembatch.Config (got {type(config).__name__}).")
-    data, back = _convert(data)
+    data, frame = as_polars(data)
     prompt_expr = _as_expr(prompt, "prompt")
     sys_expr = (
         None if system_instruction is None else _as_expr(system_instruction, "system_instruction")
@@ -275,6 +260,7 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
         columns_needed=needed,
     )
     call = Call(
+        frame=frame,
         source=as_source(data, storage_options),
         spec=spec,
         config=config.to_dict(),
@@ -290,7 +276,8 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
         sink=sink,
         spend=_spend(cache, max_cost, dry_run, pilot, pilot_max_error_rate, prices, exact_tokens),
     )
-    return back(start(call))  # type: ignore[no-any-return]
+    out = start(call)
+    return give_back(out, frame) if isinstance(out, pl.DataFrame) else out
 
 
 def batch_generate_parquet(
@@ -360,7 +347,7 @@ def batch_embed(
     cfg = EmbedConfig(
         model=model, task_type=task_type, output_dimensionality=output_dimensionality, title=title
     )
-    data, back = _convert(data)
+    data, frame = as_polars(data)
     text_expr = _as_expr(text, "text")
     spec = RequestSpec(
         kind="embed",
@@ -372,6 +359,7 @@ def batch_embed(
         columns_needed=_columns_of(text_expr) + ((key,) if key else ()),
     )
     call = Call(
+        frame=frame,
         source=as_source(data, storage_options),
         spec=spec,
         config=cfg.to_dict(),
@@ -388,7 +376,8 @@ def batch_embed(
         sink=sink,
         spend=_spend(cache, max_cost, dry_run, pilot, pilot_max_error_rate, prices, exact_tokens),
     )
-    return back(start(call))  # type: ignore[no-any-return]
+    out = start(call)
+    return give_back(out, frame) if isinstance(out, pl.DataFrame) else out
 
 
 def plan(

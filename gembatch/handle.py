@@ -23,6 +23,7 @@ from typing import Any
 
 import polars as pl
 
+from ._frames import give_back
 from ._money.estimate import local_tokens
 from ._money.report import RunCost, run_cost
 from ._run import Run
@@ -276,9 +277,10 @@ class BatchRun:
     def done(self) -> bool:
         return self._run.done()
 
-    def result(self, *, wait: bool = True) -> pl.DataFrame:
-        """The input frame with the result columns, in input order (waits for the run by
-        default)."""
+    def result(self, *, wait: bool = True) -> Any:
+        """The input frame with the result columns, in input order (waits for the run by default),
+        in the type the input had: a polars DataFrame, a pandas DataFrame (with its index) or a
+        pyarrow Table (with its schema metadata)."""
         if not self.done():
             if not wait:
                 raise RunNotFinishedError(
@@ -288,7 +290,8 @@ class BatchRun:
             self.wait()
         frames = [self._run.output(s) for s in self._journal.shards]
         self._warn_about_results()
-        return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+        out = pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+        return give_back(out, self._journal.manifest.frame)
 
     def _warn_about_results(self) -> None:
         totals: Counter[str] = Counter()

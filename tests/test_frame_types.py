@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pytest
 
 import gembatch
 import gembatch.pandas
@@ -31,3 +32,100 @@ def test_arrow_table_in_arrow_table_out(emu, tmp_path):
     )
     assert isinstance(out, pa.Table)
     assert pl.from_arrow(out)["gemini_status"].to_list() == ["ok", "ok"]
+
+
+def test_pandas_keeps_its_index_and_wait_false_gives_pandas_back(emu, tmp_path):
+    import pandas as pd
+
+    pdf = pd.DataFrame(
+        {"prompt": [f"Prompt {i}" for i in range(6)]},
+        index=pd.Index([f"id{i}" for i in (5, 3, 9, 0, 1, 7)], name="review_id"),
+    )
+    out = pdf.gemini.batch_generate(
+        "prompt", config=CFG, options=FAST, progress=False, job_dir=tmp_path / "run"
+    )
+    assert isinstance(out, pd.DataFrame) and out.index.equals(pdf.index)
+    pdf["answer"] = out["gemini_text"]  # aligned by index: every row gets its own answer
+    assert all(f'"{p}"' in a for p, a in zip(pdf["prompt"], pdf["answer"]))
+    run = pdf.gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        options=FAST,
+        progress=False,
+        wait=False,
+        job_dir=tmp_path / "later",
+        key="review_id",
+    )
+    again = gembatch.BatchRun.open(tmp_path / "later", progress=False).result()
+    assert isinstance(again, pd.DataFrame) and again.index.equals(pdf.index)
+    assert run.result()["gemini_status"].eq("ok").all()
+
+
+def test_arrow_keeps_its_schema_metadata(emu, tmp_path):
+    import pyarrow as pa
+
+    table = pa.table({"prompt": ["a", "b"]}).replace_schema_metadata({"source": "survey-7"})
+    out = gembatch.batch_generate(
+        table, "prompt", config=CFG, options=FAST, progress=False, job_dir=tmp_path / "run"
+    )
+    assert isinstance(out, pa.Table) and out.schema.metadata[b"source"] == b"survey-7"
+
+
+@pytest.mark.parametrize("column", ["gemini_parsed", "gemini_text", "gemini_origin"])
+def test_a_user_column_named_like_a_result_column_is_refused_before_spend(emu, tmp_path, column):
+    from pydantic import BaseModel
+
+    class Label(BaseModel):
+        label: str
+
+    df = pl.DataFrame({"prompt": ["a", "b"], column: ["mine", "mine"]})
+    with pytest.raises(gembatch.InputError, match=column):
+        df.gemini.batch_generate(
+            "prompt",
+            config=CFG.replace(response_schema=Label),
+            options=FAST,
+            progress=False,
+            job_dir=tmp_path / "run",
+        )
+    assert emu.stats()["calls"].get("batches.create", 0) == 0
+    out = df.gemini.batch_generate(
+        "prompt", config=CFG, options=FAST, progress=False, prefix="llm_", job_dir=tmp_path / "ok"
+    )
+    assert out[column].to_list() == ["mine", "mine"]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        "__gembatch_key",
+        "__gembatch_hash",
+        "__gembatch_send",
+        "__gembatch_via",
+        "__gembatch_sender",
+        "__gembatch_join_key__",
+        "key",
+        "hash",
+        "send",
+        "via",
+    ],
+)
+def test_user_columns_named_like_gembatchs_own_are_kept(emu, tmp_path, column):
+    df = pl.DataFrame({"prompt": ["a", "b", "a"], column: ["x", "y", "z"]})
+    out = df.gemini.batch_generate(
+        "prompt", config=CFG, options=FAST, progress=False, job_dir=tmp_path / "run"
+    )
+    assert out.columns[:2] == ["prompt", column] and out[column].to_list() == ["x", "y", "z"]
+    assert out["gemini_origin"].to_list() == ["batch", "batch", "dedup"]
+
+
+def test_float_keys_and_unstorable_columns_are_refused_before_spend(emu, tmp_path):
+    with pytest.raises(gembatch.DuplicateKeyError, match="floating-point"):
+        pl.DataFrame({"id": [0.0, -0.0], "prompt": ["a", "b"]}).gemini.batch_generate(
+            "prompt", config=CFG, key="id", options=FAST, progress=False, job_dir=tmp_path / "f"
+        )
+    wide = pl.DataFrame({"prompt": ["a"], "big": pl.Series([10**30], dtype=pl.Int128)})
+    with pytest.raises(gembatch.InputError, match="Parquet cannot store"):
+        wide.gemini.batch_generate(
+            "prompt", config=CFG, options=FAST, progress=False, job_dir=tmp_path / "i"
+        )
+    assert emu.stats()["calls"].get("batches.create", 0) == 0

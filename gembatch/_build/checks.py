@@ -21,7 +21,7 @@ from ..exceptions import (
 )
 from .lines import request_bytes
 
-__all__ = ["check_inputs", "check_sizes", "missing_columns"]
+__all__ = ["check_frame", "check_inputs", "check_sizes", "missing_columns"]
 
 _SHOWN = 5  # rows named in an error message
 
@@ -209,3 +209,40 @@ def check_sizes(
         "File "
         "API) instead of inline bytes."
     )
+
+
+#: Column types a run directory cannot keep (Parquet / Arrow have no such type).
+_UNSTORABLE = (pl.Int128, pl.UInt128, pl.Object)
+
+
+def check_frame(schema: pl.Schema, *, key_column: str | None, produced: Sequence[str]) -> None:
+    """Refuse, before anything is spent, a frame gembatch cannot give back whole: a column that
+    would be overwritten by a result column (``produced``), a column of a type Parquet cannot
+    store, or a floating-point key (``0.0`` and ``-0.0`` are equal numbers but different keys).
+
+    >>> check_frame(pl.Schema({"gemini_text": pl.Utf8}), key_column=None, produced=["gemini_text"])
+    Traceback (most recent call last):
+    ...
+    gembatch.exceptions.InputError: The frame already has the result column(s) ['gemini_text'] ...
+    """
+    clash = [c for c in produced if c in schema]
+    if clash:
+        raise InputError(
+            f"The frame already has the result column(s) {clash} that gembatch would write; "
+            "nothing was sent.\nHint: pass another prefix (prefix='llm_'), or rename or drop "
+            "those columns first."
+        )
+    odd = {name: str(dtype) for name, dtype in schema.items() if dtype in _UNSTORABLE}
+    if odd:
+        raise InputError(
+            f"Column(s) {odd} have a type Parquet cannot store, and the run directory keeps every "
+            "row in Parquet; nothing was sent.\nHint: cast them first, e.g. "
+            "pl.col(name).cast(pl.Decimal(38, 0)) or .cast(pl.Utf8)."
+        )
+    if key_column is not None and key_column in schema and schema[key_column].is_float():
+        raise DuplicateKeyError(
+            f"The key column {key_column!r} holds floating-point numbers ({schema[key_column]}): "
+            "0.0 and -0.0 or two NaNs are hard to tell apart as keys; nothing was sent.\nHint: "
+            "pass a column of str or int keys (e.g. pl.col(key).cast(pl.Utf8)), or key=None to "
+            "key by row position."
+        )

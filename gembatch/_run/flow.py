@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from .. import __version__
+from .._build.checks import check_frame
 from .._build.prepare import digests, iter_checked, write_shards
 from .._build.sources import FrameSource, Source
 from .._build.spec import RequestSpec
@@ -197,6 +198,11 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
         call.job_dir if call.job_dir is not None else default_job_dir(),
         **(call.storage_options or {}),
     )
+    check_frame(
+        call.source.schema,
+        key_column=spec.key_column,
+        produced=result_columns(spec.kind, call.options.prefix, call.response_schema),
+    )
     if Journal.exists(store):
         journal = Journal.open(store)
         check_same_run(journal.manifest, call, spec, store.url)
@@ -260,6 +266,17 @@ def prepare(
             store.write_bytes(shard.path("results.jsonl"), b"")
             journal.move(shard, S.FETCHED, note="nothing to send")
     return journal
+
+
+def result_columns(kind: str, prefix: str, response_schema: Any = None) -> list[str]:
+    """The columns a run adds to the frame, with their prefix."""
+    from .._results.parse import GENERATE_COLUMNS, embed_columns
+
+    names = [
+        n for n in (GENERATE_COLUMNS if kind == "generate" else embed_columns(None)) if n != "key"
+    ]
+    names += ["batch_job", "origin"] + (["parsed"] if response_schema is not None else [])
+    return [f"{prefix}{n}" for n in names]
 
 
 def _refuse_orphaned_shards(store: Directory) -> None:
