@@ -1,8 +1,8 @@
-"""Doctests: every ``>>>`` example in gembatch's docstrings runs in the test suite (``--doctest-modules``).
+"""Doctests: every ``>>>`` example in gembatch's docstrings runs in the test suite.
 
-Examples that call the service run against an emulator started once for the session (the environment
-points the SDK at it, as a user would point it at Google), with a small sample frame ``df`` (columns
-``id``, ``prompt``, ``text``) and a run directory ``job_dir`` per example.
+Examples that call the service run against an emulator started once for the session (the
+environment points the SDK at it, as a user would point it at Google), with a small sample frame
+``df`` (columns ``id``, ``prompt``, ``text``) and a run directory ``job_dir`` per example.
 """
 
 from __future__ import annotations
