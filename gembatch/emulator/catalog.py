@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MODELS", "find", "not_found_message", "supports"]
+__all__ = ["MODELS", "find", "not_found_message", "public", "supports"]
 
 _GENERATE = ["generateContent", "countTokens", "createCachedContent", "batchGenerateContent"]
 _EMBED = ["embedContent", "countTextTokens", "countTokens", "asyncBatchEmbedContent"]
@@ -37,7 +37,10 @@ def _model(
     limits: tuple[int, int],
     methods: list[str],
     sampling: dict[str, Any] | None = None,
+    *,
+    no_system_instruction: bool = False,
 ) -> dict[str, Any]:
+    """A Model resource; keys starting with ``_`` are the emulator's own (never sent)."""
     entry: dict[str, Any] = {
         "name": f"models/{name}",
         "version": version,
@@ -48,6 +51,8 @@ def _model(
         "supportedGenerationMethods": list(methods),
     }
     entry.update(sampling or {})
+    if no_system_instruction:  # "Developer instruction is not enabled for models/..."
+        entry["_noSystemInstruction"] = True
     return entry
 
 
@@ -173,6 +178,35 @@ MODELS: tuple[dict[str, Any], ...] = (
         (32768, 32768),
         ["generateContent", "countTokens", "batchGenerateContent"],
         {"temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2},
+        no_system_instruction=True,
+    ),
+    # names google-genai's own test suite (3.6) sends to the service; fields inferred
+    _model(
+        "gemini-2.0-flash-preview-image-generation",
+        "2.0",
+        "Gemini 2.0 Flash Preview Image Generation",
+        "Gemini 2.0 Flash Preview Image Generation",
+        (32768, 8192),
+        ["generateContent", "countTokens", "batchGenerateContent"],
+        _SAMPLING_20,
+    ),
+    _model(
+        "gemini-3.8-flash",
+        "3.8",
+        "Gemini 3.8 Flash",
+        "Gemini 3.8 Flash",
+        (_MILLION, 65536),
+        _GENERATE,
+        _SAMPLING_25,
+    ),
+    _model(
+        "gemini-2.5-flash-preview-tts-voice-replication-rev22-2025-10-28",
+        "gemini-2.5-flash-preview-tts-voice-replication-rev22-2025-10-28",
+        "Gemini 2.5 Flash Preview TTS (voice replication)",
+        "Gemini 2.5 Flash Preview TTS with voice replication",
+        (8192, 16384),
+        ["countTokens", "generateContent"],
+        {"temperature": 1, "topP": 0.95, "topK": 64, "maxTemperature": 2},
     ),
     _model(
         "gemini-embedding-001",
@@ -221,3 +255,8 @@ def not_found_message(model: str, method: str, version: str = "v1beta") -> str:
         f"{name} is not found for API version {version}, or is not supported for {method}. "
         "Call ListModels to see the list of available models and their supported methods."
     )
+
+
+def public(entry: dict[str, Any]) -> dict[str, Any]:
+    """A catalog entry as the service sends it (the emulator's own ``_`` keys dropped)."""
+    return {k: v for k, v in entry.items() if not k.startswith("_")}

@@ -11,7 +11,8 @@ Endpoint names (``ENDPOINTS``; ``"*"`` matches any)::
     files.upload_start   files.upload_chunk   files.get        files.list     files.delete
     files.download       batches.create       batches.create_embeddings       batches.get
     batches.list         batches.cancel       batches.delete   models.generate_content
-    models.count_tokens  models.embed_content models.list      models.get
+    models.stream_generate_content            models.count_tokens
+    models.embed_content models.list          models.get
 
 Command-line syntax (``parse_fault``)::
 
@@ -64,6 +65,7 @@ ENDPOINTS: tuple[str, ...] = (
     "batches.cancel",
     "batches.delete",
     "models.generate_content",
+    "models.stream_generate_content",
     "models.count_tokens",
     "models.embed_content",
     "models.list",

@@ -29,6 +29,7 @@ from urllib.parse import unquote
 from . import answers, catalog, embeddings, validate
 from .batches_api import BatchApi
 from .behaviour import Behaviour
+from .codec import json_dumps
 from .errors import ApiError
 from .faults import DropConnection, Faults, HttpFault
 from .files_api import FileApi, render_file
@@ -85,6 +86,11 @@ _ROUTES: list[tuple[frozenset[str], re.Pattern[str], str]] = [
     ),
     (
         frozenset({"POST"}),
+        re.compile(rf"^{_VERSION}/models/([^/:]+):streamGenerateContent$"),
+        "models.stream_generate_content",
+    ),
+    (
+        frozenset({"POST"}),
         re.compile(rf"^{_VERSION}/models/([^/:]+):countTokens$"),
         "models.count_tokens",
     ),
@@ -105,7 +111,9 @@ _FAULT_MESSAGES = {
     503: "The service is currently unavailable.",
     504: "Deadline expired before operation could complete.",
 }
-_LIMITED = frozenset({"models.generate_content", "models.embed_content"})
+_LIMITED = frozenset(
+    {"models.generate_content", "models.stream_generate_content", "models.embed_content"}
+)
 
 
 class Stats:
@@ -318,7 +326,7 @@ class Handler:
         except ValueError:
             raise ApiError(400, f"Invalid page token {token!r}.") from None
         models = catalog.MODELS[start : start + size]
-        body: dict[str, Any] = {"models": [dict(m) for m in models]}
+        body: dict[str, Any] = {"models": [catalog.public(m) for m in models]}
         if start + size < len(catalog.MODELS):
             body["nextPageToken"] = base64.urlsafe_b64encode(str(start + size).encode()).decode()
         return json_response(body)
@@ -327,7 +335,7 @@ class Handler:
         entry = catalog.find(model)
         if entry is None:
             raise ApiError(404, catalog.not_found_message(model, "get", version))
-        return json_response(dict(entry))
+        return json_response(catalog.public(entry))
 
     # -- interactive calls ---------------------------------------------------------------------
     def _interactive(
@@ -335,10 +343,12 @@ class Handler:
     ) -> Response:
         model, method = args[0], (args[1] if len(args) > 1 else _METHODS[endpoint])
         if self.behaviour.known_models_only:
-            needed = "embedContent" if method == "batchEmbedContents" else method
+            needed = _IMPLIED.get(method, method)
             if not catalog.supports(model, needed):
                 raise ApiError(404, catalog.not_found_message(model, method, version))
         body = read_json(request, self.max_inline_bytes)
+        if method in ("generateContent", "streamGenerateContent"):
+            _check_system_instruction(model, body)
         if endpoint not in _LIMITED:  # countTokens is exempt from the per-minute limits
             return json_response(answers.count_tokens(f"models/{model}", body))
         requests, tokens = _cost(method, body)
@@ -349,10 +359,76 @@ class Handler:
                 time.sleep(latency)
             if method == "generateContent":
                 return json_response(answers.generate_content(f"models/{model}", body))
+            if method == "streamGenerateContent":
+                response = answers.generate_content(f"models/{model}", body)
+                return Response(200, [("Content-Type", "text/event-stream")], _sse(response))
             return json_response(_embed(model, method, body))
 
 
-_METHODS = {"models.generate_content": "generateContent", "models.count_tokens": "countTokens"}
+#: Methods the model list does not name: allowed with the one they imply.
+_IMPLIED = {"batchEmbedContents": "embedContent", "streamGenerateContent": "generateContent"}
+_METHODS = {
+    "models.generate_content": "generateContent",
+    "models.stream_generate_content": "streamGenerateContent",
+    "models.count_tokens": "countTokens",
+}
+
+
+def _check_system_instruction(model: str, body: dict[str, Any]) -> None:
+    """Image-generation models refuse a system instruction (google-genai's own tests)."""
+    entry = catalog.find(model)
+    if entry is not None and entry.get("_noSystemInstruction"):
+        if "systemInstruction" in body or "system_instruction" in body:
+            raise ApiError(400, f"Developer instruction is not enabled for models/{model}")
+
+
+def _sse(response: dict[str, Any]) -> bytes:
+    """``response`` as the server-sent events of streamGenerateContent: each candidate's answer in
+    up to three pieces, one chunk each; the last chunk carries finishReason and the full usage."""
+    candidates = response.get("candidates")
+    if not candidates:
+        return b"data: " + json_dumps(response) + b"\r\n\r\n"
+    texts = [_pieces(c) for c in candidates]
+    count = max(len(t) for t in texts)
+    usage = response.get("usageMetadata", {})
+    partial = {k: v for k, v in usage.items() if k.startswith("prompt") or k == "serviceTier"}
+    if "promptTokenCount" in usage:
+        partial["totalTokenCount"] = usage["promptTokenCount"]
+    out = []
+    for i in range(count):
+        last = i == count - 1
+        chunk_candidates = []
+        for candidate, pieces in zip(candidates, texts, strict=True):
+            chunk: dict[str, Any] = {}
+            if i < len(pieces) and pieces[i]:
+                chunk["content"] = {"role": "model", "parts": pieces[i]}
+            if last:
+                chunk.update({k: v for k, v in candidate.items() if k != "content"})
+            chunk["index"] = candidate.get("index", 0)
+            chunk_candidates.append(chunk)
+        chunk_response = {
+            "candidates": chunk_candidates,
+            "usageMetadata": usage if last else partial,
+        }
+        chunk_response.update(
+            {k: response[k] for k in ("modelVersion", "responseId") if k in response}
+        )
+        out.append(b"data: " + json_dumps(chunk_response) + b"\r\n\r\n")
+    return b"".join(out)
+
+
+def _pieces(candidate: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """A candidate's parts as up to three chunks of parts (thought parts in the first)."""
+    parts = candidate.get("content", {}).get("parts", [])
+    thoughts = [p for p in parts if p.get("thought")]
+    answer = "".join(p["text"] for p in parts if not p.get("thought") and "text" in p)
+    others = [p for p in parts if not p.get("thought") and "text" not in p]
+    size = max(1, -(-len(answer) // 3))
+    texts = [answer[i : i + size] for i in range(0, len(answer), size)] or [""]
+    chunks: list[list[dict[str, Any]]] = [[{"text": t}] if t else [] for t in texts]
+    chunks[0] = thoughts + chunks[0]
+    chunks[-1] = chunks[-1] + others
+    return chunks
 
 
 def _cost(method: str, body: dict[str, Any]) -> tuple[int, int]:

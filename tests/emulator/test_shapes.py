@@ -16,6 +16,7 @@ from emu_helpers import (
     wait_done,
     write_jsonl,
 )
+from google.genai import errors
 
 from gembatch.emulator import Emulator
 
@@ -103,3 +104,37 @@ def test_result_file_hash_is_base64_of_the_hex_digest(emulator, tmp_path):
     data = client.files.download(file=job.dest.file_name)
     hex_digest = hashlib.sha256(data).hexdigest()
     assert base64.b64decode(result.sha256_hash).decode() == hex_digest
+
+
+@pytest.mark.parametrize("behaviour", [STRICT, LENIENT])
+def test_stream_generate_content_in_server_sent_events(behaviour):
+    with Emulator(behaviour=behaviour) as emu:
+        client = make_client(emu)
+        whole = client.models.generate_content(model=MODEL, contents="Tell me a story")
+        chunks = list(
+            client.models.generate_content_stream(model=MODEL, contents="Tell me a story")
+        )
+        assert len(chunks) == 3
+        assert "".join(c.text or "" for c in chunks) == whole.text
+        assert [c.candidates[0].finish_reason for c in chunks][-1].name == "STOP"
+        assert chunks[0].candidates[0].finish_reason is None
+        assert chunks[-1].usage_metadata == whole.usage_metadata
+        assert (
+            chunks[0].usage_metadata.prompt_token_count == whole.usage_metadata.prompt_token_count
+        )
+        assert emu.stats()["calls"]["models.stream_generate_content"] == 1
+
+
+def test_image_models_refuse_a_system_instruction():
+    with Emulator(behaviour=STRICT) as emu:
+        client = make_client(emu)
+        with pytest.raises(errors.ClientError) as info:
+            client.models.generate_content(
+                model="gemini-2.5-flash-image",
+                contents="Sky",
+                config={"system_instruction": "Be nice"},
+            )
+        assert info.value.code == 400 and info.value.message == (
+            "Developer instruction is not enabled for models/gemini-2.5-flash-image"
+        )
+        assert client.models.generate_content(model="gemini-2.5-flash-image", contents="Sky").text
