@@ -138,6 +138,24 @@ class Directory:
             with contextlib.suppress(Exception):
                 self.fs.rmdir(path)
 
+    def move(self, src: str, dst: str) -> None:
+        """Move the file or folder ``src`` to ``dst`` (both below the root, literal; ``dst`` must
+        not exist). Local: one rename; other filesystems: copied file by file, then removed."""
+        if self.is_local:
+            os.makedirs(os.path.dirname(self.path(dst)), exist_ok=True)
+            os.replace(self.path(src), self.path(dst))
+            return
+        source = self.path(src)
+        if not self.fs.isdir(source):
+            self.fs.makedirs(self.path(dst).rsplit("/", 1)[0], exist_ok=True)
+            self.fs.cp_file(source, self.path(dst))
+        else:
+            for name in self.fs.find(source, detail=False):
+                target = self.path(dst) + name[len(source) :]
+                self.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
+                self.fs.cp_file(name, target)
+        self.remove(src, recursive=True)
+
     # -- atomic writes ---------------------------------------------------------------------------
     def _temporary(self, rel: str) -> tuple[str, str]:
         """``(temporary path, final path)`` of ``rel``: a fresh name beside it, its folder made."""

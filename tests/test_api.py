@@ -216,23 +216,36 @@ def test_missing_api_key_is_a_clear_error(emu, tmp_path, monkeypatch):
     assert not (tmp_path / "k").exists()
 
 
-def test_same_job_dir_resumes_and_different_input_is_refused(emu, tmp_path):
+def test_same_job_dir_resumes_and_changed_input_is_an_update(emu, tmp_path):
+    """Same input: resumed (nothing sent). Changed input on the same job_dir: an update that sends
+    only the new or changed requests (even with the result cache off), the rest answered by the
+    run's own earlier answers. Another config: refused."""
     df = _frame(20)
-    first = df.gemini.batch_generate(
-        "prompt", config=CFG, key="id", job_dir=tmp_path / "r", options=FAST, progress=False
+    kw = dict(
+        config=CFG, key="id", job_dir=tmp_path / "r", options=FAST, progress=False, cache=False
     )
-    again = df.gemini.batch_generate(
-        "prompt", config=CFG, key="id", job_dir=tmp_path / "r", options=FAST, progress=False
-    )
+    first = df.gemini.batch_generate("prompt", **kw)
+    again = df.gemini.batch_generate("prompt", **kw)
     assert first.equals(again)
-    assert emu.stats()["batches_created"] == 1
+    assert emu.stats()["batches_created"] == 1 and emu.stats()["lines_processed"] == 20
     changed = df.with_columns(
         pl.when(pl.col("n") == 3).then(pl.lit("other")).otherwise(pl.col("prompt")).alias("prompt")
     )
-    with pytest.raises(gembatch.RunMismatchError, match="requests differ"):
-        changed.gemini.batch_generate(
-            "prompt", config=CFG, key="id", job_dir=tmp_path / "r", progress=False
-        )
+    grown = pl.concat([changed, _frame(22).tail(2)])
+    out = grown.gemini.batch_generate("prompt", **kw)
+    assert emu.stats()["lines_processed"] == 20 + 3  # the changed row and the two new ones
+    assert out["id"].to_list() == grown["id"].to_list() and (out["gemini_status"] == "ok").all()
+    _answers_match_prompts(out)
+    unchanged = out.filter(~pl.col("n").is_in([3, 20, 21]))
+    assert (
+        unchanged["gemini_text"].to_list()
+        == first.filter(pl.col("n") != 3)["gemini_text"].to_list()
+    )
+    assert (unchanged["gemini_origin"] == "cache").all()
+    extra = grown.with_columns(pl.lit(1).alias("unrelated"))
+    assert extra.gemini.batch_generate("prompt", **kw)["unrelated"].to_list() == [1] * 22
+    assert emu.stats()["lines_processed"] == 23  # a new column alone sends nothing
+    assert len(list((tmp_path / "r" / "history").iterdir())) == 2
     with pytest.raises(gembatch.RunMismatchError, match="another config"):
         df.gemini.batch_generate(
             "prompt",
@@ -315,3 +328,28 @@ def test_by_default_every_run_goes_through_a_file_and_embeddings_never_inline(em
         output_dimensionality=4,
     )
     assert emu.stats()["files_created"] == 2 and emu.stats()["batches_created"] == 2
+
+
+def test_without_job_dir_running_the_same_cell_again_resumes(emu, tmp_path, monkeypatch):
+    """The default run directory is derived from the content: an interrupted cell run again (or a
+    finished one) pays nothing twice; changed content gets its own run directory."""
+    monkeypatch.chdir(tmp_path)
+
+    class CtrlC:  # the user interrupts the kernel while the run waits
+        def update(self, snapshot):
+            raise KeyboardInterrupt
+
+        def close(self):
+            pass
+
+    df = _frame(8)
+    with pytest.raises(KeyboardInterrupt, match="run the same call again") as info:
+        df.gemini.batch_generate("prompt", config=CFG, options=FAST, progress=CtrlC())
+    assert ".gembatch/runs/generate-" in str(info.value)
+    out = df.gemini.batch_generate("prompt", config=CFG, options=FAST, progress=False)
+    again = df.gemini.batch_generate("prompt", config=CFG, options=FAST, progress=False)
+    assert out.equals(again) and (out["gemini_status"] == "ok").all()
+    assert emu.stats()["batches_created"] == 1
+    runs = sorted(p.name for p in (tmp_path / ".gembatch" / "runs").iterdir())
+    df.head(4).gemini.batch_generate("prompt", config=CFG, options=FAST, progress=False)
+    assert len(list((tmp_path / ".gembatch" / "runs").iterdir())) == len(runs) + 1

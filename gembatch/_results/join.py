@@ -375,16 +375,65 @@ def join_shard(
     return rows.hstack(joined.select(result_columns)), keys, summary
 
 
-def raw_answers(journal: Journal, shard: ShardRecord) -> pl.DataFrame:
+def answered_entries(
+    journal: Journal, shard: ShardRecord, prefix: str, *, include_cached: bool = False
+) -> pl.DataFrame:
+    """Result-cache entries for a joined shard's ``ok`` answers: ``hash``, ``response`` (raw JSON),
+    ``model``, ``model_version``; the rows it sent (and, with ``include_cached``, those the cache
+    answered)."""
+    keys = journal.store.read_parquet(shard.path("keys.parquet"))
+    output = (
+        journal.store.read_parquet(
+            shard.path("output.parquet"), columns=[f"{prefix}status", f"{prefix}model_version"]
+        )
+        if journal.manifest.kind == "generate"
+        else journal.store.read_parquet(shard.path("output.parquet"), columns=[f"{prefix}status"])
+    )
+    if HASH not in keys.columns:
+        return pl.DataFrame(
+            schema={
+                "hash": pl.Utf8,
+                "response": pl.Utf8,
+                "model": pl.Utf8,
+                "model_version": pl.Utf8,
+            }
+        )
+    version = f"{prefix}model_version"
+    routes = ["line", "cache"] if include_cached else ["line"]
+    answered = (
+        keys.select(KEY, HASH, VIA)
+        .with_columns(
+            output[f"{prefix}status"].alias("status"),
+            (output[version] if version in output.columns else pl.lit(None, dtype=pl.Utf8)).alias(
+                "model_version"
+            ),
+        )
+        .filter(pl.col(VIA).is_in(routes) & (pl.col("status") == "ok"))
+    )
+    return (
+        answered.select(pl.col(KEY).alias("key"), pl.col(HASH).alias("hash"), "model_version")
+        .join(raw_answers(journal, shard, include_cached=include_cached), on="key", how="inner")
+        .select("hash", "response", pl.lit(journal.manifest.model).alias("model"), "model_version")
+    )
+
+
+def raw_answers(
+    journal: Journal, shard: ShardRecord, *, include_cached: bool = False
+) -> pl.DataFrame:
     """``key`` and ``response`` (raw JSON) of the shard's result lines that hold a response, its
-    resubmissions' laid over them (later wins)."""
+    resubmissions' laid over them (later wins); with ``include_cached``, its cached answers too."""
     frames = []
-    for record in journal.family(shard):
-        if record.state.rank < ShardState.FETCHED.rank or not journal.store.exists(
-            record.path("results.jsonl")
-        ):
+    files = [
+        (r, "results.jsonl")
+        for r in journal.family(shard)
+        if r.state.rank >= ShardState.FETCHED.rank
+    ]
+    if include_cached:
+        files.insert(0, (shard, "cached.jsonl"))
+    for record, name in files:
+        if not journal.store.exists(record.path(name)):
             continue
-        lines = parse.lines_from_bytes(journal.store.read_bytes(record.path("results.jsonl")))
+        lines = parse.lines_from_bytes(journal.store.read_bytes(record.path(name)))
         frames.append(
             lines.to_frame("line")
             .select(

@@ -35,7 +35,7 @@ from .._build.lines import answer_lines, write_jsonl
 from .._build.shards import fits_inline
 from .._money.plan import Plan, prepared_plan
 from .._money.pricing import PriceTable
-from .._results.join import join_shard, lines_to_resend, raw_answers
+from .._results.join import answered_entries, join_shard, lines_to_resend
 from .._state.journal import Journal
 from .._state.records import HASH, KEY, VIA, ShardRecord, ShardState
 from .._storage import OutputSink
@@ -482,7 +482,7 @@ class Run:
             output, keys, report = join_shard(self.journal, shard, self.options.prefix)
         self.store.write_parquet(shard.path("output.parquet"), output, compression="snappy")
         self.journal.seal(shard, "output.parquet", rows=output.height)
-        self._remember(shard, output, keys)
+        self._remember(shard)
         self.journal.move(shard, S.JOINED, report=report)
 
     def output(self, shard: ShardRecord) -> pl.DataFrame:
@@ -527,27 +527,15 @@ class Run:
         )
         return True
 
-    def _remember(self, shard: ShardRecord, output: pl.DataFrame, keys: pl.DataFrame) -> None:
+    def _remember(self, shard: ShardRecord) -> None:
         """Put the shard's fresh ``ok`` answers in the result cache (a failure only warns: the cache
         saves money, the run directory holds the results)."""
-        prefix = self.options.prefix
-        if self.cache is None or HASH not in keys.columns:
-            return
-        version = f"{prefix}model_version"
-        answered = keys.select(KEY, HASH, VIA).with_columns(
-            output[f"{prefix}status"].alias("status"),
-            (output[version] if version in output.columns else pl.lit(None, dtype=pl.Utf8)).alias(
-                "model_version"
-            ),
-        )
-        fresh = answered.filter((pl.col(VIA) == "line") & (pl.col("status") == "ok"))
-        if not fresh.height:
+        if self.cache is None:
             return
         try:
-            entries = fresh.select(
-                pl.col(KEY).alias("key"), pl.col(HASH).alias("hash"), "model_version"
-            ).join(raw_answers(self.journal, shard), on="key", how="inner")
-            self.cache.put(entries.with_columns(pl.lit(self.model).alias("model")))
+            entries = answered_entries(self.journal, shard, self.options.prefix)
+            if entries.height:
+                self.cache.put(entries)
         except Exception as exc:  # noqa: BLE001 - the cache is an optimisation, never a failure
             warnings.warn(
                 f"gembatch could not add shard {shard.index}'s answers to the result cache "

@@ -22,6 +22,9 @@ before anything is sent, and what is found is adopted instead of paid for again.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -35,6 +38,7 @@ from .._build.sources import FrameSource, Source
 from .._build.spec import RequestSpec
 from .._money.plan import Plan
 from .._money.pricing import PriceTable
+from .._results.join import answered_entries
 from .._state.journal import Journal, new_run_id, seal_file
 from .._state.lock import run_lock
 from .._state.records import Manifest, ShardState
@@ -58,6 +62,7 @@ if TYPE_CHECKING:
 __all__ = ["Call", "Spend", "check_cost", "open_or_prepare", "prepare", "run_pilot", "start"]
 
 S = ShardState
+logger = logging.getLogger("gembatch")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,12 +182,28 @@ def _cache(value: Any) -> ResultCache | None:
     )
 
 
-def default_job_dir() -> str:
-    import datetime as dt
-    import secrets
+#: Where runs without a ``job_dir`` live: one folder per (input, request) content, so that running
+#: the same cell again resumes (or returns the finished result) instead of paying again.
+RUNS_DIR = os.path.join(".gembatch", "runs")
 
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return os.path.join(".gembatch", f"run-{stamp}-{secrets.token_hex(3)}")
+
+def default_job_dir(call: Call, spec: RequestSpec) -> str:
+    """The run directory of a call without ``job_dir``: derived from what it asks of which rows."""
+    what = {
+        "kind": spec.kind,
+        "model": spec.model,
+        "static": spec.static,
+        "prompt": call.prompt,
+        "system_instruction": str(spec.system_instruction),
+        "media": repr(spec.media),
+        "key": spec.key_column,
+        "skip_null_prompts": spec.skip_null_prompts,
+        "service": spec.service,
+        "prefix": call.options.prefix,
+    }
+    digest = hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode())
+    digest.update(call.source.fingerprint().encode())
+    return os.path.join(RUNS_DIR, f"{spec.kind}-{digest.hexdigest()[:20]}")
 
 
 # ------------------------------------------------------------------------------------ 1. prepare
@@ -192,44 +213,59 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
     spec = dataclasses.replace(
         call.spec,
         service=_service(backend),
-        hashed=call.options.dedup or cache is not None or call.spend.pilot is not None,
+        hashed=True,  # content addresses: dedup, the result cache, updates of this run
     )
     store = Directory(
-        call.job_dir if call.job_dir is not None else default_job_dir(),
+        call.job_dir if call.job_dir is not None else default_job_dir(call, spec),
         **(call.storage_options or {}),
     )
+    _finish_interrupted_update(store)
     check_frame(
         call.source.schema,
         key_column=spec.key_column,
         produced=result_columns(spec.kind, call.options.prefix, call.response_schema),
     )
+    previous: list[str] = []
     if Journal.exists(store):
         journal = Journal.open(store)
-        check_same_run(journal.manifest, call, spec, store.url)
+        changed = check_same_run(journal.manifest, call, spec, store.url)
+        if changed is None:
+            return Run(
+                journal,
+                backend,
+                call.options,
+                cache=cache,
+                prices=call.spend.prices,
+                retry=call.retry,
+            )
+        answers = _retire(journal, call, backend, changed)
+        previous = [*journal.manifest.previous, journal.manifest.run_id]
+        lookup: Any = _Lookups([answers, cache] if cache is not None else [answers])
     else:
         _refuse_orphaned_shards(store)
         lookup = cache
-        if call.spend.pilot is not None and not call.spend.dry_run:
-            assert backend is not None
-            lookup = run_pilot(call, spec, store, backend, cache)
-        manifest = Manifest(
-            run_id=new_run_id(),
-            kind=spec.kind,
-            model=spec.model,
-            static=spec.static,
-            config=call.config,
-            options=call.options.to_dict(),
-            prompt=call.prompt,
-            key=spec.key_column,
-            response_schema=call.response_schema,
-            dimensions=call.dimensions,
-            service=spec.service,
-            cache=None if cache is None else cache.path,
-            frame=call.frame,
-            gembatch=__version__,
-        )
-        with run_lock(store):
-            journal = prepare(store, call.source, spec, call.options, manifest, lookup)
+    if call.spend.pilot is not None and not call.spend.dry_run and not previous:
+        assert backend is not None
+        lookup = run_pilot(call, spec, store, backend, cache)
+    manifest = Manifest(
+        run_id=new_run_id(),
+        kind=spec.kind,
+        model=spec.model,
+        static=spec.static,
+        config=call.config,
+        options=call.options.to_dict(),
+        prompt=call.prompt,
+        key=spec.key_column,
+        response_schema=call.response_schema,
+        dimensions=call.dimensions,
+        service=spec.service,
+        cache=None if cache is None else cache.path,
+        frame=call.frame,
+        previous=previous,
+        gembatch=__version__,
+    )
+    with run_lock(store):
+        journal = prepare(store, call.source, spec, call.options, manifest, lookup)
     return Run(
         journal, backend, call.options, cache=cache, prices=call.spend.prices, retry=call.retry
     )
@@ -299,27 +335,89 @@ def _refuse_orphaned_shards(store: Directory) -> None:
             )
 
 
-def check_same_run(manifest: Manifest, call: Call, spec: RequestSpec, where: str) -> None:
-    """Refuse to resume a run over a different model, config or input."""
+def check_same_run(manifest: Manifest, call: Call, spec: RequestSpec, where: str) -> str | None:
+    """None when the call is the run's own (resume it); what changed when only the input changed (an
+    update); RunMismatchError when the model or config differ."""
     if manifest.kind != spec.kind or manifest.model != spec.model or manifest.static != spec.static:
         raise RunMismatchError(
             f"The run directory {where!r} holds a {manifest.kind} run of {manifest.model} with "
-            "another "
-            "config. Hint: use a new job_dir, or BatchRun.open(job_dir) to look at that run."
+            "another config. Hint: use a new job_dir, or BatchRun.open(job_dir) to look at that "
+            "run."
         )
     fp = manifest.fingerprint
     lines_sha, data_sha = digests(call.source, spec, call.options)
-    problems = []
     if fp is None or fp.requests_sha256 != lines_sha:
-        problems.append("the requests differ (prompts, keys or config changed)")
-    elif fp.polars == pl.__version__ and fp.data_sha256 != data_sha:
-        problems.append("the input rows differ (other columns changed)")
-    if problems:
-        raise RunMismatchError(
-            f"The run directory {where!r} holds a run over different input: {'; '.join(problems)}. "
-            "Hint: use a new job_dir for new input, or BatchRun.open(job_dir) to look at the old "
-            "run."
-        )
+        return "the requests differ (prompts, keys or rows changed)"
+    if fp.polars == pl.__version__ and fp.data_sha256 != data_sha:
+        return "the input rows differ (other columns changed)"
+    return None
+
+
+def _retire(journal: Journal, call: Call, backend: Backend | None, changed: str) -> ResultCache:
+    """Make way for an update: finish the old run (its answers are paid for), keep its answers in
+    ``history/<run id>/answers`` (request hash -> answer) and move its files under ``history/``."""
+    from ..cache import ResultCache
+    from ..progress import make_progress
+
+    store, old_id = journal.store, journal.manifest.run_id
+    old = Run(journal, backend, Options.from_dict(journal.manifest.options), retry=call.retry)
+    if not old.done():
+        if not call.wait:
+            raise RunMismatchError(
+                f"The run directory {store.url!r} holds a run over other input ({changed}) that is "
+                "still running. Hint: call with wait=True to finish it and update it (its answers "
+                f"are reused), or gembatch.BatchRun.open({store.url!r}).wait() first."
+            )
+        old.progress = make_progress(call.progress)
+        with journal.locked():
+            old.wait()
+    logger.info(
+        "gembatch: %s in %s (%s): updating it; unchanged requests reuse its answers",
+        old_id,
+        store.url,
+        changed,
+    )
+    answers = ResultCache(
+        store.child(f"history/{old_id}/answers").url,
+        max_bytes=2**62,
+        storage_options=call.storage_options,
+    )
+    for shard in journal.shards:
+        answers.put(answered_entries(journal, shard, old.options.prefix, include_cached=True))
+    with run_lock(store):
+        store.move("shards", f"history/{old_id}/shards")
+        store.move("run.json", f"history/{old_id}/run.json")
+    return answers
+
+
+def _finish_interrupted_update(store: Directory) -> None:
+    """An update that died between moving the old run's shards and its manifest: finish the move."""
+    if not store.exists("run.json") or store.exists("shards"):
+        return
+    try:
+        old_id = str(store.read_json("run.json").get("run_id"))
+    except ValueError:
+        return
+    if store.exists(f"history/{old_id}/shards"):
+        store.move("run.json", f"history/{old_id}/run.json")
+
+
+class _Lookups:
+    """Several answer stores asked in turn (an updated run's old answers, then the result cache)."""
+
+    def __init__(self, stores: list[Any]) -> None:
+        self.stores = stores
+        self.path = ", ".join(str(s.path) for s in stores)
+
+    def lookup(self, hashes: pl.Series) -> pl.DataFrame:
+        found: list[pl.DataFrame] = []
+        for store in self.stores:
+            hits = store.lookup(hashes)
+            found.append(hits)
+            hashes = hashes.filter(~hashes.is_in(hits["hash"].implode()))
+            if not len(hashes):
+                break
+        return pl.concat(found, how="vertical_relaxed")
 
 
 # ------------------------------------------------------------------------------------ 2. pilot

@@ -228,6 +228,7 @@ class Manifest:
     cached: int = 0
     shards: list[int] = field(default_factory=list)
     pilot: bool = False  # this run is the pilot sample of another
+    previous: list[str] = field(default_factory=list)  # run ids this run updated (history/<id>)
     frame: dict[str, Any] = field(
         default_factory=dict
     )  # how to give the output back (type, metadata)
