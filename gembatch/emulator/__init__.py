@@ -10,7 +10,8 @@ unchanged::
     with Emulator(faults=[HttpFault(endpoint="batches.create", status=429, nth=2)]) as emu:
         options = types.HttpOptions(base_url=emu.base_url)
         client = genai.Client(api_key=emu.api_key, http_options=options)
-        job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": "Hi"}])
+        job = client.batches.create(model="gemini-2.5-flash", src=[{"contents": "Hi"}],
+                                    config={"display_name": "hello"})
 
 How the service behaves where public reports differ is data: ``Behaviour`` (one named switch
 per reported variant; ``Behaviour.strict()`` is the real service as reported, ``lenient()`` the
@@ -20,15 +21,23 @@ limits are ``Limits`` (tier-1 figures by default, ``Limits.off()``).
 From the command line: ``python -m gembatch.emulator --port 8765 --data-dir DIR`` (or
 ``gembatch emulator ...``); ``--help`` lists the ``--fault`` and ``--behaviour`` syntax.
 
-Pieces: ``server`` (HTTP on 127.0.0.1 and ``Emulator``), ``transport`` (the same handler as an
-in-process httpx transport), ``handler`` (the one seam, request -> response: routing, faults, the
-model list, interactive calls), ``web`` (Request, Response, JSON helpers), ``files_api`` and
-``batches_api`` (the File and Batch APIs), ``jobs`` (job lifecycle and worker), ``lines``
-(answering input lines, worker processes), ``inputs`` (input checks at create), ``store`` (the
-data directory), ``faults`` (fault rules), ``behaviour`` (service switches), ``limits`` and
-``quota`` (quotas and rate limits), ``catalog`` (the model list), ``schema_faults`` (structured-
-output misbehaviours), and the fake model: ``model`` re-exports ``proto``, ``validate``,
-``tokens``, ``draws``, ``schema_values``, ``answers`` and ``embeddings``.
+Modules, one concern each::
+
+    server        HTTP on 127.0.0.1, and ``Emulator``, which owns the parts
+    transport     the same handler as an in-process httpx transport
+    handler       the one seam, request -> response: routing, auth, faults, the model list
+    web           Request, Response, JSON bodies, paging
+    files_api     the File API (uploads, get, list, delete, download)
+    batches_api   the Batch API (create, get, list, cancel, delete)
+    interactive   generateContent, streamGenerateContent, countTokens, embedContent
+    jobs          job lifecycle and the worker;  operations: a job as an Operation
+    lines         answering input lines (and worker processes);  inputs: input checks at create
+    store         the data directory;  codec: JSON;  errors: ApiError, gRPC codes
+    faults        fault rules;  behaviour: service switches;  catalog: the model list
+    limits        quota settings;  quota: their accounting and 429s
+    schema_faults structured-output misbehaviours of batch jobs
+    model         the fake model, re-exporting proto, validate, tokens, draws, schema_values,
+                  answers and embeddings
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ both ways: an upload is copied to disk in blocks, a download is served from its 
 Order of work for a call: route (unknown -> 404), authenticate (``x-goog-api-key`` header or
 ``key=`` query; an upload URL is its own credential, as on the service), count the call, consult
 the fault rules, then carry the call out: ``files.*`` in ``FileApi``, ``batches.*`` in
-``BatchApi``, the model list and the interactive calls (generateContent, countTokens,
-embedContent, batchEmbedContents) here. Interactive calls check the model
-(``Behaviour.known_models_only``), pass the per-minute limits (``Quotas``) and wait
-``Limits.latency_s``. Paths are accepted under ``v1beta`` (the guide), ``v1`` (the default of
-google-genai 3.x) and ``v1alpha``.
+``BatchApi``, the interactive calls (generateContent, streamGenerateContent, countTokens,
+embedContent, batchEmbedContents) in ``InteractiveApi``, the model list here. Errors become the
+service's JSON error body (with ``Retry-After`` where ``Behaviour.retry_after_header`` sends
+one). Paths are accepted under ``v1beta`` (the guide), ``v1`` (the default of google-genai 3.x)
+and ``v1alpha``.
 """
 
 from __future__ import annotations
@@ -20,25 +20,23 @@ import base64
 import math
 import re
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
-from . import answers, catalog, embeddings, validate
+from . import catalog
 from .batches_api import BatchApi
 from .behaviour import Behaviour
-from .codec import json_dumps
 from .errors import ApiError
 from .faults import DropConnection, Faults, HttpFault
 from .files_api import FileApi, render_file
+from .interactive import InteractiveApi
 from .jobs import Jobs
 from .limits import Limits
 from .quota import Quotas
 from .store import Store
-from .tokens import Prompt, count_text_tokens
-from .web import Request, Response, json_response, read_json
+from .web import Request, Response, json_response
 
 __all__ = ["Handler", "Request", "Response", "Stats"]
 
@@ -111,9 +109,6 @@ _FAULT_MESSAGES = {
     503: "The service is currently unavailable.",
     504: "Deadline expired before operation could complete.",
 }
-_LIMITED = frozenset(
-    {"models.generate_content", "models.stream_generate_content", "models.embed_content"}
-)
 
 
 class Stats:
@@ -177,6 +172,9 @@ class Handler:
             wall=self.wall,
             max_file_bytes=max_file_bytes,
             max_json_bytes=max_inline_bytes,
+        )
+        self.interactive = InteractiveApi(
+            behaviour=self.behaviour, quotas=self.quotas, max_json_bytes=max_inline_bytes
         )
         self.batches = BatchApi(
             jobs,
@@ -255,7 +253,7 @@ class Handler:
             return self._models_list(request)
         if endpoint == "models.get":
             return self._models_get(args[0], version)
-        return self._interactive(endpoint, version, request, args)
+        return self.interactive.call(endpoint, version, request, args)
 
     def render_file(self, record: dict[str, Any], base: str) -> dict[str, Any]:
         """A File record as the service sends it (see ``files_api.render_file``)."""
@@ -336,130 +334,6 @@ class Handler:
         if entry is None:
             raise ApiError(404, catalog.not_found_message(model, "get", version))
         return json_response(catalog.public(entry))
-
-    # -- interactive calls ---------------------------------------------------------------------
-    def _interactive(
-        self, endpoint: str, version: str, request: Request, args: tuple[str, ...]
-    ) -> Response:
-        model, method = args[0], (args[1] if len(args) > 1 else _METHODS[endpoint])
-        if self.behaviour.known_models_only:
-            needed = _IMPLIED.get(method, method)
-            if not catalog.supports(model, needed):
-                raise ApiError(404, catalog.not_found_message(model, method, version))
-        body = read_json(request, self.max_inline_bytes)
-        if method in ("generateContent", "streamGenerateContent"):
-            _check_system_instruction(model, body)
-        if endpoint not in _LIMITED:  # countTokens is exempt from the per-minute limits
-            return json_response(answers.count_tokens(f"models/{model}", body))
-        requests, tokens = _cost(method, body)
-        self.quotas.admit_call(model, requests, tokens)
-        with self.quotas.in_flight():
-            latency = self.quotas.limits.latency_s
-            if latency:
-                time.sleep(latency)
-            if method == "generateContent":
-                return json_response(answers.generate_content(f"models/{model}", body))
-            if method == "streamGenerateContent":
-                response = answers.generate_content(f"models/{model}", body)
-                return Response(200, [("Content-Type", "text/event-stream")], _sse(response))
-            return json_response(_embed(model, method, body))
-
-
-#: Methods the model list does not name: allowed with the one they imply.
-_IMPLIED = {"batchEmbedContents": "embedContent", "streamGenerateContent": "generateContent"}
-_METHODS = {
-    "models.generate_content": "generateContent",
-    "models.stream_generate_content": "streamGenerateContent",
-    "models.count_tokens": "countTokens",
-}
-
-
-def _check_system_instruction(model: str, body: dict[str, Any]) -> None:
-    """Image-generation models refuse a system instruction (google-genai's own tests)."""
-    entry = catalog.find(model)
-    if entry is not None and entry.get("_noSystemInstruction"):
-        if "systemInstruction" in body or "system_instruction" in body:
-            raise ApiError(400, f"Developer instruction is not enabled for models/{model}")
-
-
-def _sse(response: dict[str, Any]) -> bytes:
-    """``response`` as the server-sent events of streamGenerateContent: each candidate's answer in
-    up to three pieces, one chunk each; the last chunk carries finishReason and the full usage."""
-    candidates = response.get("candidates")
-    if not candidates:
-        return b"data: " + json_dumps(response) + b"\r\n\r\n"
-    texts = [_pieces(c) for c in candidates]
-    count = max(len(t) for t in texts)
-    usage = response.get("usageMetadata", {})
-    partial = {k: v for k, v in usage.items() if k.startswith("prompt") or k == "serviceTier"}
-    if "promptTokenCount" in usage:
-        partial["totalTokenCount"] = usage["promptTokenCount"]
-    out = []
-    for i in range(count):
-        last = i == count - 1
-        chunk_candidates = []
-        for candidate, pieces in zip(candidates, texts, strict=True):
-            chunk: dict[str, Any] = {}
-            if i < len(pieces) and pieces[i]:
-                chunk["content"] = {"role": "model", "parts": pieces[i]}
-            if last:
-                chunk.update({k: v for k, v in candidate.items() if k != "content"})
-            chunk["index"] = candidate.get("index", 0)
-            chunk_candidates.append(chunk)
-        chunk_response = {
-            "candidates": chunk_candidates,
-            "usageMetadata": usage if last else partial,
-        }
-        chunk_response.update(
-            {k: response[k] for k in ("modelVersion", "responseId") if k in response}
-        )
-        out.append(b"data: " + json_dumps(chunk_response) + b"\r\n\r\n")
-    return b"".join(out)
-
-
-def _pieces(candidate: dict[str, Any]) -> list[list[dict[str, Any]]]:
-    """A candidate's parts as up to three chunks of parts (thought parts in the first)."""
-    parts = candidate.get("content", {}).get("parts", [])
-    thoughts = [p for p in parts if p.get("thought")]
-    answer = "".join(p["text"] for p in parts if not p.get("thought") and "text" in p)
-    others = [p for p in parts if not p.get("thought") and "text" not in p]
-    size = max(1, -(-len(answer) // 3))
-    texts = [answer[i : i + size] for i in range(0, len(answer), size)] or [""]
-    chunks: list[list[dict[str, Any]]] = [[{"text": t}] if t else [] for t in texts]
-    chunks[0] = thoughts + chunks[0]
-    chunks[-1] = chunks[-1] + others
-    return chunks
-
-
-def _cost(method: str, body: dict[str, Any]) -> tuple[int, int]:
-    """(requests, input tokens) an interactive call counts against the per-minute limits
-    (a request too malformed to count costs 0 tokens; it is refused afterwards)."""
-    try:
-        if method == "generateContent":
-            return 1, Prompt(validate.validate_generate_request(body)).tokens
-        items = [body] if method == "embedContent" else list(body.get("requests") or [])
-        tokens = 0
-        for item in items:
-            parts = validate.validate_embed_request(item)["content"]["parts"]
-            tokens += sum(count_text_tokens(p.get("text", "")) for p in parts)
-        return max(len(items), 1), tokens
-    except (ApiError, AttributeError, TypeError):
-        return 1, 0
-
-
-def _embed(model: str, method: str, body: dict[str, Any]) -> dict[str, Any]:
-    if method == "embedContent":
-        return embeddings.embed_content(f"models/{model}", body)
-    items = body.get("requests")
-    if not isinstance(items, list) or not items:
-        raise ApiError(400, 'batchEmbedContents needs a non-empty "requests" list.')
-    out = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ApiError(400, f"requests[{i}] must be an EmbedContentRequest object.")
-        item_model = item.get("model") or f"models/{model}"
-        out.append(embeddings.embed_content(item_model, item)["embedding"])
-    return {"embeddings": out}
 
 
 def _close_body(response: Response) -> None:

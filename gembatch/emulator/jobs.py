@@ -6,6 +6,11 @@ line is done and the job's ``Delays`` have passed; ``JobOutcome`` faults, ``canc
 limit end it FAILED, CANCELLED or EXPIRED instead. One worker thread serves every job, a step of
 ``step_lines`` lines at a time, round robin, so a long job does not hold back a short one.
 
+Lines are answered by ``lines.process_chunk`` (in worker processes for big jobs) with the line
+rules the job was created under; a job renders as an Operation (``operations``), its output
+held back for ``output_lag_polls`` reads after SUCCEEDED. Result files are
+``files/batch-<id>`` with ids of 36 characters (``long_result_ids``) or 12.
+
 Times: ``clock`` (monotonic seconds) drives the delays and ``wall`` (epoch seconds) the timestamps
 and expiry, so tests can move either without sleeping. A job that was PENDING or RUNNING when the
 emulator stopped starts again from its first line when an emulator opens the same data directory.
@@ -28,20 +33,14 @@ from .behaviour import Behaviour
 from .codec import json_dumps, json_loads
 from .errors import ApiError
 from .faults import Faults, LineFaults
-from .lines import LinePool, Spec, chunks, line_rules, process_chunk, released
+from .lines import LinePool, Spec, chunks, process_chunk, released
+from .operations import TERMINAL_STATES, job_behaviour, job_output, operation
 from .store import Store, file_record, new_id, rfc3339, sha256_b64
 
 __all__ = ["JOB_TTL_S", "TERMINAL_STATES", "Jobs", "json_dumps", "json_loads"]
 
 #: Jobs still pending or running this long after creation end EXPIRED, as on the service.
 JOB_TTL_S = 48 * 3600.0
-TERMINAL_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED"})
-_TYPE = "type.googleapis.com/google.ai.generativelanguage.v1main."
-_META_TYPE = {"generate": _TYPE + "GenerateContentBatch", "embed": _TYPE + "EmbedContentBatch"}
-_OUTPUT_TYPE = {
-    "generate": _TYPE + "GenerateContentBatchOutput",
-    "embed": _TYPE + "EmbedContentBatchOutput",
-}
 #: Length of a batch id: 36 characters on the service (``long_result_ids``), 12 before.
 LONG_ID, SHORT_ID = 36, 12
 
@@ -188,7 +187,7 @@ class Jobs:
             "failed": 0,
             "faults": faults,
             "inputTokens": input_tokens,
-            "behaviour": _job_behaviour(behaviour),
+            "behaviour": job_behaviour(behaviour),
             "lagLeft": behaviour.output_lag_polls,
         }
         with self._lock:
@@ -257,47 +256,14 @@ class Jobs:
     def render(
         self, job: dict[str, Any], *, read: bool = False, listing: bool = False
     ) -> dict[str, Any]:
-        """The job as the service sends it: an Operation named ``batches/<id>``.
-
-        ``read``: a client's get or list (it counts against ``output_lag_polls``); ``listing``:
-        as ``batches.list`` sends it (no ``inlinedResponses``).
-        """
-        name, state, kind = f"batches/{job['id']}", job["state"], job["kind"]
-        done = job["succeeded"] + job["failed"]
-        counts = {
-            "requestCount": job["requestCount"],
-            "successfulRequestCount": job["succeeded"],
-            "failedRequestCount": job["failed"],
-            "pendingRequestCount": job["requestCount"] - done,
-        }
-        meta: dict[str, Any] = {"@type": _META_TYPE[kind], "model": job["model"]}
-        if job["displayName"]:  # proto3 JSON leaves out empty strings
-            meta["displayName"] = job["displayName"]
-        if "file" in job["input"]:
-            meta["inputConfig"] = {"fileName": job["input"]["file"]}
-        meta.update(
-            {
-                "state": f"BATCH_STATE_{state}",
-                "createTime": job["createTime"],
-                "updateTime": job["updateTime"],
-            }
-        )
-        if "endTime" in job:
-            meta["endTime"] = job["endTime"]
-        # proto3 JSON leaves out zero counts, as the service does
-        meta["batchStats"] = {k: str(v) for k, v in counts.items() if v}
-        output = None if self._lagging(job, read) else self._output(job, listing)
-        if output:
-            meta["output"] = output
-        meta["name"] = name
-        op: dict[str, Any] = {"name": name, "metadata": meta}
-        if state in TERMINAL_STATES:  # a pending or running operation has no "done" at all
-            op["done"] = True
-        if output:
-            op["response"] = {"@type": _OUTPUT_TYPE[kind], **output}
-        if "error" in job:
-            op["error"] = job["error"]
-        return op
+        """The job as the service sends it (``operations.operation``). ``read``: a client's get
+        or list, which counts against ``output_lag_polls``; ``listing``: as ``batches.list``
+        sends it (no ``inlinedResponses``)."""
+        output = None
+        if not self._lagging(job, read):
+            rules = job.get("behaviour") or job_behaviour(self.behaviour)
+            output = job_output(job, self.store, rules, listing=listing)
+        return operation(job, output)
 
     def _lagging(self, job: dict[str, Any], read: bool) -> bool:
         """Whether a SUCCEEDED job still hides its output (``output_lag_polls``); a read counts."""
@@ -308,27 +274,6 @@ class Jobs:
                 job["lagLeft"] -= 1
                 self.store.put_job(job)
         return True
-
-    def _output(self, job: dict[str, Any], listing: bool) -> dict[str, Any] | None:
-        out = job.get("output")
-        if out is None:
-            return None
-        if "file" in out:
-            return {"responsesFile": out["file"]}
-        if listing:
-            return {}
-        items = []
-        path = self.store.job_path(job["id"], ".results.jsonl")
-        if path.exists():
-            with open(path, "rb") as f:
-                items = [json_loads(line) for line in f if line.strip()]
-        rules = job.get("behaviour") or _job_behaviour(self.behaviour)
-        if rules["inline_metadata"] == "dropped":
-            for item in items:
-                item.pop("metadata", None)
-        if rules["inline_order"] == "shuffled":
-            random.Random(job["id"]).shuffle(items)
-        return {"inlinedResponses": {"inlinedResponses": items}}
 
     # -- the worker ----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -485,7 +430,7 @@ class Jobs:
         """
         faults = job["faults"]
         line_faults = faults.get("lines")
-        rules = (job.get("behaviour") or _job_behaviour(self.behaviour))["lines"]
+        rules = (job.get("behaviour") or job_behaviour(self.behaviour))["lines"]
         spec: Spec = (
             job["kind"],
             job["model"],
@@ -547,12 +492,3 @@ def _count_lines(path: os.PathLike[str]) -> int:
             if not line.isspace():
                 count += 1
     return count
-
-
-def _job_behaviour(behaviour: Behaviour) -> dict[str, Any]:
-    """The parts of ``behaviour`` a job keeps from its creation (JSON-able)."""
-    return {
-        "inline_order": behaviour.inline_order,
-        "inline_metadata": behaviour.inline_metadata,
-        "lines": line_rules(behaviour),
-    }

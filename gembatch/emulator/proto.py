@@ -247,205 +247,98 @@ def _sub(spec: _Msg) -> tuple[_Check, _Msg]:
     return (_message, spec)
 
 
-_SCHEMA_TYPES = frozenset(
-    {"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY", "OBJECT", "NULL"}
-)
-_HARM_CATEGORIES = (
-    "HarmCategory",
-    frozenset(
-        {
-            "HARM_CATEGORY_UNSPECIFIED",
-            "HARM_CATEGORY_HARASSMENT",
-            "HARM_CATEGORY_HATE_SPEECH",
-            "HARM_CATEGORY_SEXUALLY_EXPLICIT",
-            "HARM_CATEGORY_DANGEROUS_CONTENT",
-            "HARM_CATEGORY_CIVIC_INTEGRITY",
-            "HARM_CATEGORY_DEROGATORY",
-            "HARM_CATEGORY_TOXICITY",
-            "HARM_CATEGORY_VIOLENCE",
-            "HARM_CATEGORY_SEXUAL",
-            "HARM_CATEGORY_MEDICAL",
-            "HARM_CATEGORY_DANGEROUS",
-            "HARM_CATEGORY_JAILBREAK",
-            "HARM_CATEGORY_IMAGE_HATE",
-            "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT",
-            "HARM_CATEGORY_IMAGE_HARASSMENT",
-            "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT",
-        }
-    ),
-)
-_THRESHOLDS = (
-    "SafetySetting.HarmBlockThreshold",
-    frozenset(
-        {
-            "HARM_BLOCK_THRESHOLD_UNSPECIFIED",
-            "BLOCK_LOW_AND_ABOVE",
-            "BLOCK_MEDIUM_AND_ABOVE",
-            "BLOCK_ONLY_HIGH",
-            "BLOCK_NONE",
-            "OFF",
-        }
-    ),
-)
-_TASK_TYPES = (
-    "TaskType",
-    frozenset(
-        {
-            "TASK_TYPE_UNSPECIFIED",
-            "RETRIEVAL_QUERY",
-            "RETRIEVAL_DOCUMENT",
-            "SEMANTIC_SIMILARITY",
-            "CLASSIFICATION",
-            "CLUSTERING",
-            "QUESTION_ANSWERING",
-            "FACT_VERIFICATION",
-            "CODE_RETRIEVAL_QUERY",
-        }
-    ),
-)
+# The message tree, a table: one field per entry, (check, arg[, repeated]).
+# fmt: off
+_SCHEMA_TYPES = frozenset({"TYPE_UNSPECIFIED", "STRING", "NUMBER", "INTEGER", "BOOLEAN", "ARRAY",
+                           "OBJECT", "NULL"})
+_HARM_CATEGORIES = ("HarmCategory", frozenset({
+    "HARM_CATEGORY_UNSPECIFIED", "HARM_CATEGORY_HARASSMENT", "HARM_CATEGORY_HATE_SPEECH",
+    "HARM_CATEGORY_SEXUALLY_EXPLICIT", "HARM_CATEGORY_DANGEROUS_CONTENT",
+    "HARM_CATEGORY_CIVIC_INTEGRITY", "HARM_CATEGORY_DEROGATORY", "HARM_CATEGORY_TOXICITY",
+    "HARM_CATEGORY_VIOLENCE", "HARM_CATEGORY_SEXUAL", "HARM_CATEGORY_MEDICAL",
+    "HARM_CATEGORY_DANGEROUS", "HARM_CATEGORY_JAILBREAK", "HARM_CATEGORY_IMAGE_HATE",
+    "HARM_CATEGORY_IMAGE_DANGEROUS_CONTENT", "HARM_CATEGORY_IMAGE_HARASSMENT",
+    "HARM_CATEGORY_IMAGE_SEXUALLY_EXPLICIT"}))
+_THRESHOLDS = ("SafetySetting.HarmBlockThreshold", frozenset({
+    "HARM_BLOCK_THRESHOLD_UNSPECIFIED", "BLOCK_LOW_AND_ABOVE", "BLOCK_MEDIUM_AND_ABOVE",
+    "BLOCK_ONLY_HIGH", "BLOCK_NONE", "OFF"}))
+_TASK_TYPES = ("TaskType", frozenset({
+    "TASK_TYPE_UNSPECIFIED", "RETRIEVAL_QUERY", "RETRIEVAL_DOCUMENT", "SEMANTIC_SIMILARITY",
+    "CLASSIFICATION", "CLUSTERING", "QUESTION_ANSWERING", "FACT_VERIFICATION",
+    "CODE_RETRIEVAL_QUERY"}))
 _ANY_ENUM: tuple[str, frozenset[str]] = ("Enum", frozenset())
 
-REQUEST, _CONTENT, _PART, _BLOB, _FILE_DATA = (
-    _Msg(n) for n in ("GenerateContentRequest", "Content", "Part", "Blob", "FileData")
-)
-_FUNCTION_CALL, _FUNCTION_RESPONSE, _CODE, _CODE_RESULT = (
-    _Msg(n) for n in ("FunctionCall", "FunctionResponse", "ExecutableCode", "CodeExecutionResult")
-)
-_CONFIG, _THINKING, SCHEMA, _SAFETY, _TOOL, _FUNCTION = (
-    _Msg(n)
-    for n in (
-        "GenerationConfig",
-        "ThinkingConfig",
-        "Schema",
-        "SafetySetting",
-        "Tool",
-        "FunctionDeclaration",
-    )
-)
+REQUEST, _CONTENT, _PART, _BLOB, _FILE_DATA = (_Msg(n) for n in (
+    "GenerateContentRequest", "Content", "Part", "Blob", "FileData"))
+_FUNCTION_CALL, _FUNCTION_RESPONSE, _CODE, _CODE_RESULT = (_Msg(n) for n in (
+    "FunctionCall", "FunctionResponse", "ExecutableCode", "CodeExecutionResult"))
+_CONFIG, _THINKING, SCHEMA, _SAFETY, _TOOL, _FUNCTION = (_Msg(n) for n in (
+    "GenerationConfig", "ThinkingConfig", "Schema", "SafetySetting", "Tool", "FunctionDeclaration"))
 EMBED = _Msg("EmbedContentRequest")
 COUNT = _Msg("CountTokensRequest")
 
 REQUEST.define(
-    model=(_str, None),
-    contents=(*_sub(_CONTENT), True),
-    systemInstruction=_sub(_CONTENT),
-    generationConfig=_sub(_CONFIG),
-    safetySettings=(*_sub(_SAFETY), True),
-    tools=(*_sub(_TOOL), True),
-    toolConfig=(_loose, "ToolConfig"),
-    cachedContent=(_str, None),
-    labels=(_any, None),
-    serviceTier=(_enum, _ANY_ENUM),
-    store=(_bool, None),
+    model=(_str, None), contents=(*_sub(_CONTENT), True), systemInstruction=_sub(_CONTENT),
+    generationConfig=_sub(_CONFIG), safetySettings=(*_sub(_SAFETY), True),
+    tools=(*_sub(_TOOL), True), toolConfig=(_loose, "ToolConfig"), cachedContent=(_str, None),
+    labels=(_any, None), serviceTier=(_enum, _ANY_ENUM), store=(_bool, None),
 )
 _CONTENT.define(parts=(*_sub(_PART), True), role=(_str, None))
 _PART.define(
-    text=(_str, None),
-    inlineData=_sub(_BLOB),
-    fileData=_sub(_FILE_DATA),
-    functionCall=_sub(_FUNCTION_CALL),
-    functionResponse=_sub(_FUNCTION_RESPONSE),
-    executableCode=_sub(_CODE),
-    codeExecutionResult=_sub(_CODE_RESULT),
-    thought=(_bool, None),
-    thoughtSignature=(_bytes, None),
-    videoMetadata=(_loose, "VideoMetadata"),
-    mediaResolution=(_loose, "MediaResolution"),
-    partMetadata=(_any, None),
-    toolCall=(_loose, "ToolCall"),
-    toolResponse=(_loose, "ToolResponse"),
+    text=(_str, None), inlineData=_sub(_BLOB), fileData=_sub(_FILE_DATA),
+    functionCall=_sub(_FUNCTION_CALL), functionResponse=_sub(_FUNCTION_RESPONSE),
+    executableCode=_sub(_CODE), codeExecutionResult=_sub(_CODE_RESULT), thought=(_bool, None),
+    thoughtSignature=(_bytes, None), videoMetadata=(_loose, "VideoMetadata"),
+    mediaResolution=(_loose, "MediaResolution"), partMetadata=(_any, None),
+    toolCall=(_loose, "ToolCall"), toolResponse=(_loose, "ToolResponse"),
 )
 _BLOB.define(mimeType=(_str, None), data=(_bytes, None), displayName=(_str, None))
 _FILE_DATA.define(mimeType=(_str, None), fileUri=(_str, None), displayName=(_str, None))
 _FUNCTION_CALL.define(id=(_str, None), name=(_str, None), args=(_any, None))
 _FUNCTION_RESPONSE.define(
-    id=(_str, None),
-    name=(_str, None),
-    response=(_any, None),
-    parts=(_loose, "FunctionResponsePart", True),
-    willContinue=(_bool, None),
+    id=(_str, None), name=(_str, None), response=(_any, None),
+    parts=(_loose, "FunctionResponsePart", True), willContinue=(_bool, None),
     scheduling=(_enum, _ANY_ENUM),
 )
 _CODE.define(id=(_str, None), language=(_enum, _ANY_ENUM), code=(_str, None))
 _CODE_RESULT.define(id=(_str, None), outcome=(_enum, _ANY_ENUM), output=(_str, None))
 _CONFIG.define(
-    stopSequences=(_str, None, True),
-    responseMimeType=(_str, None),
-    responseSchema=_sub(SCHEMA),
-    responseJsonSchema=(_any, None),
-    responseModalities=(_enum, _ANY_ENUM, True),
-    candidateCount=(_int, 32),
-    maxOutputTokens=(_int, 32),
-    temperature=(_float, None),
-    topP=(_float, None),
-    topK=(_int, 32),
-    seed=(_int, 32),
-    presencePenalty=(_float, None),
-    frequencyPenalty=(_float, None),
-    responseLogprobs=(_bool, None),
-    logprobs=(_int, 32),
+    stopSequences=(_str, None, True), responseMimeType=(_str, None),
+    responseSchema=_sub(SCHEMA), responseJsonSchema=(_any, None),
+    responseModalities=(_enum, _ANY_ENUM, True), candidateCount=(_int, 32),
+    maxOutputTokens=(_int, 32), temperature=(_float, None), topP=(_float, None), topK=(_int, 32),
+    seed=(_int, 32), presencePenalty=(_float, None), frequencyPenalty=(_float, None),
+    responseLogprobs=(_bool, None), logprobs=(_int, 32),
     enableEnhancedCivicAnswers=(_bool, None),
-    speechConfig=(_loose, "SpeechConfig"),
-    thinkingConfig=_sub(_THINKING),
-    imageConfig=(_loose, "ImageConfig"),
-    mediaResolution=(_enum, _ANY_ENUM),
+    speechConfig=(_loose, "SpeechConfig"), thinkingConfig=_sub(_THINKING),
+    imageConfig=(_loose, "ImageConfig"), mediaResolution=(_enum, _ANY_ENUM),
     audioTranscriptionConfig=(_loose, "AudioTranscriptionConfig"),
-    responseFormat=(_loose, "ResponseFormat"),
-    enableAffectiveDialog=(_bool, None),
+    responseFormat=(_loose, "ResponseFormat"), enableAffectiveDialog=(_bool, None),
 )
-_THINKING.define(
-    includeThoughts=(_bool, None), thinkingBudget=(_int, 32), thinkingLevel=(_enum, _ANY_ENUM)
-)
+_THINKING.define(includeThoughts=(_bool, None), thinkingBudget=(_int, 32),
+                 thinkingLevel=(_enum, _ANY_ENUM))
 SCHEMA.define(
-    type=(_schema_type, None),
-    format=(_str, None),
-    title=(_str, None),
-    description=(_str, None),
-    nullable=(_bool, None),
-    enum=(_str, None, True),
-    maxItems=(_int, 64),
-    minItems=(_int, 64),
-    properties=(_map, SCHEMA),
-    required=(_str, None, True),
-    minProperties=(_int, 64),
-    maxProperties=(_int, 64),
-    minLength=(_int, 64),
-    maxLength=(_int, 64),
-    pattern=(_str, None),
-    example=(_any, None),
-    anyOf=(*_sub(SCHEMA), True),
-    propertyOrdering=(_str, None, True),
-    default=(_any, None),
-    items=_sub(SCHEMA),
-    minimum=(_float, None),
-    maximum=(_float, None),
+    type=(_schema_type, None), format=(_str, None), title=(_str, None), description=(_str, None),
+    nullable=(_bool, None), enum=(_str, None, True), maxItems=(_int, 64), minItems=(_int, 64),
+    properties=(_map, SCHEMA), required=(_str, None, True), minProperties=(_int, 64),
+    maxProperties=(_int, 64), minLength=(_int, 64), maxLength=(_int, 64), pattern=(_str, None),
+    example=(_any, None), anyOf=(*_sub(SCHEMA), True), propertyOrdering=(_str, None, True),
+    default=(_any, None), items=_sub(SCHEMA), minimum=(_float, None), maximum=(_float, None),
 )
 _SAFETY.define(category=(_enum, _HARM_CATEGORIES), threshold=(_enum, _THRESHOLDS))
 _TOOL.define(
-    functionDeclarations=(*_sub(_FUNCTION), True),
-    googleSearch=(_loose, "GoogleSearch"),
+    functionDeclarations=(*_sub(_FUNCTION), True), googleSearch=(_loose, "GoogleSearch"),
     googleSearchRetrieval=(_loose, "GoogleSearchRetrieval"),
-    codeExecution=(_loose, "CodeExecution"),
-    urlContext=(_loose, "UrlContext"),
-    computerUse=(_loose, "ComputerUse"),
-    fileSearch=(_loose, "FileSearch"),
-    googleMaps=(_loose, "GoogleMaps"),
-    mcpServers=(_any, None),
+    codeExecution=(_loose, "CodeExecution"), urlContext=(_loose, "UrlContext"),
+    computerUse=(_loose, "ComputerUse"), fileSearch=(_loose, "FileSearch"),
+    googleMaps=(_loose, "GoogleMaps"), mcpServers=(_any, None),
 )
 _FUNCTION.define(
-    name=(_str, None),
-    description=(_str, None),
-    behavior=(_enum, _ANY_ENUM),
-    parameters=_sub(SCHEMA),
-    parametersJsonSchema=(_any, None),
-    response=_sub(SCHEMA),
+    name=(_str, None), description=(_str, None), behavior=(_enum, _ANY_ENUM),
+    parameters=_sub(SCHEMA), parametersJsonSchema=(_any, None), response=_sub(SCHEMA),
     responseJsonSchema=(_any, None),
 )
-EMBED.define(
-    model=(_str, None),
-    content=_sub(_CONTENT),
-    taskType=(_enum, _TASK_TYPES),
-    title=(_str, None),
-    outputDimensionality=(_int, 32),
-)
+EMBED.define(model=(_str, None), content=_sub(_CONTENT), taskType=(_enum, _TASK_TYPES),
+              title=(_str, None), outputDimensionality=(_int, 32))
 COUNT.define(contents=(*_sub(_CONTENT), True), generateContentRequest=_sub(REQUEST))
+# fmt: on
