@@ -19,6 +19,7 @@ and warned about, never fatal).
 from __future__ import annotations
 
 import json
+import logging
 import random
 import re
 import time
@@ -59,6 +60,7 @@ __all__ = ["COUNTED_REASONS", "CleanupWarning", "Run"]
 
 T = TypeVar("T")
 S = ShardState
+logger = logging.getLogger("gembatch")
 #: Why rows are sent again; resubmissions for these reasons count against ``Options.max_resubmits``
 #: (``refused``: the rows left after the service refused some lines at create, does not: nothing of
 #: it was paid).
@@ -625,8 +627,10 @@ class Run:
         return None
 
     def _cleanup(self, record: ShardRecord) -> None:
-        """Delete the record's remote files once its results are safe. A refusal is recorded and
-        warned about once per run (the file expires on the service after 48 h), never raised."""
+        """Delete the record's remote files once its results are safe. A refusal is recorded (the
+        file expires on the service after 48 h), never raised: the service's known refusal to
+        delete result files whose id is over 40 characters is logged; any other is warned about,
+        once per run."""
         names = [n for n in (record.file_name, record.result_file) if n]
         errors = [e for e in (self._delete_quietly(n) for n in names) if e]
         self.journal.move(
@@ -636,6 +640,11 @@ class Run:
             cleanup_error="; ".join(errors)[:1000] or None,
             note="remote files deleted" if not errors else "remote clean-up refused",
         )
+        known = [e for e in errors if "cannot be more than 40 characters" in e]
+        for error in known:
+            logger.info("gembatch: the service does not delete result files with long ids (%s); "
+                        "it expires after 48 h", error.split(":", 1)[0])
+        errors = [e for e in errors if e not in known]
         if errors and not self._warned_cleanup:
             self._warned_cleanup = True
             warnings.warn(

@@ -20,6 +20,7 @@ import re
 import threading
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any, TypeVar, cast
 
@@ -43,6 +44,14 @@ from .remote import RemoteFile, RemoteJob
 __all__ = ["Backend", "make_client", "service_of"]
 
 T = TypeVar("T")
+
+
+def _quiet_experimental() -> None:
+    """The SDK warns on every embeddings batch that the call is experimental: gembatch made that
+    choice for its users, who should not see it in every notebook cell. A filter for this one
+    message (a catch_warnings block around the call would not be thread-safe); set again before each
+    call, as test runners and notebooks reset filters."""
+    warnings.filterwarnings("ignore", message=r"batches\.create_embeddings\(\) is experimental")
 
 
 class _StatsCapture:
@@ -329,6 +338,7 @@ class Backend:
                     if file_name
                     else {"inlined_requests": inline_embed_batch(inline_lines or [])}
                 )
+                _quiet_experimental()
                 job = self.client.batches.create_embeddings(
                     model=model,
                     src=src,
