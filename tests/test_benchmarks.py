@@ -44,7 +44,7 @@ def test_every_benchmark_section_runs_and_checks_its_output(tmp_path):
         -2000:
     ]  # 1: a speed target missed (meaningless here)
     table = [line for line in out.splitlines() if " | " in line]
-    for section in ("kernels", "hashing", "e2e", "streaming"):
+    for section in ("kernels", "hashing", "e2e", "streaming", "peer"):
         assert any(line.startswith(section) for line in table), f"no {section} rows:\n{out}"
     correctness = [line for line in table if "output rows, all ok and in order" in line]
     assert len(correctness) == 3 and all(line.rstrip().endswith("ok") for line in correctness), out
@@ -56,3 +56,62 @@ def test_every_benchmark_section_runs_and_checks_its_output(tmp_path):
     ):
         assert proof in out, f"missing {proof!r}:\n{out}"
     assert ": NO" not in out and "NO;" not in out
+
+
+@pytest.mark.slow
+def test_peer_section_runs_the_guides_recipe_and_gembatch_and_prints_every_figure(tmp_path):
+    """The guide's recipe, the in-memory call and the streaming call, at two tiny sizes against one
+    emulator: gembatch's answers equal the recipe's row by row, and every figure (CPU, peak RSS,
+    wall, head, tail) is printed for each client and size. Whether targets are met is not checked
+    (meaningless at this size)."""
+    sizes = ("3,000 rows", "1,000 rows")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks",
+            "--only",
+            "peer",
+            "--rows",
+            "3000",
+            "--peer-small",
+            "1000",
+            "--repeat",
+            "1",
+            "--workdir",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: a target missed (expected here)
+    table = [line for line in out.splitlines() if line.startswith("peer ")]
+    for size in sizes:
+        for client in ("in-memory", "streaming"):
+            same = [
+                line for line in table if f"{client}: same answers as the recipe ({size})" in line
+            ]
+            assert len(same) == 1 and same[0].rstrip().endswith(" ok"), out
+            for figure in ("CPU", "peak RSS", "wall", "head", "tail"):
+                rows = [line for line in table if f"{client}: {figure}" in line and size in line]
+                assert len(rows) == 1, f"no {client} {figure} row at {size}:\n{out}"
+                assert "recipe: " in rows[0] and "% of it" in rows[0], rows[0]
+                assert "nan" not in rows[0].lower(), rows[0]
+    summary = [line for line in out.splitlines() if line.startswith("  [peer]   ")]
+    for who in (
+        "recipe (best of 1)",
+        "in-memory (best of 1)",
+        "streaming (best of 1)",
+        "in-memory / recipe",
+        "streaming / recipe",
+    ):
+        lines = [line for line in summary if who in line]
+        assert len(lines) == len(sizes), f"{who!r} not printed for both sizes:\n{out}"
+        for line in lines:
+            figures = line.split(who, 1)[1].split()
+            assert len(figures) == 5 and "nan" not in line, line
+    assert "same answers as the recipe: yes" in out and "differs" not in out, out
