@@ -892,6 +892,31 @@ def test_unknown_fields_name_the_field_and_path(request_: dict[str, Any], messag
             },
             "Base64 decoding failed",
         ),
+        (  # google-genai's own suite: a list of enums is refused with text/x.enum
+            ask(
+                "x",
+                generationConfig={
+                    "responseMimeType": "text/x.enum",
+                    "responseSchema": {
+                        "type": "ARRAY",
+                        "items": {"type": "STRING", "enum": ["a", "b"]},
+                    },
+                },
+            ),
+            "response_schema must be a STRING schema with enum values",
+        ),
+        (  # google-genai's own suite: one voice or several speakers, not both
+            ask(
+                "x",
+                generationConfig={
+                    "speechConfig": {
+                        "voiceConfig": {"prebuiltVoiceConfig": {"voiceName": "puck"}},
+                        "multiSpeakerVoiceConfig": {"speakerVoiceConfigs": []},
+                    }
+                },
+            ),
+            "voice_config and multi_speaker_voice_config are mutually exclusive",
+        ),
     ],
 )
 def test_invalid_requests_are_refused(request_: Any, message: str) -> None:
