@@ -510,6 +510,15 @@ class Options:
     stuck_after: float | None = None  # seconds without start or progress before the watchdog acts
     dedup: bool = True  # identical requests within a shard are sent once, the answer fanned out
     output_wait: float = 3600.0  # seconds a SUCCEEDED job may lack its result file before stopping
+    # the service's batch limits (the rolling scheduler keeps within them): the usage tier's
+    # published figures, or explicit ones (None: the tier's)
+    tier: int = 1
+    max_jobs: int | None = None  # unfinished batch jobs at once (tier: 100)
+    max_enqueued_tokens: int | None = None  # input tokens of unfinished jobs of the model
+    max_storage_bytes: int | None = None  # bytes of uploaded request files (tier: 20 GiB)
+    shard_max_tokens: int | None = None  # a shard's input tokens (None: a quarter of the budget)
+    first_shard_rows: int | None = 1_000  # the first shard's rows, x4 per shard (answers early)
+    quota_wait: float = 3600.0  # seconds to wait for the service's quota before stopping
 
     def __post_init__(self) -> None:
         own = "Options"
@@ -534,6 +543,13 @@ class Options:
             )
         _check_seconds(own, "stuck_after", self.stuck_after, optional=True)
         _check_seconds(own, "output_wait", self.output_wait)
+        _check_seconds(own, "quota_wait", self.quota_wait)
+        if self.tier not in (1, 2, 3) or isinstance(self.tier, bool):
+            raise ConfigError(f"Options.tier must be 1, 2 or 3 (got {self.tier!r}).")
+        for name in ("max_jobs", "max_enqueued_tokens", "max_storage_bytes", "shard_max_tokens",
+                     "first_shard_rows"):
+            if getattr(self, name) is not None:
+                _check_int(own, name, getattr(self, name), 1)
         for name in ("cleanup_remote", "resubmit_expired", "dedup"):
             _check_bool(own, name, getattr(self, name))
         if not isinstance(self.prefix, str) or not re.fullmatch(

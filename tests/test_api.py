@@ -122,7 +122,9 @@ def test_large_frame_several_shards_keyed_by_position(emu, tmp_path):
         config=CFG,
         job_dir=tmp_path / "big",
         progress=False,
-        options=Options(poll_interval=0.05, max_poll_interval=0.2, shard_max_rows=60_000),
+        options=Options(
+            poll_interval=0.05, max_poll_interval=0.2, shard_max_rows=60_000, first_shard_rows=None
+        ),
     )
     assert out.height == n
     assert (out["gemini_status"] == "ok").all()

@@ -113,7 +113,8 @@ def iter_checked(
             ]
         )
         nbytes = pl.when(mask).then(ln.request_bytes(lines).cast(pl.Int64)).otherwise(0)
-        yield part, keys, lines.with_columns(nbytes.alias("nbytes"))
+        tokens = pl.when(mask).then(spec.tokens(part)).otherwise(0)
+        yield part, keys, lines.with_columns(nbytes.alias("nbytes"), tokens.alias("tokens"))
         start += part.height
 
 
@@ -228,7 +229,7 @@ class _ShardFiles:
         self.keys_file = _Table(store, f"{self.dir}/keys.parquet", frozenset({KEY, HASH}))
         self.cached_fh: IO[bytes] | None = None
         self.sha = hashlib.sha256()
-        self.rows = self.lines = self.bytes = self.dedup = self.cached = 0
+        self.rows = self.lines = self.bytes = self.dedup = self.cached = self.tokens = 0
         self.seen = pl.Series(
             "hash", [], dtype=pl.Utf8
         )  # hashes sent by this shard (bounded by its rows)
@@ -344,6 +345,7 @@ def write_shards(
     *,
     run_id: str,
     cache: ResultCache | None = None,
+    max_tokens: int | None = None,
 ) -> Prepared:
     """Validate the input and write its shards (see the module docstring); nothing is sent.
 
@@ -352,7 +354,8 @@ def write_shards(
     ``cached.jsonl``.
     """
     store.remove("shards", recursive=True)  # leftovers of a prepare that died before run.json
-    cutter = ShardCutter(max_rows=options.shard_max_rows, max_bytes=options.shard_max_bytes)
+    cutter = ShardCutter(max_rows=options.shard_max_rows, max_bytes=options.shard_max_bytes,
+                         max_tokens=max_tokens, first_rows=options.first_shard_rows)
     done: list[_ShardFiles] = []
     current: _ShardFiles | None = None
     line_sha, data_sha = hashlib.sha256(), _data_digest(source)
@@ -366,7 +369,7 @@ def write_shards(
             asked += int(keys[SEND].sum())
             _update_data_digest(data_sha, rows)
             hits = _cache_hits(cache, keys)
-            positions = cutter.cuts(lines["nbytes"])
+            positions = cutter.cuts(lines["nbytes"], lines["tokens"])
             if positions[:1] == [0] and current is not None:
                 jobs.append(current.close(schemas))
                 done.append(current)
@@ -391,6 +394,7 @@ def write_shards(
                 sent, asked_here = via == "line", part_keys[SEND]
                 same = bool((sent == asked_here).all())  # else the digest needs the asked lines
                 to_send = part_lines.filter(sent)
+                current.tokens += int(to_send["tokens"].sum())
                 jobs.append(
                     current.add(
                         part_rows,
@@ -431,6 +435,7 @@ def write_shards(
         ShardRecord(
             index=f.index,
             rows=f.rows,
+            tokens=f.tokens,
             lines=f.lines,
             bytes=f.bytes,
             sha256=f.sha.hexdigest(),

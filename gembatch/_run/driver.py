@@ -50,6 +50,7 @@ from ..exceptions import (
     TransientServiceError,
 )
 from ..progress import NullProgress, Progress, Snapshot
+from .budget import Budget
 
 if TYPE_CHECKING:
     from .._service.backend import Backend
@@ -71,6 +72,14 @@ _LINE_NUMBER = re.compile(r"\bline (\d+)\b", re.IGNORECASE)
 class CleanupWarning(UserWarning):
     """Some remote files of a run could not be deleted (they expire on the service after 48 h);
     ``gembatch cleanup JOB_DIR`` tries again and lists what is left."""
+
+
+class _QuotaRefused(GembatchError):
+    """The service refused a create (or an upload) for quota: the record waits for room."""
+
+    def __init__(self, record: ShardRecord, kind: str, cause: ServiceError) -> None:
+        super().__init__(str(cause))
+        self.record, self.kind, self.retry_after = record, kind, cause.retry_after
 
 
 @dataclass
@@ -114,6 +123,9 @@ class Run:
         self._sleep, self._clock, self._wall = sleep, clock, wall
         self.kind, self.model = journal.manifest.kind, journal.manifest.model
         self._warned_cleanup = False
+        self._budget: Budget | None = None
+        self._hold_until = 0.0  # wall time before which nothing new is submitted (quota)
+        self._quota_since: float | None = None
 
     @property
     def backend(self) -> Backend:
@@ -143,35 +155,132 @@ class Run:
 
     # -- 4. submit ------------------------------------------------------------------------------
     def submit(self) -> None:
-        """Upload and create every record not yet submitted (in parallel), each exactly once."""
+        """Feed the records not yet submitted to the service, in queue order and within the budget
+        (a file is uploaded when it fits the storage budget; a job created when it fits the job and
+        token budgets), each exactly once; uploads in parallel."""
         todo = [
             r
             for r in self.journal.records()
             if r.state.rank < S.SUBMITTED.rank and r.mode != "none"
         ]
-        if not todo:
+        if not todo or self._wall() < self._hold_until:
+            return
+        plan = self._admit(todo)
+        if not plan:
             return
         seen = _Round()
         for job in self.backend.list_jobs():
             seen.jobs.setdefault(job.display_name or "", []).append(job)
-        if any(r.mode == "file" and r.state.rank < S.UPLOADED.rank for r in todo):
+        if any(r.mode == "file" and r.state.rank < S.UPLOADED.rank for r, _ in plan):
             for f in self.backend.list_files():
                 seen.files.setdefault(f.display_name or "", []).append(f)
-        workers = min(self.options.upload_concurrency, len(todo))
+        workers = min(self.options.upload_concurrency, len(plan))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gembatch-submit") as pool:
-            outcomes = list(pool.map(lambda r: self._submit_safely(r, seen), todo))
-        errors = [e for e in outcomes if e is not None]
+            outcomes = list(pool.map(lambda rc: self._submit_safely(rc[0], seen, rc[1]), plan))
+        refusals = [e for e in outcomes if isinstance(e, _QuotaRefused)]
+        if refusals:
+            self._refused(refusals)
+        errors = [e for e in outcomes if e is not None and not isinstance(e, _QuotaRefused)]
         if errors:
             raise errors[0]
 
-    def _submit_safely(self, record: ShardRecord, seen: _Round) -> GembatchError | None:
+    @property
+    def budget(self) -> Budget:
+        """What may be in flight (kept in the manifest; lowered by quota refusals)."""
+        if self._budget is None:
+            data = self.journal.manifest.budget
+            self._budget = Budget.from_json(data) if data else Budget.of(self.options, self.model)
+        return self._budget
+
+    def usage(self) -> dict[str, int]:
+        """What of this run is on the service now: unfinished ``jobs`` and their ``tokens``, and
+        ``storage``: bytes of request files uploaded and not yet deleted."""
+        jobs = tokens = storage = 0
+        for r in self.journal.records():
+            if r.state in (S.CREATING, S.SUBMITTED):
+                jobs, tokens = jobs + 1, tokens + r.tokens
+            uploaded = r.state is S.UPLOADING or (
+                r.file_name is not None and r.state.rank >= S.UPLOADED.rank
+            )
+            if r.mode == "file" and uploaded and not (r.file_deleted or r.cleaned):
+                storage += r.bytes
+        return {"jobs": jobs, "tokens": tokens, "storage": storage}
+
+    def _admit(self, todo: list[ShardRecord]) -> list[tuple[ShardRecord, bool]]:
+        """``(record, create)`` for the records to advance now, in queue order: intents left by a
+        process that died first (they may already exist on the service), then what fits the budget;
+        nothing jumps the queue."""
+        budget, use = self.budget, self.usage()
+        plan: list[tuple[ShardRecord, bool]] = []
+        uploads_open = creates_open = True
+        for r in todo:
+            if r.state in (S.UPLOADING, S.CREATING):  # admitted before: resolve it
+                plan.append((r, True))
+                continue
+            needs_file = r.mode == "file" and r.state is S.PREPARED
+            if needs_file:
+                fits = use["storage"] == 0 or use["storage"] + r.bytes <= budget.storage
+                if not (uploads_open and fits):
+                    uploads_open = creates_open = False
+                    continue
+                use["storage"] += r.bytes
+            fits = use["jobs"] < budget.jobs and (
+                use["jobs"] == 0 or use["tokens"] + r.tokens <= budget.tokens
+            )
+            create = creates_open and fits
+            if create:
+                use["jobs"], use["tokens"] = use["jobs"] + 1, use["tokens"] + r.tokens
+            else:
+                creates_open = False
+            if needs_file or create:
+                plan.append((r, create))
+        return plan
+
+    def _refused(self, refusals: list[_QuotaRefused]) -> None:
+        """The service refused for quota what the budget let through: lower the budget to what is
+        in flight and wait for a job to end (or, with nothing of this run in flight, for the
+        service's retry delay, up to ``options.quota_wait``)."""
+        use = self.usage()
+        kinds = {e.kind for e in refusals}
+        for kind in kinds:
+            in_flight = (
+                use["storage"]
+                if kind == "storage"
+                else use["tokens"] - sum(e.record.tokens for e in refusals)
+            )
+            self.budget.lower(kind, max(1, in_flight))
+        self.journal.manifest.budget = self.budget.to_json()
+        self.journal.save_manifest()
+        delay = max((e.retry_after or 0.0) for e in refusals) or self.options.poll_interval
+        self._hold_until = self._wall() + delay
+        waited = self._quota_since = self._quota_since or self._wall()
+        logger.info(
+            "gembatch: the service refused %s for quota; budget now %s; waiting",
+            ", ".join(sorted(kinds)),
+            self.budget,
+        )
+        nothing_running = not any(r.state is S.SUBMITTED for r in self.journal.records())
+        if nothing_running and self._wall() - waited > self.options.quota_wait:
+            raise TransientServiceError(
+                f"The service has refused this run's jobs for quota for "
+                f"{self._wall() - waited:,.0f} s ({refusals[0]}) while none of them runs: its "
+                "quota is taken by other work, or one shard is over it. Nothing was lost. Hint: "
+                "lower Options(shard_max_tokens=...) or max_enqueued_tokens, or resume later with "
+                f"gembatch.BatchRun.open({self.store.url!r}).wait().",
+                code=429,
+                status="RESOURCE_EXHAUSTED",
+            )
+
+    def _submit_safely(
+        self, record: ShardRecord, seen: _Round, create: bool
+    ) -> GembatchError | None:
         try:
-            self._submit_one(record, seen)
+            self._submit_one(record, seen, create)
         except GembatchError as exc:
             return exc
         return None
 
-    def _submit_one(self, record: ShardRecord, seen: _Round) -> None:
+    def _submit_one(self, record: ShardRecord, seen: _Round, create: bool = True) -> None:
         if record.display_name in seen.jobs:  # made before (a lost answer, a rolled-back state)
             if record.state is S.UPLOADING:
                 self.journal.move(record, S.UPLOADED, note="its job exists already")
@@ -183,6 +292,8 @@ class Run:
             if record.state is S.PREPARED:
                 self.journal.move(record, S.UPLOADING)
             self._upload(record, seen.files.get(record.display_name, []))
+        if not create:
+            return
         if record.state in (S.UPLOADED, S.PREPARED):
             self.journal.move(record, S.CREATING)
         if record.state is S.CREATING:
@@ -232,7 +343,12 @@ class Run:
         def act() -> RemoteFile:
             self.journal.verify(record, "requests.jsonl")  # what goes out is what was prepared
             with self.store.open(record.path("requests.jsonl"), "rb") as stream:
-                return self.backend.upload(stream, display_name=record.display_name)
+                try:
+                    return self.backend.upload(stream, display_name=record.display_name)
+                except TransientServiceError as exc:
+                    if exc.code == 429:  # the File API's storage quota
+                        raise _QuotaRefused(record, "storage", exc) from exc
+                    raise
 
         def look() -> list[RemoteFile]:
             return [f for f in self.backend.find_files(record.display_name) if usable(f)]
@@ -253,6 +369,15 @@ class Run:
 
     def _create(self, record: ShardRecord) -> None:
         def act() -> RemoteJob:
+            try:
+                return make()
+            except TransientServiceError as exc:
+                if exc.code == 429:  # the project's batch quota: wait for room, do not retry now
+                    kind = "jobs" if "concurrent" in str(exc).lower() else "tokens"
+                    raise _QuotaRefused(record, kind, exc) from exc
+                raise
+
+        def make() -> RemoteJob:
             if record.mode == "inline":
                 self.journal.verify(record, "requests.jsonl")
                 lines = self.store.read_lines(record.path("requests.jsonl")).to_list()
@@ -363,6 +488,7 @@ class Run:
         ):
             self._await_output(record, job)
             return
+        self._free_request_file(record)
         fields: dict[str, Any] = {
             "job_state": job.state,
             "job_error": job.error,
@@ -379,6 +505,14 @@ class Run:
             )
         else:
             self.journal.move(record, S.FINISHED, note=job.state, **fields)
+
+    def _free_request_file(self, record: ShardRecord) -> None:
+        """Delete a finished job's request file at once (not when its shard is joined): it frees
+        File API storage for the next shards. A refusal is left to the clean-up."""
+        if not self.options.cleanup_remote or record.file_name is None or record.file_deleted:
+            return
+        if self._delete_quietly(record.file_name) is None:
+            record.file_deleted = True
 
     def _await_output(self, record: ShardRecord, job: RemoteJob) -> None:
         """The job says SUCCEEDED but its result file is not set yet (the service does this): keep
@@ -631,7 +765,8 @@ class Run:
         file expires on the service after 48 h), never raised: the service's known refusal to
         delete result files whose id is over 40 characters is logged; any other is warned about,
         once per run."""
-        names = [n for n in (record.file_name, record.result_file) if n]
+        names = [n for n in (None if record.file_deleted else record.file_name, record.result_file)
+                 if n]
         errors = [e for e in (self._delete_quietly(n) for n in names) if e]
         self.journal.move(
             record,
@@ -642,8 +777,11 @@ class Run:
         )
         known = [e for e in errors if "cannot be more than 40 characters" in e]
         for error in known:
-            logger.info("gembatch: the service does not delete result files with long ids (%s); "
-                        "it expires after 48 h", error.split(":", 1)[0])
+            logger.info(
+                "gembatch: the service does not delete result files with long ids (%s); "
+                "it expires after 48 h",
+                error.split(":", 1)[0],
+            )
         errors = [e for e in errors if e not in known]
         if errors and not self._warned_cleanup:
             self._warned_cleanup = True

@@ -52,6 +52,7 @@ from ..exceptions import (
     RunMismatchError,
 )
 from ..progress import Progress
+from .budget import Budget
 from .driver import Run
 
 if TYPE_CHECKING:
@@ -280,7 +281,17 @@ def prepare(
     lookup: ResultCache | None,
 ) -> Journal:
     """Validate the input, write its shards, then the manifest; return the new journal."""
-    prepared = write_shards(store, source, spec, options, run_id=manifest.run_id, cache=lookup)
+    budget = Budget.of(options, spec.model)
+    manifest.budget = budget.to_json()
+    prepared = write_shards(
+        store,
+        source,
+        spec,
+        options,
+        run_id=manifest.run_id,
+        cache=lookup,
+        max_tokens=options.shard_max_tokens or max(1, budget.tokens // 4),
+    )
     for shard in prepared.shards:  # what each file holds, checked before it is sent or joined
         seal_file(
             store, shard, "requests.jsonl", rows=shard.lines, digest=(shard.sha256, shard.bytes)

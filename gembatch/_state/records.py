@@ -138,6 +138,7 @@ class ShardRecord:
     finished_at: float | None = None
     watchdog: bool = False  # cancelled by the watchdog: its unanswered rows go out again, split
     lost: bool = False  # its job or result file disappeared: its rows go out again
+    file_deleted: bool = False  # its request file was deleted from the File API (storage freed)
     output_wait_since: float | None = None  # SUCCEEDED seen without a result file since (wall s)
     files: dict[str, FileDigest] = field(default_factory=dict)  # run-directory files it wrote
     history: list[list[str]] = field(default_factory=list)
@@ -229,6 +230,7 @@ class Manifest:
     shards: list[int] = field(default_factory=list)
     pilot: bool = False  # this run is the pilot sample of another
     previous: list[str] = field(default_factory=list)  # run ids this run updated (history/<id>)
+    budget: dict[str, int] = field(default_factory=dict)  # what may be in flight (_run/budget.py)
     frame: dict[str, Any] = field(
         default_factory=dict
     )  # how to give the output back (type, metadata)

@@ -1,0 +1,108 @@
+"""The rolling scheduler's limits: how much of a run may be in flight on the service at once.
+
+The Batch API limits each project: concurrent batch jobs, input tokens *enqueued* per model (the
+tokens of every job not yet finished) and bytes of File API storage. A run bigger than that is fed
+to the service window by window: a shard is uploaded only when its file fits the storage budget,
+and its job created only when it fits the job and token budgets (in queue order: nothing jumps
+ahead). A create the service refuses for quota anyway lowers the budget to what is in flight, and
+the run waits for a job to finish. The budget, and every lowering, is kept in the run directory.
+
+Tier figures (published for the Gemini Developer API, as read in 2026; the rate-limits page says
+they change and shows per-model figures in AI Studio: set your own with ``Options``):
+
+>>> Budget.of(Options(tier=1), "models/gemini-2.5-flash").tokens
+3000000
+>>> Budget.of(Options(tier=3, max_enqueued_tokens=5_000), "models/gemini-2.5-pro").tokens
+5000
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..config import Options
+
+__all__ = ["TIER_ENQUEUED_TOKENS", "Budget"]
+
+#: Enqueued input tokens per model and usage tier ("*": other models).
+TIER_ENQUEUED_TOKENS: dict[int, dict[str, int]] = {
+    1: {
+        "gemini-2.5-pro": 5_000_000,
+        "gemini-2.5-flash": 3_000_000,
+        "gemini-2.5-flash-lite": 10_000_000,
+        "gemini-2.0-flash": 10_000_000,
+        "gemini-3-pro-preview": 50_000_000,
+        "gemini-embedding-001": 10_000_000,
+        "*": 3_000_000,
+    },
+    2: {
+        "gemini-2.5-pro": 500_000_000,
+        "gemini-2.5-flash": 400_000_000,
+        "gemini-2.5-flash-lite": 500_000_000,
+        "gemini-2.0-flash": 400_000_000,
+        "gemini-3-pro-preview": 500_000_000,
+        "gemini-embedding-001": 400_000_000,
+        "*": 400_000_000,
+    },
+    3: {
+        "gemini-2.5-pro": 1_000_000_000,
+        "gemini-2.5-flash": 1_000_000_000,
+        "gemini-2.5-flash-lite": 1_000_000_000,
+        "gemini-2.0-flash": 1_000_000_000,
+        "gemini-3-pro-preview": 1_000_000_000,
+        "gemini-embedding-001": 1_000_000_000,
+        "*": 1_000_000_000,
+    },
+}
+#: Concurrent batch jobs and File API storage of every tier.
+TIER_JOBS = 100
+TIER_STORAGE_BYTES = 20 * 1024**3
+
+
+def tier_tokens(tier: int, model: str) -> int:
+    """The enqueued-token limit of ``model`` at ``tier`` (the longest name that prefixes it)."""
+    name = model.removeprefix("models/")
+    table = TIER_ENQUEUED_TOKENS[tier]
+    found = [k for k in table if k != "*" and (name == k or name.startswith(k + "-"))]
+    return table[max(found, key=len)] if found else table["*"]
+
+
+@dataclass
+class Budget:
+    """What may be in flight at once: ``jobs`` unfinished jobs, ``tokens`` enqueued input tokens,
+    ``storage`` bytes of uploaded files; ``lowered``: how often a quota refusal lowered it."""
+
+    jobs: int
+    tokens: int
+    storage: int
+    lowered: int = 0
+
+    @classmethod
+    def of(cls, options: Options, model: str) -> Budget:
+        """The budget ``options`` give for ``model`` (explicit limits, else the tier's)."""
+        return cls(
+            jobs=options.max_jobs if options.max_jobs is not None else TIER_JOBS,
+            tokens=options.max_enqueued_tokens
+            if options.max_enqueued_tokens is not None
+            else tier_tokens(options.tier, model),
+            storage=options.max_storage_bytes
+            if options.max_storage_bytes is not None
+            else TIER_STORAGE_BYTES,
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Budget:
+        return cls(
+            **{k: int(v) for k, v in data.items() if k in ("jobs", "tokens", "storage", "lowered")}
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lower(self, kind: str, in_flight: int) -> None:
+        """A quota refusal of ``kind`` ("tokens", "jobs", "storage") with ``in_flight`` of it on
+        the service: the service's real limit is at most that (at least 1)."""
+        current = getattr(self, kind)
+        setattr(self, kind, max(1, min(current, in_flight)))
+        self.lowered += 1
