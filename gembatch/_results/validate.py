@@ -469,6 +469,8 @@ def _plan(schema: Any) -> _Vec | _Py:
             kept = [b for b in branches if not _null_only(b)]
             if len(kept) == 1:
                 inner = _plan(kept[0])
+                if isinstance(inner, _Py):
+                    return _Py(check, null_reason)
                 return replace(inner, null_reason=null_reason)
     kinds = body.get("type")
     listed = kinds if isinstance(kinds, list) else [] if kinds is None else [kinds]
