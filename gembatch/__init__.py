@@ -48,7 +48,7 @@ from .exceptions import (
 )
 from .handle import BatchRun, RunStatus
 from .namespace import register as _register
-from .progress import NullProgress, Progress, Snapshot, TqdmProgress
+from .progress import NullProgress, Progress, Snapshot, TextProgress, TqdmProgress
 
 _register()
 
@@ -97,6 +97,7 @@ __all__ = [
     "ServiceError",
     "Snapshot",
     "TerminalServiceError",
+    "TextProgress",
     "TokenCounts",
     "TqdmProgress",
     "TransientServiceError",

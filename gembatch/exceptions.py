@@ -101,9 +101,13 @@ class RunMismatchError(RunDirectoryError):
 
 
 class RunLockedError(RunDirectoryError):
-    """Another live process is driving this run directory."""
+    """Another live process is driving this run directory (``holder``: which, when known)."""
 
     transient = True
+
+    def __init__(self, message: str, *, holder: str | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
 
 
 class RunNotFinishedError(RunDirectoryError):

@@ -18,7 +18,7 @@ import html
 import os
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
@@ -31,50 +31,101 @@ from ._state.journal import Journal
 from ._state.records import ShardRecord, ShardState
 from ._storage import Directory, OutputSink
 from .config import Options, RetryPolicy
-from .exceptions import GembatchError, ResultWarning, RunNotFinishedError
-from .progress import Progress, make_progress
+from .exceptions import GembatchError, ResultWarning, RunLockedError, RunNotFinishedError
+from .progress import Progress, Snapshot, make_progress
 
 __all__ = ["BatchRun", "RunStatus"]
 
 
 @dataclass(frozen=True)
 class RunStatus:
-    """A run at one moment: rows, job states and per-shard detail."""
+    """A run at one moment: its state (``submitting``, ``running``, ``done``), progress in rows and
+    requests (:class:`gembatch.Snapshot`), and per-shard detail. ``driven_by``: the process that
+    drives it now, when another one does (the status was then read from the run directory only)."""
 
     job_dir: str
-    state: str  # "submitting" | "running" | "done"
-    total: int
-    done: int
-    failed: int
-    jobs: Counter[str] = field(default_factory=Counter)
+    state: str
+    progress: Snapshot
     shards: tuple[dict[str, Any], ...] = ()
+    driven_by: str | None = None
+
+    @property
+    def total(self) -> int:
+        """The input's rows."""
+        return self.progress.rows
+
+    @property
+    def done(self) -> int:
+        """Rows with their final answer (or error, or skip)."""
+        return self.progress.done
+
+    @property
+    def failed(self) -> int:
+        return self.progress.failed
+
+    @property
+    def jobs(self) -> Counter[str]:
+        """Batch jobs by state."""
+        return self.progress.jobs
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able form (``gembatch status --json``)."""
+        p = self.progress
+        return {
+            "job_dir": self.job_dir,
+            "state": self.state,
+            "rows": p.rows,
+            "done": p.done,
+            "failed": p.failed,
+            "requests": p.requests,
+            "answered": p.answered,
+            "reused": p.reused,
+            "skipped": p.skipped,
+            "jobs": dict(p.jobs),
+            "shards_by_phase": dict(p.shards),
+            "tokens_in_flight": p.tokens,
+            "token_budget": p.token_budget,
+            "rows_per_second": p.rate,
+            "eta_seconds": p.eta,
+            "driven_by": self.driven_by,
+            "shards": list(self.shards),
+        }
 
     def __str__(self) -> str:
-        jobs = ", ".join(
-            f"{k.removeprefix('JOB_STATE_').lower()}: {v}" for k, v in sorted(self.jobs.items())
-        )
-        return (
-            f"gembatch run {self.job_dir} [{self.state}] {self.done:,}/{self.total:,} requests "
-            f"answered, {self.failed:,} failed; jobs: {jobs or 'none yet'}"
-        )
+        p = self.progress
+        share = f" ({p.done / p.rows:.0%})" if p.rows else ""
+        phases = ", ".join(f"{n} {phase}" for phase, n in sorted(p.shards.items()))
+        lines = [
+            f"gembatch run {self.job_dir} [{self.state}]: {p.done:,}/{p.rows:,} rows{share}",
+            f"  {p.describe()}",
+            f"  shards: {phases or 'none'}",
+        ]
+        if p.token_budget and self.state != "done":
+            lines.append(
+                f"  input tokens in flight: {p.tokens:,} of a budget of {p.token_budget:,}"
+            )
+        if self.driven_by:
+            lines.append(f"  driven by {self.driven_by} (read from the run directory)")
+        return "\n".join(lines)
 
     def _repr_html_(self) -> str:
+        columns = ("index", "rows", "lines", "state", "job_name", "job_state")
         head = "".join(
             f"<th>{h}</th>" for h in ("shard", "rows", "requests", "state", "job", "job state")
         )
         body = "".join(
             "<tr>"
             + "".join(
-                f"<td>{html.escape(str(s.get(k) or ''))}</td>"
-                for k in ("index", "rows", "lines", "state", "job_name", "job_state")
+                f"<td>{html.escape('' if s.get(k) is None else str(s.get(k)))}</td>"
+                for k in columns
             )
             + "</tr>"
             for s in self.shards
         )
         return (
             f"<div><b>gembatch run</b> <code>{html.escape(self.job_dir)}</code> — "
-            f"<b>{self.state}</b>: {self.done:,} / {self.total:,} requests answered, "
-            f"{self.failed:,} failed<table><tr>{head}</tr>{body}</table></div>"
+            f"<b>{self.state}</b>: {html.escape(self.progress.describe())}"
+            f"<table><tr>{head}</tr>{body}</table></div>"
         )
 
 
@@ -140,14 +191,20 @@ class BatchRun:
         return self._run
 
     def status(self, *, refresh: bool = True) -> RunStatus:
-        """Where the run is; with ``refresh`` (default) the service is asked first (an unfinished
-        run)."""
+        """Where the run is. With ``refresh`` (default) an unfinished run asks the service first;
+        when another process drives the run, its status is read from the run directory alone
+        (``driven_by`` says who)."""
         run = self._driving(progress=False)
+        driven_by = None
         if refresh and not run.done():
-            with self._journal.locked():
-                run.submit()
-                run.step()
-        snap = run.snapshot()
+            try:
+                with self._journal.locked():
+                    run.submit()
+                    run.step()
+            except RunLockedError as exc:
+                driven_by = exc.holder
+                self._journal = Journal.open(self._journal.store)  # what that process recorded
+                self._run.journal = self._journal
         shards = self._journal.shards
         if all(s.state is ShardState.JOINED for s in shards):
             state = "done"
@@ -167,17 +224,16 @@ class BatchRun:
                 "report": s.report,
                 "reason": s.reason,
                 "watchdog": s.watchdog,
+                "cleanup_error": s.cleanup_error,
             }
             for s in self._journal.records()
         )
         return RunStatus(
             job_dir=self.job_dir,
             state=state,
-            total=snap.total,
-            done=snap.done,
-            failed=snap.failed,
-            jobs=snap.jobs,
+            progress=run.snapshot(),
             shards=detail,
+            driven_by=driven_by,
         )
 
     def wait(self, timeout: float | None = None) -> BatchRun:
@@ -359,8 +415,9 @@ class BatchRun:
         snap = self._run.snapshot()
         states = Counter(s.state.value for s in self._journal.shards)
         return (
-            f"BatchRun({self.job_dir!r}, requests={snap.total:,}, answered={snap.done:,}, "
-            f"failed={snap.failed:,}, shards={dict(states)})"
+            f"BatchRun({self.job_dir!r}, rows={snap.rows:,}, done={snap.done:,}, "
+            f"requests={snap.requests:,}, answered={snap.answered:,}, failed={snap.failed:,}, "
+            f"shards={dict(states)})"
         )
 
     def _repr_html_(self) -> str:

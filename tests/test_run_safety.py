@@ -142,6 +142,9 @@ def test_a_second_process_cannot_drive_the_same_run(tmp_path):
             run = gembatch.BatchRun.open(job_dir, progress=False)
             with pytest.raises(gembatch.RunLockedError, match=f"pid {proc.pid}"):
                 run.wait()
+            status = run.status()  # read-only while the other process drives the run
+            assert status.driven_by is not None and f"pid {proc.pid}" in status.driven_by
+            assert status.state in ("submitting", "running") and status.total == 3
             proc.kill()  # the holder dies; its lock is taken over and the run finishes here
             proc.wait()
             clock.now += 60  # the job's pending time is over
@@ -152,3 +155,38 @@ def test_a_second_process_cannot_drive_the_same_run(tmp_path):
                 os.environ.pop(name, None)
             proc.kill()
             proc.wait()
+
+
+def test_progress_counts_rows_and_status_works_while_another_process_drives(tmp_path):
+    """Rows reused by dedup and the cache count as rows (the bar reaches 100 %, jobs are jobs), and
+    a second process asking for the status reads it from the run directory instead of failing."""
+    seen: list[gembatch.Snapshot] = []
+
+    class Record:
+        def update(self, snapshot):
+            seen.append(snapshot)
+
+        def close(self):
+            pass
+
+    df = pl.DataFrame({"prompt": [f"Prompt {i % 7}" for i in range(50)]})  # 7 distinct requests
+    with Emulator() as emu:
+        os.environ.update(emu.environ())
+        try:
+            out = df.gemini.batch_generate(
+                "prompt",
+                config=CFG,
+                options=FILES.replace(shard_max_rows=100),
+                progress=Record(),
+                job_dir=tmp_path / "run",
+                cache=False,
+            )
+        finally:
+            for name in emu.environ():
+                os.environ.pop(name, None)
+    last = seen[-1]
+    assert (last.rows, last.done, last.requests, last.answered, last.reused) == (50, 50, 7, 7, 43)
+    assert last.jobs == {"JOB_STATE_SUCCEEDED": 1} and "succeeded 1" in last.describe_jobs()
+    assert (out["gemini_origin"] == "dedup").sum() == 43
+    status = gembatch.BatchRun.open(tmp_path / "run").status()
+    assert "50/50 rows (100%)" in str(status) and "<td>0</td>" in status._repr_html_()

@@ -49,6 +49,7 @@ PUBLIC = [
     "ServiceError",
     "Snapshot",
     "TerminalServiceError",
+    "TextProgress",
     "TokenCounts",
     "TqdmProgress",
     "TransientServiceError",

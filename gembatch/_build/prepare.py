@@ -436,6 +436,7 @@ def write_shards(
             index=f.index,
             rows=f.rows,
             tokens=f.tokens,
+            reused=f.dedup + f.cached,
             lines=f.lines,
             bytes=f.bytes,
             sha256=f.sha.hexdigest(),

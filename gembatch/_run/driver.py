@@ -62,6 +62,17 @@ __all__ = ["COUNTED_REASONS", "CleanupWarning", "Run"]
 T = TypeVar("T")
 S = ShardState
 logger = logging.getLogger("gembatch")
+#: A shard's phase, as status and progress count them.
+_PHASE = {
+    S.PREPARED: "queued",
+    S.UPLOADING: "uploading",
+    S.UPLOADED: "uploading",
+    S.CREATING: "uploading",
+    S.SUBMITTED: "running",
+    S.FINISHED: "running",
+    S.FETCHED: "done",
+    S.JOINED: "done",
+}
 #: Why rows are sent again; resubmissions for these reasons count against ``Options.max_resubmits``
 #: (``refused``: the rows left after the service refused some lines at create, does not: nothing of
 #: it was paid).
@@ -765,8 +776,9 @@ class Run:
         file expires on the service after 48 h), never raised: the service's known refusal to
         delete result files whose id is over 40 characters is logged; any other is warned about,
         once per run."""
-        names = [n for n in (None if record.file_deleted else record.file_name, record.result_file)
-                 if n]
+        names = [
+            n for n in (None if record.file_deleted else record.file_name, record.result_file) if n
+        ]
         errors = [e for e in (self._delete_quietly(n) for n in names) if e]
         self.journal.move(
             record,
@@ -815,21 +827,52 @@ class Run:
         return all(r.state is S.JOINED for r in self.journal.records())
 
     def snapshot(self) -> Snapshot:
-        total = done = failed = 0
+        """Where the run stands, in rows of the input and in requests (see :class:`Snapshot`)."""
+        manifest = self.journal.manifest
+        done = failed = answered = requests = reused = 0
         jobs: Counter[str] = Counter()
-        for s in self.shards:
-            total += s.lines
-            if s.job_state:
-                jobs[s.job_state] += 1
-            if s.report is not None:
-                done += s.report.get("answered", 0)
-                failed += s.report.get("failed", 0)
-            elif s.stats:
-                done += s.stats.get("successfulRequestCount", 0) + s.stats.get(
+        phases: Counter[str] = Counter()
+        started = None
+        for shard in self.shards:
+            requests += shard.lines
+            reused += shard.reused
+            phases[_PHASE[shard.state]] += 1
+            for record in self.journal.family(shard):
+                if record.job_state:
+                    jobs[record.job_state] += 1
+                if record.submitted_at is not None:
+                    started = min(started or record.submitted_at, record.submitted_at)
+            if shard.state is S.JOINED and shard.report is not None:
+                done += shard.rows
+                failed += shard.report.get("failed", 0)
+                answered += shard.lines - shard.report.get("missing", 0)
+            elif shard.stats:
+                seen = shard.stats.get("successfulRequestCount", 0) + shard.stats.get(
                     "failedRequestCount", 0
                 )
-                failed += s.stats.get("failedRequestCount", 0)
-        return Snapshot(total=total, done=done, failed=failed, jobs=jobs)
+                answered += min(seen, shard.lines)
+                done += min(seen, shard.lines)
+                failed += shard.stats.get("failedRequestCount", 0)
+        rate = eta = None
+        if started is not None and done:
+            elapsed = max(self._wall() - started, 1e-6)
+            rate = done / elapsed
+            eta = max(0, manifest.rows - done) / rate
+        return Snapshot(
+            rows=manifest.rows,
+            done=min(done, manifest.rows),
+            failed=failed,
+            requests=requests,
+            answered=max(0, answered),
+            reused=reused,
+            skipped=manifest.rows - manifest.requests,
+            jobs=jobs,
+            shards=phases,
+            tokens=self.usage()["tokens"],
+            token_budget=self.budget.tokens,
+            rate=rate,
+            eta=eta,
+        )
 
     def wait(self, timeout: float | None = None) -> bool:
         """Submit what is left, then poll until every shard is joined; False on timeout."""

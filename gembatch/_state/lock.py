@@ -60,14 +60,13 @@ def run_lock(store: Directory) -> Iterator[None]:
         if holder is None or not _alive(holder):
             store.remove(LOCK_FILE)
             continue
+        who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
         raise RunLockedError(
-            f"The run in {store.url!r} is being driven by another process (pid "
-            f"{holder.get('pid', '?')} "
-            f"on {holder.get('host', '?')}, since {holder.get('since', '?')}). Hint: wait for it "
-            "to finish "
-            "or stop it (gembatch status works meanwhile); a lock left by a dead process on this "
-            "machine "
-            "is taken over automatically."
+            f"The run in {store.url!r} is being driven by another process ({who}, since "
+            f"{holder.get('since', '?')}). Hint: wait for it to finish or stop it (gembatch status "
+            "works meanwhile); a lock left by a dead process on this machine is taken over "
+            "automatically.",
+            holder=who,
         )
     else:  # pragma: no cover - the lock kept reappearing
         raise RunLockedError(f"Could not take the lock of {store.url!r}; try again.")
