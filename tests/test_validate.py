@@ -513,7 +513,10 @@ def test_each_pattern_by_hand():
     rows[3] = {**rows[3], "code": "Sure! Here is the code you asked for, in a few words."}
     rows[4] = {**rows[4], "code": "The code of this book is not given in the text at all."}
     rows[5] = {**rows[5], "notes": "title"}  # a field's name, not a neighbour's
-    long_note = "A long and specific note that the model gave to every one of these requests."
+    long_note = (
+        "A long and specific note that the model gave to every one of these requests, "
+        "word for word, although each asked about another book."
+    )
     for i in range(10, 16):
         rows[i] = {**rows[i], "notes": long_note, "title": "Same", "author": "Same", "code": "A1"}
     reasons, counts = degenerate(_parsed(rows, schema), None, schema)

@@ -21,16 +21,20 @@ keywords are not checked. What runs where:
   missing key told apart from a JSON null, ``additionalProperties: false``), array (``items``,
   ``minItems`` / ``maxItems``, ``uniqueItems`` of scalars) and scalar (``type``, ``enum``,
   ``const``, bounds, lengths, ``pattern`` when the Rust regex engine takes it, the four formats).
-  The answers are decoded once more with every string marked and every key doubled by a presence
-  flag, so that JSON types survive polars' lenient decoding;
+  The answers are decoded once more with every string marked and every known key flagged, so
+  that JSON types and absent keys survive polars' lenient decoding (3.5 read as 3, 3 as "3",
+  true as 1, a lone "x" as ["x"], a missing key as null);
 * per row in Python (``json.loads`` and a compiled checker): the nodes whose values have no fixed
   shape or whose keywords polars cannot test (``dict[str, X]``, ``Any`` with constraints, unions
   of several schemas, tuples, ``multipleOf``, ``not``, ``patternProperties``, patterns the Rust
-  engine refuses, enums of objects), and whole rows the vectorised pass cannot read (a value of
-  the wrong shape, a scalar where an array belongs, an unknown key beside
-  ``additionalProperties: false``, duplicated keys).
+  engine refuses, enums of objects), and whole rows the vectorised pass cannot vouch for: a value
+  of the wrong shape (an object where a string belongs), a lone scalar where an array of scalars
+  belongs, a key the schema does not name, a repeated key (``json.loads`` keeps the last), and,
+  as keys and brackets are counted in the raw text, a row whose strings hold ``[`` or ``":``.
 
-Numbers are compared as float64 (integers beyond 2**53 may compare equal to a neighbour).
+A pattern checked by the Rust engine matches ``$`` only at the very end of the string (Python's
+``re``, which jsonschema uses, also before a final newline). Numbers are compared as float64
+(integers beyond 2**53 may compare equal to a neighbour).
 
 >>> import polars as pl
 >>> schema = {"type": "object", "required": ["items"], "properties": {"items": {
@@ -394,14 +398,13 @@ _KEYWORD_CHECKS: tuple[Callable[[Mapping[str, Any]], Check | None], ...] = (
 
 
 # ------------------------------------------------------------------------------ vectorised plan
-# once decoded, every string value starts with _MARK and every key has a flag key _FLAG + key
-# beside it (written as JSON escapes: raw control characters are not JSON)
+# once decoded, every string value starts with _MARK and every known key has a flag key
+# _FLAG + key beside it (written as JSON escapes: raw control characters are not JSON)
 _MARK, _FLAG = "\x01", "\x04"
 _STRING = r'"((?:[^"\\]|\\.)*)"'
-_STRING_ANY = r'"(?:[^"\\]|\\.)*"'
-_KEY = r'"\\u0001((?:[^"\\]|\\.)*)"\s*:'
 _MARKED = r'"\u0001${1}"'
-_FLAGGED = r'"\u0004${1}":true,"${1}":'
+# counts keys (and any \": inside a string: counting too many only sends a row to Python)
+_KEY_END = r'"\s*:'
 _COMMON = frozenset({"type", "enum", "const"})
 _SCALAR_KEYS = _COMMON | {
     "minLength",
@@ -569,13 +572,19 @@ def _vectorised(
 ) -> pl.Series:
     """Vectorised checks of the ``probe`` rows into ``found``; the rows it cannot vouch for."""
     n = len(text)
+    escaped = [json.dumps(name, ensure_ascii=False)[1:-1] for name in sorted(_names(plan))]
     marked = (
-        pl.select(pl.when(pl.lit(probe)).then(pl.lit(text)).otherwise(pl.lit("null")))
-        .to_series()
+        pl.when(pl.col("probe"))
+        .then(pl.col("t"))
+        .otherwise(pl.lit("null"))
         .str.replace_all(_STRING, _MARKED)
-        .str.replace_all(_KEY, _FLAGGED)
     )
-    decoded, problem = decode_json(marked, plan.probe)
+    if escaped:
+        marked = marked.str.replace_many(
+            [f'"\\u0001{k}":' for k in escaped], [f'"\\u0004{k}":true,"{k}":' for k in escaped]
+        )
+    lazy = pl.LazyFrame({"t": text, "probe": probe}).select(marked)
+    decoded, problem = decode_json(lazy.collect(engine="streaming").to_series(), plan.probe)
     unread = probe & problem.is_not_null()
     ok = probe & problem.is_null()
     frame = pl.DataFrame({"row": pl.Series(range(n), dtype=pl.UInt32), "v": decoded}).filter(ok)
@@ -591,15 +600,23 @@ def _vectorised(
         region_found, arrays, keys = _per_row(text, rows, regions, counting=counting)
         found.append(region_found)
         counts.extra(arrays, keys)
-    if counting:
-        skeleton = text.str.replace_all(_STRING_ANY, '""')
+    if counting:  # counted in the text, "[" and '":' in strings too: a row may go to Python
         mismatch = pl.repeat(False, n, eager=True)
         if counts.arrays_needed:
-            mismatch |= skeleton.str.count_matches("[", literal=True) != counts.total(n, "arrays")
+            mismatch |= text.str.count_matches("[", literal=True) != counts.total(n, "arrays")
         if counts.keys_needed:
-            mismatch |= skeleton.str.count_matches(":", literal=True) != counts.total(n, "keys")
+            mismatch |= text.str.count_matches(_KEY_END) != counts.total(n, "keys")
         unread = unread | (ok & mismatch.fill_null(True))
     return unread.fill_null(False)
+
+
+def _names(node: _Vec | _Py) -> set[str]:
+    """The property names of the vectorised objects under ``node``."""
+    if not isinstance(node, _Vec):
+        return set()
+    if node.kind == "array" and node.items is not None:
+        return _names(node.items)
+    return {n for n, _ in node.props}.union(*(_names(c) for _, c in node.props))
 
 
 class _Counts:
@@ -901,7 +918,7 @@ DEGENERATE_PATTERNS = ("same_answer", "all_null", "field_names", "shifted", "pro
 SAME_ANSWER_MIN_REQUESTS = 5
 #: ... whose free text (strings without enum / pattern / format, JSON text) totals this many
 #: characters: short answers (labels, scores, yes/no) repeat legitimately and are never flagged.
-SAME_ANSWER_MIN_TEXT = 60
+SAME_ANSWER_MIN_TEXT = 100
 #: Batch profiles (shifted, prose) need this many filled values of a field; with fewer, or when
 #: half the rows or more would be flagged (the profile itself is then in doubt), nothing is.
 PROFILE_MIN_ROWS = 20
