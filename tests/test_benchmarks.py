@@ -44,7 +44,7 @@ def test_every_benchmark_section_runs_and_checks_its_output(tmp_path):
         -2000:
     ]  # 1: a speed target missed (meaningless here)
     table = [line for line in out.splitlines() if " | " in line]
-    for section in ("kernels", "hashing", "e2e", "streaming", "peer"):
+    for section in ("kernels", "hashing", "e2e", "streaming", "peer", "validation"):
         assert any(line.startswith(section) for line in table), f"no {section} rows:\n{out}"
     correctness = [line for line in table if "output rows, all ok and in order" in line]
     assert len(correctness) == 3 and all(line.rstrip().endswith("ok") for line in correctness), out
