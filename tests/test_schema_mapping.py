@@ -387,3 +387,27 @@ def test_any_schema_and_any_text_decode_and_write(schema, texts, tmp_path_factor
     parsed, errors = parse_structured(pl.Series(texts, dtype=pl.Utf8), schema)
     assert parsed.dtype == dtype and len(parsed) == len(errors) == len(texts)
     _writes_to_parquet(parsed, tmp_path_factory.mktemp("p"))
+    # the earlier signature (a dtype) never raises either, and fits what the schema fits
+    by_dtype, dtype_errors = parse_structured(pl.Series(texts, dtype=pl.Utf8), dtype)
+    assert by_dtype.dtype == dtype
+    for text, error, dtype_error in zip(texts, errors, dtype_errors):
+        if error is None and text.strip() != "null":  # a dtype cannot say null is an answer
+            assert dtype_error is None, (text, dtype_error)
+
+
+def test_the_earlier_dtype_signature_fits_json_text_and_tuples():
+    class Row(BaseModel):
+        a: int
+        counts: dict[str, int]
+        pair: tuple[int, str]
+        anything: Any = None
+
+    texts = pl.Series(['{"a": 1, "counts": {"x": 1}, "pair": [1, "z"], "anything": [2]}', "{"])
+    parsed, errors = parse_structured(texts, response_dtype(Row.model_json_schema()))
+    assert parsed.to_list()[0] == {
+        "a": 1,
+        "counts": '{"x":1}',
+        "pair": {"0": 1, "1": "z"},
+        "anything": "[2]",
+    }
+    assert errors.to_list() == [None, "not a JSON object: {"]

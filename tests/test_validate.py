@@ -569,3 +569,20 @@ def test_degenerate_on_lists_nested_objects_and_json_columns():
         None,
     ]
     assert counts["all_null"] == 1 and counts["field_names"] == 1
+
+
+def test_shifted_elements_of_a_top_level_list_are_found_by_position():
+    schema = {"type": "array", "items": BOOK}
+    books = _books(600)
+    rows = [books[i * 3 : (i + 1) * 3] for i in range(200)]
+    texts = ("title", "summary", "author", "genre")
+    bad = set(range(0, 200, 10))
+    for i in bad:  # the second book of every tenth answer: its text values moved one field up
+        values = [rows[i][1][k] for k in texts]
+        rows[i][1] = {**rows[i][1], **dict(zip(texts, values[1:] + values[:1]))}
+    reasons, counts = degenerate(_parsed(rows, schema), None, schema)
+    assert {i for i, r in enumerate(reasons.to_list()) if r} == bad
+    assert counts["shifted"] == len(bad) and sum(counts.values()) == len(bad)
+    assert reasons[10] == (
+        "shifted: fields of $[1] hold values the size of their neighbours' (values moved one field)"
+    )

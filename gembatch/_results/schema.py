@@ -335,17 +335,57 @@ def parse_structured(text: pl.Series, schema: Any) -> tuple[pl.Series, pl.Series
     constraints (required, enum, ranges, ...) is :func:`gembatch._results.validate.validate`'s
     job.
 
-    ``schema`` may also be a polars dtype (the earlier signature): the text is decoded under it
-    as is.
+    ``schema`` may also be a polars dtype (the earlier signature): the text is decoded under it;
+    rows that do not fit are tried again with objects and arrays at Utf8 positions as their JSON
+    text and arrays at Struct positions named "0", "1", ... as those fields (strings there stay
+    unquoted: pass the schema for exact JSON text).
     """
     cleaned = clean_text(text)
     if isinstance(schema, pl.DataType):
-        opener = {pl.Struct: "{", pl.List: "[", pl.Array: "["}.get(schema.base_type())
-        return _decode(cleaned, schema, schema, opener, None, nullable=False)
+        return _decode_dtype(cleaned, schema)
     shape = shape_of(schema)
     opener = {"object": "{", "array": "[", "tuple": "["}.get(shape.kind)
     rewrite = _rewriter(shape) if shape.rewritten else None
     return _decode(cleaned, shape.decode_dtype, shape.dtype, opener, rewrite, shape.nullable)
+
+
+def _decode_dtype(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
+    opener = {pl.Struct: "{", pl.List: "[", pl.Array: "["}.get(dtype.base_type())
+    if isinstance(dtype, pl.Struct) and [f.name for f in dtype.fields][:1] == ["0"]:
+        opener = None  # a tuple's fields: an array or an object
+    parsed, errors = _decode(text, dtype, dtype, opener, None, nullable=False)
+    again = errors.str.starts_with("does not match the response schema").fill_null(False)
+    if bool(again.any()):
+        retry = pl.select(pl.when(pl.lit(again)).then(pl.lit(text)).otherwise(pl.lit("null")))
+        fixed, still = _decode(retry.to_series(), dtype, dtype, opener, _fitter(dtype), False)
+        parsed, errors = pl.select(
+            pl.when(pl.lit(again)).then(pl.lit(fixed)).otherwise(pl.lit(parsed)).alias("parsed"),
+            pl.when(pl.lit(again)).then(pl.lit(still)).otherwise(pl.lit(errors)).alias("errors"),
+        )
+    return parsed, errors
+
+
+def _fitter(dtype: Any) -> Callable[[Any], Any]:
+    """A rewrite of decoded JSON toward ``dtype``: objects and arrays at Utf8 positions as JSON
+    text, arrays at Struct("0", "1", ...) positions as those fields."""
+    if dtype == pl.Utf8():
+        return lambda v: json_text(v) if isinstance(v, (dict, list)) else v
+    if isinstance(dtype, pl.Struct):
+        fields = {f.name: _fitter(f.dtype) for f in dtype.fields}
+        positional = list(fields) == [str(i) for i in range(len(fields))]
+
+        def struct(value: Any) -> Any:
+            if positional and isinstance(value, list):
+                value = {str(i): v for i, v in enumerate(value[: len(fields)])}
+            if not isinstance(value, dict):
+                return value
+            return {k: fields[k](v) if k in fields else v for k, v in value.items()}
+
+        return struct
+    if isinstance(dtype, (pl.List, pl.Array)):
+        inner = _fitter(dtype.inner)
+        return lambda v: [inner(x) for x in v] if isinstance(v, list) else v
+    return _same
 
 
 def _decode(
@@ -400,7 +440,8 @@ def _refuse_constant(name: str) -> Any:
 
 
 def loads(text: str) -> Any:
-    """``json.loads`` without the NaN / Infinity extensions (polars refuses them too)."""
+    """``json.loads`` without the NaN / Infinity extensions (polars refuses them too; a number
+    too large for a float, read as infinity, is refused when written back)."""
     return json.loads(text, parse_constant=_refuse_constant)
 
 
@@ -414,7 +455,7 @@ def _rewritten(text: pl.Series, rewrite: Callable[[Any], Any]) -> tuple[pl.Serie
             out.append("null")
             continue
         try:
-            out.append(json.dumps(rewrite(loads(row))))
+            out.append(json.dumps(rewrite(loads(row)), allow_nan=False))
         except (ValueError, RecursionError) as exc:
             invalid[i] = f"not valid JSON: {str(exc)[:160]}"
             out.append("null")
@@ -428,7 +469,7 @@ def json_text(value: Any) -> str | None:
     """A value's compact JSON text (what JSON text columns hold); None for null."""
     if value is None:
         return None
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _rewriter(shape: Shape) -> Callable[[Any], Any]:

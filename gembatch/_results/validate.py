@@ -1230,24 +1230,27 @@ def _shifted_sizes(
     ]
     if len(sized) < 2 or len(frame) < PROFILE_MIN_ROWS:
         return
-    sizes = frame.select("row", *[_size(pl.col("v").struct.field(n), k).alias(n) for n, k in sized])
-    medians = {n: sizes[n].median() for n, _ in sized}
-    if any(sizes[n].count() < PROFILE_MIN_ROWS or medians[n] is None for n, _ in sized):
+    columns = {
+        f"__size{i}": _size(pl.col("v").struct.field(n), k) for i, (n, k) in enumerate(sized)
+    }
+    sizes = frame.with_columns(**columns)
+    medians = {c: sizes[c].median() for c in columns}
+    if any(sizes[c].count() < PROFILE_MIN_ROWS or medians[c] is None for c in columns):
         return
     gap = math.log10(SHIFT_FACTOR)
     like: list[pl.Expr] = []
-    for i, (name, kind) in enumerate(sized):
-        own = float(medians[name])  # type: ignore[arg-type]
+    names = list(columns)
+    for i, (column, (_, kind)) in enumerate(zip(names, sized)):
+        own = float(medians[column])  # type: ignore[arg-type]
         options = []
         for j in (i - 1, i + 1):
             if 0 <= j < len(sized) and sized[j][1] == kind:
-                other = float(medians[sized[j][0]])  # type: ignore[arg-type]
+                other = float(medians[names[j]])  # type: ignore[arg-type]
                 apart = abs(own - other)
                 if apart >= gap:
-                    x = pl.col(name)
-                    options.append(
-                        ((x - other).abs() <= apart / 4) & ((x - own).abs() >= apart * 0.75)
-                    )
+                    x = pl.col(column)
+                    near, far = (x - other).abs() <= apart / 4, (x - own).abs() >= apart * 0.75
+                    options.append(near & far)
         if options:
             like.append(pl.any_horizontal(options).fill_null(False).cast(pl.Int64))
     if len(like) < 2:
@@ -1255,15 +1258,10 @@ def _shifted_sizes(
     flagged = sizes.filter(pl.sum_horizontal(like) >= 2)
     if len(flagged) * 2 >= len(sizes):
         return  # most rows differ from the profile: the profile is in doubt
-    where = _path_expr(path) if path else pl.lit("$")
+    what = " hold values the size of their neighbours' (values moved one field)"
     found["shifted"].append(
-        frame.filter(pl.col("row").is_in(flagged["row"].implode())).select(
-            "row",
-            (
-                pl.lit("shifted: fields of ")
-                + where
-                + pl.lit(" hold values the size of their neighbours' (values moved one field)")
-            ).alias("msg"),
+        flagged.select(
+            "row", (pl.lit("shifted: fields of ") + _path_expr(path) + pl.lit(what)).alias("msg")
         )
     )
 
