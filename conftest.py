@@ -23,8 +23,12 @@ def _doctest_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]
 
 
 @pytest.fixture(autouse=True)
-def _doctest_namespace(request: pytest.FixtureRequest, doctest_namespace: dict[str, Any],
-                       tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def _doctest_namespace(
+    request: pytest.FixtureRequest,
+    doctest_namespace: dict[str, Any],
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     if not isinstance(request.node, pytest.DoctestItem):
         return
     import polars as pl
@@ -37,9 +41,17 @@ def _doctest_namespace(request: pytest.FixtureRequest, doctest_namespace: dict[s
     monkeypatch.setenv("GEMBATCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)
     doctest_namespace.update(
-        gembatch=gembatch, pl=pl, emu=emu, job_dir=str(tmp_path / "run"),
-        df=pl.DataFrame({"id": ["a", "b"], "prompt": ["Say hi", "Say bye"],
-                         "text": ["a short text", "another text"]}),
+        gembatch=gembatch,
+        pl=pl,
+        emu=emu,
+        job_dir=str(tmp_path / "run"),
+        df=pl.DataFrame(
+            {
+                "id": ["a", "b"],
+                "prompt": ["Say hi", "Say bye"],
+                "text": ["a short text", "another text"],
+            }
+        ),
         cfg=gembatch.Config(model="gemini-2.5-flash"),
         FAST=gembatch.Options(poll_interval=0.01, max_poll_interval=0.05),
     )

@@ -459,9 +459,8 @@ def _check_bool(owner: str, name: str, value: Any) -> None:
         raise ConfigError(f"{owner}.{name} must be True or False (got {value!r}).")
 
 
-# : The result columns gembatch adds (without the prefix); a user column of one of these names (with
-# the
-#: prefix) is refused before anything is sent.
+#: The result columns gembatch adds (without the prefix); a user column of one of these names
+#: (with the prefix) is refused before anything is sent.
 RESULT_COLUMNS = (
     "text",
     "parsed",
@@ -546,8 +545,13 @@ class Options:
         _check_seconds(own, "quota_wait", self.quota_wait)
         if self.tier not in (1, 2, 3) or isinstance(self.tier, bool):
             raise ConfigError(f"Options.tier must be 1, 2 or 3 (got {self.tier!r}).")
-        for name in ("max_jobs", "max_enqueued_tokens", "max_storage_bytes", "shard_max_tokens",
-                     "first_shard_rows"):
+        for name in (
+            "max_jobs",
+            "max_enqueued_tokens",
+            "max_storage_bytes",
+            "shard_max_tokens",
+            "first_shard_rows",
+        ):
             if getattr(self, name) is not None:
                 _check_int(own, name, getattr(self, name), 1)
         for name in ("cleanup_remote", "resubmit_expired", "dedup"):

@@ -134,8 +134,15 @@ class ServiceError(GembatchError):
     not exist" for a missing or expired file.
     """
 
-    def __init__(self, message: str, *, code: int = 0, status: str = "",
-                 retry_after: float | None = None, gone: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int = 0,
+        status: str = "",
+        retry_after: float | None = None,
+        gone: bool = False,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.status = status

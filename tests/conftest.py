@@ -11,7 +11,7 @@ import pytest
 from google import genai
 from google.genai import types
 
-from gembatch.emulator import Emulator
+from gembatch.emulator import Behaviour, Emulator
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -40,9 +40,17 @@ def private_cache(
 
 
 @pytest.fixture()
-def emulator() -> Iterator[Emulator]:
-    """A fresh ``Emulator()`` (temporary data directory, any key accepted), stopped afterwards."""
-    with Emulator() as emu:
+def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """A fresh ``Emulator()`` (the strict service; temporary data directory, any key accepted),
+    stopped afterwards. Another variant: parametrize ``emulator`` indirectly with a dict of
+    switches over the strict ones (or a ``Behaviour``)::
+
+        @pytest.mark.parametrize("emulator", [{"inline_metadata": "echoed"}], indirect=True)
+    """
+    behaviour = getattr(request, "param", None)
+    if isinstance(behaviour, dict):
+        behaviour = Behaviour.strict().with_(**behaviour)
+    with Emulator(behaviour=behaviour) as emu:
         yield emu
 
 

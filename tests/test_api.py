@@ -32,7 +32,15 @@ def _answers_match_prompts(out: pl.DataFrame) -> None:
     assert (quoted == out["prompt"].str.slice(0, 80)).all()
 
 
+ECHOED = pytest.mark.parametrize("emulator", [{"inline_metadata": "echoed"}], indirect=True)
+
+
+@pytest.mark.parametrize(
+    "emulator", [{"inline_metadata": "echoed"}, {"inline_metadata": "dropped"}], indirect=True
+)
 def test_small_frame_inline_every_row_in_order(emu, tmp_path):
+    """Inline answers come back shuffled; with their keys they are joined, without them (the
+    strict service) the rows go again in a file, and the rest of the run is sent in files."""
     df = _frame(10)
     out = df.gemini.batch_generate(
         "prompt",
@@ -52,9 +60,14 @@ def test_small_frame_inline_every_row_in_order(emu, tmp_path):
     ).all()
     assert out["gemini_batch_job"].str.starts_with("batches/").all()
     stats = emu.stats()
-    assert stats["batches_created"] == 1 and stats["files_created"] == 0  # inline: no upload
+    if emu.behaviour.inline_metadata == "echoed":
+        assert stats["batches_created"] == 1 and stats["files_created"] == 0  # inline: no upload
+    else:
+        assert stats["batches_created"] == 2 and stats["files_created"] == 1
+        assert json.loads((tmp_path / "run" / "run.json").read_text())["inline_unkeyed"]
 
 
+@ECHOED
 def test_inline_and_file_paths_give_identical_answers(emu, tmp_path):
     df = _frame(30)
     cfg = Config(
@@ -90,6 +103,7 @@ def test_inline_and_file_paths_give_identical_answers(emu, tmp_path):
     assert inline["gemini_text"].str.starts_with("[system: Be terse.]").all()
 
 
+@ECHOED
 def test_inline_only_up_to_inline_max_rows_then_one_uploaded_file(emu, tmp_path):
     df = _frame(30)
     small = Options(poll_interval=0.01, max_poll_interval=0.05, inline_max_rows=30)
@@ -172,7 +186,8 @@ def test_per_row_errors_missing_rows_and_skipped_rows(emu, tmp_path):
         progress=False,
     )
     assert out["gemini_status"].to_list() == ["ok", "error", "skipped", "ok", "error", "skipped"]
-    assert out["gemini_error_code"].to_list()[:2] == [None, 500]
+    assert out["gemini_error_code"].to_list()[:2] == [None, 13]  # gRPC INTERNAL
+    assert out["gemini_error_status"].to_list()[:2] == [None, "INTERNAL"]
     assert out["gemini_error_message"][1]
     emu.faults.add(LineFaults(missing_rate=1.0))
     with pytest.warns(gembatch.ResultWarning, match="4 rows missing"):

@@ -75,7 +75,7 @@ def test_retry_failed_resends_only_retryable_errors_and_merges(emu, tmp_path):
         wait=False,
     )
     first = run.result()
-    failed = first.filter(pl.col("gemini_error_code") == 503)
+    failed = first.filter(pl.col("gemini_error_status") == "UNAVAILABLE")  # 503, gRPC 14
     assert failed.height > 0
     emu.faults.clear()
     created = emu.stats()["batches_created"]
@@ -84,7 +84,9 @@ def test_retry_failed_resends_only_retryable_errors_and_merges(emu, tmp_path):
     assert second.filter(pl.col("id").is_in(failed["id"].implode()))[
         "gemini_status"
     ].unique().to_list() == ["ok"]
-    assert second.filter(pl.col("id") == "r3")["gemini_error_code"].to_list() == [400]
+    assert second.filter(pl.col("id") == "r3")["gemini_error_status"].to_list() == [
+        "INVALID_ARGUMENT"
+    ]
     kept = first.filter(pl.col("gemini_status") == "ok")
     assert (
         second.join(kept, on="id")

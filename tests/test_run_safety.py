@@ -14,7 +14,7 @@ import pytest
 
 import gembatch
 from gembatch import Config, Options
-from gembatch.emulator import Delays, Emulator, HttpFault
+from gembatch.emulator import Behaviour, Delays, Emulator, HttpFault
 
 KEY = "sekret-KEY-0123456789"
 CFG = Config(model="gemini-2.5-flash")
@@ -71,7 +71,8 @@ def test_the_api_key_is_never_written_logged_or_shown(
 
 
 def test_batch_stats_are_recorded_per_job_and_remote_files_are_cleaned(tmp_path, monkeypatch):
-    with Emulator() as emu:
+    # result files that can be deleted (the strict service refuses: test_service_variants.py)
+    with Emulator(behaviour=Behaviour.strict().with_(long_result_ids=False)) as emu:
         for name, value in emu.environ().items():
             monkeypatch.setenv(name, value)
         _frame().gemini.batch_generate(

@@ -63,7 +63,7 @@ def test_dedup_fans_out_errors_too_and_can_be_turned_off(emu, tmp_path):
         "prompt", config=CFG, job_dir=tmp_path / "a", options=FAST, progress=False, cache=False
     )
     assert out["gemini_status"].to_list() == ["error"] * 3 + ["ok"] * 3
-    assert out["gemini_error_code"][:3].to_list() == [400] * 3
+    assert out["gemini_error_status"][:3].to_list() == ["INVALID_ARGUMENT"] * 3
     assert _sent(emu) == 2
     no_dedup = Options(poll_interval=0.01, max_poll_interval=0.05, dedup=False)
     df.gemini.batch_generate(
@@ -312,7 +312,7 @@ def test_retry_failed_refans_the_new_answer_to_duplicates(emu, tmp_path):
     first = run.result()
     assert (
         first["gemini_status"].to_list() == ["error"] * 6
-        and first["gemini_error_code"].to_list() == [503] * 6
+        and first["gemini_error_status"].to_list() == ["UNAVAILABLE"] * 6
     )
     emu.faults.clear()
     assert run.retry_failed() == 2  # one line per distinct request, not six

@@ -4,7 +4,9 @@ its own answer, nothing is lost, no job is created twice."""
 
 from __future__ import annotations
 
+import functools
 import json
+import socket
 import time
 
 import polars as pl
@@ -101,6 +103,15 @@ def test_inline_answers_never_join_by_position(service, tmp_path):
     assert created == (2 if service.behaviour.inline_metadata == "dropped" else 1)
 
 
+def test_a_one_request_inline_job_needs_no_key(service, tmp_path):
+    """One request, one answer: nothing to mix up, so it is joined with or without its key."""
+    out = _frame(1).gemini.batch_generate(
+        "prompt", config=CFG, options=INLINE, progress=False, job_dir=tmp_path / "r", cache=False
+    )
+    assert (out["gemini_status"] == "ok").all() and _own(out)
+    assert service.stats()["batches_created"] == 1 and service.stats()["files_created"] == 0
+
+
 def test_structured_output_and_embeddings(service, tmp_path):
     out = _frame().gemini.batch_generate(
         "prompt",
@@ -158,6 +169,34 @@ def test_retry_failed_resends_exactly_the_retryable_rows(service, tmp_path):
     run = gembatch.BatchRun.open(tmp_path / "run", progress=False, poll_interval=0.01)
     assert run.retry_failed() == 3  # 500, 503, 429: not the 400
     assert service.stats()["lines_processed"] == before + 3
+
+
+def test_lines_the_create_refuses_fail_alone_and_the_rest_is_answered(service, tmp_path):
+    """A shard holding three lines the service refuses: where JSONL is checked at create the
+    create fails naming them (all, or only the first), those rows get INVALID_ARGUMENT and the
+    shard's other rows go out again without them; where it is answered line by line they fail in
+    the results. Either way: 3 errors, every other row answered once, by its own answer."""
+    bad = {1: " [[invalid]]", 3: " [[invalid]]", 5: " [[invalid]]"}
+    out = _frame(bad=bad).gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        key="id",
+        options=FILES,
+        progress=False,
+        job_dir=tmp_path / "run",
+        cache=False,
+    )
+    errors = out.filter(pl.col("gemini_status") == "error")
+    assert sorted(errors["id"]) == ["row-001", "row-003", "row-005"]
+    assert set(errors["gemini_error_status"]) == {"INVALID_ARGUMENT"}
+    assert _own(out) and out.filter(pl.col("gemini_status") == "ok").height == 11
+    assert service.stats()["lines_processed"] == (
+        11 if service.behaviour.jsonl_validation == "create" else 14
+    )
+    if service.behaviour.jsonl_validation == "create":
+        assert all("line" in m for m in errors["gemini_error_message"])
+    run = gembatch.BatchRun.open(tmp_path / "run", progress=False, poll_interval=0.01)
+    assert run.retry_failed() == 0  # refused requests are not sent again
 
 
 def test_a_job_reported_succeeded_before_its_output_still_gives_every_answer(service, tmp_path):
@@ -222,3 +261,40 @@ def test_an_expired_result_file_sends_its_rows_again(service, tmp_path):
     out = run.result()
     assert (out["gemini_status"] == "ok").all() and _own(out)
     assert service.stats()["batches_created"] == 4  # one more job, for that shard's rows only
+
+
+def test_an_unknown_model_is_named_before_anything_is_sent(service, tmp_path):
+    """The strict service answers 404 for a model it does not list: a ConfigError with the near
+    names, before any upload or job. The lenient one knows every name: the run goes through."""
+    run = functools.partial(
+        _frame(3).gemini.batch_generate,
+        "prompt",
+        config=CFG.replace(model="gemini-2.5-flahs"),
+        options=FILES,
+        progress=False,
+        job_dir=tmp_path / "run",
+        cache=False,
+    )
+    if not service.behaviour.known_models_only:
+        assert (run()["gemini_status"] == "ok").all()
+        return
+    with pytest.raises(gembatch.ConfigError, match=r"Did you mean 'gemini-2.5-flash'"):
+        run()
+    stats = service.stats()
+    assert stats["upload_sessions"] == 0 and stats["batches_created"] == 0
+
+
+def test_a_service_that_does_not_answer_is_named_quickly(tmp_path, monkeypatch):
+    """No service at the configured URL: the error names the URL within seconds, nothing sent."""
+    with socket.socket() as s:  # a port that was free a moment ago: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("GEMINI_API_KEY", "not-a-real-key")
+    started = time.monotonic()
+    with pytest.raises(gembatch.GembatchError, match=f"127.0.0.1:{port}") as caught:
+        _frame(3).gemini.batch_generate(
+            "prompt", config=CFG, progress=False, job_dir=tmp_path / "run", cache=False
+        )
+    assert time.monotonic() - started < 30
+    assert "not-a-real-key" not in str(caught.value)

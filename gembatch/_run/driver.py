@@ -169,6 +169,8 @@ class Run:
         """Feed the records not yet submitted to the service, in queue order and within the budget
         (a file is uploaded when it fits the storage budget; a job created when it fits the job and
         token budgets), each exactly once; uploads in parallel."""
+        if self.journal.manifest.inline_unkeyed:  # learned before a restart
+            self._inline_to_files()
         todo = [
             r
             for r in self.journal.records()
@@ -491,12 +493,7 @@ class Run:
                 )
             self._watch(record)
             return
-        if (
-            job.state == "JOB_STATE_SUCCEEDED"
-            and record.mode != "inline"
-            and not job.result_file
-            and job.inline_lines is None
-        ):
+        if job.state == "JOB_STATE_SUCCEEDED" and not job.result_file and job.inline_lines is None:
             self._await_output(record, job)
             return
         self._free_request_file(record)
@@ -508,14 +505,44 @@ class Run:
             "stats": job.stats or record.stats,
         }
         if job.inline_lines is not None:
-            data = "".join(line + "\n" for line in job.inline_lines).encode()
+            answers, unkeyed = self._keyed_answers(record, list(job.inline_lines))
+            data = "".join(line + "\n" for line in answers).encode()
             self.store.write_bytes(record.path("results.jsonl"), data)
             self.journal.seal(record, "results.jsonl")
-            self.journal.move(
-                record, S.FETCHED, note=f"{job.state}, inline results saved", **fields
-            )
+            note = f"{job.state}, inline results saved"
+            if unkeyed:
+                note += f" ({unkeyed} answers without their keys dropped: sent again)"
+            self.journal.move(record, S.FETCHED, note=note, **fields)
         else:
             self.journal.move(record, S.FINISHED, note=job.state, **fields)
+
+    def _keyed_answers(self, record: ShardRecord, answers: list[str]) -> tuple[list[str], int]:
+        """Inline answers that carry their request's key, and how many came back without one
+        (they are dropped: never matched to a request by position; those rows go again). The one
+        answer of a one-request job is that request's whatever it carries."""
+        parsed = [json.loads(a) for a in answers]
+        if record.lines == 1 and len(parsed) == 1 and parsed[0].get("key") is None:
+            request = self.store.read_lines(record.path("requests.jsonl")).to_list()[0]
+            parsed[0]["key"] = json.loads(request)["key"]
+            return [json.dumps(parsed[0], ensure_ascii=False, separators=(",", ":"))], 0
+        keyed = [a for a, p in zip(answers, parsed) if p.get("key") is not None]
+        return keyed, len(answers) - len(keyed)
+
+    def _inline_to_files(self) -> None:
+        """Inline answers came back without their keys (the service drops the ``metadata`` echo):
+        no later inline job of this run could be joined either, so every unsent inline shard of
+        more than one request goes through a file from now on (kept in run.json on resume)."""
+        if not self.journal.manifest.inline_unkeyed:
+            self.journal.manifest.inline_unkeyed = True
+            self.journal.save_manifest()
+            logger.warning(
+                "gembatch: the service answered an inline batch without the requests' keys; "
+                "this run sends the rest through files (Options(inline_max_rows=0) avoids it)"
+            )
+        for r in self.journal.records():
+            if r.mode == "inline" and r.state is S.PREPARED and r.lines > 1:
+                r.mode = "file"
+                self.journal.save(r, note="inline answers come back without keys: sent as a file")
 
     def _free_request_file(self, record: ShardRecord) -> None:
         """Delete a finished job's request file at once (not when its shard is joined): it frees
@@ -728,6 +755,7 @@ class Run:
             reason = "expired"
         elif any(r.mode == "inline" for r in fetched) and (shard.report or {}).get("missing"):
             reason = "unkeyed"
+            self._inline_to_files()
         if reason is None:
             return False
         return self.resubmit(shard, reason=reason, include_errors=False, parts=parts) > 0
@@ -752,7 +780,7 @@ class Run:
             nbytes = sum(len(x.encode()) + 1 for x in part)
             inline = (
                 self.kind == "generate"
-                and reason != "unkeyed"
+                and not self.journal.manifest.inline_unkeyed
                 and fits_inline(
                     len(part),
                     nbytes,

@@ -232,6 +232,8 @@ class Manifest:
     pilot: bool = False  # this run is the pilot sample of another
     previous: list[str] = field(default_factory=list)  # run ids this run updated (history/<id>)
     budget: dict[str, int] = field(default_factory=dict)  # what may be in flight (_run/budget.py)
+    # the service sent inline answers back without their keys: the rest goes through files
+    inline_unkeyed: bool = False
     frame: dict[str, Any] = field(
         default_factory=dict
     )  # how to give the output back (type, metadata)

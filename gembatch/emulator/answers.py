@@ -19,9 +19,11 @@ usageMetadata is shaped as the service sends it: zero counts left out, ``promptT
 names one).
 
 Test directives, anywhere in the text of ``contents`` (precedence in this order):
-``[[error:CODE]]`` raise ApiError(CODE); ``[[block]]`` (or ``[[block:OTHER]]``) no candidates,
-``promptFeedback.blockReason``; ``[[finish:REASON]]`` one candidate with that finishReason and no
-content; ``[[parts:N]]`` each answer split across N text parts.
+``[[error:CODE]]`` raise ApiError(CODE); ``[[invalid]]`` a request the service refuses (a JSONL
+line the create refuses when JSONL is checked at create, else ApiError(400)); ``[[block]]`` (or
+``[[block:OTHER]]``) no candidates, ``promptFeedback.blockReason``; ``[[finish:REASON]]`` one
+candidate with that finishReason and no content; ``[[parts:N]]`` each answer split across N text
+parts.
 
 Example::
 
@@ -60,7 +62,7 @@ from gembatch.emulator.validate import (
 
 __all__ = ["ERROR_MESSAGES", "answer", "count_tokens", "generate_content"]
 
-_DIRECTIVE_RE = re.compile(r"\[\[(error|finish|block|parts)(?::([A-Za-z0-9_]+))?\]\]")
+_DIRECTIVE_RE = re.compile(r"\[\[(error|invalid|finish|block|parts)(?::([A-Za-z0-9_]+))?\]\]")
 ERROR_MESSAGES = {
     400: "Request contains an invalid argument.",
     401: "Request had invalid authentication credentials. Expected OAuth 2 access token, login "
@@ -187,6 +189,8 @@ def answer(model: str, normal: dict[str, Any]) -> dict[str, Any]:
     directives = _directives(prompt)
     if "error" in directives:
         _raise_error_directive(directives["error"])
+    if "invalid" in directives:
+        _raise_error_directive("400")
     hashed = {k: v for k, v in normal.items() if k != "model"} if "model" in normal else normal
     seed = hashlib.sha256(f"{canonical_json(hashed)}\n{name}".encode()).digest()
     draws = Draws(seed)

@@ -175,9 +175,9 @@ def _is_int(value: Any) -> bool:
 #: Every switch name, in declaration order.
 BEHAVIOUR_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Behaviour))
 
-#: What ``Emulator(behaviour=None)`` uses. Lenient until gembatch's client copes with the strict
-#: service; then this becomes ``Behaviour.strict()``.
-DEFAULT_BEHAVIOUR: Behaviour = Behaviour.lenient()
+#: What ``Emulator(behaviour=None)`` uses: the strict service, so that everything tested against
+#: the emulator by default is tested against the least forgiving reported behaviour.
+DEFAULT_BEHAVIOUR: Behaviour = Behaviour.strict()
 
 
 def parse_behaviour(spec: str) -> tuple[str, Any]:

@@ -242,6 +242,16 @@ def find(model: str) -> dict[str, Any] | None:
     return _BY_NAME.get(model if model.startswith("models/") else f"models/{model}")
 
 
+def any_model(model: str) -> dict[str, Any]:
+    """A Model resource for a name outside the catalog (``known_models_only=False``): every
+    generation and embedding method, the 2.5 models' limits."""
+    name = model.removeprefix("models/")
+    methods = list(dict.fromkeys(_GENERATE + _EMBED))
+    return _model(
+        name, "001", name, "A model the emulator was not told about.", (_MILLION, 65536), methods
+    )
+
+
 def supports(model: str, method: str) -> bool:
     """Whether ``model`` is in the catalog and lists ``method`` (e.g. ``batchGenerateContent``)."""
     entry = find(model)

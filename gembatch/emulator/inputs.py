@@ -4,9 +4,9 @@
 giving a ``Scan``: the number of requests, their input tokens (the emulator's token rule: the
 enqueued-token quota), the deepest response schema, and, for JSONL, the lines the service's
 protobuf JSON parser refuses (invalid JSON, an unknown field, a value of the wrong type, a
-camelCase name where only proto names are accepted), the lines with an OpenAPI ``response_schema``
-and the lines whose schema is too deep. ``create_error`` turns a scan into the 400 a create answers
-when the behaviour checks JSONL at create::
+camelCase name where only proto names are accepted; for tests, a line holding ``[[invalid]]``), the
+lines with an OpenAPI ``response_schema`` and the lines whose schema is too deep. ``create_error``
+turns a scan into the 400 a create answers when the behaviour checks JSONL at create::
 
     Error on line 2: invalid JSON, near column 61: no such field: 'thinking_config'
     Error on line 5: invalid JSON, near column 1: expected a JSON object
@@ -29,6 +29,7 @@ from gembatch.emulator.schema_faults import depth_error, schema_depth, schema_fo
 from gembatch.emulator.tokens import Prompt, count_text_tokens
 
 __all__ = [
+    "INVALID_DIRECTIVE",
     "LINE_FIELDS",
     "RESPONSE_SCHEMA_MESSAGE",
     "Scan",
@@ -42,6 +43,8 @@ LINE_FIELDS = frozenset({"key", "request", "metadata"})
 #: What the service answers for ``response_schema`` in a JSONL line (python-genai #1150).
 RESPONSE_SCHEMA_MESSAGE = "Request contains an invalid argument."
 _MAX_LISTED = 1000
+#: A test directive: a line whose text holds it is refused like a malformed one.
+INVALID_DIRECTIVE = b"[[invalid]]"
 
 
 @dataclass
@@ -106,6 +109,9 @@ def _scan_line(
         normal = proto.parse(request, spec, snake=snake)
     except proto.ProtoError as exc:
         scan.errors.append((number, _near(raw, exc.key, exc.reason)))
+        return
+    if INVALID_DIRECTIVE in raw:
+        scan.errors.append((number, _near(raw, "contents", "invalid value ([[invalid]])")))
         return
     _measure(normal, kind, number, depth_limit, scan)
 

@@ -63,7 +63,7 @@ def test_presets_and_defaults():
     )
     assert dataclasses.asdict(Behaviour.lenient()) == LENIENT_VALUES
     assert list(BEHAVIOUR_NAMES) == list(STRICT_VALUES)
-    assert DEFAULT_BEHAVIOUR == Behaviour.lenient()  # until the client copes with strict
+    assert DEFAULT_BEHAVIOUR == Behaviour.strict()  # every test meets the least forgiving service
     with Emulator() as emu:
         assert emu.behaviour is DEFAULT_BEHAVIOUR
 
