@@ -586,3 +586,20 @@ def test_shifted_elements_of_a_top_level_list_are_found_by_position():
     assert reasons[10] == (
         "shifted: fields of $[1] hold values the size of their neighbours' (values moved one field)"
     )
+
+
+JUNK_TEXTS = st.sampled_from(
+    ["", "prose", "{", "[1, [2]]", '{"a": {"b": []}}', "null", '"s"', "```json\n{}\n```"]
+)
+
+
+@FAST
+@given(schema_and_answers(), st.lists(JUNK_TEXTS, max_size=4))
+def test_validate_and_degenerate_never_raise(case, junk):
+    schema, answers = case
+    texts = pl.Series([json.dumps(a) for a in answers] + junk, dtype=pl.Utf8)
+    problems = validate(texts, schema)
+    parsed, _ = parse_structured(texts, schema)
+    reasons, counts = degenerate(parsed, texts, schema)
+    assert len(problems) == len(reasons) == len(texts)
+    assert set(counts) == set(DEGENERATE_PATTERNS)

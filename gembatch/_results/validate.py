@@ -978,7 +978,8 @@ def degenerate(
     * ``all_null``: an answer of two or more fields where every field is null or a default
       (``0``, ``""``, ``[]``, ``false``, ``{}``) and at least one is null, ``""`` or ``[]``;
     * ``field_names``: a free-text field holding its own name or the name of a field of the
-      same object that is not its neighbour (case and ``_``/``-``/space ignored);
+      same object that is not its neighbour (case and ``_``/``-``/space ignored; names of three
+      characters or more);
     * ``shifted``: a free-text field holding the name of its neighbour field (key/value pairs
       moved one position); two or more fields of an object each holding a value of the size
       typical of a neighbour field and far from their own (sizes: text length, number
@@ -1145,7 +1146,7 @@ def _same_answer(shape: Shape, frame: pl.DataFrame, request_hash: pl.Series | No
 
 
 def _name_key(name: str) -> str:
-    return re.sub(r"[\s_\-]+", "", name.casefold())
+    return re.sub(r"[\s_\-]+", "", name.lower())
 
 
 def _object_patterns(
@@ -1161,6 +1162,8 @@ def _object_patterns(
         said = value.struct.field(name).str.replace_all(r"[\s_\-]+", "").str.to_lowercase()
         neighbours = {names[j] for j in (i - 1, i + 1) if 0 <= j < len(names)}
         for other in names:
+            if len(_name_key(other)) < 3:  # "a", "id": too likely to be a real value
+                continue
             hit = said == _name_key(other)
             if other in neighbours:
                 what = f"shifted: {{}} holds the name of its neighbour field {other!r}"
