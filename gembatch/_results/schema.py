@@ -30,6 +30,9 @@ pattern]``)
 
 No Struct is ever empty, so every parsed column can be written to Parquet. JSON text columns hold
 null for a JSON null or a missing value, and strings JSON-quoted (``"7"`` vs ``7`` stay apart).
+Enums stay Utf8 rather than ``pl.Enum`` (a value outside the enum is ``validate``'s to report,
+not a decoding failure). pydantic 2.14 writes ``Decimal`` as ``anyOf [number, string]`` without a
+pattern, which ``float | str`` also writes: that union is Utf8, the value's text, losing nothing.
 
 >>> import polars as pl
 >>> schema = {"type": "object", "properties": {"n": {"type": "integer"},
