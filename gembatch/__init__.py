@@ -49,6 +49,7 @@ from .exceptions import (
 from .handle import BatchRun, RunStatus
 from .namespace import register as _register
 from .progress import NullProgress, Progress, Snapshot, TextProgress, TqdmProgress
+from .sample import sample_reviews
 
 _register()
 
@@ -108,4 +109,5 @@ __all__ = [
     "cache",
     "estimate",
     "plan",
+    "sample_reviews",
 ]

@@ -60,6 +60,7 @@ PUBLIC = [
     "cache",
     "estimate",
     "plan",
+    "sample_reviews",
 ]
 #: Modules a user may import by name; everything else is private (``_``-prefixed).
 PUBLIC_MODULES = {
