@@ -104,8 +104,9 @@ def make_client(
     if not key:
         raise AuthenticationError(
             "No Gemini API key found. Hint: set GEMINI_API_KEY (or GOOGLE_API_KEY), or pass "
-            "client=genai.Client(api_key=...). For offline work, start gembatch's emulator: "
-            "`with gembatch.emulator.Emulator() as emu: os.environ.update(emu.environ())`."
+            "client=genai.Client(api_key=...). For offline work, start gembatch's emulator (it "
+            "runs until emu.stop()): `import os, gembatch; emu = gembatch.emulator.Emulator()"
+            ".start(); os.environ.update(emu.environ())`."
         )
     client_args: dict[str, Any] = {}
     if capture is not None:
