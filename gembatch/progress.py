@@ -4,8 +4,9 @@ The run calls ``progress.update(snapshot)`` after every poll and ``progress.clos
 a finished run's one-line cost summary goes to ``progress.summary(text)``. ``progress=True`` gives
 a tqdm bar when tqdm is installed (``pip install 'gembatch[progress]'``): a widget in Jupyter when
 ipywidgets is installed too (``gembatch[jupyter]``), a text bar otherwise (never tqdm's warning
-about a missing widget); without tqdm, :class:`TextProgress` prints a line now and then (and says
-once how to get the bar). :class:`NullProgress` reports nothing.
+about a missing widget; on stdout in a notebook, where stderr shows as an error); without tqdm,
+:class:`TextProgress` prints a line now and then (and says once how to get the bar).
+:class:`NullProgress` reports nothing.
 """
 
 from __future__ import annotations
@@ -107,9 +108,10 @@ class TqdmProgress:
     the jobs by state in its postfix. A widget in Jupyter when ipywidgets is there, else text."""
 
     def __init__(self, description: str = "gembatch", **tqdm_kwargs: Any) -> None:
-        self._bar = _tqdm()(
-            total=0, desc=description, unit="row", dynamic_ncols=True, **tqdm_kwargs
-        )
+        bar = _tqdm()
+        if bar.__module__ == "tqdm.std":
+            tqdm_kwargs.setdefault("file", _text_stream())
+        self._bar = bar(total=0, desc=description, unit="row", dynamic_ncols=True, **tqdm_kwargs)
 
     def update(self, snapshot: Snapshot) -> None:
         bar = self._bar
@@ -131,6 +133,12 @@ class TqdmProgress:
         print(text)
 
 
+def _text_stream() -> TextIO:
+    """Where text progress goes: stdout in a Jupyter kernel (a notebook shows stderr as an error,
+    in red), else stderr (a shell pipeline's stdout stays the data's)."""
+    return sys.stdout if "ipykernel" in sys.modules else sys.stderr
+
+
 def _tqdm() -> Any:
     """tqdm's notebook widget when it can draw one (ipywidgets there, in a notebook), else the text
     bar: ``tqdm.auto`` would warn in a notebook without ipywidgets."""
@@ -147,8 +155,8 @@ def _tqdm() -> Any:
 
 
 class TextProgress:
-    """Without tqdm: one line on ``stream`` at most every ``every`` seconds (and the last one), the
-    first saying how to get a bar."""
+    """Without tqdm: one line on ``stream`` (default: stderr, stdout in a notebook) at most every
+    ``every`` seconds (and the last one), the first saying how to get a bar."""
 
     def __init__(
         self,
@@ -156,7 +164,7 @@ class TextProgress:
         every: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._stream, self._every, self._clock = stream or sys.stderr, every, clock
+        self._stream, self._every, self._clock = stream or _text_stream(), every, clock
         self._last: float | None = None
         self._snapshot: Snapshot | None = None
 
