@@ -20,7 +20,15 @@ from . import Row, machine_note, print_table
 
 #: Section names, in the order they run; each is the module ``benchmarks.<name>`` unless ``MODULES``
 #: names another.
-SECTIONS: tuple[str, ...] = ("kernels", "hashing", "e2e", "streaming", "peer", "validation")
+SECTIONS: tuple[str, ...] = (
+    "kernels",
+    "hashing",
+    "e2e",
+    "streaming",
+    "peer",
+    "validation",
+    "interactive",
+)
 MODULES: dict[str, str] = {"e2e": "end_to_end"}
 
 

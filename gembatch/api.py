@@ -12,6 +12,7 @@ and hands it to :func:`gembatch._run.start`; the ``df.gemini`` namespace calls t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
@@ -43,6 +44,9 @@ __all__ = ["batch_embed", "batch_generate", "batch_generate_parquet", "estimate"
 #: What ``data`` may be: a polars DataFrame or LazyFrame, a pandas DataFrame or a pyarrow Table (the
 #: output then has the same type), or the path of Parquet input (local or an fsspec URL).
 Frame = Union[pl.DataFrame, pl.LazyFrame, "pd.DataFrame", "pa.Table", str, os.PathLike]
+#: How a call's requests are sent (see :func:`batch_generate`).
+Mode = Literal["batch", "interactive", "auto"]
+MODES: tuple[str, ...] = ("batch", "interactive", "auto")
 #: Default vector sizes of the embedding models, when output_dimensionality is not given.
 EMBED_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768, "embedding-001": 768}
 
@@ -88,6 +92,7 @@ def _spend(
     pilot_max_error_rate: Any,
     prices: Any,
     exact_tokens: Any,
+    pilot_mode: Any = "batch",
 ) -> Spend:
     if max_cost is not None and (
         isinstance(max_cost, bool) or not isinstance(max_cost, (int, float)) or not max_cost >= 0
@@ -120,7 +125,24 @@ def _spend(
         pilot_max_error_rate=pilot_max_error_rate,
         prices=prices,
         exact_tokens=exact_tokens,
+        pilot_mode=_mode(pilot_mode, "pilot_mode", ("batch", "interactive")),
     )
+
+
+def _mode(value: Any, name: str = "mode", allowed: tuple[str, ...] = MODES) -> str:
+    if value not in allowed:
+        raise ConfigError(
+            f"{name} must be one of {', '.join(map(repr, allowed))} (got {value!r})."
+            "\nHint: 'interactive' answers now at the interactive price (prototype on a few rows), "
+            "'batch' at half the price within hours, 'auto' picks interactive for small work."
+        )
+    return str(value)
+
+
+def _check_schema(value: Any) -> bool | None:
+    if value is not None and not isinstance(value, bool):
+        raise ConfigError(f"check_schema must be True, False or None (got {value!r}).")
+    return value
 
 
 def _checked_retry(retry: Any) -> RetryPolicy | None:
@@ -180,6 +202,9 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     pilot_max_error_rate: float = 0.2,
     prices: PriceTable | None = None,
     exact_tokens: bool = False,
+    mode: Mode = "batch",
+    pilot_mode: Literal["batch", "interactive"] = "batch",
+    check_schema: bool | None = None,
 ) -> pl.DataFrame | BatchRun | Plan:
     """Send every row of ``data`` through the Gemini Batch API and join the answers back.
 
@@ -224,11 +249,28 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
         packaged one).
     exact_tokens: with ``dry_run`` or ``max_cost``, count input tokens with the countTokens endpoint
         instead of the local estimate.
+    mode: ``"batch"`` (default: batch jobs, half the price, answers within hours),
+        ``"interactive"`` (one call per request now, at the interactive price, within the
+        per-minute limits of ``Options(tier=, requests_per_minute=, tokens_per_minute=)`` with
+        ``Options(concurrency=)`` calls in flight: to prototype a prompt on a few rows), or
+        ``"auto"`` (interactive when the work is small: ``Options(auto_max_rows=200,
+        auto_max_savings=0.05)``). Same columns, cache, resume and cost report either way;
+        ``gemini_origin`` says ``interactive`` and ``gemini_batch_job`` is null for rows answered
+        interactively. Applies to what is not sent yet.
+    pilot_mode: how the pilot is sent: ``"batch"`` (tests the batch path itself) or
+        ``"interactive"`` (answers in seconds).
+    check_schema: with ``config.response_schema``, first send a pilot of 20 rows (or ``pilot=``)
+        in each schema form the schema has (``responseJsonSchema``, then ``responseSchema``) and
+        keep the first whose answers are valid (every answer is checked against the schema, and
+        degenerate answers across rows are caught); stop with a report when none is. None
+        (default): on for runs of 10,000 rows or more.
 
     Returns the input frame, every row in order, with ``gemini_text``, ``gemini_status`` (ok /
     error / skipped / missing / cancelled / expired), token counts, errors, ``gemini_batch_job`` and
     ``gemini_parsed`` (when ``config.response_schema`` is set); a :class:`gembatch.BatchRun` with
-    ``wait=False`` or ``sink=``; a :class:`gembatch.Plan` with ``dry_run=True``.
+    ``wait=False`` or ``sink=``; a :class:`gembatch.Plan` with ``dry_run=True``. With
+    ``mode="interactive"`` and ``wait=False`` the calls are made by ``run.wait()`` /
+    ``run.result()``.
 
     >>> out = gembatch.batch_generate(df, "prompt", config=cfg, key="id", options=FAST,
     ...                               progress=False)
@@ -274,7 +316,20 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
         progress=progress,
         storage_options=storage_options,
         sink=sink,
-        spend=_spend(cache, max_cost, dry_run, pilot, pilot_max_error_rate, prices, exact_tokens),
+        spend=dataclasses.replace(
+            _spend(
+                cache,
+                max_cost,
+                dry_run,
+                pilot,
+                pilot_max_error_rate,
+                prices,
+                exact_tokens,
+                pilot_mode,
+            ),
+            check_schema=_check_schema(check_schema),
+        ),
+        mode=_mode(mode),
     )
     out = start(call)
     return give_back(out, frame) if isinstance(out, pl.DataFrame) else out
@@ -333,6 +388,8 @@ def batch_embed(
     pilot_max_error_rate: float = 0.2,
     prices: PriceTable | None = None,
     exact_tokens: bool = False,
+    mode: Mode = "batch",
+    pilot_mode: Literal["batch", "interactive"] = "batch",
 ) -> pl.DataFrame | BatchRun | Plan:
     """Embed every row's ``text`` through the batch embeddings endpoint.
 
@@ -374,7 +431,10 @@ def batch_embed(
         progress=progress,
         storage_options=storage_options,
         sink=sink,
-        spend=_spend(cache, max_cost, dry_run, pilot, pilot_max_error_rate, prices, exact_tokens),
+        spend=_spend(
+            cache, max_cost, dry_run, pilot, pilot_max_error_rate, prices, exact_tokens, pilot_mode
+        ),
+        mode=_mode(mode),
     )
     out = start(call)
     return give_back(out, frame) if isinstance(out, pl.DataFrame) else out

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ._build import schemas as _schemas
 from .exceptions import ConfigError
 
 __all__ = [
@@ -262,6 +263,12 @@ class Config:
             gen["thinkingConfig"] = thinking
         if self.response_schema is not None:
             wire_field, schema = _schema_to_wire(self.response_schema)
+            # refused before anything is spent, naming the path: recursion, depth, size, keywords
+            # the form lacks; then sent as JSON Schema (a JSONL line refuses responseSchema;
+            # the pilot may choose the OpenAPI form, see gembatch._build.schemas.with_form)
+            _schemas.check(schema, "openapi" if wire_field == "responseSchema" else "json_schema")
+            if wire_field == "responseSchema":
+                wire_field, schema = "responseJsonSchema", _schemas.to_json_schema(schema)
             gen[wire_field] = schema
             gen.setdefault("responseMimeType", "application/json")
             if gen["responseMimeType"] != "application/json":
@@ -518,6 +525,15 @@ class Options:
     shard_max_tokens: int | None = None  # a shard's input tokens (None: a quarter of the budget)
     first_shard_rows: int | None = 1_000  # the first shard's rows, x4 per shard (answers early)
     quota_wait: float = 3600.0  # seconds to wait for the service's quota before stopping
+    # interactive mode (mode="interactive", or "auto" for small work): calls in flight at once,
+    # and the per-minute limits gembatch keeps to (None: the tier's published figures)
+    concurrency: int = 16
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None  # input tokens
+    # mode="auto" answers interactively when the work is small: at most auto_max_rows requests
+    # to send and at most auto_max_savings US dollars that the batch rate would save
+    auto_max_rows: int = 200
+    auto_max_savings: float = 0.05
 
     def __post_init__(self) -> None:
         own = "Options"
@@ -545,12 +561,25 @@ class Options:
         _check_seconds(own, "quota_wait", self.quota_wait)
         if self.tier not in (1, 2, 3) or isinstance(self.tier, bool):
             raise ConfigError(f"Options.tier must be 1, 2 or 3 (got {self.tier!r}).")
+        _check_int(own, "concurrency", self.concurrency, 1, 1_000)
+        _check_int(own, "auto_max_rows", self.auto_max_rows, 0)
+        if (
+            not isinstance(self.auto_max_savings, (int, float))
+            or isinstance(self.auto_max_savings, bool)
+            or not self.auto_max_savings >= 0
+        ):
+            raise ConfigError(
+                f"Options.auto_max_savings must be a number of US dollars >= 0 "
+                f"(got {self.auto_max_savings!r})."
+            )
         for name in (
             "max_jobs",
             "max_enqueued_tokens",
             "max_storage_bytes",
             "shard_max_tokens",
             "first_shard_rows",
+            "requests_per_minute",
+            "tokens_per_minute",
         ):
             if getattr(self, name) is not None:
                 _check_int(own, name, getattr(self, name), 1)

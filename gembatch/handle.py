@@ -368,9 +368,11 @@ class BatchRun:
                 stacklevel=3,
             )
 
-    def retry_failed(self, *, wait: bool = True) -> int:
+    def retry_failed(self, *, wait: bool = True, schema: bool = False) -> int:
         """Send again the rows that got a retryable error (429, 5xx) or no answer, and merge the new
         answers in; rows that succeeded or got a permanent error (e.g. 400) are not sent again.
+        ``schema=True``: also the rows whose answer failed the response schema (status
+        ``SCHEMA_MISMATCH``: invalid or degenerate), which are checked again when they come back.
 
         Returns how many rows were resubmitted.
 
@@ -382,7 +384,7 @@ class BatchRun:
         run = self._driving(progress=False)
         with self._journal.locked():
             total = sum(
-                run.resubmit(shard, reason="retry_failed", include_errors=True)
+                run.resubmit(shard, reason="retry_failed", include_errors=True, schema=schema)
                 for shard in self._journal.shards
                 if shard.state is ShardState.JOINED
             )

@@ -39,6 +39,13 @@ def private_cache(
     return path
 
 
+@pytest.fixture(autouse=True)
+def _cwd_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs in its own empty directory: default run directories (``.gembatch/runs``)
+    and relative outputs never land in the checkout, and no test sees another's."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture()
 def emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
     """A fresh ``Emulator()`` (the strict service; temporary data directory, any key accepted),

@@ -30,6 +30,12 @@ def test_every_benchmark_section_runs_and_checks_its_output(tmp_path):
             "6000",
             "--stream-shard-rows",
             "2000",
+            "--interactive-rows",
+            "40",
+            "--interactive-concurrency",
+            "4",
+            "--interactive-latency",
+            "0.02",
             "--workdir",
             str(tmp_path),
         ],
@@ -44,7 +50,7 @@ def test_every_benchmark_section_runs_and_checks_its_output(tmp_path):
         -2000:
     ]  # 1: a speed target missed (meaningless here)
     table = [line for line in out.splitlines() if " | " in line]
-    for section in ("kernels", "hashing", "e2e", "streaming", "peer", "validation"):
+    for section in ("kernels", "hashing", "e2e", "streaming", "peer", "validation", "interactive"):
         assert any(line.startswith(section) for line in table), f"no {section} rows:\n{out}"
     correctness = [line for line in table if "output rows, all ok and in order" in line]
     assert len(correctness) == 3 and all(line.rstrip().endswith("ok") for line in correctness), out
@@ -53,6 +59,7 @@ def test_every_benchmark_section_runs_and_checks_its_output(tmp_path):
         "digests identical to the loop: yes",
         "same texts and tokens as the loop: yes",
         "ids in input order: yes",
+        "answers ok and own: yes",
     ):
         assert proof in out, f"missing {proof!r}:\n{out}"
     assert ": NO" not in out and "NO;" not in out

@@ -46,10 +46,24 @@ def test_pydantic_schema_becomes_response_json_schema():
     assert cfg.response_json_schema() == Review.model_json_schema()
 
 
-def test_openapi_dict_schema_becomes_response_schema():
-    schema = {"type": "OBJECT", "properties": {"a": {"type": "STRING"}}}
+def test_an_openapi_dict_schema_is_sent_as_json_schema_and_bad_schemas_are_refused():
+    """A JSONL line refuses ``response_schema`` (python-genai #1150): the OpenAPI form is sent as
+    the same JSON Schema. Schemas that would fail only once a batch runs are refused at once,
+    naming the path."""
+    schema = {"type": "OBJECT", "properties": {"a": {"type": "STRING", "nullable": True}}}
     gen = Config(model="m", response_schema=schema).request_static()["generationConfig"]
-    assert gen["responseSchema"] == schema and "responseJsonSchema" not in gen
+    assert "responseSchema" not in gen
+    assert gen["responseJsonSchema"]["properties"]["a"] == {
+        "anyOf": [{"type": "string"}, {"type": "null"}]
+    }
+    node = {"type": "object", "properties": {"kids": {"type": "array", "items": {"$ref": "#"}}}}
+    with pytest.raises(ConfigError, match="#/properties/kids/items"):
+        Config(model="m", response_schema=node)
+    deep: dict = {"type": "string"}
+    for _ in range(12):
+        deep = {"type": "object", "properties": {"x": deep}}
+    with pytest.raises(ConfigError, match="deep"):
+        Config(model="m", response_schema=deep)
 
 
 def test_raw_generation_config_accepts_known_and_refuses_unknown_fields():

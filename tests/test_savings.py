@@ -54,7 +54,7 @@ def test_identical_requests_are_sent_once_and_fanned_out(emu, tmp_path):
         out["gemini_prompt_tokens"][:40].n_unique() == 1
     )  # the shared answer's usage, on every row
     cost = gembatch.BatchRun.open(tmp_path / "r").cost()
-    assert cost.rows == {"batch": 11, "dedup": 39, "cache": 0, "skipped": 0}
+    assert cost.rows == {"batch": 11, "interactive": 0, "dedup": 39, "cache": 0, "skipped": 0}
 
 
 def test_dedup_fans_out_errors_too_and_can_be_turned_off(emu, tmp_path):

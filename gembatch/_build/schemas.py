@@ -35,6 +35,7 @@ from ..exceptions import ConfigError
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_DEPTH",
+    "FORMS",
     "Form",
     "check",
     "form_of",
@@ -42,6 +43,7 @@ __all__ = [
     "schema_depth",
     "to_json_schema",
     "to_openapi",
+    "with_form",
 ]
 
 Form = Literal["openapi", "json_schema"]
@@ -776,3 +778,36 @@ def _number(value: Any) -> Any:
         except ValueError:
             pass
     return value
+
+
+#: The forms a request can carry a response schema in, by the request field's name.
+FORMS: dict[str, str] = {"json_schema": "responseJsonSchema", "schema": "responseSchema"}
+
+
+def with_form(static: Mapping[str, Any], form: str) -> dict[str, Any]:
+    """The wire request fields ``static`` with its response schema in ``form``: ``"json_schema"``
+    (``responseJsonSchema``) or ``"schema"`` (``responseSchema``, the OpenAPI subset; raises
+    ConfigError naming the path when the schema says what that form cannot). Without a schema,
+    ``static`` unchanged.
+
+    >>> s = {"generationConfig": {"responseJsonSchema": {"type": "string"}}}
+    >>> with_form(s, "schema")
+    {'generationConfig': {'responseSchema': {'type': 'STRING'}}}
+    """
+    out = copy.deepcopy(dict(static))
+    gen = out.get("generationConfig") or {}
+    schema = gen.pop("responseJsonSchema", None)
+    if schema is None:
+        schema = gen.pop("responseSchema", None)
+    if schema is None:
+        return out
+    if form == "schema":
+        gen["responseSchema"] = schema if form_of(schema) == "openapi" else to_openapi(schema)
+    elif form == "json_schema":
+        json_form = schema if form_of(schema) == "json_schema" else to_json_schema(schema)
+        gen["responseJsonSchema"] = json_form
+    else:
+        raise ConfigError(f"schema form must be one of {sorted(FORMS)} (got {form!r}).")
+    out["generationConfig"] = dict(sorted(gen.items()))
+    return out
+

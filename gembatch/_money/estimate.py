@@ -75,6 +75,10 @@ LINE_SCHEMA = pl.Struct(
 )
 
 
+#: Output tokens of a typical answer, for the expected cost (answers and thinking together).
+TYPICAL_OUTPUT_TOKENS = 300
+
+
 def _part_tokens(part: pl.Expr) -> pl.Expr:
     text = part.struct.field("text")
     media = pl.any_horizontal(
@@ -228,6 +232,11 @@ class Estimate:
     total_usd_bound: float
     interactive_usd_bound: float
     as_of: str
+    # what a typical answer would cost: TYPICAL_OUTPUT_TOKENS output tokens per request, or twice
+    # its input tokens when more, within the bound (a figure to plan with, not a limit)
+    expected_output_tokens: int = 0
+    expected_usd: float = 0.0
+    expected_interactive_usd: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (JSON-serialisable)."""
@@ -250,6 +259,12 @@ class Estimate:
             ("output, batch rate", f"at most ${self.output_usd_bound:,.4f}"),
             ("total, batch rate", f"at most ${self.total_usd_bound:,.4f}"),
             ("total, interactive", f"at most ${self.interactive_usd_bound:,.4f}"),
+            (
+                "expected, batch rate",
+                f"~${self.expected_usd:,.4f} (~{self.expected_output_tokens:,} output tokens: "
+                f"{TYPICAL_OUTPUT_TOKENS} a request or twice the input; a typical figure)",
+            ),
+            ("expected, interactive", f"~${self.expected_interactive_usd:,.4f}"),
             ("prices as of", self.as_of),
         ]
 
@@ -308,10 +323,25 @@ def estimate_lines(
     prompt, output = pl.col("tokens").cast(pl.Float64), pl.col("output")
     batch_in, batch_out = _usd_exprs(price, table.batch_multiplier, prompt, output, pl.lit(0.0))
     inter_in, inter_out = _usd_exprs(price, 1.0, prompt, output, pl.lit(0.0))
+    typical = pl.min_horizontal(
+        pl.max_horizontal(prompt * 2, pl.lit(float(TYPICAL_OUTPUT_TOKENS))), output
+    )
+    _, batch_typical = _usd_exprs(price, table.batch_multiplier, prompt, typical, pl.lit(0.0))
+    _, inter_typical = _usd_exprs(price, 1.0, prompt, typical, pl.lit(0.0))
     sums = [
-        e.sum().alias(str(i)) for i, e in enumerate([batch_in, batch_out, inter_in + inter_out])
+        e.sum().alias(str(i))
+        for i, e in enumerate(
+            [
+                batch_in,
+                batch_out,
+                inter_in + inter_out,
+                batch_in + batch_typical,
+                inter_in + inter_typical,
+                typical,
+            ]
+        )
     ]
-    requests, tokens, usd = 0, 0, [0.0, 0.0, 0.0]
+    requests, tokens, usd = 0, 0, [0.0] * 6
     for lines in line_batches:
         if not len(lines):
             continue
@@ -327,7 +357,9 @@ def estimate_lines(
         tokens += int(counted.sum())
         usd = [a + float(b or 0.0) for a, b in zip(usd, frame.select(sums).row(0))]
     million = 1_000_000
-    input_usd, output_usd, interactive = (u / million for u in usd)
+    input_usd, output_usd, interactive, expected, expected_interactive = (
+        u / million for u in usd[:5]
+    )
     return Estimate(
         model=model.removeprefix("models/"),
         rows=rows,
@@ -341,4 +373,7 @@ def estimate_lines(
         total_usd_bound=input_usd + output_usd,
         interactive_usd_bound=interactive,
         as_of=table.as_of,
+        expected_output_tokens=int(usd[5]),
+        expected_usd=expected,
+        expected_interactive_usd=expected_interactive,
     )

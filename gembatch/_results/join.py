@@ -19,7 +19,8 @@ from .._state.records import HASH, KEY, SEND, VIA, ShardRecord, ShardState
 from ..exceptions import ConfigError, InputError
 from . import parse
 from .codes import RETRYABLE_STATUSES
-from .schema import parse_structured, polars_dtype_from_json_schema
+from .schema import parse_structured
+from .validate import degenerate, validate
 
 __all__ = [
     "STATUS_FOR_JOB_STATE",
@@ -246,8 +247,12 @@ def read_results(
         parsed = parse.parse_embed_lines(data, dimensions=manifest.dimensions)
     else:
         parsed = parse.parse_generate_lines(data)
-    job = None if name == "cached.jsonl" else record.job_name
-    return parsed.with_columns(pl.lit(job, dtype=pl.Utf8).alias("batch_job"))
+    cached = name == "cached.jsonl"
+    job = None if cached else record.job_name
+    origin = "cache" if cached else "interactive" if record.mode == "live" else "batch"
+    return parsed.with_columns(
+        pl.lit(job, dtype=pl.Utf8).alias("batch_job"), pl.lit(origin).alias("origin")
+    )
 
 
 def merged_results(journal: Journal, shard: ShardRecord) -> tuple[pl.DataFrame, ShardRecord]:
@@ -272,10 +277,12 @@ def merged_results(journal: Journal, shard: ShardRecord) -> tuple[pl.DataFrame, 
     return merged, last
 
 
-def lines_to_resend(journal: Journal, shard: ShardRecord, *, include_errors: bool) -> list[str]:
+def lines_to_resend(
+    journal: Journal, shard: ShardRecord, *, include_errors: bool, also: pl.Series | None = None
+) -> list[str]:
     """Request lines of the shard still unanswered (and, if asked, answered with a retryable error:
     gRPC 4, 8, 13, 14 or their HTTP spellings 408/504, 429, 500, 502/503, or an unreadable result
-    line)."""
+    line), and those whose key is in ``also``."""
     journal.verify(shard, "requests.jsonl")
     requests = journal.store.read_lines(shard.path("requests.jsonl"))
     keys = requests.str.json_path_match("$.key")
@@ -288,6 +295,8 @@ def lines_to_resend(journal: Journal, shard: ShardRecord, *, include_errors: boo
         )["key"]
         good = answered.filter(pl.col("status") == "ok")["key"]
         need = need | (keys.is_in(bad.implode()) & ~keys.is_in(good.implode()))
+    if also is not None and len(also):
+        need = need | keys.is_in(also.implode())
     return requests.filter(need).to_list()
 
 
@@ -300,7 +309,7 @@ def join_shard(
 
     A row routed ``dup`` takes the answer of the row of this shard that sent the same request; a row
     routed ``cache`` its cached answer. The ``{prefix}origin`` column tells which (``batch``,
-    ``dedup``, ``cache``; null for skipped rows).
+    ``interactive``, ``dedup``, ``cache``; null for skipped rows).
     """
     store, manifest = journal.store, journal.manifest
     journal.verify(shard, "keys.parquet")
@@ -323,12 +332,18 @@ def join_shard(
     keys, joined = keys.drop(_SENDER, strict=False), joined.drop(_SENDER, strict=False)
     job, origin = f"{prefix}batch_job", f"{prefix}origin"
     via = pl.col(VIA) if VIA in joined.columns else pl.when(pl.col(SEND)).then(pl.lit("line"))
+    sender = "interactive" if last.mode == "live" else "batch"  # of rows no answer came for
     joined = joined.with_columns(
-        pl.when(via == "cache")
+        pl.when(via == "line")
+        .then(pl.coalesce(pl.col(origin), pl.lit(sender)))
+        .otherwise(via.replace_strict(_ORIGIN, default=None, return_dtype=pl.Utf8))
+        .alias(origin)
+    )
+    joined = joined.with_columns(
+        pl.when((via == "cache") | (pl.col(origin) == "interactive"))
         .then(pl.col(job))
         .otherwise(pl.coalesce(pl.col(job), pl.lit(last.job_name, dtype=pl.Utf8)))
-        .alias(job),
-        via.replace_strict(_ORIGIN, default=None, return_dtype=pl.Utf8).alias(origin),
+        .alias(job)
     )
     status, message = f"{prefix}status", f"{prefix}error_message"
     code_status = f"{prefix}error_status"
@@ -345,18 +360,10 @@ def join_shard(
             .alias(code_status),
             pl.when(missing).then(pl.lit(outcome)).otherwise(pl.col(status)).alias(status),
         )
+    schema_failed = degenerate_rows = 0
     if manifest.response_schema is not None and manifest.kind != "embed":
-        dtype = polars_dtype_from_json_schema(manifest.response_schema)
-        parsed, errors = parse_structured(joined[f"{prefix}text"], dtype)
-        bad = errors.is_not_null() & (joined[status] == "ok")
-        joined = joined.with_columns(
-            parsed.alias(f"{prefix}parsed"),
-            pl.when(bad).then(pl.lit("error")).otherwise(pl.col(status)).alias(status),
-            pl.when(bad)
-            .then(pl.lit("SCHEMA_MISMATCH"))
-            .otherwise(pl.col(code_status))
-            .alias(code_status),
-            pl.when(bad).then(errors).otherwise(pl.col(message)).alias(message),
+        joined, schema_failed, degenerate_rows = _check_answers(
+            joined, keys, manifest.response_schema, prefix
         )
     counts = joined[status].value_counts()
     by_status = dict(zip(counts[status].to_list(), counts["count"].to_list()))
@@ -367,12 +374,50 @@ def join_shard(
         **{k: int(v) for k, v in vars(report).items() if isinstance(v, int)},
         "missing": int(by_status.get("missing", 0)),  # rows a finished job did not answer
     }
+    summary["schema_failed"] = schema_failed  # paid for, but not an answer to the schema
+    summary["degenerate"] = degenerate_rows
     summary["deduplicated"] = int((joined[origin] == "dedup").sum())
     summary["cached"] = int((joined[origin] == "cache").sum())
     result_columns = [c for c in joined.columns if c not in keys.columns]
     journal.verify(shard, "input.parquet")
     rows = store.read_parquet(shard.path("input.parquet"))
     return rows.hstack(joined.select(result_columns)), keys, summary
+
+
+def _check_answers(
+    joined: pl.DataFrame, keys: pl.DataFrame, schema: Any, prefix: str
+) -> tuple[pl.DataFrame, int, int]:
+    """Structured answers parsed (``{prefix}parsed``) and checked: an ``ok`` row whose text does not
+    decode, breaks a constraint of the schema (``validate``) or shows a degenerate pattern across
+    the shard (``degenerate``: the same answer to different requests, all-null templates, field
+    names or shifted values, prose in short fields) becomes ``error`` / ``SCHEMA_MISMATCH`` with the
+    reason; its text is kept. Returns the frame, the rows failed and of those the degenerate."""
+    status, message = f"{prefix}status", f"{prefix}error_message"
+    code_status, text = f"{prefix}error_status", joined[f"{prefix}text"]
+    parsed, errors = parse_structured(text, schema)
+    ok = joined[status] == "ok"
+    problems = validate(text.set(~ok, None), schema)
+    hashes = keys[HASH] if HASH in keys.columns else None
+    reasons, _ = degenerate(parsed.set(~ok, None), hashes, schema)
+    why = pl.select(
+        pl.coalesce(
+            errors,
+            "the answer does not match the schema: " + problems,
+            "degenerate answer: " + reasons,
+        )
+    ).to_series()
+    bad = why.is_not_null() & ok
+    degenerate_rows = int((bad & errors.is_null() & problems.is_null()).sum())
+    joined = joined.with_columns(
+        parsed.alias(f"{prefix}parsed"),
+        pl.when(bad).then(pl.lit("error")).otherwise(pl.col(status)).alias(status),
+        pl.when(bad)
+        .then(pl.lit("SCHEMA_MISMATCH"))
+        .otherwise(pl.col(code_status))
+        .alias(code_status),
+        pl.when(bad).then(why).otherwise(pl.col(message)).alias(message),
+    )
+    return joined, int(bad.sum()), degenerate_rows
 
 
 def answered_entries(

@@ -51,6 +51,7 @@ from ..exceptions import (
 )
 from ..progress import NullProgress, Progress, Snapshot
 from .budget import Budget
+from .live import LiveSender
 
 if TYPE_CHECKING:
     from .._service.backend import Backend
@@ -137,6 +138,7 @@ class Run:
         self._budget: Budget | None = None
         self._hold_until = 0.0  # wall time before which nothing new is submitted (quota)
         self._quota_since: float | None = None
+        self._live: LiveSender | None = None
 
     @property
     def backend(self) -> Backend:
@@ -150,6 +152,37 @@ class Run:
     @property
     def shards(self) -> list[ShardRecord]:
         return self.journal.shards
+
+    @property
+    def live(self) -> LiveSender:
+        """The sender of interactive records (made on first use)."""
+        if self._live is None:
+            self._live = LiveSender(self)
+        return self._live
+
+    def set_mode(self, mode: str) -> int:
+        """Send what is not sent yet interactively (``"interactive"``) or by batch jobs
+        (``"batch"``); the records changed."""
+        changed = 0
+        for record in self.journal.records():
+            if record.state is not S.PREPARED or record.mode == "none":
+                continue
+            if mode == "interactive" and record.mode != "live":
+                record.mode = "live"
+            elif mode == "batch" and record.mode == "live":
+                inline = self.kind == "generate" and not self.journal.manifest.inline_unkeyed
+                inline = inline and fits_inline(
+                    record.lines,
+                    record.bytes,
+                    max_rows=self.options.inline_max_rows,
+                    max_bytes=self.options.inline_max_bytes,
+                )
+                record.mode = "inline" if inline else "file"
+            else:
+                continue
+            self.journal.save(record, note=f"to be sent by {record.mode}")
+            changed += 1
+        return changed
 
     def plan(
         self, *, table: PriceTable | None = None, strict: bool = False, exact: bool = False
@@ -174,7 +207,7 @@ class Run:
         todo = [
             r
             for r in self.journal.records()
-            if r.state.rank < S.SUBMITTED.rank and r.mode != "none"
+            if r.state.rank < S.SUBMITTED.rank and r.mode not in ("none", "live")
         ]
         if not todo or self._wall() < self._hold_until:
             return
@@ -761,15 +794,23 @@ class Run:
         return self.resubmit(shard, reason=reason, include_errors=False, parts=parts) > 0
 
     def resubmit(
-        self, shard: ShardRecord, *, reason: str, include_errors: bool, parts: int = 1
+        self,
+        shard: ShardRecord,
+        *,
+        reason: str,
+        include_errors: bool,
+        parts: int = 1,
+        schema: bool = False,
     ) -> int:
-        """Record resubmissions of the shard's unanswered (and, if asked, retryable-error) rows."""
+        """Record resubmissions of the shard's unanswered (and, if asked, retryable-error) rows;
+        ``schema``: also the rows whose answer failed the response schema (SCHEMA_MISMATCH)."""
         counted = reason in COUNTED_REASONS
         if (counted and self._counted(shard) >= self.options.max_resubmits) or self._in_flight(
             shard
         ):
             return 0
-        lines = lines_to_resend(self.journal, shard, include_errors=include_errors)
+        also = self._schema_failed(shard) if schema else None
+        lines = lines_to_resend(self.journal, shard, include_errors=include_errors, also=also)
         if not lines:
             return 0
         room = self.options.max_resubmits - self._counted(shard) if counted else parts
@@ -788,8 +829,17 @@ class Run:
                     max_bytes=self.options.inline_max_bytes,
                 )
             )
-            self.journal.add_resubmission(shard, part, reason, mode="inline" if inline else "file")
+            mode = "live" if shard.mode == "live" else "inline" if inline else "file"
+            self.journal.add_resubmission(shard, part, reason, mode=mode)
         return len(lines)
+
+    def _schema_failed(self, shard: ShardRecord) -> pl.Series:
+        """The request keys of the shard's rows whose answer failed the schema (rows answered by
+        their own request line: a cached answer has no line to send again)."""
+        output = self.output(shard)
+        keys = self.store.read_parquet(shard.path("keys.parquet"), columns=[KEY, VIA])
+        failed = output[f"{self.options.prefix}error_status"] == "SCHEMA_MISMATCH"
+        return keys.filter(failed & (keys[VIA] == "line"))[KEY].cast(pl.Utf8)
 
     def _delete_quietly(self, name: str) -> str | None:
         """Delete a remote file; the error, when the service refuses, as text (never raised)."""
@@ -843,7 +893,7 @@ class Run:
         for shard in self.shards:
             for record in self.journal.family(shard):
                 before = (record.state, record.job_state, repr(record.stats))
-                if record.state is S.SUBMITTED:
+                if record.state is S.SUBMITTED and record.mode != "live":
                     self._poll(record)
                 if record.state is S.FINISHED:
                     self._fetch(record)
@@ -908,8 +958,9 @@ class Run:
         interval = self.options.poll_interval
         try:
             while True:
+                sent = self.live.send()  # interactive records: answered here, call by call
                 self.submit()  # resubmissions recorded by the last step
-                changed = self.step()
+                changed = self.step() or sent
                 self.progress.update(self.snapshot())
                 if self.done():
                     return True

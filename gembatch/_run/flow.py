@@ -34,6 +34,7 @@ import polars as pl
 from .. import __version__
 from .._build.checks import check_frame
 from .._build.prepare import digests, iter_checked, write_shards
+from .._build.schemas import with_form
 from .._build.sources import FrameSource, Source
 from .._build.spec import RequestSpec
 from .._money.plan import Plan
@@ -46,10 +47,13 @@ from .._storage import Directory
 from ..config import Options, RetryPolicy
 from ..exceptions import (
     AuthenticationError,
+    ConfigError,
     CostLimitError,
+    GembatchError,
     PilotFailedError,
     RunDirectoryError,
     RunMismatchError,
+    TerminalServiceError,
 )
 from ..progress import Progress
 from .budget import Budget
@@ -60,7 +64,16 @@ if TYPE_CHECKING:
     from ..cache import ResultCache
     from ..handle import BatchRun
 
-__all__ = ["Call", "Spend", "check_cost", "open_or_prepare", "prepare", "run_pilot", "start"]
+__all__ = [
+    "Call",
+    "Spend",
+    "check_cost",
+    "choose_mode",
+    "open_or_prepare",
+    "prepare",
+    "run_pilot",
+    "start",
+]
 
 S = ShardState
 logger = logging.getLogger("gembatch")
@@ -77,6 +90,8 @@ class Spend:
     pilot_max_error_rate: float = 0.2
     prices: PriceTable | None = None
     exact_tokens: bool = False
+    pilot_mode: str = "batch"  # how the pilot is sent: "batch" or "interactive" (in seconds)
+    check_schema: bool | None = None  # a structured run's pilot tries each schema form (None: auto)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +114,7 @@ class Call:
     storage_options: dict[str, Any] | None = None
     sink: str | os.PathLike[str] | None = None
     spend: Spend = field(default_factory=Spend)
+    mode: str = "batch"  # "batch" | "interactive" | "auto" (see choose_mode)
 
 
 # ------------------------------------------------------------------------------------ the whole
@@ -111,6 +127,9 @@ def start(call: Call) -> pl.DataFrame | BatchRun | Plan:
     if backend is not None and not spend.dry_run:
         backend.check_model(call.spec.model)  # fail fast: no service, or no such model
     run = open_or_prepare(call, backend)
+    if not spend.dry_run:
+        with run.journal.locked():
+            run.set_mode(choose_mode(call, run))
     try:
         return _carry_on(call, run)
     except KeyboardInterrupt:
@@ -142,6 +161,40 @@ def _carry_on(call: Call, run: Run) -> pl.DataFrame | BatchRun | Plan:
         handle.write(call.sink, storage_options=call.storage_options)
         return handle
     return handle.result()
+
+
+def choose_mode(call: Call, run: Run) -> str:
+    """How what is left of the run is sent: ``call.mode``, or for ``"auto"`` interactively when the
+    work is small (at most ``Options.auto_max_rows`` requests to send, and at most
+    ``Options.auto_max_savings`` dollars that the batch rate would save on the expected cost),
+    by batch jobs otherwise."""
+    if call.mode != "auto":
+        return call.mode
+    options = call.options
+    lines = sum(
+        r.lines for r in run.journal.records() if r.state is S.PREPARED and r.mode != "none"
+    )
+    if lines == 0 or lines > options.auto_max_rows:
+        decision, why = (
+            "batch",
+            f"{lines:,} requests to send (auto_max_rows={options.auto_max_rows})",
+        )
+    else:
+        try:
+            estimate = run.plan(table=call.spend.prices).estimate
+        except GembatchError:  # no price for the model: decide on the rows alone
+            estimate = None
+        saved = (
+            0.0 if estimate is None else estimate.expected_interactive_usd - estimate.expected_usd
+        )
+        small = saved <= options.auto_max_savings
+        decision = "interactive" if small else "batch"
+        why = (
+            f"{lines:,} requests; the batch rate would save ~${saved:,.4f} "
+            f"(auto_max_savings=${options.auto_max_savings:,.2f})"
+        )
+    logger.info("gembatch: mode=auto sends by %s: %s", decision, why)
+    return decision
 
 
 def _backend(client: Any, retry: RetryPolicy | None, *, required: bool) -> Backend | None:
@@ -229,6 +282,8 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
     previous: list[str] = []
     if Journal.exists(store):
         journal = Journal.open(store)
+        if journal.manifest.schema_form:  # the form a pilot chose for this run
+            spec = _in_form(spec, journal.manifest.schema_form)
         changed = check_same_run(journal.manifest, call, spec, store.url)
         if changed is None:
             return Run(
@@ -245,9 +300,15 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
     else:
         _refuse_orphaned_shards(store)
         lookup = cache
-    if call.spend.pilot is not None and not call.spend.dry_run and not previous:
+    schema_form = None
+    pilot = call.spend.pilot
+    if pilot is None and _checks_schema(call, spec):
+        pilot = SCHEMA_PILOT_ROWS
+    if pilot is not None and not call.spend.dry_run and not previous:
         assert backend is not None
-        lookup = run_pilot(call, spec, store, backend, cache)
+        lookup, schema_form = run_pilot(call, spec, store, backend, cache, pilot)
+        if schema_form is not None:
+            spec = _in_form(spec, schema_form)
     manifest = Manifest(
         run_id=new_run_id(),
         kind=spec.kind,
@@ -263,6 +324,7 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
         cache=None if cache is None else cache.path,
         frame=call.frame,
         previous=previous,
+        schema_form=schema_form,
         gembatch=__version__,
     )
     with run_lock(store):
@@ -432,20 +494,48 @@ class _Lookups:
 
 
 # ------------------------------------------------------------------------------------ 2. pilot
+#: Rows of the pilot a structured run sends on its own (``check_schema``), per schema form.
+SCHEMA_PILOT_ROWS = 20
+#: Requests from which a structured run checks its schema form by default (``check_schema=None``).
+SCHEMA_CHECK_MIN_ROWS = 10_000
+
+
+def _checks_schema(call: Call, spec: RequestSpec) -> bool:
+    """Whether a run without ``pilot=`` first sends a small pilot to choose its schema form."""
+    if call.response_schema is None or spec.kind != "generate" or call.spend.dry_run:
+        return False
+    if call.spend.check_schema is not None:
+        return call.spend.check_schema
+    return call.source.height() >= SCHEMA_CHECK_MIN_ROWS
+
+
+def _in_form(spec: RequestSpec, form: str) -> RequestSpec:
+    return dataclasses.replace(spec, static=with_form(spec.static, form))
+
+
 def run_pilot(
-    call: Call, spec: RequestSpec, store: Directory, backend: Backend, cache: ResultCache | None
-) -> ResultCache:
-    """Validate every row, then send a random sample as a run of its own (``<job_dir>/pilot``); stop
-    with :class:`PilotFailedError` if too many of its rows fail. Returns the cache that holds the
-    pilot's answers (so the full run does not pay for them again)."""
+    call: Call,
+    spec: RequestSpec,
+    store: Directory,
+    backend: Backend,
+    cache: ResultCache | None,
+    size: float,
+) -> tuple[ResultCache, str | None]:
+    """Validate every row, then send a random sample of ``size`` rows as a run of its own
+    (``<job_dir>/pilot``); stop with :class:`PilotFailedError` if too many of its rows fail.
+
+    A structured run tries its schema forms in turn on the same sample: ``responseJsonSchema``
+    first, then (if the schema has that form) ``responseSchema`` in ``<job_dir>/pilot-schema``;
+    answers that do not decode, break the schema or are degenerate count as failures. The first
+    form within ``pilot_max_error_rate`` is the run's (recorded in run.json); when none is, the
+    report gives each form's figures. Returns the cache holding the pilot's answers (the full run
+    does not pay for them again) and the chosen form (None without a schema)."""
     from ..cache import ResultCache
-    from ..handle import BatchRun
 
     spend = call.spend
     for _ in iter_checked(call.source, dataclasses.replace(spec, hashed=False), call.options):
         pass  # a bad row anywhere stops here, before the pilot spends anything
-    assert spend.pilot is not None
-    sample = call.source.sample(spend.pilot, seed=0, slice_rows=call.options.slice_rows)
+    sample = call.source.sample(size, seed=0, slice_rows=call.options.slice_rows)
     answers = (
         cache
         if cache is not None
@@ -453,7 +543,79 @@ def run_pilot(
             f"{store.url.rstrip('/')}/pilot-cache", storage_options=call.storage_options
         )
     )
-    pilot_store = store.child("pilot")
+    structured = call.response_schema is not None and spec.kind == "generate"
+    forms: list[str | None] = ["json_schema", "schema"] if structured else [None]
+    reports: list[str] = []
+    failed_out: pl.DataFrame | None = None
+    for form in forms:
+        try:
+            form_spec = spec if form is None else _in_form(spec, form)
+        except ConfigError as exc:  # the schema says what this form cannot
+            reports.append(f"{FORM_NAMES[form or '']}: not tried ({exc})")
+            continue
+        name = "pilot" if form in (None, "json_schema") else f"pilot-{form}"
+        try:
+            out = _pilot_run(call, form_spec, store.child(name), backend, answers, sample)
+        except TerminalServiceError as exc:
+            if form is None:
+                raise
+            reports.append(f"{FORM_NAMES[form]}: refused by the service ({exc})")
+            continue
+        status = out[f"{call.options.prefix}status"]
+        asked = int((status != "skipped").sum())
+        failed = out.filter((status != "skipped") & (status != "ok"))
+        rate = failed.height / asked if asked else 0.0
+        if rate <= spend.pilot_max_error_rate:
+            if form is not None:
+                logger.info(
+                    "gembatch: the pilot chose %s (%.0f%% failed)", FORM_NAMES[form], 100 * rate
+                )
+            return answers, form
+        top = "; ".join(
+            f"{n:,} x {msg!r}"
+            for msg, n in failed.group_by(f"{call.options.prefix}error_message")
+            .len()
+            .sort("len", descending=True)
+            .head(3)
+            .iter_rows()
+        )
+        what = f"{FORM_NAMES[form]}: " if form is not None else ""
+        reports.append(
+            f"{what}{failed.height:,} of {asked:,} rows ({rate:.0%}) did not get a valid answer; "
+            f"most common errors: {top}"
+        )
+        failed_out = out
+    hint = (
+        "Hint: fix the config or prompt (see the pilot's rows in error.result or "
+        f"{store.url.rstrip('/')}/pilot*), or raise pilot_max_error_rate."
+    )
+    if structured:
+        hint += (
+            " The same schema may work interactively (mode='interactive'): several reports "
+            "describe structured output that fails in batch only."
+        )
+    raise PilotFailedError(
+        f"The pilot sample failed (limit {spend.pilot_max_error_rate:.0%}); the full batch was "
+        "not sent.\n" + "\n".join(f"  {r}" for r in reports) + f"\n{hint}",
+        result=failed_out,
+    )
+
+
+#: How reports name the schema forms.
+FORM_NAMES = {"json_schema": "responseJsonSchema", "schema": "responseSchema"}
+
+
+def _pilot_run(
+    call: Call,
+    spec: RequestSpec,
+    pilot_store: Directory,
+    backend: Backend,
+    answers: ResultCache,
+    sample: pl.DataFrame,
+) -> pl.DataFrame:
+    """The pilot's own run over ``sample`` (reopened when it exists), waited for."""
+    from ..handle import BatchRun
+
     if Journal.exists(pilot_store):
         journal = Journal.open(pilot_store)
     else:
@@ -477,30 +639,12 @@ def run_pilot(
             journal = prepare(
                 pilot_store, FrameSource(sample), spec, call.options, manifest, answers
             )
+    spend = call.spend
     run = Run(journal, backend, call.options, cache=answers, prices=spend.prices, retry=call.retry)
-    out = BatchRun(run, progress=call.progress).result()
-    status = out[f"{call.options.prefix}status"]
-    asked = int((status != "skipped").sum())
-    failed = out.filter((status != "skipped") & (status != "ok"))
-    rate = failed.height / asked if asked else 0.0
-    if rate > spend.pilot_max_error_rate:
-        errors = (
-            failed.group_by(f"{call.options.prefix}error_message")
-            .len()
-            .sort("len", descending=True)
-            .head(3)
-        )
-        top = "; ".join(f"{n:,} x {msg!r}" for msg, n in errors.iter_rows())
-        raise PilotFailedError(
-            f"The pilot sample failed: {failed.height:,} of {asked:,} rows ({rate:.0%}) did not "
-            "get an "
-            f"answer (limit {spend.pilot_max_error_rate:.0%}); the full batch was not sent. Most "
-            "common "
-            f"errors: {top}.\nHint: fix the config or prompt (see the pilot's rows in "
-            f"error.result or {pilot_store.url}), or raise pilot_max_error_rate.",
-            result=out,
-        )
-    return answers
+    with journal.locked():
+        run.set_mode(spend.pilot_mode)
+    result: pl.DataFrame = BatchRun(run, progress=call.progress).result()
+    return result
 
 
 # ------------------------------------------------------------------------------------ 3. price

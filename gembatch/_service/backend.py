@@ -32,11 +32,13 @@ from ..config import RetryPolicy
 from ..exceptions import AuthenticationError, ConfigError, ServiceError
 from .convert import (
     count_contents,
+    generate_call,
     inline_embed_batch,
     inline_embed_lines,
     inline_request,
     inline_result_lines,
     remote_file,
+    response_dict,
 )
 from .errors import Wait, is_transient, translate
 from .remote import RemoteFile, RemoteJob
@@ -88,6 +90,21 @@ class _StatsCapture:
                     }
                 if isinstance(error, dict) and error.get("message"):
                     self.errors[name] = f"{error.get('code', '')} {error['message']}".strip()
+
+
+def _notify(
+    on_retry: Callable[[ServiceError], None], what: str, base_url: str | None
+) -> Callable[[Any], None]:
+    """A tenacity ``before_sleep`` handing ``on_retry`` each transient error, as gembatch's."""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if error is not None:
+            translated = translate(error, what, base_url=base_url)
+            if isinstance(translated, ServiceError):
+                on_retry(translated)
+
+    return before_sleep
 
 
 def make_client(
@@ -185,6 +202,7 @@ class Backend:
         *,
         idempotent: bool = True,
         attempts: int | None = None,
+        on_retry: Callable[[ServiceError], None] | None = None,
     ) -> T:
         if not idempotent:
             try:
@@ -200,6 +218,7 @@ class Backend:
             retry=tenacity.retry_if_exception(is_transient),
             sleep=self._sleep,
             reraise=True,
+            before_sleep=None if on_retry is None else _notify(on_retry, what, self.base_url),
         )
         try:
             return retrying(fn)
@@ -413,6 +432,54 @@ class Backend:
         except ServiceError as exc:
             if not exc.gone:
                 raise
+
+    # -- interactive calls -----------------------------------------------------------------------
+    def generate(
+        self, model: str, line: str, *, on_retry: Callable[[ServiceError], None] | None = None
+    ) -> dict[str, Any]:
+        """One request line answered by ``models.generate_content``: the response in its wire
+        form (as a batch result line's ``response``). Retried like every idempotent call;
+        ``on_retry`` sees each transient error before its retry (the rate limiter's 429s)."""
+        contents, config = generate_call(line)
+        sdk_config = types.GenerateContentConfig.model_validate(
+            {
+                **(config or {}),
+                "http_options": self._http(),
+                "automatic_function_calling": {"disable": True},
+            }
+        )
+
+        def go() -> dict[str, Any]:
+            answer = self.client.models.generate_content(
+                model=model, contents=contents, config=sdk_config
+            )
+            return response_dict(answer)
+
+        return self._call(f"generate with {model}", go, on_retry=on_retry)
+
+    def embed(
+        self,
+        model: str,
+        lines: Sequence[str],
+        *,
+        on_retry: Callable[[ServiceError], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Embedding request lines (one config) answered by ``models.embed_content`` in one call:
+        each answer as a batch result line's ``response`` (``{"embedding": {"values": [...]}}``)."""
+        batch = inline_embed_batch(lines)
+        config = (batch.config or types.EmbedContentConfig()).model_copy(
+            update={"http_options": self._http()}
+        )
+
+        def go() -> list[dict[str, Any]]:
+            answer = self.client.models.embed_content(
+                model=model, contents=batch.contents, config=config
+            )
+            return [
+                {"embedding": {"values": list(e.values or [])}} for e in answer.embeddings or []
+            ]
+
+        return self._call(f"embed with {model}", go, on_retry=on_retry)
 
     # -- tokens ----------------------------------------------------------------------------------
     def count_tokens(self, model: str, request: dict[str, Any]) -> int:

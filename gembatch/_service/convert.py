@@ -25,6 +25,7 @@ __all__ = [
     "inline_request",
     "inline_result_lines",
     "remote_file",
+    "response_dict",
 ]
 
 #: Request fields the SDK takes inside its GenerateContentConfig (proto spelling = its field names).
@@ -92,6 +93,18 @@ def inline_embed_batch(lines: Sequence[str]) -> types.EmbedContentBatch:
     return types.EmbedContentBatch.model_validate(
         {"contents": [r["content"] for r in requests], "config": config or None}
     )
+
+
+#: Fields of the SDK's GenerateContentResponse that are its own, not the service's answer.
+_SDK_ONLY = {"sdk_http_response", "automatic_function_calling_history", "parsed"}
+
+
+def response_dict(response: types.GenerateContentResponse) -> dict[str, Any]:
+    """An interactive answer in its wire form, what a batch result line holds as ``response``."""
+    out: dict[str, Any] = response.model_dump(
+        mode="json", by_alias=True, exclude_none=True, exclude=_SDK_ONLY
+    )
+    return out
 
 
 def _dump(model: Any) -> Any:

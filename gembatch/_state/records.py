@@ -10,6 +10,7 @@ legal moves and :meth:`ShardRecord.move` refuses any other::
 
     PREPARED -> UPLOADING -> UPLOADED -> CREATING -> SUBMITTED -> FINISHED -> FETCHED -> JOINED
                 (file mode only)                          (inline: SUBMITTED -> FETCHED)
+    (interactive, mode "live": PREPARED -> SUBMITTED, answered call by call, -> FETCHED)
 
 ``UPLOADING`` and ``CREATING`` are *intents*, recorded before the paid call: on resume the file or
 job is first looked up on the service by the record's deterministic display name.
@@ -46,13 +47,11 @@ __all__ = [
 #: The version of the run directory's JSON layout written by this release.
 FORMAT_VERSION = 2
 
-# : The columns of a shard's ``keys.parquet``, row for row beside its ``input.parquet`` (the user's
-# rows,
-#: untouched): the row's key (as sent), its request's content address, whether it asks anything, and
-# : how it gets its answer: ``line`` (its own request line), ``dup`` (the same request of an earlier
-# row
-# : of the shard), ``cache`` (the result cache), null when skipped. They never share the user's
-# frame.
+#: The columns of a shard's ``keys.parquet``, row for row beside its ``input.parquet`` (the user's
+#: rows, untouched): the row's key (as sent), its request's content address, whether it asks
+#: anything, and how it gets its answer: ``line`` (its own request line), ``dup`` (the same request
+#: of an earlier row of the shard), ``cache`` (the result cache), null when skipped. They never
+#: share the user's frame.
 KEY, HASH, SEND, VIA = "key", "hash", "send", "via"
 
 
@@ -79,7 +78,7 @@ S = ShardState
 #: The legal moves: ``MOVES[a]`` holds every state a record in ``a`` may move to (staying in ``a``
 #: records new fields). Nothing ever moves back.
 MOVES: dict[ShardState, frozenset[ShardState]] = {
-    S.PREPARED: frozenset({S.PREPARED, S.UPLOADING, S.CREATING, S.FETCHED}),
+    S.PREPARED: frozenset({S.PREPARED, S.UPLOADING, S.CREATING, S.SUBMITTED, S.FETCHED}),
     S.UPLOADING: frozenset({S.UPLOADING, S.UPLOADED}),
     S.UPLOADED: frozenset({S.UPLOADED, S.CREATING}),
     S.CREATING: frozenset({S.CREATING, S.SUBMITTED, S.FETCHED}),
@@ -116,7 +115,7 @@ class ShardRecord:
     lines: int  # request lines it sends
     bytes: int  # their JSONL bytes
     sha256: str  # of requests.jsonl
-    mode: str  # "file" | "inline" | "none" (nothing to send)
+    mode: str  # "file" | "inline" | "live" (interactive calls) | "none" (nothing to send)
     display_name: str
     state: ShardState = ShardState.PREPARED
     tokens: int = 0  # estimated input tokens of its lines
@@ -234,6 +233,7 @@ class Manifest:
     budget: dict[str, int] = field(default_factory=dict)  # what may be in flight (_run/budget.py)
     # the service sent inline answers back without their keys: the rest goes through files
     inline_unkeyed: bool = False
+    schema_form: str | None = None  # the response schema form a pilot chose ("json_schema", ...)
     frame: dict[str, Any] = field(
         default_factory=dict
     )  # how to give the output back (type, metadata)

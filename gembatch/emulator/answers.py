@@ -4,9 +4,10 @@ Every answer is a pure function of (model name, normalised request), so the same
 gives byte-identical output, and every answer visibly carries its prompt, so a result joined to
 the wrong row shows as a wrong answer.
 
-seed = sha256(canonical JSON of the normalised request without its ``model`` field, then the model
-name without ``models/``); the text is ``[system: <first 40 chars of systemInstruction>] Answer to
-"<first 80 chars of the last user text>" (with 1 attachment: image/png): <8-40 seeded words>.``
+seed = sha256(canonical JSON of the normalised request without its ``model`` field and empty
+messages, then the model name without ``models/``); the text is ``[system: <first 40 chars of
+systemInstruction>] Answer to "<first 80 chars of the last user text>" (with 1 attachment:
+image/png): <8-40 seeded words>.``
 ``candidateCount = n`` gives n candidates. ``maxOutputTokens`` covers thinking and answer together
 (thinking is cut first; an answer over what is left ends with finishReason MAX_TOKENS). With
 ``responseMimeType: application/json`` the text is compact JSON from ``schema_values.ValueMaker``
@@ -191,7 +192,8 @@ def answer(model: str, normal: dict[str, Any]) -> dict[str, Any]:
         _raise_error_directive(directives["error"])
     if "invalid" in directives:
         _raise_error_directive("400")
-    hashed = {k: v for k, v in normal.items() if k != "model"} if "model" in normal else normal
+    # an empty message (the SDK sends ``generationConfig: {}``) means what its absence means
+    hashed = {k: v for k, v in normal.items() if k != "model" and v != {}}
     seed = hashlib.sha256(f"{canonical_json(hashed)}\n{name}".encode()).digest()
     draws = Draws(seed)
     tier = str(normal.get("serviceTier", "standard")).lower()
