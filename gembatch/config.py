@@ -517,8 +517,10 @@ class Options:
     dedup: bool = True  # identical requests within a shard are sent once, the answer fanned out
     output_wait: float = 3600.0  # seconds a SUCCEEDED job may lack its result file before stopping
     # the service's batch limits (the rolling scheduler keeps within them): the usage tier's
-    # published figures, or explicit ones (None: the tier's)
-    tier: int = 1
+    # published figures, or explicit ones (None: the tier's). tier=None: start from tier 1's and,
+    # while the service takes every job, raise the enqueued-token budget (x2 when it binds, up to
+    # tier 3's); the first quota refusal fixes it at what the service holds
+    tier: int | None = None
     max_jobs: int | None = None  # unfinished batch jobs at once (tier: 100)
     max_enqueued_tokens: int | None = None  # input tokens of unfinished jobs of the model
     max_storage_bytes: int | None = None  # bytes of uploaded request files (tier: 20 GiB)
@@ -559,8 +561,8 @@ class Options:
         _check_seconds(own, "stuck_after", self.stuck_after, optional=True)
         _check_seconds(own, "output_wait", self.output_wait)
         _check_seconds(own, "quota_wait", self.quota_wait)
-        if self.tier not in (1, 2, 3) or isinstance(self.tier, bool):
-            raise ConfigError(f"Options.tier must be 1, 2 or 3 (got {self.tier!r}).")
+        if self.tier not in (None, 1, 2, 3) or isinstance(self.tier, bool):
+            raise ConfigError(f"Options.tier must be None, 1, 2 or 3 (got {self.tier!r}).")
         _check_int(own, "concurrency", self.concurrency, 1, 1_000)
         _check_int(own, "auto_max_rows", self.auto_max_rows, 0)
         if (

@@ -162,3 +162,42 @@ def test_a_kill_while_scheduling_pays_nothing_twice(tight, tmp_path, nth):
     stats = tight.stats()
     assert stats["batches_created"] == 13 and stats["files_created"] == 13
     assert stats["peak_concurrent_jobs"] <= 3
+
+
+@pytest.mark.parametrize("service_tokens", [1_000, 100_000])
+def test_an_unknown_tier_is_probed_upward_until_the_service_refuses(
+    service_tokens, tmp_path, monkeypatch
+):
+    """tier=None (the default): the token budget starts at tier 1's figure (here 800) and doubles
+    while the service takes every job; the first refusal fixes it at what the service holds. A
+    project with a bigger quota gets its speed; one with a smaller one loses one refused create."""
+    from gembatch._run import budget
+
+    monkeypatch.setitem(budget.TIER_ENQUEUED_TOKENS[1], "*", 800)
+    monkeypatch.setitem(budget.TIER_ENQUEUED_TOKENS[3], "*", 50_000)
+    limits = Limits(enqueued_tokens={"*": service_tokens}, batch_retry_delay_s=0.05)
+    with Emulator(limits=limits, faults=[Delays(running_s=0.1)]) as emu:
+        for name, value in emu.environ().items():
+            monkeypatch.setenv(name, value)
+        options = Options(
+            poll_interval=0.01, max_poll_interval=0.05, shard_max_tokens=400, first_shard_rows=None
+        )
+        out = _frame(300).gemini.batch_generate(  # 4,800 tokens in 12 shards of 400
+            "prompt",
+            config=CFG.replace(model="gemini-3-flash-preview"),  # "*" in the tier tables
+            key="id",
+            options=options,
+            progress=False,
+            job_dir=tmp_path / "run",
+            cache=False,
+        )
+        stats = emu.stats()
+    assert (out["gemini_status"] == "ok").all()
+    budget_json = json.loads((tmp_path / "run" / "run.json").read_text())["budget"]
+    peak = max(stats["peak_enqueued_tokens"].values())
+    assert budget_json["raised"] >= 1
+    if service_tokens > 4_800:
+        assert peak > 800 and sum(stats["quota_429s"].values()) == 0
+    else:
+        assert peak <= service_tokens and budget_json["lowered"] >= 1
+    assert stats["batches_created"] == 12  # every shard once

@@ -12,6 +12,9 @@ they change and shows per-model figures in AI Studio: set your own with ``Option
 
 >>> Budget.of(Options(tier=1), "models/gemini-2.5-flash").tokens
 3000000
+>>> b = Budget.of(Options(), "models/gemini-2.5-flash")  # tier unknown: tier 1's, probing
+>>> b.probe("models/gemini-2.5-flash", 4_000_000), b.tokens
+(True, 6000000)
 >>> Budget.of(Options(tier=3, max_enqueued_tokens=5_000), "models/gemini-2.5-pro").tokens
 5000
 """
@@ -77,6 +80,8 @@ class Budget:
     tokens: int
     storage: int
     lowered: int = 0
+    probing: bool = False  # tier unknown: the token budget may grow until a quota refusal
+    raised: int = 0  # how often probing raised it
 
     @classmethod
     def of(cls, options: Options, model: str) -> Budget:
@@ -85,20 +90,33 @@ class Budget:
             jobs=options.max_jobs if options.max_jobs is not None else TIER_JOBS,
             tokens=options.max_enqueued_tokens
             if options.max_enqueued_tokens is not None
-            else tier_tokens(options.tier, model),
+            else tier_tokens(options.tier or 1, model),
             storage=options.max_storage_bytes
             if options.max_storage_bytes is not None
             else TIER_STORAGE_BYTES,
+            probing=options.tier is None and options.max_enqueued_tokens is None,
         )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Budget:
+        known = ("jobs", "tokens", "storage", "lowered", "raised")
         return cls(
-            **{k: int(v) for k, v in data.items() if k in ("jobs", "tokens", "storage", "lowered")}
+            **{k: int(v) for k, v in data.items() if k in known},
+            probing=bool(data.get("probing", False)),
         )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    def probe(self, model: str, needed: int) -> bool:
+        """The token budget binds while probing: double it (at least to ``needed``, at most tier
+        3's figure); False when it cannot grow."""
+        ceiling = tier_tokens(3, model)
+        if not self.probing or self.lowered or self.tokens >= ceiling:
+            return False
+        self.tokens = min(ceiling, max(self.tokens * 2, needed))
+        self.raised += 1
+        return True
 
     def lower(self, kind: str, in_flight: int) -> None:
         """A quota refusal of ``kind`` ("tokens", "jobs", "storage") with ``in_flight`` of it on

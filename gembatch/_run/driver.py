@@ -273,6 +273,12 @@ class Run:
             fits = use["jobs"] < budget.jobs and (
                 use["jobs"] == 0 or use["tokens"] + r.tokens <= budget.tokens
             )
+            if not fits and use["jobs"] < budget.jobs and creates_open:
+                fits = budget.probe(self.model, use["tokens"] + r.tokens)  # tier unknown: try
+                if fits:
+                    self.journal.manifest.budget = budget.to_json()
+                    self.journal.save_manifest()
+                    logger.info("gembatch: enqueued-token budget raised to %s", budget.tokens)
             create = creates_open and fits
             if create:
                 use["jobs"], use["tokens"] = use["jobs"] + 1, use["tokens"] + r.tokens

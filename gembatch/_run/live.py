@@ -132,7 +132,7 @@ class LiveSender:
     ) -> None:
         self.run = run
         options = run.options
-        requests, tokens = per_minute(options.tier, run.model)
+        requests, tokens = per_minute(options.tier or 1, run.model)
         self.limiter = RateLimiter(
             requests=options.requests_per_minute or requests,
             tokens=options.tokens_per_minute or tokens,
