@@ -12,6 +12,7 @@ first used.
 
 from __future__ import annotations
 
+import logging as _logging
 from typing import Any
 
 __version__ = "0.2.0"
@@ -52,6 +53,9 @@ from .progress import NullProgress, Progress, Snapshot, TextProgress, TqdmProgre
 from .sample import sample_reviews
 
 _register()
+# the ``gembatch`` logger (shards, job names and states, retries, decisions) is silent until the
+# application configures logging, e.g. logging.basicConfig(level=logging.INFO)
+_logging.getLogger("gembatch").addHandler(_logging.NullHandler())
 
 
 def __getattr__(name: str) -> Any:

@@ -7,6 +7,7 @@ call the functions directly.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import polars as pl
@@ -56,6 +57,31 @@ class GeminiFrameNamespace:
         Array(Float32, shape=(4,))
         """
         return api.batch_embed(self._frame, text, **kwargs)
+
+
+def _mirror(method: Any, fn: Any) -> None:
+    """Give ``method`` the signature and parameter docs of ``fn`` without its first parameter (the
+    frame), so that help() and Shift-Tab show every option; the examples stay the method's own."""
+    sig = inspect.signature(fn)
+    params = list(sig.parameters.values())[1:]
+    self_param = inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    method.__signature__ = sig.replace(parameters=[self_param, *params])
+    body = "\n".join(
+        line
+        for line in inspect.cleandoc(fn.__doc__ or "").splitlines()
+        if not line.lstrip().startswith((">>>", "..."))
+    )
+    own = inspect.cleandoc(method.__doc__ or "")
+    method.__doc__ = f"{own}\n\n{body}"
+
+
+for _name, _fn in (
+    ("batch_generate", api.batch_generate),
+    ("plan", api.plan),
+    ("estimate", api.estimate),
+    ("batch_embed", api.batch_embed),
+):
+    _mirror(getattr(GeminiFrameNamespace, _name), _fn)
 
 
 def register() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import threading
@@ -46,6 +47,7 @@ from .remote import RemoteFile, RemoteJob
 __all__ = ["Backend", "make_client", "service_of"]
 
 T = TypeVar("T")
+logger = logging.getLogger("gembatch")
 
 
 def _quiet_experimental() -> None:
@@ -93,16 +95,26 @@ class _StatsCapture:
 
 
 def _notify(
-    on_retry: Callable[[ServiceError], None], what: str, base_url: str | None
+    on_retry: Callable[[ServiceError], None] | None, what: str, base_url: str | None
 ) -> Callable[[Any], None]:
-    """A tenacity ``before_sleep`` handing ``on_retry`` each transient error, as gembatch's."""
+    """A tenacity ``before_sleep``: each transient error logged (INFO, ``gembatch`` logger) and
+    handed to ``on_retry``, as gembatch's."""
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
-        if error is not None:
-            translated = translate(error, what, base_url=base_url)
-            if isinstance(translated, ServiceError):
-                on_retry(translated)
+        if error is None:
+            return
+        translated = translate(error, what, base_url=base_url)
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        logger.info(
+            "gembatch: %s failed (attempt %d): %s; retrying in %.1f s",
+            what,
+            state.attempt_number,
+            translated,
+            wait,
+        )
+        if on_retry is not None and isinstance(translated, ServiceError):
+            on_retry(translated)
 
     return before_sleep
 
@@ -218,7 +230,7 @@ class Backend:
             retry=tenacity.retry_if_exception(is_transient),
             sleep=self._sleep,
             reraise=True,
-            before_sleep=None if on_retry is None else _notify(on_retry, what, self.base_url),
+            before_sleep=_notify(on_retry, what, self.base_url),
         )
         try:
             return retrying(fn)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import hashlib
+import logging
 import math
 import time
 import uuid
@@ -38,6 +39,8 @@ from .migrate import migrate_manifest, migrate_shard, split_v1_input
 from .records import FORMAT_VERSION, FileDigest, Manifest, ShardRecord, ShardState
 
 __all__ = ["Journal", "seal_file", "utcnow"]
+
+logger = logging.getLogger("gembatch")
 
 RUN_FILE = "run.json"
 RUN_COPY = "shards/run.json"
@@ -189,8 +192,10 @@ class Journal:
 
     # -- state changes ---------------------------------------------------------------------------
     def save(self, record: ShardRecord, *, note: str | None = None) -> None:
-        """Record the shard's current fields atomically (with a history entry)."""
+        """Record the shard's current fields atomically (with a history entry, also logged at INFO
+        on the ``gembatch`` logger: job names, states, retries and decisions)."""
         record.history.append([utcnow(), note or record.state.value])
+        logger.info("gembatch: shard %s: %s", record.name, note or record.state.value)
         self.store.write_json(record.path("state.json"), record.to_json())
 
     def move(
