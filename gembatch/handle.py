@@ -413,6 +413,49 @@ class BatchRun:
                     if name:
                         run.backend.delete_file(name)
 
+    def cleanup(self) -> dict[str, list[str]]:
+        """Delete the run's remote files (its request and result files on the File API) that are
+        still there, as the run does when a shard finishes: for shards whose clean-up was refused
+        or turned off (``Options(cleanup_remote=False)``). Jobs and the run directory are kept
+        (:meth:`delete` deletes the jobs too). Files of unfinished shards are left alone (a running
+        job still needs them; they are deleted when the shard finishes).
+
+        Returns ``{"deleted": [file names], "left": ["name: why the service refused", ...],
+        "unfinished": [shard names]}``; a file the service refuses to delete expires after 48 h.
+
+        >>> run = df.gemini.batch_generate("prompt", config=cfg, job_dir=job_dir, options=FAST,
+        ...                                progress=False, wait=False)
+        >>> report = run.wait().cleanup()  # the run deleted what it could as its shards finished
+        >>> report["deleted"], report["unfinished"]
+        ([], [])
+        """
+        from ._run.driver import CleanupWarning
+
+        run = self._driving(progress=False)
+        report: dict[str, list[str]] = {"deleted": [], "left": [], "unfinished": []}
+        with self._journal.locked():
+            for record in self._journal.records():
+                if record.state is not ShardState.JOINED:
+                    report["unfinished"].append(record.name)
+                    continue
+                if record.cleaned:
+                    continue
+                names = [
+                    n
+                    for n in (None if record.file_deleted else record.file_name, record.result_file)
+                    if n
+                ]
+                with warnings.catch_warnings():  # the refusals are returned instead
+                    warnings.simplefilter("ignore", CleanupWarning)
+                    run._cleanup(record)
+                refused = _refusals(record.cleanup_error or "", names)
+                if record.file_name in names and record.file_name not in refused:
+                    record.file_deleted = True  # not tried again while the result file is kept
+                    self._journal.save(record, note="request file deleted")
+                report["deleted"] += [n for n in names if n not in refused]
+                report["left"] += [f"{n}: {why}" for n, why in refused.items()]
+        return report
+
     def __repr__(self) -> str:
         snap = self._run.snapshot()
         states = Counter(s.state.value for s in self._journal.shards)
@@ -424,3 +467,16 @@ class BatchRun:
 
     def _repr_html_(self) -> str:
         return self.status(refresh=False)._repr_html_()
+
+
+def _refusals(text: str, names: list[str]) -> dict[str, str]:
+    """``{name: why}`` from a record's ``cleanup_error`` (``"name: why; name: why"``)."""
+    out: dict[str, str] = {}
+    current = None
+    for piece in text.split("; ") if text else ():
+        head = next((n for n in names if piece.startswith(f"{n}: ")), None)
+        if head is not None:
+            current, out[head] = head, piece[len(head) + 2 :].strip()
+        elif current is not None:  # a reason that held "; " itself
+            out[current] += f"; {piece.strip()}"
+    return out
