@@ -1,12 +1,24 @@
-"""The command line, run as a user would (a real subprocess) against the emulator."""
+"""The command line, run as a user would (a real subprocess, or main() in this process) against the
+emulator."""
 
 from __future__ import annotations
 
+import argparse
+import io
+import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from typing import Any
 
 import polars as pl
+import pytest
+
+import gembatch
+from gembatch import __version__, cli
+from gembatch.emulator import Delays, Emulator
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -185,3 +197,282 @@ def test_estimate_cost_and_cache_commands(emu, tmp_path):
     )
     cleared = _cli("cache", "clear", env=env)
     assert cleared.returncode == 0 and "0 entries" in _cli("cache", "stats", env=env).stdout
+
+
+# -- scripting: --version, help everywhere, --json, exit codes, clean errors, runs / gc ------------
+class _Clock:
+    """The emulator's clock, moved only by the test: a job stays pending until it moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _main(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """The CLI in this process: (exit code, stdout, stderr); a traceback would fail the test."""
+    capsys.readouterr()
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    assert "Traceback" not in err
+    return code, out, err
+
+
+def _json(capsys: pytest.CaptureFixture[str], command: str, *args: str) -> tuple[int, Any]:
+    """``gembatch COMMAND ARGS --json``: its exit code and its one JSON document, whose keys must be
+    the ones its --help documents."""
+    code, out, _ = _main(capsys, command, *args, "--json")
+    doc = json.loads(out)
+    assert tuple(doc) == cli.JSON_KEYS[command], doc
+    return code, doc
+
+
+def test_version_and_help_on_every_option(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"gembatch {__version__}"
+    from gembatch.emulator.__main__ import _parser as emulator_parser
+
+    parsers = {"gembatch": cli._parser(), "gembatch emulator": emulator_parser()}
+    for action in parsers["gembatch"]._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers.update({f"gembatch {n}": p for n, p in action.choices.items()})
+            assert set(action.choices) == {a.dest for a in action._choices_actions}
+            assert all(a.help for a in action._choices_actions)  # each command's one line
+    assert {"gembatch runs", "gembatch gc", "gembatch cleanup"} <= set(parsers)
+    for name, parser in parsers.items():
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)):
+                continue
+            assert action.help and action.help.strip() and action.help != argparse.SUPPRESS, (
+                f"{name} {action.option_strings or action.dest} has no help"
+            )
+    for command, keys in cli.JSON_KEYS.items():  # --json documents its keys
+        text = parsers[f"gembatch {command}"].format_help()
+        assert "--json" in text and all(k in " ".join(text.split()) for k in keys), command
+
+
+def test_status_cost_runs_gc_while_another_process_drives_the_run(tmp_path, monkeypatch, capsys):
+    clock = _Clock()
+    pl.DataFrame({"p": ["x", "y", "z"]}).write_parquet(tmp_path / "in.parquet")
+    root, out = tmp_path / "runs", tmp_path / "out.parquet"
+    job_dir = root / "slow"
+    with Emulator(faults=[Delays(pending_s=10)], clock=clock) as emu:
+        for name, value in emu.environ().items():
+            monkeypatch.setenv(name, value)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "gembatch.cli", "run", str(tmp_path / "in.parquet")]
+            + ["--prompt-col", "p", "--model", "gemini-2.5-flash", "--out", str(out)]
+            + ["--job-dir", str(job_dir), "--poll-interval", "0.05", "--no-progress", "--json"],
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while emu.stats()["batches_created"] == 0:  # the child made the run and its job
+                assert time.monotonic() < deadline and child.poll() is None
+                time.sleep(0.05)
+            driver = f"pid {child.pid} on "
+            while True:  # until the child records the job and polls it, holding the run
+                code, doc = _json(capsys, "status", str(job_dir))
+                assert code == 3 and doc["rows"] == 3 and doc["done"] == 0
+                if doc["state"] == "running" and doc["driven_by"]:
+                    break
+                assert time.monotonic() < deadline and child.poll() is None
+                time.sleep(0.05)
+            assert driver in doc["driven_by"] and doc["jobs"] == {"JOB_STATE_PENDING": 1}
+            code, text, _ = _main(capsys, "status", str(job_dir))
+            assert code == 3 and f"driven by {driver}" in text and "[running]" in text
+            code, text, _ = _main(capsys, "cost", str(job_dir))
+            assert code == 3 and text.startswith("PARTIAL: ") and "not finished" in text
+            code, doc = _json(capsys, "cost", str(job_dir))
+            assert code == 3 and doc["finished"] is False and doc["input_rows"] == 3
+            code, doc = _json(capsys, "runs", str(root))
+            assert code == 0 and [r["job_dir"] for r in doc["runs"]] == [str(job_dir)]
+            listed = doc["runs"][0]
+            assert tuple(listed) == cli.RUN_KEYS and driver in listed["driven_by"]
+            assert listed["state"] == "running" and listed["rows"] == 3 and listed["bytes"] > 0
+            code, doc = _json(capsys, "gc", str(root), "--include-unfinished", "--yes")
+            assert code == 0 and doc["removed"] == [] and doc["freed_bytes"] == 0
+            assert doc["kept"][0]["reason"].startswith(f"driven by {driver}")
+            assert (job_dir / "run.json").exists()
+            code, _, err = _main(capsys, "cleanup", str(job_dir))
+            assert code == 1 and "driven by another process" in err
+            # wait follows the child from the run directory; the job ends a second later
+            threading.Timer(1.0, lambda: setattr(clock, "now", clock.now + 60)).start()
+            code, doc = _json(capsys, "wait", str(job_dir), "--poll-interval", "0.05")
+            assert code == 0 and doc["state"] == "done" and doc["done"] == 3
+            stdout, stderr = child.communicate(timeout=60)
+            assert child.returncode == 0, stderr
+            final = json.loads(stdout)  # --json: the one document on stdout, nothing else
+            assert tuple(final) == cli.JSON_KEYS["run"] and final["out"] == str(out)
+            assert pl.read_parquet(out)["gemini_status"].to_list() == ["ok"] * 3
+        finally:
+            child.kill()
+            child.wait()
+        code, doc = _json(capsys, "status", str(job_dir))
+        assert code == 0 and doc["state"] == "done" and doc["driven_by"] is None
+        code, doc = _json(capsys, "cost", str(job_dir))
+        assert code == 0 and doc["finished"] is True and doc["rows_by_origin"]["batch"] == 3
+        code, doc = _json(capsys, "gc", str(root), "--yes")
+        assert code == 0 and [r["job_dir"] for r in doc["removed"]] == [str(job_dir)]
+        assert doc["freed_bytes"] > 0 and not job_dir.exists()
+
+
+def test_no_wait_then_status_wait_results_cleanup_and_json(emu, client, tmp_path, capsys):
+    pl.DataFrame({"id": ["a", "b"], "review": ["good", "bad"]}).write_csv(tmp_path / "in.csv")
+    asks = [str(tmp_path / "in.csv"), "--prompt-template", "Rate: {review}", "--key", "id"]
+    asks += ["--model", "gemini-2.5-flash"]
+    common = [*asks, "--no-progress", "--poll-interval", "0.05"]
+    emu.faults.add(Delays(pending_s=3600))  # this first job never starts
+    stuck = str(tmp_path / "stuck")
+    code, text, _ = _main(capsys, "run", *common, "--job-dir", stuck, "--no-wait")
+    assert code == 0 and f"gembatch status {stuck}" in text and f"gembatch wait {stuck}" in text
+    assert emu.stats()["batches_created"] == 1
+    code, doc = _json(capsys, "status", stuck)
+    assert code == 3 and doc["state"] == "running" and doc["driven_by"] is None
+    code, doc = _json(capsys, "wait", stuck, "--timeout", "0.2", "--poll-interval", "0.05")
+    assert code == 3 and doc["state"] == "running"
+    code, doc = _json(capsys, "cleanup", stuck)  # its request file is still needed
+    assert code == 3 and doc["unfinished"] == ["0"] and doc["deleted"] == []
+    code, doc = _json(capsys, "cancel", stuck)
+    assert code == 0 and _main(capsys, "status", stuck)[0] == 0
+    emu.faults.clear()
+
+    run_dir = str(tmp_path / "run")
+    code, doc = _json(capsys, "run", *common, "--job-dir", run_dir, "--no-wait")
+    assert code == 0 and doc["job_dir"] == run_dir and doc["out"] is None
+    code, doc = _json(capsys, "wait", run_dir, "--poll-interval", "0.05")
+    assert code == 0 and doc["state"] == "done" and doc["failed"] == 0
+    for name in ("out.json", "out.jsonl", "out.csv", "out.parquet", "dataset/"):
+        code, text, _ = _main(capsys, "results", run_dir, "--out", str(tmp_path / name))
+        assert code == 0 and text.startswith("wrote")
+    frames = [
+        pl.read_json(tmp_path / "out.json"),
+        pl.read_ndjson(tmp_path / "out.jsonl"),
+        pl.read_csv(tmp_path / "out.csv"),
+        pl.read_parquet(tmp_path / "out.parquet"),
+        pl.read_parquet(tmp_path / "dataset"),
+    ]
+    for frame in frames:
+        assert frame["id"].to_list() == ["a", "b"]
+        assert frame["gemini_text"].str.contains('"Rate: bad"').to_list() == [False, True]
+    code, doc = _json(capsys, "cost", run_dir)
+    assert code == 0 and doc["finished"] and doc["tokens"]["prompt"] > 0 and doc["batch_usd"] > 0
+    code, doc = _json(capsys, "list")
+    assert code == 0 and len(doc["jobs"]) == 2
+    assert all(tuple(j) == cli.JOB_KEYS for j in doc["jobs"])
+    assert {j["state"] for j in doc["jobs"]} == {"JOB_STATE_CANCELLED", "JOB_STATE_SUCCEEDED"}
+    code, doc = _json(capsys, "estimate", *asks)
+    assert code == 0 and doc["rows"] == 2 and doc["to_send"] == 0  # the cache answers both
+    code, doc = _json(capsys, "cache", "stats")
+    assert code == 0 and doc["entries"] == 2
+
+    # a run that keeps its remote files: cleanup deletes them, and says what the service kept
+    kept = str(tmp_path / "kept")
+    gembatch.batch_generate(
+        pl.DataFrame({"p": ["one", "two"]}),
+        "p",
+        config=gembatch.Config(model="gemini-2.5-flash"),
+        job_dir=kept,
+        cache=False,
+        progress=False,
+        options=gembatch.Options(cleanup_remote=False, poll_interval=0.05),
+    )
+    before = {f.name for f in client.files.list()}
+    code, doc = _json(capsys, "cleanup", kept)
+    assert code == 0 and doc["unfinished"] == [] and doc["deleted"]
+    left = {item.split(": ", 1)[0] for item in doc["left"]}
+    assert set(doc["deleted"]) <= before and not set(doc["deleted"]) & left
+    assert {f.name for f in client.files.list()} == before - set(doc["deleted"])
+    code, text, _ = _main(capsys, "cleanup", kept)  # again: nothing more to delete
+    assert code == 0 and text.startswith("deleted 0 remote file(s)")
+
+
+def test_clean_errors_before_anything_is_sent(emu, tmp_path, capsys, monkeypatch):
+    env = emu.environ()
+    missing = _cli(
+        "run", str(tmp_path / "nope.csv"), "--prompt-col", "p", "--model", "gemini-2.5-flash",
+        "--out", str(tmp_path / "o.parquet"), "--job-dir", str(tmp_path / "r"), env=env,
+    )  # fmt: skip
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert "No input file" in missing.stderr and "nope.csv" in missing.stderr
+    (tmp_path / "in.txt").write_text("p\nx\n")
+    (tmp_path / "bad.csv").write_text('a,b\n1,2,3,4\n"x')
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    pl.DataFrame({"p": ["x"]}).write_parquet(tmp_path / "in.parquet")
+    base = ["--prompt-col", "p", "--model", "gemini-2.5-flash", "--job-dir", str(tmp_path / "r")]
+    for name, expected in (
+        ("in.txt", "Cannot tell the format"),
+        ("bad.csv", "cannot be read as CSV"),
+        ("bad.parquet", "cannot be read as Parquet"),
+    ):
+        code, _, err = _main(capsys, "run", str(tmp_path / name), *base, "--out", "o.csv")
+        assert code == 1 and expected in err and ".parquet" in err, err
+    for out in ("scored.xlsx", "scored.txt"):
+        with pytest.raises(SystemExit) as refused:
+            _main(capsys, "run", str(tmp_path / "in.parquet"), *base, "--out", str(tmp_path / out))
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and "not an output format" in err
+        assert all(s in err for s in (".parquet", ".csv", ".jsonl", ".json", "directory"))
+    with pytest.raises(SystemExit) as refused:  # --out is needed unless --no-wait / --dry-run
+        _main(capsys, "run", str(tmp_path / "in.parquet"), *base)
+    assert refused.value.code == 2 and "--out" in capsys.readouterr().err
+    assert emu.stats()["batches_created"] == 0 and not (tmp_path / "r").exists()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = _main(capsys, "results", "nothing", "--out", "x.csv")
+    assert code == 1 and "No gembatch run" in err
+
+
+def test_runs_lists_and_gc_removes_finished_run_directories(emu, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pl.DataFrame({"p": ["x", "y"]}).write_csv("x.csv")
+    ask = ["x.csv", "--prompt-col", "p", "--model", "gemini-2.5-flash", "--poll-interval", "0.05"]
+    code, text, _ = _main(capsys, "run", *ask, "--no-wait")  # no --job-dir: a default one
+    assert code == 0 and "gembatch status .gembatch/runs/generate-" in text
+    code, doc = _json(capsys, "run", *ask, "--out", "x.jsonl", "--no-progress")  # resumed
+    assert code == 0 and doc["job_dir"] in text and emu.stats()["batches_created"] == 1
+    assert _main(capsys, "runs", "elsewhere")[1].startswith("no run directories under elsewhere")
+    code, doc = _json(capsys, "runs")  # the default root: where runs without job_dir are kept
+    (default,) = doc["runs"]
+    assert doc["root"] == os.path.join(".gembatch", "runs")
+    assert code == 0 and default["state"] == "done" and default["done"] == 2
+    assert default["job_dir"].startswith(".gembatch/runs/generate-")
+    pl.DataFrame({"p": ["u", "v"]}).write_parquet("in.parquet")  # not in the cache
+    prepared = _main(
+        capsys, "estimate", "in.parquet", "--prompt-col", "p", "--model", "gemini-2.5-flash",
+        "--job-dir", ".gembatch/runs/prepared",
+    )  # fmt: skip
+    assert prepared[0] == 0
+    (tmp_path / ".gembatch/runs/broken").mkdir()
+    (tmp_path / ".gembatch/runs/broken/run.json").write_text("{not json")
+    (tmp_path / ".gembatch/runs/not-a-run").mkdir()
+    code, text, _ = _main(capsys, "runs", ".gembatch/runs")
+    assert code == 0 and "3 run directories" in text and "not-a-run" not in text
+    assert "done" in text and "2/2" in text and "prepared" in text and "unreadable" in text
+    code, doc = _json(capsys, "runs", ".gembatch/runs")
+    states = {os.path.basename(r["job_dir"]): r["state"] for r in doc["runs"]}
+    assert states == {
+        os.path.basename(default["job_dir"]): "done",
+        "prepared": "prepared",
+        "broken": "unreadable",
+    }
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))  # not a terminal: --yes is needed
+    code, _, err = _main(capsys, "gc", ".gembatch/runs")
+    assert code == 2 and "--yes" in err and os.path.exists(default["job_dir"])
+    code, doc = _json(capsys, "gc", ".gembatch/runs", "--dry-run")
+    assert code == 0 and [r["job_dir"] for r in doc["removed"]] == [default["job_dir"]]
+    assert os.path.exists(default["job_dir"])
+    code, doc = _json(capsys, "gc", ".gembatch/runs", "--older-than", "1", "--yes")
+    reasons = {os.path.basename(k["job_dir"]): k["reason"] for k in doc["kept"]}
+    assert code == 0 and doc["removed"] == []
+    assert reasons[os.path.basename(default["job_dir"])] == "changed less than 1 day ago"
+    assert reasons["prepared"] == "prepared: not finished (--include-unfinished removes it)"
+    code, text, _ = _main(capsys, "gc", ".gembatch/runs", "--yes")
+    assert code == 0 and f"removed {default['job_dir']}" in text and "freed" in text
+    assert not os.path.exists(default["job_dir"])
+    code, doc = _json(capsys, "gc", ".gembatch/runs", "--yes", "--include-unfinished")
+    assert code == 0 and len(doc["removed"]) == 2 and os.listdir(".gembatch/runs") == ["not-a-run"]
