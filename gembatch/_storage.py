@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -23,7 +24,73 @@ from typing import IO, Any
 import fsspec
 import polars as pl
 
-__all__ = ["Directory", "OutputSink", "has_pattern", "parquet_dataset"]
+__all__ = [
+    "DigestWriter",
+    "DigestedFile",
+    "Directory",
+    "OutputSink",
+    "has_pattern",
+    "parquet_dataset",
+]
+
+
+#: How far in the past :meth:`Directory.pin` sets a sealed file's mtime (see there).
+PIN_BACK_NS = 10 * 10**9
+
+
+class DigestWriter:
+    """A binary writer that passes what it writes on to ``sink`` (None: nowhere), hashing (sha256)
+    and counting it on the way: a file's digest taken while it is written, never read back."""
+
+    def __init__(self, sink: IO[bytes] | None = None) -> None:
+        self.sink = sink
+        self._sha = hashlib.sha256()
+        self.bytes = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self._sha.update(view)
+        self.bytes += view.nbytes
+        if self.sink is not None:
+            self.sink.write(view)
+        return view.nbytes
+
+    def flush(self) -> None:
+        if self.sink is not None:
+            self.sink.flush()
+
+    def tell(self) -> int:
+        return self.bytes
+
+    def writable(self) -> bool:
+        return True
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    @property
+    def digest(self) -> tuple[str, int]:
+        """``(sha256 hex, size)`` of everything written so far."""
+        return self._sha.hexdigest(), self.bytes
+
+
+class DigestedFile:
+    """The file ``rel`` of ``store`` written atomically through a :class:`DigestWriter`: pass
+    :meth:`open` where a writer's opener is wanted (each call starts the file over, e.g. a retried
+    download); ``digest`` is that of the last file that landed (None before)."""
+
+    def __init__(self, store: Directory, rel: str) -> None:
+        self.store, self.rel = store, rel
+        self.digest: tuple[str, int] | None = None
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[DigestWriter]:
+        self.digest = None
+        with self.store.atomic_writer(self.rel) as fh:
+            writer = DigestWriter(fh)
+            yield writer
+        self.digest = writer.digest
 
 
 def has_pattern(path: str) -> bool:
@@ -99,6 +166,32 @@ class Directory:
                 sha.update(block)
                 size += len(block)
         return sha.hexdigest(), size
+
+    def identity(self, rel: str) -> list[int] | None:
+        """``[size, mtime_ns, ctime_ns, inode]`` of the local file ``rel`` (None on other
+        filesystems); FileNotFoundError when it is absent."""
+        if not self.is_local:
+            return None
+        st = os.stat(self.path(rel))
+        return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+    def pin(self, rel: str) -> list[int] | None:
+        """Give the local file ``rel`` an mtime no later write can give it, and return its
+        :meth:`identity` (None on other filesystems).
+
+        A file whose identity is unchanged since it was pinned has not been written since: any
+        write sets the mtime to the time of that write (at least the pin's moment, at any timestamp
+        granularity up to 10 s), while the pin set it ``PIN_BACK_NS`` earlier; a file moved or
+        copied into its place has another inode and ctime; a truncated one another size. Without
+        the pin, a same-size write within one tick of the file system's clock after the identity
+        was taken (on some kernels, some ms) could leave the mtime unchanged, as git's "racy" index
+        entries."""
+        if not self.is_local:
+            return None
+        path = self.path(rel)
+        st = os.stat(path)
+        os.utime(path, ns=(st.st_atime_ns, time.time_ns() - PIN_BACK_NS))
+        return self.identity(rel)
 
     def mtime(self, rel: str) -> float:
         """The modification time of ``rel`` (epoch seconds); FileNotFoundError when absent."""

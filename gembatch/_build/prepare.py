@@ -28,8 +28,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import polars as pl
 
+from .._state.journal import seal_file
 from .._state.records import HASH, KEY, SEND, VIA, Fingerprint, ShardRecord
-from .._storage import Directory
+from .._storage import DigestWriter, Directory
 from ..config import Options
 from ..exceptions import ResultWarning
 from . import checks
@@ -198,18 +199,19 @@ class _Table:
 
     def __init__(self, store: Directory, rel: str, plain: frozenset[str] = frozenset()) -> None:
         self.fh: IO[bytes] = store.open(rel, "wb")
+        self.out = DigestWriter(self.fh)  # the file's digest, taken as it is written
         self.plain = plain
         self.writer: pq.ParquetWriter | None = None
 
     def write(self, frame: pl.DataFrame) -> None:
         table = frame.to_arrow()
         if self.writer is None:
-            self.writer = _parquet_writer(self.fh, table.schema, self.plain)
+            self.writer = _parquet_writer(self.out, table.schema, self.plain)  # type: ignore[arg-type]
         self.writer.write_table(table)
 
     def close(self, schema: pa.Schema | None) -> None:
         if self.writer is None and schema is not None:
-            self.writer = _parquet_writer(self.fh, schema, self.plain)
+            self.writer = _parquet_writer(self.out, schema, self.plain)  # type: ignore[arg-type]
         if self.writer is not None:
             self.writer.close()
         self.fh.close()
@@ -228,6 +230,7 @@ class _ShardFiles:
         self.rows_file = _Table(store, f"{self.dir}/input.parquet")
         self.keys_file = _Table(store, f"{self.dir}/keys.parquet", frozenset({KEY, HASH}))
         self.cached_fh: IO[bytes] | None = None
+        self.cached_out: DigestWriter | None = None
         self.sha = hashlib.sha256()
         self.rows = self.lines = self.bytes = self.dedup = self.cached = self.tokens = 0
         self.seen = pl.Series(
@@ -287,7 +290,8 @@ class _ShardFiles:
             if answers is not None and len(answers):
                 if self.cached_fh is None:
                     self.cached_fh = self.store.open(f"{self.dir}/cached.jsonl", "wb")
-                ln.write_jsonl(answers, self.cached_fh)
+                    self.cached_out = DigestWriter(self.cached_fh)
+                ln.write_jsonl(answers, self.cached_out)  # type: ignore[arg-type]
 
         return write
 
@@ -303,6 +307,17 @@ class _ShardFiles:
                 self.cached_fh.close()
 
         return close
+
+    def seal(self, record: ShardRecord) -> None:
+        """Record in ``record`` what the closed shard's files hold (digests taken as they were
+        written: nothing is read back)."""
+        store = self.store
+        seal_file(store, record, "requests.jsonl", rows=record.lines, digest=(record.sha256,
+                                                                                record.bytes))
+        seal_file(store, record, "input.parquet", rows=self.rows, digest=self.rows_file.out.digest)
+        seal_file(store, record, "keys.parquet", rows=self.rows, digest=self.keys_file.out.digest)
+        if self.cached_out is not None:
+            seal_file(store, record, "cached.jsonl", rows=self.cached, digest=self.cached_out.digest)
 
 
 def _cache_hits(cache: ResultCache | None, keys: pl.DataFrame) -> pl.DataFrame:
@@ -445,6 +460,8 @@ def write_shards(
         )
         for f in done
     ]
+    for f, shard in zip(done, shards):
+        f.seal(shard)
     return Prepared(
         shards=shards,
         fingerprint=Fingerprint(line_sha.hexdigest(), data_sha.hexdigest(), pl.__version__),

@@ -39,7 +39,7 @@ from .._money.pricing import PriceTable
 from .._results.join import answered_entries, join_shard, lines_to_resend
 from .._state.journal import Journal
 from .._state.records import HASH, KEY, VIA, ShardRecord, ShardState
-from .._storage import OutputSink
+from .._storage import DigestedFile, OutputSink
 from ..config import Options, RetryPolicy
 from ..exceptions import (
     CorruptRunError,
@@ -649,9 +649,10 @@ class Run:
     # -- 6. fetch -------------------------------------------------------------------------------
     def _fetch(self, record: ShardRecord) -> None:
         target = record.path("results.jsonl")
+        written = DigestedFile(self.store, target)  # hashed as it lands: never read back to seal
         if record.result_file:
             try:
-                self.backend.download(record.result_file, lambda: self.store.atomic_writer(target))
+                self.backend.download(record.result_file, written.open)
             except ServiceError as exc:
                 if not exc.gone:
                     raise
@@ -659,7 +660,7 @@ class Run:
                 return
         else:  # no output (expired, or cancelled/failed before any line)
             self.store.write_bytes(target, b"")
-        self.journal.seal(record, "results.jsonl")
+        self.journal.seal(record, "results.jsonl", digest=written.digest)
         self.journal.move(record, S.FETCHED, note=f"results of {record.job_name} saved")
 
     # -- 7. join --------------------------------------------------------------------------------

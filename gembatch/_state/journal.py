@@ -22,6 +22,7 @@ anywhere can be resumed without repeating a paid call (see records.py for the st
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -66,8 +67,18 @@ def seal_file(
     digest: tuple[str, int] | None = None,
 ) -> None:
     """Record in ``record`` what its file ``name`` holds now (see :meth:`Journal.seal`)."""
-    sha, size = digest if digest is not None else store.digest(record.path(name))
-    record.files[name] = FileDigest(sha256=sha, bytes=size, rows=rows)
+    rel = record.path(name)
+    sealed = record.files.get(name)
+    if digest is None and sealed is not None and sealed.stat is not None:
+        with contextlib.suppress(FileNotFoundError):
+            if store.identity(rel) == sealed.stat:  # unchanged since it was sealed: same digest
+                record.files[name] = dataclasses.replace(sealed, rows=rows)
+                return
+    pinned = store.pin(rel)  # before it is read: a change while it is read shows below
+    sha, size = digest if digest is not None else store.digest(rel)
+    if pinned is not None and (pinned[0] != size or store.identity(rel) != pinned):
+        pinned = None  # changed under us: it will be read and checked whole
+    record.files[name] = FileDigest(sha256=sha, bytes=size, rows=rows, stat=pinned)
 
 
 class Journal:
@@ -262,19 +273,23 @@ class Journal:
         digest: tuple[str, int] | None = None,
     ) -> None:
         """Remember what the record's file ``name`` holds now (its sha256 and size, read back unless
-        ``digest`` is given): :meth:`verify` checks it before the file is used again. The record is
+        ``digest`` is given, taken while it was written; and a local file's identity, see
+        ``Directory.pin``): :meth:`verify` checks it before the file is used again. The record is
         saved by its next move."""
         seal_file(self.store, record, name, rows=rows, digest=digest)
 
     def verify(self, record: ShardRecord, name: str) -> None:
         """Check that the record's file ``name`` is what gembatch wrote (a file gembatch never
-        sealed, e.g. of a run of 0.1.0, is not checked); CorruptRunError names the file and what to
-        do."""
+        sealed, e.g. of a run of 0.1.0, is not checked): a local file whose identity (size, mtime,
+        ctime, inode) is the one it was sealed with is; any other is read and its sha256 compared.
+        CorruptRunError names the file and what to do."""
         expected = record.files.get(name)
         if expected is None:
             return
         rel = record.path(name)
         try:
+            if expected.stat is not None and self.store.identity(rel) == expected.stat:
+                return  # not written, moved or truncated since it was sealed: no need to read it
             sha, size = self.store.digest(rel)
         except FileNotFoundError:
             problem = "is missing"

@@ -91,11 +91,14 @@ MOVES: dict[ShardState, frozenset[ShardState]] = {
 
 @dataclass
 class FileDigest:
-    """What a run-directory file held when gembatch wrote it: its sha256, size and row count."""
+    """What a run-directory file held when gembatch wrote it: its sha256, size and row count; and,
+    for a local file, its identity once sealed (``[size, mtime_ns, ctime_ns, inode]``, see
+    ``Directory.pin``): a file whose identity is unchanged is not read again to be checked."""
 
     sha256: str
     bytes: int
     rows: int | None = None
+    stat: list[int] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
