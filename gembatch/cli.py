@@ -273,6 +273,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="first send this share (e.g. 0.01) or number (e.g. 50) of random rows as a pilot",
     )
+    run.add_argument(
+        "--mode",
+        choices=("batch", "interactive", "auto"),
+        default="batch",
+        help="batch: batch jobs at half the price (default); interactive: one call per row now, "
+        "at the interactive price (to try a prompt on a few rows); auto: interactive for small "
+        "work",
+    )
     when = run.add_mutually_exclusive_group()
     when.add_argument(
         "--dry-run", action="store_true", help="prepare the run directory and print the plan only"
@@ -653,6 +661,7 @@ def _run(args: argparse.Namespace) -> int:
         max_cost=args.max_cost,
         pilot=pilot,
         dry_run=args.dry_run,
+        mode=args.mode,
         **kwargs,
     )
     if isinstance(result, Plan):

@@ -476,3 +476,31 @@ def test_runs_lists_and_gc_removes_finished_run_directories(emu, tmp_path, capsy
     assert not os.path.exists(default["job_dir"])
     code, doc = _json(capsys, "gc", ".gembatch/runs", "--yes", "--include-unfinished")
     assert code == 0 and len(doc["removed"]) == 2 and os.listdir(".gembatch/runs") == ["not-a-run"]
+
+
+def test_run_interactively_from_the_shell(emu, tmp_path, capsys):
+    pl.DataFrame({"id": ["a", "b", "c"], "review": ["good", "bad", "meh"]}).write_csv(
+        tmp_path / "in.csv"
+    )
+    out = str(tmp_path / "out.parquet")
+    code, text, _ = _main(
+        capsys,
+        "run",
+        str(tmp_path / "in.csv"),
+        "--prompt-template",
+        "Rate: {review}",
+        "--key",
+        "id",
+        "--model",
+        "gemini-2.5-flash",
+        "--no-progress",
+        "--mode",
+        "interactive",
+        "--out",
+        out,
+    )
+    assert code == 0, text
+    frame = pl.read_parquet(out)
+    assert frame["gemini_origin"].to_list() == ["interactive"] * 3
+    assert emu.stats()["batches_created"] == 0
+    assert emu.stats()["calls"]["models.generate_content"] == 3
