@@ -444,11 +444,14 @@ class OutputSink:
         if index in self.written:
             return
         if not self.single:
-            with (
-                source.open(rel) as src,
-                self.store.atomic_writer(f"part-{index:05d}.parquet") as out,
-            ):
-                shutil.copyfileobj(src, out, 8 << 20)
+            part = f"part-{index:05d}.parquet"
+            local = source.local_path(rel)
+            if local is not None and self.store.is_local:  # copied by the kernel, not through here
+                with self.store._atomic_local_path(part) as tmp:
+                    shutil.copyfile(local, tmp)
+            else:
+                with source.open(rel) as src, self.store.atomic_writer(part) as out:
+                    shutil.copyfileobj(src, out, 8 << 20)
             self.written.add(index)
             return
         self._pending[index] = (source, rel)

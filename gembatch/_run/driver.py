@@ -79,6 +79,8 @@ _PHASE = {
 #: it was paid).
 COUNTED_REASONS = frozenset({"expired", "watchdog", "retry_failed", "lost", "unkeyed"})
 _LINE_NUMBER = re.compile(r"\bline (\d+)\b", re.IGNORECASE)
+#: Seconds (at least) between two polls of a job younger than one found still running.
+BEHIND_POLL = 10.0
 
 
 class CleanupWarning(UserWarning):
@@ -139,6 +141,7 @@ class Run:
         self._hold_until = 0.0  # wall time before which nothing new is submitted (quota)
         self._quota_since: float | None = None
         self._live: LiveSender | None = None
+        self._polled: dict[tuple[int, int], float] = {}  # (index, attempt) -> clock of last poll
 
     @property
     def backend(self) -> Backend:
@@ -683,7 +686,7 @@ class Run:
                 if not record.cleaned and record.cleanup_error is None:
                     self._cleanup(record)
         if final and self.sink is not None:
-            self.output(shard)  # checked (and joined again if it changed) before it is copied out
+            self._check_output(shard)  # (joined again if it changed) before it is copied out
             self.sink.offer(shard.index, self.store, shard.path("output.parquet"))
         return changed
 
@@ -702,6 +705,11 @@ class Run:
     def output(self, shard: ShardRecord) -> pl.DataFrame:
         """A joined shard's output, checked: one that changed since it was written (overwritten,
         swapped with another shard's) is joined again from the shard's own files, with a warning."""
+        self._check_output(shard)
+        return self.store.read_parquet(shard.path("output.parquet"))
+
+    def _check_output(self, shard: ShardRecord) -> None:
+        """Check a joined shard's ``output.parquet`` (see :meth:`output`) without reading it."""
         try:
             self.journal.verify(shard, "output.parquet")
         except CorruptRunError as exc:
@@ -710,7 +718,6 @@ class Run:
                 stacklevel=3,
             )
             self._join(shard)
-        return self.store.read_parquet(shard.path("output.parquet"))
 
     def _restore_cached(self, shard: ShardRecord) -> bool:
         """Rewrite a shard's lost ``cached.jsonl`` from the result cache (its rows were answered
@@ -897,16 +904,37 @@ class Run:
         """Advance every shard and resubmission by what can be done now; True when something
         changed."""
         changed = False
+
+        def look(r: ShardRecord) -> tuple[Any, ...]:
+            return r.state, r.job_state, repr(r.stats)
+
+        seen = {id(r): look(r) for r in self.journal.records()}
+        self._poll_jobs()
         for shard in self.shards:
             for record in self.journal.family(shard):
-                before = (record.state, record.job_state, repr(record.stats))
-                if record.state is S.SUBMITTED and record.mode != "live":
-                    self._poll(record)
                 if record.state is S.FINISHED:
                     self._fetch(record)
-                changed |= before != (record.state, record.job_state, repr(record.stats))
+                changed |= seen.get(id(record)) != look(record)
             changed |= self._settle(shard)
         return changed
+
+    def _poll_jobs(self) -> None:
+        """Poll the running jobs, oldest first. Jobs end about in the order they were created, so
+        once one is found still running, the younger ones are polled only when their last poll is
+        older than ``max(options.max_poll_interval, BEHIND_POLL)`` seconds: a run of many jobs
+        polls about one job per step, not every job (a fresh Run polls each once first)."""
+        running = sorted(
+            (r for r in self.journal.records() if r.state is S.SUBMITTED and r.mode != "live"),
+            key=lambda r: r.submitted_at or 0.0,
+        )
+        behind, stale = False, max(self.options.max_poll_interval, BEHIND_POLL)
+        for record in running:
+            last = self._polled.get((record.index, record.attempt))
+            if behind and last is not None and self._clock() - last < stale:
+                continue
+            self._polled[(record.index, record.attempt)] = self._clock()
+            self._poll(record)
+            behind |= record.state is S.SUBMITTED
 
     def done(self) -> bool:
         return all(r.state is S.JOINED for r in self.journal.records())
