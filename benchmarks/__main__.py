@@ -28,6 +28,7 @@ SECTIONS: tuple[str, ...] = (
     "peer",
     "validation",
     "interactive",
+    "scheduler",
 )
 MODULES: dict[str, str] = {"e2e": "end_to_end"}
 

@@ -15,6 +15,12 @@ they change and shows per-model figures in AI Studio: set your own with ``Option
 >>> b = Budget.of(Options(), "models/gemini-2.5-flash")  # tier unknown: tier 1's, probing
 >>> b.probe("models/gemini-2.5-flash", 4_000_000), b.tokens
 (True, 6000000)
+>>> b.accepted(5_000_000); b.refused(6_000_000, 1_000_000); b.tokens  # the limit: 5 M .. 6 M
+5000000
+>>> for _ in range(4):  # four jobs through at that level: try halfway to the refusal
+...     b.accepted(5_000_000)
+>>> b.probe("models/gemini-2.5-flash", 5_500_000), b.tokens
+(True, 5500000)
 >>> Budget.of(Options(tier=3, max_enqueued_tokens=5_000), "models/gemini-2.5-pro").tokens
 5000
 """
@@ -80,8 +86,13 @@ class Budget:
     tokens: int
     storage: int
     lowered: int = 0
-    probing: bool = False  # tier unknown: the token budget may grow until a quota refusal
+    probing: bool = False  # tier unknown: the token budget searches for the service's limit
     raised: int = 0  # how often probing raised it
+    # the bracket of the service's token limit seen so far: the highest enqueued level (this run's
+    # in-flight tokens with the new job) a create was accepted at, the lowest it was refused at
+    accepted_at: int = 0
+    refused_at: int | None = None
+    since_refusal: int = 0  # creates accepted since the last refusal
 
     @classmethod
     def of(cls, options: Options, model: str) -> Budget:
@@ -99,24 +110,56 @@ class Budget:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Budget:
-        known = ("jobs", "tokens", "storage", "lowered", "raised")
+        known = ("jobs", "tokens", "storage", "lowered", "raised", "accepted_at", "since_refusal")
+        refused = data.get("refused_at")
         return cls(
             **{k: int(v) for k, v in data.items() if k in known},
             probing=bool(data.get("probing", False)),
+            refused_at=None if refused is None else int(refused),
         )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def probe(self, model: str, needed: int) -> bool:
-        """The token budget binds while probing: double it (at least to ``needed``, at most tier
-        3's figure); False when it cannot grow."""
+        """The token budget binds while probing: raise it. Before any refusal x2 (at least to
+        ``needed``, at most tier 3's figure); after one, halfway to the lowest level refused (a
+        binary search for the service's limit, which other work of the project may move), once
+        four jobs went through since the last refusal and while the gap is over 5 %. False when it
+        cannot grow."""
         ceiling = tier_tokens(3, model)
-        if not self.probing or self.lowered or self.tokens >= ceiling:
+        if not self.probing or self.tokens >= ceiling:
             return False
-        self.tokens = min(ceiling, max(self.tokens * 2, needed))
+        if self.refused_at is None:
+            grown = max(self.tokens * 2, needed)
+        else:  # after a refusal: only once 4 jobs went through, and not for the last 5 %
+            grown = (max(self.tokens, self.accepted_at) + self.refused_at) // 2
+            if self.since_refusal < 4 or self.refused_at - self.tokens < self.refused_at // 20:
+                return False
+        self.tokens = min(ceiling, grown)
         self.raised += 1
         return True
+
+    def accepted(self, level: int) -> None:
+        """A create went through with ``level`` tokens of this run enqueued (the new job's too)."""
+        self.accepted_at = max(self.accepted_at, level)
+        self.since_refusal += 1
+        if self.refused_at is not None and self.refused_at <= level:
+            self.refused_at = None  # the limit moved up (other work ended): search again
+
+    def refused(self, level: int, smallest: int) -> None:
+        """A create was refused for tokens at ``level`` (with the refused job): the limit is below
+        it. The budget drops to the highest level seen accepted under it (or, with none, what else
+        of this run is in flight; with nothing else, half the ``smallest`` refused job: it is
+        over the limit alone)."""
+        self.refused_at = level if self.refused_at is None else min(self.refused_at, level)
+        self.since_refusal = 0
+        if self.accepted_at >= self.refused_at:
+            self.accepted_at = 0  # accepted when other work was smaller: no longer a bound
+        others = level - smallest  # what else of this run was in flight
+        floor = self.accepted_at or (others if others > 0 else max(1, smallest // 2))
+        self.tokens = max(1, min(self.tokens, floor, self.refused_at - 1))
+        self.lowered += 1
 
     def lower(self, kind: str, in_flight: int) -> None:
         """A quota refusal of ``kind`` ("tokens", "jobs", "storage") with ``in_flight`` of it on

@@ -34,6 +34,7 @@ import polars as pl
 
 from .._build.lines import answer_lines, write_jsonl
 from .._build.shards import fits_inline
+from .._money.estimate import local_tokens
 from .._money.plan import Plan, prepared_plan
 from .._money.pricing import PriceTable
 from .._results.join import answered_entries, join_shard, lines_to_resend
@@ -141,7 +142,9 @@ class Run:
         self._hold_until = 0.0  # wall time before which nothing new is submitted (quota)
         self._quota_since: float | None = None
         self._live: LiveSender | None = None
+        self._listed = False  # the service's jobs and files listed by this process
         self._polled: dict[tuple[int, int], float] = {}  # (index, attempt) -> clock of last poll
+        self._outputs: dict[int, pl.DataFrame] = {}
 
     @property
     def backend(self) -> Backend:
@@ -218,11 +221,15 @@ class Run:
         if not plan:
             return
         seen = _Round()
-        for job in self.backend.list_jobs():
-            seen.jobs.setdefault(job.display_name or "", []).append(job)
-        if any(r.mode == "file" and r.state.rank < S.UPLOADED.rank for r, _ in plan):
-            for f in self.backend.list_files():
-                seen.files.setdefault(f.display_name or "", []).append(f)
+        if not self._listed:  # once per process: what a run directory rolled back (a copy, a
+            # lost answer before this process) may not know it made; later rounds only send what
+            # this process recorded, and intents look themselves up by name
+            self._listed = True
+            for job in self.backend.list_jobs():
+                seen.jobs.setdefault(job.display_name or "", []).append(job)
+            if any(r.mode == "file" and r.state.rank < S.UPLOADED.rank for r, _ in plan):
+                for f in self.backend.list_files():
+                    seen.files.setdefault(f.display_name or "", []).append(f)
         workers = min(self.options.upload_concurrency, len(plan))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gembatch-submit") as pool:
             outcomes = list(pool.map(lambda rc: self._submit_safely(rc[0], seen, rc[1]), plan))
@@ -277,11 +284,12 @@ class Run:
                 use["jobs"] == 0 or use["tokens"] + r.tokens <= budget.tokens
             )
             if not fits and use["jobs"] < budget.jobs and creates_open:
-                fits = budget.probe(self.model, use["tokens"] + r.tokens)  # tier unknown: try
-                if fits:
+                raised = budget.probe(self.model, use["tokens"] + r.tokens)  # tier unknown
+                if raised:
                     self.journal.manifest.budget = budget.to_json()
                     self.journal.save_manifest()
                     logger.info("gembatch: enqueued-token budget raised to %s", budget.tokens)
+                fits = raised and use["tokens"] + r.tokens <= budget.tokens
             create = creates_open and fits
             if create:
                 use["jobs"], use["tokens"] = use["jobs"] + 1, use["tokens"] + r.tokens
@@ -298,16 +306,20 @@ class Run:
         use = self.usage()
         kinds = {e.kind for e in refusals}
         for kind in kinds:
-            in_flight = (
-                use["storage"]
-                if kind == "storage"
-                else use["tokens"] - sum(e.record.tokens for e in refusals)
-            )
-            self.budget.lower(kind, max(1, in_flight))
+            if kind == "storage":
+                self.budget.lower(kind, max(1, use["storage"]))
+                continue
+            refused = [e.record for e in refusals if e.kind == kind]
+            others = use["tokens"] - sum(r.tokens for r in refused)
+            smallest = min(r.tokens for r in refused)
+            self.budget.refused(others + smallest, smallest)
         self.journal.manifest.budget = self.budget.to_json()
         self.journal.save_manifest()
+        if "tokens" in kinds:
+            self._split_oversized({id(e.record) for e in refusals})
         delay = max((e.retry_after or 0.0) for e in refusals) or self.options.poll_interval
-        self._hold_until = self._wall() + delay
+        if not any(r.state is S.SUBMITTED for r in self.journal.records()):
+            self._hold_until = self._wall() + delay  # else: room comes when a job ends
         waited = self._quota_since = self._quota_since or self._wall()
         logger.info(
             "gembatch: the service refused %s for quota; budget now %s; waiting",
@@ -325,6 +337,54 @@ class Run:
                 code=429,
                 status="RESOURCE_EXHAUSTED",
             )
+
+    def _split_oversized(self, refused: set[int]) -> None:
+        """Records not yet on the service whose tokens exceed the (lowered) budget could never be
+        taken: each is replaced by resubmissions of its lines in parts of a quarter of the budget
+        (four fill it, as shards are cut), and finishes with
+        no results of its own (``JOB_STATE_SPLIT``). A single request over the budget gets the
+        quota error as its result."""
+        budget = self.budget.tokens
+        for record in list(self.journal.records()):
+            waiting = record.state in (S.PREPARED, S.UPLOADED) or (
+                record.state is S.CREATING and id(record) in refused
+            )
+            if not waiting or record.mode in ("none", "live") or record.tokens <= budget:
+                continue
+            self.journal.verify(record, "requests.jsonl")
+            lines = self.store.read_lines(record.path("requests.jsonl")).to_list()
+            shard = self._shard_of(record)
+            results = b""
+            if len(lines) > 1:  # parts of a quarter of the budget, as shards are cut
+                parts = min(len(lines), -(-record.tokens // max(1, budget // 4)))
+                size = -(-len(lines) // parts)
+                for i in range(0, len(lines), size):
+                    self._resubmit_part(shard, lines[i : i + size], "split", record.mode)
+            else:
+                error = {
+                    "code": 8,
+                    "status": "RESOURCE_EXHAUSTED",
+                    "message": f"this request alone ({record.tokens:,} input tokens) is over the "
+                    f"service's enqueued-token quota ({budget:,})",
+                }
+                key = json.loads(lines[0])["key"]
+                results = (json.dumps({"key": key, "error": error}) + "\n").encode()
+            self._free_request_file(record)
+            self.store.write_bytes(record.path("results.jsonl"), results)
+            self.journal.seal(record, "results.jsonl")
+            self.journal.move(
+                record,
+                S.FETCHED,
+                job_state="JOB_STATE_SPLIT",
+                finished_at=self._wall(),
+                note=f"{record.tokens:,} tokens, over the quota alone: split to fit {budget:,}",
+            )
+
+    def _resubmit_part(self, shard: ShardRecord, lines: list[str], reason: str, mode: str) -> None:
+        """One resubmission of ``lines`` of ``shard``, its tokens estimated (for the budget)."""
+        child = self.journal.add_resubmission(shard, lines, reason, mode=mode)
+        child.tokens = int(local_tokens(pl.Series(lines, dtype=pl.Utf8)).sum())
+        self.journal.save(child, note=f"{child.tokens:,} tokens")
 
     def _submit_safely(
         self, record: ShardRecord, seen: _Round, create: bool
@@ -467,6 +527,9 @@ class Run:
 
     def _adopt_job(self, record: ShardRecord, jobs: list[RemoteJob], *, adopted: bool) -> None:
         job = jobs[0]
+        if not adopted and self._budget is not None:  # the level the service took it at
+            level = self.usage()["tokens"]
+            self._budget.accepted(level)
         note = f"{'adopted' if adopted else 'created'} {job.name}"
         if len(jobs) > 1:
             others = [j.name for j in jobs[1:]]
@@ -673,7 +736,10 @@ class Run:
         changed = False
         family = self.journal.family(shard)
         fetched = [r for r in family if r.state is S.FETCHED]
-        if fetched and shard.state.rank >= S.FETCHED.rank:
+        # joined once its whole family is in (a shard split in many parts is not joined again
+        # as each part comes back)
+        waiting = any(r.state.rank < S.FETCHED.rank for r in family)
+        if fetched and shard.state.rank >= S.FETCHED.rank and not waiting:
             self._join(shard)
             for record in fetched:
                 if record is not shard:
@@ -844,7 +910,7 @@ class Run:
                 )
             )
             mode = "live" if shard.mode == "live" else "inline" if inline else "file"
-            self.journal.add_resubmission(shard, part, reason, mode=mode)
+            self._resubmit_part(shard, part, reason, mode)
         return len(lines)
 
     def _schema_failed(self, shard: ShardRecord) -> pl.Series:

@@ -80,7 +80,7 @@ S = ShardState
 MOVES: dict[ShardState, frozenset[ShardState]] = {
     S.PREPARED: frozenset({S.PREPARED, S.UPLOADING, S.CREATING, S.SUBMITTED, S.FETCHED}),
     S.UPLOADING: frozenset({S.UPLOADING, S.UPLOADED}),
-    S.UPLOADED: frozenset({S.UPLOADED, S.CREATING}),
+    S.UPLOADED: frozenset({S.UPLOADED, S.CREATING, S.FETCHED}),  # FETCHED: split, never sent
     S.CREATING: frozenset({S.CREATING, S.SUBMITTED, S.FETCHED}),
     S.SUBMITTED: frozenset({S.SUBMITTED, S.FINISHED, S.FETCHED}),
     S.FINISHED: frozenset({S.FINISHED, S.FETCHED}),
