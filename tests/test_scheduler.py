@@ -201,3 +201,41 @@ def test_an_unknown_tier_is_probed_upward_until_the_service_refuses(
     else:
         assert peak <= service_tokens and budget_json["lowered"] >= 1
     assert stats["batches_created"] == 12  # every shard once
+
+
+def test_a_shard_over_the_service_limit_alone_is_split_not_stuck(tmp_path, monkeypatch):
+    """Shards cut for a budget larger than the service's limit: each is refused even alone; it is
+    split into parts that fit, every row answered once, never more than the limit enqueued."""
+    limits = Limits(enqueued_tokens={"*": 1_000}, batch_retry_delay_s=0.05)
+    with Emulator(limits=limits, faults=[Delays(running_s=0.05)]) as emu:
+        for name, value in emu.environ().items():
+            monkeypatch.setenv(name, value)
+        options = Options(
+            poll_interval=0.01,
+            max_poll_interval=0.05,
+            shard_max_tokens=2_400,
+            first_shard_rows=None,
+            quota_wait=30,
+        )
+        out = _frame(300).gemini.batch_generate(  # 16 tokens a row: 2 shards of 2,400
+            "prompt",
+            config=CFG,
+            key="id",
+            options=options,
+            progress=False,
+            job_dir=tmp_path / "run",
+            cache=False,
+        )
+        stats = emu.stats()
+        names = [b["metadata"]["displayName"] for b in emu.batches()]
+    assert (out["gemini_status"] == "ok").all()
+    assert all(
+        t.startswith(f'Answer to "{p[:80]}"') for p, t in zip(out["prompt"], out["gemini_text"])
+    )
+    assert stats["lines_processed"] == 300 and len(names) == len(set(names))
+    assert max(stats["peak_enqueued_tokens"].values()) <= 1_000
+    states = [
+        json.loads(p.read_text())["job_state"]
+        for p in (tmp_path / "run").glob("shards/*/state.json")
+    ]
+    assert "JOB_STATE_SPLIT" in states
