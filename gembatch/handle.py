@@ -343,8 +343,11 @@ class BatchRun:
                     f"The run in {self.job_dir} is not finished. Hint: run.wait() or "
                     "run.result(wait=True)."
                 )
-            self.wait()
-        frames = [self._run.output(s) for s in self._journal.shards]
+            with self._run.outputs_kept():  # those joined while waiting are not read back
+                self.wait()
+                frames = [self._run.output(s) for s in self._journal.shards]
+        else:
+            frames = [self._run.output(s) for s in self._journal.shards]
         self._warn_about_results()
         out = pl.concat(frames, how="vertical") if frames else pl.DataFrame()
         return give_back(out, self._journal.manifest.frame)

@@ -18,6 +18,7 @@ and warned about, never fatal).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -25,7 +26,7 @@ import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -144,6 +145,7 @@ class Run:
         self._live: LiveSender | None = None
         self._listed = False  # the service's jobs and files listed by this process
         self._polled: dict[tuple[int, int], float] = {}  # (index, attempt) -> clock of last poll
+        self._keep_outputs = False  # see outputs_kept
         self._outputs: dict[int, pl.DataFrame] = {}
 
     @property
@@ -765,14 +767,29 @@ class Run:
             output, keys, report = join_shard(self.journal, shard, self.options.prefix)
         self.store.write_parquet(shard.path("output.parquet"), output, compression="snappy")
         self.journal.seal(shard, "output.parquet", rows=output.height)
+        if self._keep_outputs:
+            self._outputs[shard.index] = output
         self._remember(shard)
         self.journal.move(shard, S.JOINED, report=report)
+
+    @contextlib.contextmanager
+    def outputs_kept(self) -> Iterator[None]:
+        """Within the block, each shard's output stays in memory when it is joined, and
+        :meth:`output` gives it (checked as ever) instead of reading it back: for a caller that
+        waits for the run and then asks for every output."""
+        self._keep_outputs = True
+        try:
+            yield
+        finally:
+            self._keep_outputs = False
+            self._outputs.clear()
 
     def output(self, shard: ShardRecord) -> pl.DataFrame:
         """A joined shard's output, checked: one that changed since it was written (overwritten,
         swapped with another shard's) is joined again from the shard's own files, with a warning."""
         self._check_output(shard)
-        return self.store.read_parquet(shard.path("output.parquet"))
+        kept = self._outputs.pop(shard.index, None)  # what was just written there, still in memory
+        return kept if kept is not None else self.store.read_parquet(shard.path("output.parquet"))
 
     def _check_output(self, shard: ShardRecord) -> None:
         """Check a joined shard's ``output.parquet`` (see :meth:`output`) without reading it."""
