@@ -1005,7 +1005,8 @@ class Run:
         """Poll the running jobs, oldest first. Jobs end about in the order they were created, so
         once one is found still running, the younger ones are polled only when their last poll is
         older than ``max(options.max_poll_interval, BEHIND_POLL)`` seconds: a run of many jobs
-        polls about one job per step, not every job (a fresh Run polls each once first)."""
+        polls about one job per step, not every job (a fresh Run polls each once first). A job
+        that ended and waits for its result file is polled every step."""
         running = sorted(
             (r for r in self.journal.records() if r.state is S.SUBMITTED and r.mode != "live"),
             key=lambda r: r.submitted_at or 0.0,
@@ -1013,11 +1014,12 @@ class Run:
         behind, stale = False, max(self.options.max_poll_interval, BEHIND_POLL)
         for record in running:
             last = self._polled.get((record.index, record.attempt))
-            if behind and last is not None and self._clock() - last < stale:
+            ended = record.output_wait_since is not None
+            if behind and not ended and last is not None and self._clock() - last < stale:
                 continue
             self._polled[(record.index, record.attempt)] = self._clock()
             self._poll(record)
-            behind |= record.state is S.SUBMITTED
+            behind |= record.state is S.SUBMITTED and record.output_wait_since is None
 
     def done(self) -> bool:
         return all(r.state is S.JOINED for r in self.journal.records())
