@@ -406,8 +406,14 @@ def parquet_dataset(
             for p in found
             if not any(part.startswith((".", "_")) for part in p[len(top) :].strip("/").split("/"))
         )
+        parquet = [p for p in paths if p.lower().endswith((".parquet", ".parq", ".pq"))]
+        paths = parquet or paths  # stray files beside Parquet ones (a README, a _SUCCESS) left out
         if not paths:
             raise InputError(f"The directory {text!r} holds no data file.")
+        # hive-style directories (``p=1/part-0.parquet``): their keys are columns of the rows
+        return ds.dataset(
+            paths, filesystem=fs, format="parquet", partitioning="hive", partition_base_dir=top
+        )
     return ds.dataset(paths, filesystem=fs, format="parquet")
 
 

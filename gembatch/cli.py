@@ -462,15 +462,36 @@ def _save(run: BatchRun, out: str) -> None:
 
 
 def _template(template: str) -> Any:
-    """``'Summarise: {review}'`` -> ``pl.format('Summarise: {}', pl.col('review'))``."""
-    import re
+    """``'Summarise: {review}'`` -> the prompt expression ``'Summarise: ' + review`` (``{{`` and
+    ``}}`` are literal braces). A template that names no column, or whose braces do not pair, is
+    refused before anything is read or sent."""
+    import string
 
     import polars as pl
 
-    names = re.findall(r"\{([^{}]+)\}", template)
-    if not names:
-        return pl.lit(template)
-    return pl.format(re.sub(r"\{[^{}]+\}", "{}", template), *[pl.col(n) for n in names])
+    from .exceptions import ConfigError
+
+    parts: list[Any] = []
+    try:
+        for literal, field, spec, conversion in string.Formatter().parse(template):
+            if literal:
+                parts.append(pl.lit(literal))
+            if field is None:
+                continue
+            if not field.strip() or spec or conversion:
+                raise ValueError(f"{{{field}}} is not a column name")
+            parts.append(pl.col(field.strip()).cast(pl.Utf8))
+    except ValueError as exc:
+        raise ConfigError(
+            f"--prompt-template {template!r}: {exc}. Hint: name columns as {{column}}; write {{{{ "
+            "and }} for literal braces."
+        ) from None
+    if not any(isinstance(p, pl.Expr) and p.meta.root_names() for p in parts):
+        raise ConfigError(
+            f"--prompt-template {template!r} names no column: every row would send the same "
+            "prompt. Hint: name columns as {column}, e.g. 'Summarise: {review}'."
+        )
+    return pl.concat_str(parts)
 
 
 def _read_json(fh: Any) -> Any:
@@ -1026,6 +1047,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.usage_error(
             "the following arguments are required: --out (unless --no-wait or --dry-run)"
         )
+    if (
+        args.command == "run"
+        and args.out is not None
+        and os.path.abspath(args.out) == os.path.abspath(str(args.input))
+    ):
+        args.usage_error(f"--out {args.out!r} is the input file: write the results elsewhere")
     from .exceptions import GembatchError
 
     args.stdout = sys.stdout  # the answer; with --json everything else goes to stderr

@@ -14,6 +14,7 @@ it.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import os
 import warnings
@@ -31,7 +32,13 @@ from ._state.journal import Journal
 from ._state.records import ShardRecord, ShardState
 from ._storage import Directory, OutputSink
 from .config import Options, RetryPolicy
-from .exceptions import GembatchError, ResultWarning, RunLockedError, RunNotFinishedError
+from .exceptions import (
+    GembatchError,
+    ResultWarning,
+    RunLockedError,
+    RunMismatchError,
+    RunNotFinishedError,
+)
 from .progress import Progress, Snapshot, make_progress
 
 __all__ = ["BatchRun", "RunStatus"]
@@ -186,9 +193,29 @@ class BatchRun:
         self, progress: bool | Progress | None = None, sink: OutputSink | None = None
     ) -> Run:
         """The run, set to report to ``progress`` (default: this handle's) and write to ``sink``."""
+        self._check_current()
         self._run.progress = make_progress(self._progress if progress is None else progress)
         self._run.sink = sink
         return self._run
+
+    def _check_current(self) -> None:
+        """Refuse to act through a handle whose run was replaced in its directory (an update by
+        another call): its records are no longer the directory's, and writing them would undo
+        the update."""
+        store = self._journal.store
+        try:
+            on_disk = (
+                store.read_json("run.json").get("run_id") if store.exists("run.json") else None
+            )
+        except (ValueError, OSError):
+            return  # unreadable: Journal.open reports it where it matters
+        mine = self._journal.manifest.run_id
+        if on_disk and on_disk != mine:
+            raise RunMismatchError(
+                f"This handle is of run {mine}, which a later call on {store.url!r} replaced "
+                f"(its answers are kept, the run there is now {on_disk}). Hint: "
+                f"gembatch.BatchRun.open({store.url!r}) to use the current run."
+            )
 
     def status(self, *, refresh: bool = True) -> RunStatus:
         """Where the run is. With ``refresh`` (default) an unfinished run asks the service first;
@@ -263,7 +290,18 @@ class BatchRun:
             frames = (self._embed_tokens(s) for s in joined)
         else:
             frames = (self._journal.store.read_parquet(s.path("output.parquet")) for s in joined)
-        return run_cost(frames, model=manifest.model, prefix=prefix, table=self._run.prices)
+        cost = run_cost(frames, model=manifest.model, prefix=prefix, table=self._run.prices)
+        pilots = [
+            BatchRun.open(self._journal.store.child(name).url, progress=False).cost()
+            for name in ("pilot", "pilot-schema")
+            if Journal.exists(self._journal.store.child(name))
+        ]
+        if not pilots:
+            return cost
+        billed = sum(p.rows.get("batch", 0) + p.rows.get("interactive", 0) for p in pilots)
+        return dataclasses.replace(
+            cost, pilot_rows=billed, pilot_usd=sum(p.spent_usd for p in pilots)
+        )
 
     def _embed_tokens(self, shard: ShardRecord) -> pl.DataFrame:
         """Embedding answers carry no token counts: the requests' local estimate stands in."""
@@ -337,6 +375,7 @@ class BatchRun:
         """The input frame with the result columns, in input order (waits for the run by default),
         in the type the input had: a polars DataFrame, a pandas DataFrame (with its index) or a
         pyarrow Table (with its schema metadata)."""
+        self._check_current()
         if not self.done():
             if not wait:
                 raise RunNotFinishedError(

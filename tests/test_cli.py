@@ -504,3 +504,40 @@ def test_run_interactively_from_the_shell(emu, tmp_path, capsys):
     assert frame["gemini_origin"].to_list() == ["interactive"] * 3
     assert emu.stats()["batches_created"] == 0
     assert emu.stats()["calls"]["models.generate_content"] == 3
+
+
+def test_a_prompt_template_is_checked_before_anything_is_read_or_sent(emu, tmp_path, capsys):
+    pl.DataFrame({"review": ["good"]}).write_csv(tmp_path / "in.csv")
+    for template, message in (
+        ("{review", "expected '}'"),
+        ("{review}}", "Single '}'"),
+        ("Rate this", "names no column"),
+    ):
+        code, _, err = _main(
+            capsys,
+            "run",
+            str(tmp_path / "in.csv"),
+            "--prompt-template",
+            template,
+            "--model",
+            "gemini-2.5-flash",
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--no-progress",
+        )
+        assert code == 1 and message in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as refused:  # argparse's usage error
+        cli.main(
+            [
+                "run",
+                str(tmp_path / "in.csv"),
+                "--prompt-col",
+                "review",
+                "--model",
+                "gemini-2.5-flash",
+                "--out",
+                str(tmp_path / "in.csv"),
+            ]
+        )
+    assert refused.value.code == 2 and "is the input file" in capsys.readouterr().err
+    assert emu.stats()["calls"].get("batches.create", 0) == 0

@@ -187,3 +187,103 @@ def test_an_input_file_name_with_brackets_is_read_literally(emu, tmp_path):
             options=FILES,
             progress=False,
         )
+
+
+def test_a_cached_shard_killed_before_it_was_marked_does_not_hang_the_resume(emu, tmp_path):
+    """Every row of the shard came from the cache ("nothing to send"); a kill left its state at
+    prepared: the resume marks it and finishes at once, sending nothing."""
+    cache = tmp_path / "cache"
+    _run(tmp_path / "warm", cache=cache)
+    job_dir = tmp_path / "run"
+    _run(job_dir, cache=cache)
+    for state_file in job_dir.glob("shards/*/state.json"):
+        state = json.loads(state_file.read_text())
+        state["state"], state["history"] = "prepared", state["history"][:1]
+        for name in ("results.jsonl", "output.parquet"):
+            state["files"].pop(name, None)
+            (state_file.parent / name).unlink(missing_ok=True)
+        state_file.write_text(json.dumps(state))
+    before = emu.stats()["batches_created"]
+    out = _run(job_dir, cache=cache)
+    assert (out["gemini_origin"] == "cache").all() and _own_answers(out)
+    assert emu.stats()["batches_created"] == before
+
+
+def test_an_update_killed_after_the_old_run_was_retired_reuses_its_answers(
+    emu, tmp_path, monkeypatch
+):
+    """The old run was moved under history/ and the process died before the new run was
+    written: the next call reuses the retired answers (7 requests sent, not 45)."""
+    from gembatch._run import flow
+
+    job_dir = tmp_path / "run"
+    base = _frame(40)
+    first = base.gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        key="id",
+        job_dir=job_dir,
+        options=FILES,
+        progress=False,
+        cache=False,
+    )
+    changed = pl.concat(
+        [
+            base.with_columns(
+                pl.when(pl.col("id").is_in(["r1", "r2"]))
+                .then(pl.col("prompt") + " (edited)")
+                .otherwise(pl.col("prompt"))
+                .alias("prompt")
+            ),
+            pl.DataFrame(
+                {"id": [f"n{i}" for i in range(5)], "prompt": [f"New {i}" for i in range(5)]}
+            ),
+        ]
+    )
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the process dies right after retiring the old run
+
+    with monkeypatch.context() as patch:
+        patch.setattr(flow, "prepare", killed)
+        with pytest.raises(KeyboardInterrupt):
+            changed.gemini.batch_generate(
+                "prompt",
+                config=CFG,
+                key="id",
+                job_dir=job_dir,
+                options=FILES,
+                progress=False,
+                cache=False,
+            )
+    assert not (job_dir / "run.json").exists() and list((job_dir / "history").iterdir())
+    before = emu.stats()["lines_processed"]
+    out = changed.gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        key="id",
+        job_dir=job_dir,
+        options=FILES,
+        progress=False,
+        cache=False,
+    )
+    assert emu.stats()["lines_processed"] - before == 7
+    assert (out["gemini_status"] == "ok").all() and _own_answers(out)
+    kept = out.filter(~pl.col("id").is_in(["r1", "r2"]) & pl.col("id").str.starts_with("r"))
+    assert kept["gemini_text"].equals(
+        first.filter(~pl.col("id").is_in(["r1", "r2"]))["gemini_text"]
+    )
+
+
+def test_a_handle_of_a_replaced_run_refuses_instead_of_undoing_the_update(emu, tmp_path):
+    job_dir = tmp_path / "run"
+    old = _frame(10).gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False, wait=False
+    )
+    new = _frame(12).gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False
+    )
+    with pytest.raises(gembatch.RunMismatchError, match="replaced"):
+        old.result()
+    again = gembatch.BatchRun.open(job_dir, progress=False).result()
+    assert again.equals(new) and again.height == 12

@@ -192,3 +192,17 @@ def test_bad_result_lines_are_reported_per_row_and_summarised_once(emu, tmp_path
     )
     assert set(out["gemini_status"].unique()) <= {"ok", "missing", "error"}
     assert out.filter(pl.col("gemini_status") == "missing").height > 0
+
+
+def test_a_poll_answer_cut_mid_body_and_a_busy_model_lookup_are_retried(emu, tmp_path):
+    emu.faults.add(HttpFault(endpoint="models.get", status=503, nth=1, times=1, retry_after=0.01))
+    emu.faults.add(DropConnection(endpoint="batches.get", when="mid_body", after_bytes=10))
+    out = pl.DataFrame({"prompt": ["a", "b", "c"]}).gemini.batch_generate(
+        "prompt",
+        config=CFG,
+        job_dir=tmp_path / "r",
+        options=Options(poll_interval=0.01, max_poll_interval=0.05),
+        retry=RetryPolicy(attempts=4, initial_delay=0.01, max_delay=0.02, jitter=0),
+        progress=False,
+    )
+    assert (out["gemini_status"] == "ok").all() and emu.stats()["batches_created"] == 1

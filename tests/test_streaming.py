@@ -142,3 +142,25 @@ def test_duplicate_keys_across_slices_are_refused_before_any_upload(emu, tmp_pat
             job_dir=tmp_path / "run2",
             progress=False,
         )
+
+
+def test_a_hive_partitioned_dataset_keeps_its_partition_columns(emu, tmp_path):
+    """``ds/p=1/part.parquet``: the partition key is a column of the rows, in the output too; a
+    stray non-Parquet file beside the parts is left out."""
+    for p in (1, 2):
+        (tmp_path / "ds" / f"p={p}").mkdir(parents=True)
+        pl.DataFrame({"prompt": [f"q{p}a", f"q{p}b"]}).write_parquet(
+            tmp_path / "ds" / f"p={p}" / "part-0.parquet"
+        )
+    (tmp_path / "ds" / "README.txt").write_text("not data")
+    run = gembatch.batch_generate_parquet(
+        tmp_path / "ds",
+        tmp_path / "out.parquet",
+        prompt="prompt",
+        config=gembatch.Config(model="gemini-2.5-flash"),
+        options=gembatch.Options(poll_interval=0.01, max_poll_interval=0.05),
+        progress=False,
+    )
+    out = pl.read_parquet(run.job_dir and tmp_path / "out.parquet")
+    assert "p" in out.columns and sorted(out["p"].to_list()) == [1, 1, 2, 2]
+    assert (out["gemini_status"] == "ok").all()

@@ -39,12 +39,15 @@ class RunCost:
     reused: Cost
     live: Cost | None = None
     schema_failed: int = 0  # paid-for rows whose answer failed the response schema
+    pilot_rows: int = 0  # rows the run's pilot runs paid for (then served to it from the cache)
+    pilot_usd: float = 0.0
 
     @property
     def spent_usd(self) -> float:
         """What the run paid: batch rows at the batch rate, interactive rows at the interactive
         rate."""
-        return self.billed.batch_usd + (self.live.interactive_usd if self.live else 0.0)
+        live = self.live.interactive_usd if self.live else 0.0
+        return self.billed.batch_usd + live + self.pilot_usd
 
     @property
     def batch_usd(self) -> float:
@@ -69,6 +72,11 @@ class RunCost:
             live = (
                 f"{self.rows['interactive']:,} rows answered interactively: "
                 f"${self.live.interactive_usd:,.4f} at the interactive rate. "
+            )
+        if self.pilot_rows:
+            live += (
+                f"Its pilot runs paid for {self.pilot_rows:,} rows: ${self.pilot_usd:,.4f} (their "
+                "answers then served this run from the cache). "
             )
         if self.schema_failed:
             live += (
@@ -104,6 +112,7 @@ class RunCost:
                 "interactive rows, at the interactive rate",
                 f"${self.live.interactive_usd if self.live else 0.0:,.4f}",
             ),
+            ("pilot runs: rows, $", f"{self.pilot_rows:,}, ${self.pilot_usd:,.4f}"),
             ("spent in all", f"${self.spent_usd:,.4f}"),
             ("paid-for rows failing the schema", f"{self.schema_failed:,}"),
             ("same work interactively", f"${self.interactive_usd:,.4f}"),

@@ -371,7 +371,6 @@ class Run:
                 }
                 key = json.loads(lines[0])["key"]
                 results = (json.dumps({"key": key, "error": error}) + "\n").encode()
-            self._free_request_file(record)
             self.store.write_bytes(record.path("results.jsonl"), results)
             self.journal.seal(record, "results.jsonl")
             self.journal.move(
@@ -381,6 +380,7 @@ class Run:
                 finished_at=self._wall(),
                 note=f"{record.tokens:,} tokens, over the quota alone: split to fit {budget:,}",
             )
+            self._free_request_file(record)  # after the move: a resume never creates from it
 
     def _resubmit_part(self, shard: ShardRecord, lines: list[str], reason: str, mode: str) -> None:
         """One resubmission of ``lines`` of ``shard``, its tokens estimated (for the budget)."""
@@ -995,6 +995,8 @@ class Run:
         self._poll_jobs()
         for shard in self.shards:
             for record in self.journal.family(shard):
+                if record.state is S.PREPARED and record.mode == "none":
+                    self.nothing_to_send(record)  # prepared, then killed before it was marked
                 if record.state is S.FINISHED:
                     self._fetch(record)
                 changed |= seen.get(id(record)) != look(record)
@@ -1023,6 +1025,12 @@ class Run:
 
     def done(self) -> bool:
         return all(r.state is S.JOINED for r in self.journal.records())
+
+    def nothing_to_send(self, record: ShardRecord) -> None:
+        """A shard whose rows were all skipped or answered from the cache: fetched at once, with no
+        results of its own."""
+        self.store.write_bytes(record.path("results.jsonl"), b"")
+        self.journal.move(record, S.FETCHED, note="nothing to send")
 
     def snapshot(self) -> Snapshot:
         """Where the run stands, in rows of the input and in requests (see :class:`Snapshot`)."""

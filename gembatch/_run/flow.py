@@ -300,6 +300,11 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
     else:
         _refuse_orphaned_shards(store)
         lookup = cache
+        retired = _retired_answers(store, call)
+        if retired:  # an update was interrupted after the old run was retired: reuse its answers
+            previous = [run_id for run_id, _ in retired][::-1]
+            stores = [answers for _, answers in retired]
+            lookup = _Lookups([*stores, cache] if cache is not None else stores)
     schema_form = None
     pilot = call.spend.pilot
     if pilot is None and _checks_schema(call, spec):
@@ -461,6 +466,34 @@ def _retire(journal: Journal, call: Call, backend: Backend | None, changed: str)
         store.move("shards", f"history/{old_id}/shards")
         store.move("run.json", f"history/{old_id}/run.json")
     return answers
+
+
+def _retired_answers(store: Directory, call: Call) -> list[tuple[str, ResultCache]]:
+    """The answers of the runs this directory held before (``history/<run id>/``), newest first:
+    a directory with a history and no current run is an update that died before its new run was
+    written; those answers are paid for and must serve it."""
+    from ..cache import ResultCache
+
+    if not store.exists("history"):
+        return []
+    found: list[tuple[str, str, ResultCache]] = []
+    for run_id in store.listdir("history"):
+        if not store.exists(f"history/{run_id}/answers") or not store.exists(
+            f"history/{run_id}/run.json"
+        ):
+            continue
+        try:
+            created = str(store.read_json(f"history/{run_id}/run.json").get("created", ""))
+        except (ValueError, OSError):
+            created = ""
+        answers = ResultCache(
+            store.child(f"history/{run_id}/answers").url,
+            max_bytes=2**62,
+            storage_options=call.storage_options,
+        )
+        found.append((created, run_id, answers))
+    found.sort(key=lambda item: item[0], reverse=True)
+    return [(run_id, answers) for _, run_id, answers in found]
 
 
 def _finish_interrupted_update(store: Directory) -> None:

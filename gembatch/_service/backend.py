@@ -251,13 +251,19 @@ class Backend:
             )
 
         try:
-            self._call(f"look the model {model} up", go, attempts=1)
+            try:
+                self._call(f"look the model {model} up", go, attempts=1)
+            except ServiceError as exc:
+                if not (exc.transient and exc.code):  # no service there: say so at once
+                    raise
+                self._call(f"look the model {model} up", go)  # a 429 / 5xx: the retry policy
         except ServiceError as exc:
             if exc.gone:
                 raise ConfigError(self._unknown_model(model)) from exc
             if exc.transient and exc.code == 0:
                 raise type(exc)(
-                    f"{exc} The service at {where} did not answer within {timeout:g} s. "
+                    f"{exc} The service at {where} could not be reached (refused, or no answer "
+                    f"within {timeout:g} s). "
                     "Hint: check GOOGLE_GEMINI_BASE_URL / the network, then call again "
                     "(nothing was sent).",
                     code=exc.code,

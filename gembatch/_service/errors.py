@@ -107,6 +107,8 @@ def _is_transport_error(exc: BaseException) -> bool:
                 "CloseError",
                 "ClientConnectionError",
                 "ServerDisconnectedError",
+                "StreamError",  # StreamConsumed: a body cut mid-way, read again by the SDK
+                "IncompleteRead",
             }
         )
     ) or isinstance(exc, (ConnectionError, TimeoutError))

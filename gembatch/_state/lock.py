@@ -65,7 +65,8 @@ def run_lock(store: Directory) -> Iterator[None]:
             f"The run in {store.url!r} is being driven by another process ({who}, since "
             f"{holder.get('since', '?')}). Hint: wait for it to finish or stop it (gembatch status "
             "works meanwhile); a lock left by a dead process on this machine is taken over "
-            "automatically.",
+            f"automatically. If no gembatch process drives it any more (a process id reused "
+            f"since), delete {store.path(LOCK_FILE)!r}.",
             holder=who,
         )
     else:  # pragma: no cover - the lock kept reappearing
