@@ -72,6 +72,8 @@ _SEGMENT_SCHEMA = pl.Schema(
     }
 )
 _DIR = "segments"
+#: Requests of running jobs, by run and shard (see ResultCache.mark_in_flight).
+_INFLIGHT = "inflight"
 _TIME_FORMAT = "%Y%m%dT%H%M%S%fZ"
 _SEGMENT_NAME = re.compile(r"^(\d{8}T\d{12}Z)-[0-9a-f]{32}\.parquet$")
 _TEMP_PREFIX = ".tmp-"  # Directory.atomic_writer's temporary names
@@ -276,6 +278,42 @@ class ResultCache:
         for name in self._store.listdir(_DIR):
             if _SEGMENT_NAME.match(name) or name.startswith(_TEMP_PREFIX):
                 self._store.remove(f"{_DIR}/{name}")
+
+    # -- requests in flight ---------------------------------------------------------------------
+    def mark_in_flight(self, name: str, hashes: pl.Series, run_dir: str) -> None:
+        """Record that the run in ``run_dir`` has the requests ``hashes`` on the service (a job
+        under way): another run that needs them waits for those answers or drives that run to
+        them, instead of paying for them again (:meth:`in_flight`)."""
+        rel = f"{_INFLIGHT}/{name}"
+        frame = pl.DataFrame({"hash": hashes.cast(pl.String).drop_nulls().unique()})
+        self._store.write_parquet(f"{rel}.parquet", frame)
+        self._store.write_json(f"{rel}.json", {"run_dir": run_dir})
+
+    def unmark_in_flight(self, name: str) -> None:
+        """The answers of ``name`` are in (or will never come): forget it."""
+        for ext in (".json", ".parquet"):
+            with contextlib.suppress(FileNotFoundError):
+                self._store.remove(f"{_INFLIGHT}/{name}{ext}")
+
+    def in_flight(self, hashes: pl.Series) -> dict[str, int]:
+        """Run directories with some of ``hashes`` in flight, and how many of them each."""
+        if not self._store.exists(_INFLIGHT):
+            return {}
+        wanted = hashes.cast(pl.String).drop_nulls().unique().implode()
+        found: dict[str, int] = {}
+        for entry in self._store.listdir(_INFLIGHT):
+            if not entry.endswith(".json"):
+                continue
+            rel = f"{_INFLIGHT}/{entry[: -len('.json')]}"
+            try:
+                run_dir = str(self._store.read_json(f"{rel}.json")["run_dir"])
+                marked = self._store.read_parquet(f"{rel}.parquet")["hash"]
+            except (FileNotFoundError, KeyError, ValueError, OSError):
+                continue  # being written or removed right now
+            overlap = int(marked.is_in(wanted).sum())
+            if overlap:
+                found[run_dir] = found.get(run_dir, 0) + overlap
+        return found
 
     # -- inspecting ------------------------------------------------------------------------------
     def stats(self) -> CacheStats:

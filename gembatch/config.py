@@ -536,6 +536,9 @@ class Options:
     # to send and at most auto_max_savings US dollars that the batch rate would save
     auto_max_rows: int = 200
     auto_max_savings: float = 0.05
+    # seconds a run waits for requests another process has in flight (recorded in the result
+    # cache) before sending them itself
+    inflight_wait: float = 86_400.0
 
     def __post_init__(self) -> None:
         own = "Options"
@@ -561,6 +564,7 @@ class Options:
         _check_seconds(own, "stuck_after", self.stuck_after, optional=True)
         _check_seconds(own, "output_wait", self.output_wait)
         _check_seconds(own, "quota_wait", self.quota_wait)
+        _check_seconds(own, "inflight_wait", self.inflight_wait)
         if self.tier not in (None, 1, 2, 3) or isinstance(self.tier, bool):
             raise ConfigError(f"Options.tier must be None, 1, 2 or 3 (got {self.tier!r}).")
         _check_int(own, "concurrency", self.concurrency, 1, 1_000)

@@ -527,8 +527,26 @@ class Run:
                 return
             raise
 
+    def mark_in_flight(self, record: ShardRecord) -> None:
+        """Tell the result cache that the shard's requests are on the service (once per shard):
+        another run needing them waits for them instead of paying again. Best effort."""
+        shard = self._shard_of(record)
+        if self.cache is None or shard.in_flight:
+            return
+        try:
+            keys = self.store.read_parquet(shard.path("keys.parquet"), columns=[HASH, VIA])
+            hashes = keys.filter(pl.col(VIA) == "line")[HASH] if VIA in keys.columns else keys[HASH]
+            self.cache.mark_in_flight(self._in_flight_name(shard), hashes, self.store.url)
+            shard.in_flight = True
+        except Exception as exc:  # noqa: BLE001 - the cache saves money; the run goes on
+            logger.info("gembatch: could not record shard %s in flight: %s", shard.index, exc)
+
+    def _in_flight_name(self, shard: ShardRecord) -> str:
+        return f"{self.journal.manifest.run_id}-{shard.index:06d}"
+
     def _adopt_job(self, record: ShardRecord, jobs: list[RemoteJob], *, adopted: bool) -> None:
         job = jobs[0]
+        self.mark_in_flight(record)
         if not adopted and self._budget is not None:  # the level the service took it at
             level = self.usage()["tokens"]
             self._budget.accepted(level)
@@ -749,6 +767,9 @@ class Run:
             changed = True
             changed |= self._maybe_resubmit(shard, fetched)
         final = all(r.state is S.JOINED for r in family)
+        if final and self.cache is not None and shard.in_flight:
+            self.cache.unmark_in_flight(self._in_flight_name(shard))  # its answers are cached
+            shard.in_flight = False
         if final and self.options.cleanup_remote:
             for record in family:
                 if not record.cleaned and record.cleanup_error is None:

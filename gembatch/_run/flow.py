@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -332,6 +333,8 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
         schema_form=schema_form,
         gembatch=__version__,
     )
+    if cache is not None:
+        lookup = _AwaitInFlight(lookup, cache, store.url, call)
     with run_lock(store):
         journal = prepare(store, call.source, spec, call.options, manifest, lookup)
     return Run(
@@ -506,6 +509,50 @@ def _finish_interrupted_update(store: Directory) -> None:
         return
     if store.exists(f"history/{old_id}/shards"):
         store.move("run.json", f"history/{old_id}/run.json")
+
+
+class _AwaitInFlight:
+    """The answer lookup of a run being prepared, which first settles the requests another run
+    has in flight (recorded in the result cache): a run nobody drives is driven here to its
+    answers; one another process drives is waited for (up to ``Options.inflight_wait``). Either
+    way those requests then come from the cache instead of being paid again."""
+
+    def __init__(self, inner: Any, cache: ResultCache, own: str, call: Call) -> None:
+        self.inner, self.cache, self.own, self.call = inner, cache, own, call
+
+    def lookup(self, hashes: pl.Series) -> pl.DataFrame:
+        self._settle(hashes)
+        result: pl.DataFrame = self.inner.lookup(hashes)
+        return result
+
+    def _settle(self, hashes: pl.Series) -> None:
+        from ..exceptions import RunLockedError
+        from ..handle import BatchRun
+
+        deadline = time.monotonic() + self.call.options.inflight_wait
+        driven: set[str] = set()
+        while True:
+            others = {d: n for d, n in self.cache.in_flight(hashes).items() if d != self.own}
+            waiting = {}
+            for run_dir, count in others.items():
+                if run_dir in driven or not Journal.exists(Directory(run_dir)):
+                    continue  # gone, or driven to its end already (what it lacks it failed)
+                logger.info(
+                    "gembatch: %s requests are in flight in %s: waiting for its answers",
+                    count,
+                    run_dir,
+                )
+                try:
+                    BatchRun.open(run_dir, progress=False, retry=self.call.retry).wait()
+                    driven.add(run_dir)
+                except RunLockedError:
+                    waiting[run_dir] = count  # another process drives it: its answers will come
+                except GembatchError as exc:  # not ours to fix: send those requests ourselves
+                    logger.info("gembatch: not waiting for %s: %s", run_dir, exc)
+                    driven.add(run_dir)
+            if not waiting or time.monotonic() > deadline:
+                return
+            time.sleep(min(self.call.options.poll_interval, 5.0))
 
 
 class _Lookups:

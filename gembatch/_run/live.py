@@ -162,6 +162,7 @@ class LiveSender:
                 journal.move(
                     record, S.SUBMITTED, note="sending interactively", submitted_at=time.time()
                 )
+            self.run.mark_in_flight(record)
             todo = self._unanswered(record)
             ident = (record.index, record.attempt)
             self._counts[ident] = [record.lines - len(todo), 0]

@@ -122,6 +122,7 @@ class ShardRecord:
     display_name: str
     state: ShardState = ShardState.PREPARED
     tokens: int = 0  # estimated input tokens of its lines
+    in_flight: bool = False  # its requests are recorded in flight in the result cache
     reused: int = 0  # rows answered without a line of their own (dedup within it, the cache)
     file_name: str | None = None
     job_name: str | None = None
