@@ -73,12 +73,7 @@ def check_keys(source: Source, spec: RequestSpec) -> None:
             columns_needed=spec.columns_needed,
         )
     keys = source.column(spec.key_column)
-    checks.check_inputs(
-        keys.to_frame(),
-        prompt=pl.lit("x"),
-        key_column=spec.key_column,
-        columns_needed=(spec.key_column,),
-    )
+    checks.check_keys(keys.to_frame(), spec.key_column)
 
 
 def iter_checked(
@@ -312,12 +307,15 @@ class _ShardFiles:
         """Record in ``record`` what the closed shard's files hold (digests taken as they were
         written: nothing is read back)."""
         store = self.store
-        seal_file(store, record, "requests.jsonl", rows=record.lines, digest=(record.sha256,
-                                                                                record.bytes))
+        seal_file(
+            store, record, "requests.jsonl", rows=record.lines, digest=(record.sha256, record.bytes)
+        )
         seal_file(store, record, "input.parquet", rows=self.rows, digest=self.rows_file.out.digest)
         seal_file(store, record, "keys.parquet", rows=self.rows, digest=self.keys_file.out.digest)
         if self.cached_out is not None:
-            seal_file(store, record, "cached.jsonl", rows=self.cached, digest=self.cached_out.digest)
+            seal_file(
+                store, record, "cached.jsonl", rows=self.cached, digest=self.cached_out.digest
+            )
 
 
 def _cache_hits(cache: ResultCache | None, keys: pl.DataFrame) -> pl.DataFrame:
@@ -369,8 +367,12 @@ def write_shards(
     ``cached.jsonl``.
     """
     store.remove("shards", recursive=True)  # leftovers of a prepare that died before run.json
-    cutter = ShardCutter(max_rows=options.shard_max_rows, max_bytes=options.shard_max_bytes,
-                         max_tokens=max_tokens, first_rows=options.first_shard_rows)
+    cutter = ShardCutter(
+        max_rows=options.shard_max_rows,
+        max_bytes=options.shard_max_bytes,
+        max_tokens=max_tokens,
+        first_rows=options.first_shard_rows,
+    )
     done: list[_ShardFiles] = []
     current: _ShardFiles | None = None
     line_sha, data_sha = hashlib.sha256(), _data_digest(source)
@@ -408,7 +410,8 @@ def write_shards(
                     schemas = (part_rows.to_arrow().schema, part_keys.to_arrow().schema)
                 sent, asked_here = via == "line", part_keys[SEND]
                 same = bool((sent == asked_here).all())  # else the digest needs the asked lines
-                to_send = part_lines.filter(sent)
+                every = not sent.null_count() and bool(sent.all())  # (skipped rows: null)
+                to_send = part_lines if every else part_lines.filter(sent)
                 current.tokens += int(to_send["tokens"].sum())
                 jobs.append(
                     current.add(

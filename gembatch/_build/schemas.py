@@ -810,4 +810,3 @@ def with_form(static: Mapping[str, Any], form: str) -> dict[str, Any]:
         raise ConfigError(f"schema form must be one of {sorted(FORMS)} (got {form!r}).")
     out["generationConfig"] = dict(sorted(gen.items()))
     return out
-

@@ -63,8 +63,9 @@ class ShardCutter:
         self.rows = self.bytes = self.tokens = 0
         self.shards += 1
 
-    def cuts(self, nbytes: Sequence[int] | pl.Series,
-             ntokens: Sequence[int] | pl.Series | None = None) -> list[int]:
+    def cuts(
+        self, nbytes: Sequence[int] | pl.Series, ntokens: Sequence[int] | pl.Series | None = None
+    ) -> list[int]:
         """Positions in this slice where a new shard begins; updates the open shard.
 
         ``nbytes[i]`` is the JSONL size of row i's request line (0 when the row sends nothing),
@@ -84,8 +85,9 @@ class ShardCutter:
                 int(cum_r.search_sorted(off_r + self.row_bound - self.rows, side="right")),
             ]
             if self.max_tokens is not None:
-                stops.append(int(cum_t.search_sorted(off_t + self.max_tokens - self.tokens,
-                                                     side="right")))
+                stops.append(
+                    int(cum_t.search_sorted(off_t + self.max_tokens - self.tokens, side="right"))
+                )
             stop = min(stops)
             if stop == pos:  # the next row does not fit the open shard
                 if self.rows or self.bytes:

@@ -100,6 +100,7 @@ class ParquetSource(Source):
 
         empty = True
         schema = self.dataset.schema
+        pool = pa.default_memory_pool()
         for fragment in self.dataset.get_fragments():
             with self.dataset.filesystem.open_input_file(fragment.path) as fh:
                 reader = pq.ParquetFile(fh, pre_buffer=False)
@@ -110,7 +111,10 @@ class ParquetSource(Source):
                 for batch in batches:
                     if batch.num_rows:
                         empty = False
-                        yield pl.from_arrow(batch)  # type: ignore[misc]
+                        frame = pl.from_arrow(batch)
+                        del batch
+                        pool.release_unused()  # the decoded batch, copied: back to the system
+                        yield frame  # type: ignore[misc]
         if empty:
             yield pl.from_arrow(schema.empty_table())  # type: ignore[misc]
 
@@ -124,9 +128,29 @@ class ParquetSource(Source):
         return digest.hexdigest()
 
     def column(self, name: str) -> pl.Series:
-        column = pl.from_arrow(self.dataset.to_table(columns=[name]).column(name))
+        """One whole column, read file by file (a file reader holds less memory than the dataset
+        scanner: 1 M string keys, +65 MB instead of +70..125 MB, and 5x less CPU)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        field = self.dataset.schema.field(name)
+        chunks: list[pa.Array] = []
+        for fragment in self.dataset.get_fragments():
+            with self.dataset.filesystem.open_input_file(fragment.path) as fh:
+                reader = pq.ParquetFile(fh, pre_buffer=False)
+                schema = reader.schema_arrow
+                if schema.get_field_index(name) >= 0 and schema.field(name).type == field.type:
+                    part = reader.read(columns=[name]).column(name)
+                else:  # missing, or of another type: as the dataset's unified schema has it
+                    part = fragment.to_table(schema=self.dataset.schema, columns=[name]).column(
+                        name
+                    )
+            chunks.extend(part.chunks)
+        column = pl.from_arrow(pa.chunked_array(chunks, type=field.type))
         assert isinstance(column, pl.Series)
-        return column
+        del chunks
+        pa.default_memory_pool().release_unused()  # the readers' scratch memory, back to the system
+        return column.alias(name)
 
     def height(self) -> int:
         return int(self.dataset.count_rows())

@@ -57,20 +57,27 @@ class RequestSpec:
         """Each row's estimated input tokens (Int64), by the rule the local estimate and the
         emulator use: ceil(characters / 4) per text (prompt, system instruction), 258 per media
         part. What the scheduler budgets against the service's enqueued-token quota."""
+
         def text(expr: pl.Expr) -> pl.Expr:
-            return ((expr.cast(pl.Utf8).str.len_chars().fill_null(0).cast(pl.Int64) + 3) // 4)
+            return (expr.cast(pl.Utf8).str.len_chars().fill_null(0).cast(pl.Int64) + 3) // 4
 
         shared = sum((len(p.get("text") or "") + 3) // 4 for p in _system_parts(self.static))
         total = text(self.prompt) + shared
         if self.system_instruction is not None:  # a row's own system instruction replaces it
             own = text(self.system_instruction)
-            total = pl.when(self.system_instruction.is_not_null()).then(total - shared + own) \
+            total = (
+                pl.when(self.system_instruction.is_not_null())
+                .then(total - shared + own)
                 .otherwise(total)
+            )
         for media in self.media:
             column = pl.col(media.column)
             dtype = frame.schema[media.column]
-            count = column.list.len() if isinstance(dtype, (pl.List, pl.Array)) else \
-                column.is_not_null().cast(pl.Int64)
+            count = (
+                column.list.len()
+                if isinstance(dtype, (pl.List, pl.Array))
+                else column.is_not_null().cast(pl.Int64)
+            )
             total = total + count.fill_null(0).cast(pl.Int64) * TOKENS_PER_MEDIA_PART
         return frame.select(total.cast(pl.Int64).alias("tokens")).to_series()
 
