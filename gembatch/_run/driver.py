@@ -223,6 +223,8 @@ class Run:
         if not plan:
             return
         seen = _Round()
+        if not self._listed and self.journal.fresh:  # prepared by this process under a new run
+            self._listed = True  # id: none of its display names can be on the service yet
         if not self._listed:  # once per process: what a run directory rolled back (a copy, a
             # lost answer before this process) may not know it made; later rounds only send what
             # this process recorded, and intents look themselves up by name

@@ -111,6 +111,9 @@ class Journal:
         self._progress_saved: dict[
             tuple[int, int], float
         ] = {}  # (index, attempt) -> monotonic time
+        #: Created by this process (:meth:`create`, a new run id): nothing of it can be on the
+        #: service before this process sends it.
+        self.fresh = False
 
     def records(self) -> list[ShardRecord]:
         """Every shard and resubmission, each shard followed by its resubmissions."""
@@ -133,6 +136,7 @@ class Journal:
         manifest.version, manifest.created = FORMAT_VERSION, manifest.created or utcnow()
         manifest.shards = [s.index for s in shards]
         journal = cls(store, manifest, shards)
+        journal.fresh = True
         for shard in shards:
             journal.save(shard, note=shard.state.value)
         data = manifest.to_json()
