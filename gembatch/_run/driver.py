@@ -144,6 +144,7 @@ class Run:
         self._quota_since: float | None = None
         self._live: LiveSender | None = None
         self._listed = False  # the service's jobs and files listed by this process
+        self._plain_429s: dict[str, int] = {}  # creates refused with a 429 naming no quota
         self._polled: dict[tuple[int, int], float] = {}  # (index, attempt) -> clock of last poll
         self._keep_outputs = False  # see outputs_kept
         self._outputs: dict[int, pl.DataFrame] = {}
@@ -308,12 +309,24 @@ class Run:
         in flight and wait for a job to end (or, with nothing of this run in flight, for the
         service's retry delay, up to ``options.quota_wait``)."""
         use = self.usage()
+        for e in refusals:  # a plain 429 again and again with nothing else running: over a quota
+            if e.kind == "rate":
+                tries = self._plain_429s[e.record.display_name] = (
+                    self._plain_429s.get(e.record.display_name, 0) + 1
+                )
+                if tries >= 3 and use["jobs"] <= len(refusals):
+                    e.kind = "tokens"
         kinds = {e.kind for e in refusals}
         for kind in kinds:
+            refused = [e.record for e in refusals if e.kind == kind]
+            if kind == "rate":
+                continue
             if kind == "storage":
                 self.budget.lower(kind, max(1, use["storage"]))
                 continue
-            refused = [e.record for e in refusals if e.kind == kind]
+            if kind == "jobs":
+                self.budget.lower(kind, max(1, use["jobs"] - len(refused)))
+                continue
             others = use["tokens"] - sum(r.tokens for r in refused)
             smallest = min(r.tokens for r in refused)
             self.budget.refused(others + smallest, smallest)
@@ -322,7 +335,7 @@ class Run:
         if "tokens" in kinds:
             self._split_oversized({id(e.record) for e in refusals})
         delay = max((e.retry_after or 0.0) for e in refusals) or self.options.poll_interval
-        if not any(r.state is S.SUBMITTED for r in self.journal.records()):
+        if "rate" in kinds or not any(r.state is S.SUBMITTED for r in self.journal.records()):
             self._hold_until = self._wall() + delay  # else: room comes when a job ends
         waited = self._quota_since = self._quota_since or self._wall()
         logger.info(
@@ -492,7 +505,14 @@ class Run:
                 return make()
             except TransientServiceError as exc:
                 if exc.code == 429:  # the project's batch quota: wait for room, do not retry now
-                    kind = "jobs" if "concurrent" in str(exc).lower() else "tokens"
+                    text = str(exc).lower()
+                    kind = (
+                        "jobs"
+                        if "concurrent" in text
+                        else "tokens"
+                        if "token" in text
+                        else "rate"  # a plain 429 (too many requests): wait, learn nothing
+                    )
                     raise _QuotaRefused(record, kind, exc) from exc
                 raise
 
