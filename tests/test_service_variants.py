@@ -50,6 +50,14 @@ def _frame(n: int = 14, bad: dict[int, str] | None = None) -> pl.DataFrame:
     return pl.DataFrame({"id": [f"row-{i:03d}" for i in range(n)], "prompt": prompts})
 
 
+def _files_run(tmp_path, frame: pl.DataFrame | None = None, **kw):
+    """``frame`` (default: 14 rows) through files, keyed by id, without the result cache."""
+    args = {"config": CFG, "job_dir": tmp_path / "run", **kw}
+    return (frame if frame is not None else _frame()).gemini.batch_generate(
+        "prompt", key="id", options=FILES, progress=False, cache=False, **args
+    )
+
+
 def _own(out: pl.DataFrame) -> bool:
     """Each answer quotes its own prompt (the emulator's model does): a wrong join would show."""
     ok = out.filter(pl.col("gemini_status") == "ok")
@@ -59,15 +67,7 @@ def _own(out: pl.DataFrame) -> bool:
 
 
 def test_file_runs_answer_every_row_and_report_undeletable_result_files(service, tmp_path):
-    out = _frame().gemini.batch_generate(
-        "prompt",
-        config=CFG,
-        key="id",
-        options=FILES,
-        progress=False,
-        job_dir=tmp_path / "run",
-        cache=False,
-    )
+    out = _files_run(tmp_path)
     assert (out["gemini_status"] == "ok").all() and _own(out)
     assert service.stats()["batches_created"] == 3
     status = gembatch.BatchRun.open(tmp_path / "run").status()
@@ -113,15 +113,7 @@ def test_a_one_request_inline_job_needs_no_key(service, tmp_path):
 
 
 def test_structured_output_and_embeddings(service, tmp_path):
-    out = _frame().gemini.batch_generate(
-        "prompt",
-        config=CFG.replace(response_schema=Label),
-        key="id",
-        options=FILES,
-        progress=False,
-        job_dir=tmp_path / "s",
-        cache=False,
-    )
+    out = _files_run(tmp_path, config=CFG.replace(response_schema=Label), job_dir=tmp_path / "s")
     assert (out["gemini_status"] == "ok").all()
     assert out["gemini_parsed"].struct.fields == ["sentiment", "score"]
     assert out["gemini_parsed"].struct.field("score").null_count() == 0
@@ -144,15 +136,7 @@ def test_retry_failed_resends_exactly_the_retryable_rows(service, tmp_path):
     """Per-row errors come with gRPC codes (13, 14: retryable; 3: not) on the strict service and
     HTTP codes (500, 503; 400) on the lenient one: the same rows are sent again either way."""
     bad = {1: " [[error:500]]", 4: " [[error:503]]", 7: " [[error:400]]", 9: " [[error:429]]"}
-    out = _frame(bad=bad).gemini.batch_generate(
-        "prompt",
-        config=CFG,
-        key="id",
-        options=FILES,
-        progress=False,
-        job_dir=tmp_path / "run",
-        cache=False,
-    )
+    out = _files_run(tmp_path, _frame(bad=bad))
     errors = out.filter(pl.col("gemini_status") == "error")
     assert sorted(errors["id"]) == ["row-001", "row-004", "row-007", "row-009"]
     assert dict(zip(errors["id"], errors["gemini_error_status"])) == {
@@ -177,15 +161,7 @@ def test_lines_the_create_refuses_fail_alone_and_the_rest_is_answered(service, t
     shard's other rows go out again without them; where it is answered line by line they fail in
     the results. Either way: 3 errors, every other row answered once, by its own answer."""
     bad = {1: " [[invalid]]", 3: " [[invalid]]", 5: " [[invalid]]"}
-    out = _frame(bad=bad).gemini.batch_generate(
-        "prompt",
-        config=CFG,
-        key="id",
-        options=FILES,
-        progress=False,
-        job_dir=tmp_path / "run",
-        cache=False,
-    )
+    out = _files_run(tmp_path, _frame(bad=bad))
     errors = out.filter(pl.col("gemini_status") == "error")
     assert sorted(errors["id"]) == ["row-001", "row-003", "row-005"]
     assert set(errors["gemini_error_status"]) == {"INVALID_ARGUMENT"}
@@ -200,15 +176,7 @@ def test_lines_the_create_refuses_fail_alone_and_the_rest_is_answered(service, t
 
 
 def test_a_job_reported_succeeded_before_its_output_still_gives_every_answer(service, tmp_path):
-    out = _frame().gemini.batch_generate(
-        "prompt",
-        config=CFG,
-        key="id",
-        options=FILES,
-        progress=False,
-        job_dir=tmp_path / "run",
-        cache=False,
-    )
+    out = _files_run(tmp_path)
     assert (out["gemini_status"] == "ok").all() and _own(out)
     notes = [
         h[1]
@@ -221,16 +189,7 @@ def test_a_job_reported_succeeded_before_its_output_still_gives_every_answer(ser
 
 def test_cancel_and_cancel_after_the_end(service, tmp_path):
     service.faults.add(Delays(pending_s=60))
-    run = _frame().gemini.batch_generate(
-        "prompt",
-        config=CFG,
-        key="id",
-        options=FILES,
-        progress=False,
-        job_dir=tmp_path / "run",
-        cache=False,
-        wait=False,
-    )
+    run = _files_run(tmp_path, wait=False)
     run.cancel()
     out = run.result()
     assert (out["gemini_status"] == "cancelled").all()
@@ -241,16 +200,7 @@ def test_cancel_and_cancel_after_the_end(service, tmp_path):
 def test_an_expired_result_file_sends_its_rows_again(service, tmp_path):
     """A result file that is gone when it is fetched (403 "may not exist" on the strict service,
     404 on the lenient one): the rows are sent again, once, and every row is answered."""
-    run = _frame().gemini.batch_generate(
-        "prompt",
-        config=CFG,
-        key="id",
-        options=FILES,
-        progress=False,
-        job_dir=tmp_path / "run",
-        cache=False,
-        wait=False,
-    )
+    run = _files_run(tmp_path, wait=False)
     client = gembatch._service.backend.Backend().client
     first = json.loads((tmp_path / "run/shards/000000/state.json").read_text())["job_name"]
     deadline = time.monotonic() + 30
