@@ -27,6 +27,13 @@ def _own_answers(out: pl.DataFrame) -> bool:
     return all(f'"{p}"' in t for p, t in zip(out["prompt"], out["gemini_text"]))
 
 
+def _send(frame: pl.DataFrame, job_dir) -> pl.DataFrame:
+    """``frame`` keyed by id, through files, without the result cache."""
+    return frame.gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False, cache=False
+    )
+
+
 def _run(job_dir, **kw):
     return _frame().gemini.batch_generate(
         "prompt", config=CFG, key="id", job_dir=job_dir, options=FILES, progress=False, **kw
@@ -218,15 +225,7 @@ def test_an_update_killed_after_the_old_run_was_retired_reuses_its_answers(
 
     job_dir = tmp_path / "run"
     base = _frame(40)
-    first = base.gemini.batch_generate(
-        "prompt",
-        config=CFG,
-        key="id",
-        job_dir=job_dir,
-        options=FILES,
-        progress=False,
-        cache=False,
-    )
+    first = _send(base, job_dir)
     changed = pl.concat(
         [
             base.with_columns(
@@ -247,26 +246,10 @@ def test_an_update_killed_after_the_old_run_was_retired_reuses_its_answers(
     with monkeypatch.context() as patch:
         patch.setattr(flow, "prepare", killed)
         with pytest.raises(KeyboardInterrupt):
-            changed.gemini.batch_generate(
-                "prompt",
-                config=CFG,
-                key="id",
-                job_dir=job_dir,
-                options=FILES,
-                progress=False,
-                cache=False,
-            )
+            _send(changed, job_dir)
     assert not (job_dir / "run.json").exists() and list((job_dir / "history").iterdir())
     before = emu.stats()["lines_processed"]
-    out = changed.gemini.batch_generate(
-        "prompt",
-        config=CFG,
-        key="id",
-        job_dir=job_dir,
-        options=FILES,
-        progress=False,
-        cache=False,
-    )
+    out = _send(changed, job_dir)
     assert emu.stats()["lines_processed"] - before == 7
     assert (out["gemini_status"] == "ok").all() and _own_answers(out)
     kept = out.filter(~pl.col("id").is_in(["r1", "r2"]) & pl.col("id").str.starts_with("r"))
