@@ -39,7 +39,7 @@ from .exceptions import (
     RunMismatchError,
     RunNotFinishedError,
 )
-from .progress import Progress, Snapshot, make_progress
+from .progress import NullProgress, Progress, Snapshot, make_progress
 
 __all__ = ["BatchRun", "RunStatus"]
 
@@ -334,8 +334,8 @@ class BatchRun:
     def _report_summary(self) -> None:
         """Give the finished run's cost summary to the progress reporter (it decides to show it)."""
         report = getattr(self._run.progress, "summary", None)
-        if report is None:
-            return
+        if report is None or isinstance(self._run.progress, NullProgress):
+            return  # (the cost reads every shard's output: not for a reporter that shows nothing)
         try:
             report(self.cost().summary())
         except GembatchError:  # e.g. a model missing from the price table: no money figures
