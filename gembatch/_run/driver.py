@@ -1036,14 +1036,24 @@ class Run:
 
         seen = {id(r): look(r) for r in self.journal.records()}
         self._poll_jobs()
-        for shard in self.shards:
-            for record in self.journal.family(shard):
-                if record.state is S.PREPARED and record.mode == "none":
-                    self.nothing_to_send(record)  # prepared, then killed before it was marked
-                if record.state is S.FINISHED:
-                    self._fetch(record)
-                changed |= seen.get(id(record)) != look(record)
-            changed |= self._settle(shard)
+        finished = [r for r in self.journal.records() if r.state is S.FINISHED]
+        # several result files to fetch: downloaded in the background while shards are joined
+        pool = ThreadPoolExecutor(2, "gembatch-fetch") if len(finished) > 1 else None
+        fetching = {id(r): pool.submit(self._fetch, r) for r in finished} if pool else {}
+        try:
+            for shard in self.shards:
+                for record in self.journal.family(shard):
+                    if record.state is S.PREPARED and record.mode == "none":
+                        self.nothing_to_send(record)  # prepared, then killed before it was marked
+                    if id(record) in fetching:
+                        fetching.pop(id(record)).result()
+                    elif record.state is S.FINISHED:
+                        self._fetch(record)
+                    changed |= seen.get(id(record)) != look(record)
+                changed |= self._settle(shard)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         return changed
 
     def _poll_jobs(self) -> None:
