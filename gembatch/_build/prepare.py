@@ -97,7 +97,7 @@ def iter_checked(
             skip_null_prompts=spec.skip_null_prompts,
             row_offset=start,
         )
-        lines = spec.lines(part, start)
+        lines = _lines(spec, part, start)
         checks.check_sizes(
             lines, max_request_bytes=options.max_request_bytes, row_offset=start, send_mask=mask
         )
@@ -112,6 +112,24 @@ def iter_checked(
         tokens = pl.when(mask).then(spec.tokens(part)).otherwise(0)
         yield part, keys, lines.with_columns(nbytes.alias("nbytes"), tokens.alias("tokens"))
         start += part.height
+
+
+#: Rows whose request lines are built at once: the streaming engine's scratch memory, which the
+#: allocator keeps for a while, is a few times the size of the lines (100 k rows: ~100 MB).
+LINES_ROWS = 25_000
+
+
+def _lines(spec: RequestSpec, part: pl.DataFrame, start: int) -> pl.DataFrame:
+    """``spec.lines`` of a slice, built ``LINES_ROWS`` rows at a time (the same lines: each row's
+    line depends on that row and its position alone)."""
+    if part.height <= 2 * LINES_ROWS:
+        return spec.lines(part, start)
+    return pl.concat(
+        [
+            spec.lines(part.slice(s, LINES_ROWS), start + s)
+            for s in range(0, part.height, LINES_ROWS)
+        ]
+    )
 
 
 class _Digesting:
