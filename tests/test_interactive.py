@@ -205,6 +205,28 @@ def test_exhausted_retries_leave_retryable_errors_that_retry_failed_sends_again(
     assert limited.stats()["batches_created"] == 0
 
 
+def test_calls_that_time_out_are_retryable_errors_that_retry_failed_sends_again(
+    tmp_path, monkeypatch
+):
+    slow = RetryPolicy(attempts=2, initial_delay=0.01, max_delay=0.02, jitter=0, timeout=0.3)
+    with Emulator(limits=Limits(latency_s=1.0)) as emu:
+        _point_at(emu, monkeypatch)
+        run = _frame(2).gemini.batch_generate(
+            "prompt", config=CFG, key="id", mode="interactive", options=FAST, retry=slow,
+            job_dir=tmp_path / "r", progress=False, cache=False, wait=False,
+        )  # fmt: skip
+        first = run.result()
+    assert first["gemini_error_status"].to_list() == ["DEADLINE_EXCEEDED"] * 2
+    assert first["gemini_error_code"].to_list() == [504, 504]
+    assert first["gemini_error_message"].str.starts_with("DEADLINE_EXCEEDED: Could not").all()
+    with Emulator() as healthy:
+        _point_at(healthy, monkeypatch)
+        assert gembatch.BatchRun.open(tmp_path / "r").retry_failed() == 2
+        second = gembatch.BatchRun.open(tmp_path / "r").result()
+        assert healthy.stats()["calls"]["models.generate_content"] == 2
+    assert (second["gemini_status"] == "ok").all()
+
+
 KILLED = textwrap.dedent(
     """
     import sys, polars as pl, gembatch

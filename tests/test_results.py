@@ -379,7 +379,7 @@ RESPONSE = st.fixed_dictionaries(
 ERROR = st.one_of(
     st.fixed_dictionaries(  # as some clients' fixtures show it: HTTP codes with a status name
         {"code": st.integers(100, 599), "message": TEXT},
-        optional={"status": st.sampled_from(["INTERNAL", "INVALID_ARGUMENT"])},
+        optional={"status": st.sampled_from(["INTERNAL", "INVALID_ARGUMENT", ""])},
     ),
     # as the service sends it in batch results: a google.rpc.Status, gRPC codes, no status name
     st.fixed_dictionaries({"code": st.integers(1, 16), "message": TEXT}),
@@ -395,7 +395,7 @@ def _expected(obj: dict[str, Any]) -> dict[str, Any]:
     none = dict.fromkeys(GENERATE_COLUMNS.names())
     if "error" in obj:
         err = obj["error"]
-        message = f"{err['status']}: {err['message']}" if "status" in err else err["message"]
+        message = f"{err['status']}: {err['message']}" if err.get("status") else err["message"]
         return {
             **none,
             "key": obj["key"],

@@ -521,7 +521,8 @@ def _status(
     struct (a google.rpc.Status: gRPC codes in batch results, HTTP codes in some clients' fixtures;
     ``error_status`` names either), or from ``fallback_*`` for a row that failed otherwise."""
     code = error.struct.field("code")
-    status_name = error.struct.field("status")
+    given = error.struct.field("status")
+    status_name = pl.when(given.str.len_bytes() > 0).then(given)  # "" names nothing
     named = pl.coalesce(
         status_name,
         code.replace_strict(CODE_NAMES, default=None, return_dtype=pl.Utf8),

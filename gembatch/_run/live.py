@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from .._money.estimate import local_tokens
+from .._results.codes import status_name
 from .._state.records import ShardRecord
 from .._state.records import ShardState as S
 from ..exceptions import ServiceError
@@ -281,7 +282,7 @@ class LiveSender:
         except ServiceError as exc:
             if exc.code == 429:
                 self.limiter.refused(exc.retry_after)
-            error = {"code": exc.code or 500, "message": str(exc), "status": exc.status or ""}
+            error = _row_error(exc)
             answers = [{"key": k, "error": error} for k in call.keys]
             ok = False
         log.write([json.dumps(a, ensure_ascii=False, separators=(",", ":")) for a in answers])
@@ -314,3 +315,15 @@ class LiveSender:
         )
         for rel in _chunks(run, record):
             run.store.remove(rel)
+
+
+def _row_error(exc: ServiceError) -> dict[str, Any]:
+    """The per-row error of a call that failed: the service's code and status, or for a call that
+    got no answer at all (timeout, dropped connection) 504 DEADLINE_EXCEEDED / 503 UNAVAILABLE, so
+    that ``retry_failed()`` sends the row again.
+
+    >>> _row_error(ServiceError("Could not x: ReadTimeout", code=0))["status"]
+    'DEADLINE_EXCEEDED'
+    """
+    code = exc.code or (504 if "Timeout" in str(exc) else 503)
+    return {"code": code, "message": str(exc), "status": exc.status or status_name(code, None)}
