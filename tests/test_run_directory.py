@@ -258,6 +258,26 @@ def test_an_update_killed_after_the_old_run_was_retired_reuses_its_answers(
     )
 
 
+def test_going_back_to_an_earlier_input_reuses_every_retired_run(emu, tmp_path):
+    """A -> B -> A on one job_dir without the cache: the way back pays nothing (the answers of A
+    are kept under history/, not only those of the run it replaces)."""
+    job_dir = tmp_path / "run"
+    a = _frame(30)
+    b = a.with_columns(
+        pl.when(pl.col("id").is_in(["r1", "r2", "r3"]))
+        .then(pl.col("prompt") + " (edited)")
+        .otherwise(pl.col("prompt"))
+        .alias("prompt")
+    )
+    first = _send(a, job_dir)
+    sent = emu.stats()["lines_processed"]
+    _send(b, job_dir)
+    assert emu.stats()["lines_processed"] - sent == 3
+    back = _send(a, job_dir)
+    assert emu.stats()["lines_processed"] - sent == 3  # nothing more
+    assert back["gemini_text"].equals(first["gemini_text"]) and _own_answers(back)
+
+
 def test_a_handle_of_a_replaced_run_refuses_instead_of_undoing_the_update(emu, tmp_path):
     job_dir = tmp_path / "run"
     old = _frame(10).gemini.batch_generate(

@@ -297,7 +297,10 @@ def open_or_prepare(call: Call, backend: Backend | None) -> Run:
             )
         answers = _retire(journal, call, backend, changed)
         previous = [*journal.manifest.previous, journal.manifest.run_id]
-        lookup: Any = _Lookups([answers, cache] if cache is not None else [answers])
+        # every run this directory held serves the update (A -> B -> A pays nothing the 2nd time)
+        older = [a for run_id, a in _retired_answers(store, call) if run_id != previous[-1]]
+        stores = [answers, *older]
+        lookup: Any = _Lookups([*stores, cache] if cache is not None else stores)
     else:
         _refuse_orphaned_shards(store)
         lookup = cache
