@@ -280,6 +280,43 @@ def test_a_run_killed_half_way_resends_only_the_unanswered_rows(tmp_path, monkey
     assert sent - kept <= 2  # at most the calls in flight at the kill were lost (concurrency 2)
 
 
+def test_an_interrupted_interactive_run_called_in_batch_mode_sends_the_rest_by_batch(
+    tmp_path, monkeypatch
+):
+    with Emulator(limits=Limits(latency_s=0.03)) as emu:
+        _point_at(emu, monkeypatch)
+        job_dir = tmp_path / "r"
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED, str(job_dir)],
+            env={**os.environ},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        answers = job_dir / "shards" / "000000" / "answers.jsonl"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if answers.exists() and answers.read_bytes().count(b"\n") >= 40:
+                break
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        live = emu.stats()["calls"]["models.generate_content"]
+        kept = answers.read_bytes().count(b"\n")
+        out = _frame(200).gemini.batch_generate(
+            "prompt", config=CFG, key="id", mode="batch", job_dir=job_dir, progress=False,
+            cache=False, options=FAST,
+        )  # fmt: skip
+        stats = emu.stats()
+    assert stats["calls"]["models.generate_content"] == live  # not one more interactive call
+    assert stats["batches_created"] == 1 and stats["lines_processed"] == 200 - kept
+    assert (out["gemini_status"] == "ok").all() and out.height == 200
+    quoted = out["gemini_text"].str.extract(r'^Answer to "(.*?)":', 1)
+    assert (quoted == out["prompt"]).all()
+    origins = dict(out["gemini_origin"].value_counts().rows())
+    assert origins == {"interactive": kept, "batch": 200 - kept}
+
+
 def test_a_prototype_makes_its_rows_free_in_the_batch_run_that_follows(limited, tmp_path):
     df = _frame(80)
     proto = df.head(20).gemini.batch_generate(

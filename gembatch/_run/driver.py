@@ -53,7 +53,7 @@ from ..exceptions import (
 )
 from ..progress import NullProgress, Progress, Snapshot
 from .budget import Budget
-from .live import LiveSender
+from .live import TO_BATCH, LiveSender
 
 if TYPE_CHECKING:
     from .._service.backend import Backend
@@ -169,11 +169,21 @@ class Run:
             self._live = LiveSender(self)
         return self._live
 
-    def set_mode(self, mode: str) -> int:
+    def set_mode(self, mode: str, *, hand_over: bool = False) -> int:
         """Send what is not sent yet interactively (``"interactive"``) or by batch jobs
-        (``"batch"``); the records changed."""
+        (``"batch"``); the records changed. ``hand_over``: the rows an interrupted interactive
+        run has not had answered yet go by batch too."""
         changed = 0
         for record in self.journal.records():
+            if (
+                hand_over
+                and mode == "batch"
+                and record.mode == "live"
+                and record.state is S.SUBMITTED
+            ):
+                self.live.hand_over(record)  # interrupted interactive: the rest goes by batch
+                changed += 1
+                continue
             if record.state is not S.PREPARED or record.mode == "none":
                 continue
             if mode == "interactive" and record.mode != "live":
@@ -918,6 +928,8 @@ class Run:
         reason, parts = None, 1
         if any(r.job_state == "JOB_STATE_REFUSED" for r in fetched):
             reason = "refused"
+        elif any(r.job_state == TO_BATCH for r in fetched):
+            reason = "to_batch"
         elif any(r.lost for r in fetched):
             reason = "lost"
         elif any(r.watchdog for r in fetched):
@@ -969,7 +981,8 @@ class Run:
                     max_bytes=self.options.inline_max_bytes,
                 )
             )
-            mode = "live" if shard.mode == "live" else "inline" if inline else "file"
+            live = shard.mode == "live" and reason != "to_batch"
+            mode = "live" if live else "inline" if inline else "file"
             self._resubmit_part(shard, part, reason, mode)
         return len(lines)
 

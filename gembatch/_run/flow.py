@@ -130,7 +130,7 @@ def start(call: Call) -> pl.DataFrame | BatchRun | Plan:
     run = open_or_prepare(call, backend)
     if not spend.dry_run:
         with run.journal.locked():
-            run.set_mode(choose_mode(call, run))
+            run.set_mode(choose_mode(call, run), hand_over=call.mode == "batch")
     try:
         return _carry_on(call, run)
     except KeyboardInterrupt:

@@ -121,6 +121,10 @@ def read_answers(run: Run, record: ShardRecord) -> list[str]:
     return list(by_key.values())
 
 
+#: The job state of a live record an interrupted interactive run handed over to batch jobs.
+TO_BATCH = "JOB_STATE_TO_BATCH"
+
+
 class LiveSender:
     """Sends the request lines of a run's live records and journals every answer."""
 
@@ -297,10 +301,27 @@ class LiveSender:
     def _finish(self, record: ShardRecord) -> None:
         """Every line answered: the answers become the record's results (sealed), then the
         answer files go."""
-        run = self.run
-        answers = read_answers(run, record)
+        answers = read_answers(self.run, record)
         if len(answers) < record.lines:
             return  # interrupted: sent again on resume
+        self._close(record, answers, note=f"{len(answers)} answers (interactive)")
+
+    def hand_over(self, record: ShardRecord) -> None:
+        """An interrupted live record, now to be finished by batch: the answers it has become its
+        results, marked ``JOB_STATE_TO_BATCH`` so that the driver sends the rest by batch jobs
+        (:meth:`Run._maybe_resubmit`). Nothing answered is sent again."""
+        answers = read_answers(self.run, record)
+        self._close(
+            record,
+            answers,
+            note=f"{len(answers)} of {record.lines} answered interactively; the rest by batch",
+            job_state=TO_BATCH,
+        )
+
+    def _close(
+        self, record: ShardRecord, answers: list[str], *, note: str, job_state: str | None = None
+    ) -> None:
+        run = self.run
         data = "".join(a + "\n" for a in answers).encode()
         run.store.write_bytes(record.path("results.jsonl"), data)
         run.journal.seal(record, "results.jsonl")
@@ -309,8 +330,9 @@ class LiveSender:
         run.journal.move(
             record,
             S.FETCHED,
-            note=f"{len(answers)} answers (interactive)",
+            note=note,
             finished_at=time.time(),
+            **({"job_state": job_state} if job_state else {}),
             stats={"successfulRequestCount": len(answers) - failed, "failedRequestCount": failed},
         )
         for rel in _chunks(run, record):
