@@ -335,20 +335,42 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     return give_back(out, frame) if isinstance(out, pl.DataFrame) else out
 
 
+@overload
 def batch_generate_parquet(
     source: str | os.PathLike[str],
     dest: str | os.PathLike[str],
     *,
     prompt: str | pl.Expr,
     config: Config,
+    dry_run: Literal[False] = ...,
     **kwargs: Any,
-) -> BatchRun:
+) -> BatchRun: ...
+@overload
+def batch_generate_parquet(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    prompt: str | pl.Expr,
+    config: Config,
+    dry_run: Literal[True],
+    **kwargs: Any,
+) -> Plan: ...
+def batch_generate_parquet(
+    source: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    prompt: str | pl.Expr,
+    config: Config,
+    dry_run: bool = False,
+    **kwargs: Any,
+) -> BatchRun | Plan:
     """Parquet in, Parquet out, with flat memory: the streaming form of :func:`batch_generate`.
 
     ``source`` is a Parquet file, a glob or a dataset directory; ``dest`` a ``.parquet`` file or a
     dataset directory (local paths or fsspec URLs). The input is read in bounded slices, written
     into request shards, and the output is written shard by shard as jobs finish. Other keyword
-    arguments are those of :func:`batch_generate`.
+    arguments are those of :func:`batch_generate`; ``dry_run=True`` returns the run's
+    :class:`~gembatch.Plan` (nothing is sent, nothing written to ``dest``).
 
     >>> df.write_parquet("reviews.parquet")
     >>> run = gembatch.batch_generate_parquet("reviews.parquet", "scored/", prompt="prompt",
@@ -356,8 +378,10 @@ def batch_generate_parquet(
     >>> pl.read_parquet("scored/")["gemini_status"].to_list()
     ['ok', 'ok']
     """
-    run = batch_generate(os.fspath(source), prompt, config=config, sink=dest, **kwargs)
-    assert isinstance(run, BatchRun)
+    run = batch_generate(
+        os.fspath(source), prompt, config=config, sink=dest, dry_run=dry_run, **kwargs
+    )
+    assert dry_run or isinstance(run, BatchRun), type(run)
     return run
 
 

@@ -62,6 +62,17 @@ def test_parquet_file_to_parquet_file(emu, tmp_path, reference):
     assert out["gemini_batch_job"].n_unique() == 5
 
 
+def test_a_dry_run_of_parquet_to_parquet_gives_the_plan_and_sends_nothing(emu, tmp_path):
+    _frame().write_parquet(tmp_path / "in.parquet")
+    plan = gembatch.batch_generate_parquet(
+        tmp_path / "in.parquet", tmp_path / "out.parquet", prompt="text", config=CFG, key="id",
+        job_dir=tmp_path / "run", options=OPTS, progress=False, dry_run=True,
+    )  # fmt: skip
+    assert isinstance(plan, gembatch.Plan) and plan.rows == 450
+    assert not (tmp_path / "out.parquet").exists()
+    assert emu.stats()["batches_created"] == 0 and emu.stats()["upload_sessions"] == 0
+
+
 def test_glob_source_to_dataset_directory(emu, tmp_path, reference):
     frame = _frame()
     (tmp_path / "in").mkdir()
