@@ -113,6 +113,21 @@ def test_retries_exhausted_say_how_to_resume_and_nothing_is_lost(emu, tmp_path, 
     assert out.drop("gemini_batch_job").equals(reference)
 
 
+@pytest.mark.parametrize("endpoint", ["batches.get", "files.download"])
+def test_a_paid_run_the_service_stops_answering_says_how_to_resume(
+    emu, tmp_path, reference, endpoint
+):
+    emu.faults.add(HttpFault(endpoint=endpoint, status=503, nth=1, times=None))
+    with pytest.raises(gembatch.TransientServiceError, match="Nothing was lost") as info:
+        _run(tmp_path, "run")
+    assert "BatchRun.open(" in str(info.value) and emu.api_key not in str(info.value)
+    created = emu.stats()["batches_created"]
+    emu.faults.clear()
+    out = gembatch.BatchRun.open(tmp_path / "run", poll_interval=0.01, progress=False).result()
+    assert out.drop("gemini_batch_job").equals(reference)
+    assert emu.stats()["batches_created"] == created
+
+
 def test_retry_after_is_honoured(emu):
     client = genai.Client(
         api_key=emu.api_key, http_options=types.HttpOptions(base_url=emu.base_url)

@@ -1171,6 +1171,19 @@ class Run:
                     else max(0.0, min(interval, deadline - self._clock()))
                 )
                 self._sleep(pause)
+        except TransientServiceError as exc:
+            if "Hint:" in str(exc):
+                raise
+            raise TransientServiceError(
+                f"{exc} Nothing was lost: the run directory remembers every job, and nothing "
+                "will be sent twice. Hint: run the same call again, or "
+                f"gembatch.BatchRun.open({self.store.url!r}).wait(), to resume when the service "
+                "answers again.",
+                code=exc.code,
+                status=exc.status,
+                retry_after=exc.retry_after,
+                gone=exc.gone,
+            ) from exc
         finally:
             self.progress.close()
 
