@@ -66,7 +66,10 @@ def test_open_errors_say_what_to_do(tmp_path):
     store = Directory(tmp_path / "bad")
     Journal.create(store, _manifest(), [_shard(0)])
     store.write_bytes("shards/000000/state.json", b"{not json")
-    with pytest.raises(CorruptRunError, match="cannot be read"):
+    with pytest.raises(CorruptRunError, match="shards/000000/state.json cannot be read"):
+        Journal.open(store)
+    store.remove("shards/000000/state.json")
+    with pytest.raises(CorruptRunError, match="shards/000000/state.json is missing"):
         Journal.open(store)
     store.write_json("run.json", {"version": 99, "shards": []})
     with pytest.raises(CorruptRunError, match="format version 99"):

@@ -161,27 +161,30 @@ class Journal:
                 stacklevel=3,
             )
             store.write_bytes(RUN_FILE, store.read_bytes(RUN_COPY))
+        reading = RUN_FILE  # named in the error
+
+        def read_record(rel: str) -> ShardRecord:
+            nonlocal reading
+            reading = rel
+            return cls._read_record(store, rel)
+
         try:
             raw = store.read_json(RUN_FILE)
             migrated = migrate_manifest(raw)
             manifest = Manifest.from_json(migrated)
-            shards = [
-                cls._read_record(store, f"shards/{i:06d}/state.json") for i in manifest.shards
-            ]
+            shards = [read_record(f"shards/{i:06d}/state.json") for i in manifest.shards]
             resubmissions = {
-                s.index: [
-                    cls._read_record(store, f"{s.dir}/retry-{a:02d}/state.json")
-                    for a in s.resubmissions
-                ]
+                s.index: [read_record(f"{s.dir}/retry-{a:02d}/state.json") for a in s.resubmissions]
                 for s in shards
             }
         except CorruptRunError:
             raise
         except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
+            problem = "is missing" if isinstance(exc, FileNotFoundError) else "cannot be read"
             raise CorruptRunError(
-                f"The run directory {store.url!r} cannot be read ({exc!r}). Hint: if it was "
-                "copied, "
-                "copy it again whole; the shard files are needed to resume."
+                f"The run directory {store.url!r} cannot be read: {reading} {problem} "
+                f"({type(exc).__name__}: {exc}). Hint: if the directory was copied, copy it again "
+                "whole: the shard files are needed to resume."
             ) from exc
         journal = cls(store, manifest, shards, resubmissions)
         if (
