@@ -837,3 +837,40 @@ def test_a_local_file_path_parses_like_the_payload(tmp_path):
         assert parse_generate_lines(path).equals(parse_generate_lines(payload.encode()))
     path.write_bytes(b"")
     assert parse_generate_lines(path).height == 0
+
+
+def test_structured_answers_no_column_can_hold_or_of_the_wrong_type_are_schema_mismatches():
+    """An ok answer whose integer is beyond Int64, whose number is a fraction where an integer
+    belongs, or whose fields hold values of other types is error / SCHEMA_MISMATCH with the JSON
+    paths named and its text kept: never ok with a null or truncated parsed value."""
+    from gembatch._results.join import _check_answers
+
+    schema = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    texts = ['{"n": 100000000000000000000}', '{"n": 1.5}', '{"n": ["a"], "tags": "b"}', '{"n": 4}']
+    joined = pl.DataFrame(
+        {
+            "gemini_status": ["ok"] * 4,
+            "gemini_error_status": pl.Series([None] * 4, dtype=pl.Utf8),
+            "gemini_error_message": pl.Series([None] * 4, dtype=pl.Utf8),
+            "gemini_text": texts,
+        }
+    )
+    out, failed, degenerate = _check_answers(joined, pl.DataFrame(), schema, "gemini_")
+    assert (failed, degenerate) == (3, 0)
+    assert out["gemini_status"].to_list() == ["error", "error", "error", "ok"]
+    assert out["gemini_error_status"].to_list() == ["SCHEMA_MISMATCH"] * 3 + [None]
+    assert out["gemini_error_message"].to_list() == [
+        "a value does not fit the parsed column's type: $.n: an integer beyond the range of Int64",
+        "the answer does not match the schema: $.n: a number is not of type integer",
+        "the answer does not match the schema: $.n: an array is not of type integer; "
+        "$.tags: a string is not of type array",
+        None,
+    ]
+    assert out["gemini_text"].to_list() == texts
+    assert out["gemini_parsed"][3] == {"n": 4, "tags": None}

@@ -411,3 +411,80 @@ def test_the_earlier_dtype_signature_fits_json_text_and_tuples():
         "anything": "[2]",
     }
     assert errors.to_list() == [None, "not a JSON object: {"]
+
+
+# ------------------------------------------------------------------ numbers beyond the column type
+BIG = 10**20
+OBJ = {
+    "type": "object",
+    "properties": {
+        "n": {"type": "integer"},
+        "xs": {"type": "array", "items": {"type": "integer"}},
+        "f": {"type": "number"},
+        "t": {"prefixItems": [{"type": "integer"}], "items": False},
+    },
+}
+FIT = "a value does not fit the parsed column's type: "
+
+
+def test_integers_beyond_int64_are_errors_naming_their_paths_never_silent_nulls():
+    texts = [
+        f'{{"n": {BIG}}}',
+        '{"n": 1e20}',  # a whole number is an integer in JSON Schema
+        f'{{"n": 1, "xs": [1, {BIG}, -{BIG}, 2, {BIG}, {BIG}]}}',
+        f'{{"t": [{BIG}]}}',
+        f'{{"n": {2**63 - 1}, "xs": [{-(2**63)}], "f": {BIG}}}',  # they fit
+        '{"n": 2, "f": "12345678901234567890123"}',  # digits in a string: decoded as it is
+    ]
+    parsed, errors = parse_structured(pl.Series(texts), OBJ)
+    assert errors.to_list()[:4] == [
+        FIT + "$.n: an integer beyond the range of Int64",
+        FIT + "$.n: an integer beyond the range of Int64",
+        FIT + "$.xs[1]: an integer beyond the range of Int64; $.xs[2]: an integer beyond the "
+        "range of Int64; $.xs[4]: an integer beyond the range of Int64 (and 1 more)",
+        FIT + "$.t[0]: an integer beyond the range of Int64",
+    ]
+    assert parsed.to_list()[:4] == [None] * 4
+    assert errors[4] is None and parsed[4] == {
+        "n": 2**63 - 1,
+        "xs": [-(2**63)],
+        "f": 1e20,
+        "t": None,
+    }
+    assert errors[5] is not None and "Int64" not in errors[5]  # a string where a number belongs
+    top, top_errors = parse_structured(pl.Series([str(BIG), "7"]), {"type": "integer"})
+    assert top.to_list() == [None, 7]
+    assert top_errors.to_list() == [FIT + "$: an integer beyond the range of Int64", None]
+
+
+def test_numbers_beyond_float64_are_errors_naming_their_paths():
+    huge = "1" + "0" * 400
+    texts = ['{"f": 1e400}', '{"f": -1e400}', f'{{"f": {huge}}}', '{"f": 1e308}']
+    parsed, errors = parse_structured(pl.Series(texts), OBJ)
+    assert errors.to_list() == [FIT + "$.f: a number beyond the range of Float64"] * 3 + [None]
+    assert parsed[3] == {"n": None, "xs": None, "f": 1e308, "t": None}
+    # JSON text keeps any integer exactly; infinity is no JSON
+    anything = {"type": "object", "properties": {"a": {}}}
+    parsed, errors = parse_structured(pl.Series([f'{{"a": {huge}}}', '{"a": [1e400]}']), anything)
+    assert parsed[0] == {"a": huge} and errors[0] is None
+    assert errors[1] == FIT + "$.a[0]: a number beyond the range of Float64"
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "integer", "minimum": BIG},
+        {"type": "integer", "maximum": -BIG},
+        {"type": "integer", "exclusiveMaximum": 2**63},
+        {"type": "integer", "enum": [1, BIG]},
+        {"type": "INTEGER", "minimum": 1e20},
+    ],
+)
+def test_an_integer_schema_bounded_beyond_int64_maps_to_exact_json_text(schema):
+    assert response_dtype(schema) == pl.Utf8
+    wrapped = {"type": "object", "properties": {"n": schema}}
+    assert response_dtype(wrapped) == pl.Struct({"n": pl.Utf8})
+    parsed, errors = parse_structured(pl.Series([f'{{"n": {BIG}}}', '{"n": 3}']), wrapped)
+    assert parsed.to_list() == [{"n": str(BIG)}, {"n": "3"}]
+    assert errors.to_list() == [None, None]
+    assert response_dtype({"type": "integer", "minimum": -(2**62), "maximum": 2**62}) == pl.Int64

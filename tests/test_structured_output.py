@@ -194,3 +194,55 @@ def test_a_well_behaved_service_answers_every_row_valid_without_a_pilot(emu, tmp
     manifest = json.loads((tmp_path / "run" / "run.json").read_text())
     assert manifest["schema_form"] is None  # under 10,000 rows: no schema pilot by default
     assert emu.stats()["batches_created"] == 1
+
+
+class Label(BaseModel):  # shifted values land in fields of other types: decoding fails
+    sentiment: str
+    score: int
+    tags: list[str]
+
+
+@_switches(degenerate_schema_form="json_schema", degenerate_pattern="shifted")
+def test_wrong_typed_fields_are_reported_by_path_and_group_across_rows(service, tmp_path):
+    """A shifted answer (values moved to fields of other types) names every failing JSON path,
+    not polars' dump of one value, and the same mistake in many rows gives one message, so the
+    pilot's 'most common errors' counts them together."""
+    cfg = Config(model="gemini-2.5-flash", response_schema=Label)
+    frame = pl.DataFrame({"id": range(40), "p": [f"review {i} was fine" for i in range(40)]})
+    out = frame.head(6).gemini.batch_generate(
+        "p", config=cfg, key="id", options=FAST, progress=False, job_dir=tmp_path / "run"
+    )
+    assert (out["gemini_error_status"] == "SCHEMA_MISMATCH").all()
+    messages = out["gemini_error_message"].to_list()
+    for message in messages:
+        assert "$.sentiment: an integer is not of type string" in message
+        assert "$.score: an array is not of type integer" in message
+        assert "$.tags: a string is not of type array" in message
+        assert "Array(" not in message and "deserializing" not in message
+    assert len(set(messages)) == 1
+    with pytest.raises(gembatch.PilotFailedError) as caught:
+        frame.gemini.batch_generate(
+            "p",
+            config=cfg,
+            key="id",
+            options=FAST,
+            progress=False,
+            check_schema=True,
+            job_dir=tmp_path / "pilot",
+        )
+    assert "most common errors: 20 x 'the answer does not match the schema: $.sentiment" in str(
+        caught.value
+    )
+
+
+def test_an_integer_beyond_int64_the_schema_allows_is_kept(emu, tmp_path):
+    """An integer schema bounded beyond int64 (minimum 1e20) parses to the value's JSON text:
+    an Int64 column would hold null for the paid answer."""
+    cfg = Config(model="gemini-2.5-flash", response_schema={"type": "integer", "minimum": 10**20})
+    out = pl.DataFrame({"id": [0, 1], "p": ["a big number", "another"]}).gemini.batch_generate(
+        "p", config=cfg, key="id", options=FAST, progress=False, job_dir=tmp_path / "run"
+    )
+    assert out["gemini_status"].to_list() == ["ok", "ok"]
+    assert out["gemini_parsed"].dtype == pl.Utf8
+    assert out["gemini_parsed"].to_list() == out["gemini_text"].to_list()
+    assert int(out["gemini_parsed"][0]) >= 10**20

@@ -315,14 +315,14 @@ def test_rows_polars_reads_leniently_are_still_caught():
     ]
     problems = [_one(t) for t in texts]
     assert problems == [
-        '$.tags: "solo" is not of type array',
-        "$.score: 3.5 is not of type integer",
-        "$.score: true is not of type integer",
-        '$.score: "3" is not of type integer',
-        "$.summary: 12 is not of type string",
+        "$.tags: a string is not of type array",
+        "$.score: a number is not of type integer",
+        "$.score: a boolean is not of type integer",
+        "$.score: a string is not of type integer",
+        "$.summary: an integer is not of type string",
         '$.items[0]: additional property "extra" is not allowed',
         "$.score: 9 is above the maximum 5",  # the last value counts, as for json.loads
-        '$.items: {"name": "a"} is not of type array',
+        "$.items: an object is not of type array",
     ]
 
 
@@ -351,7 +351,7 @@ def test_text_that_is_not_json_is_left_to_parse_structured():
     texts = pl.Series([None, "", "   ", "prose", '{"a": ', "```json\n[1]\n```", "null"])
     out = validate(texts, {"type": "object", "properties": {"a": {"type": "integer"}}})
     assert out.to_list()[:5] == [None] * 5
-    assert out[5] == "$: [1] is not of type object"
+    assert out[5] == "$: an array is not of type object"
     assert out[6] == "$: null is not of type object"
     # a schema that allows null at the top
     nullable = {"anyOf": [{"type": "object"}, {"type": "null"}]}
@@ -372,9 +372,9 @@ def test_openapi_form_and_schemas_without_fixed_shape():
     assert validate(pl.Series(texts), openapi).to_list() == [
         None,
         "$.n: 4 is above the maximum 3",
-        "$: required property 'n' is missing; $.e: \"1\" is not of type integer; "
+        "$: required property 'n' is missing; $.e: a string is not of type integer; "
         '$.e: "1" is not one of [1, 2]',
-        '$.counts.a: "x" is not of type integer',
+        "$.counts.a: a string is not of type integer",
     ]
     assert validate(pl.Series(['{"a": [1, {}]}', "3", "prose"]), {}).to_list() == [None] * 3
 
@@ -393,8 +393,8 @@ def test_top_level_arrays_and_python_only_schemas():
     assert problems.to_list() == [
         None,
         "$: has 0 items, fewer than the minimum 1",
-        '$[0].a: "1" is not of type integer; $[1].t[0]: 3 is not of type string',
-        '$: {"a": 1} is not of type array',
+        "$[0].a: a string is not of type integer; $[1].t[0]: an integer is not of type string",
+        "$: an object is not of type array",
     ]
     assert python.to_list() == [False, False, False, True]
 
@@ -603,3 +603,30 @@ def test_validate_and_degenerate_never_raise(case, junk):
     reasons, counts = degenerate(parsed, texts, schema)
     assert len(problems) == len(reasons) == len(texts)
     assert set(counts) == set(DEGENERATE_PATTERNS)
+
+
+def test_type_errors_name_the_type_not_the_value_so_rows_group():
+    """Values moved to fields of other types (the 'shifted' degenerate answers) differ in every
+    row; the message names each failing path and the value's JSON type, so one message counts
+    them all. Checked vectorised (scalars) and per row in Python (containers) alike."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "sentiment": {"type": "string"},
+            "score": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    rows = [
+        json.dumps({"sentiment": i * 7, "score": [f"review {i}", "x" * i], "tags": f"r{i}"})
+        for i in range(1, 30)
+    ]
+    out = validate(pl.Series(rows), schema)
+    assert set(out.to_list()) == {
+        "$.sentiment: an integer is not of type string; $.score: an array is not of type "
+        "integer; $.tags: a string is not of type array"
+    }
+    scalars = [json.dumps({"sentiment": i * 7, "score": 0.5 + i}) for i in range(1, 30)]
+    assert set(validate(pl.Series(scalars), schema).to_list()) == {
+        "$.sentiment: an integer is not of type string; $.score: a number is not of type integer"
+    }

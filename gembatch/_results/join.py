@@ -399,8 +399,14 @@ def _check_answers(
     problems = validate(text.set(~ok, None), schema)
     hashes = keys[HASH] if HASH in keys.columns else None
     reasons, _ = degenerate(parsed.set(~ok, None), hashes, schema)
+    # the validator names every failing JSON path; polars' decoding message (kept when the
+    # validator finds nothing) names one value, as Rust prints it
+    decoded_badly = errors.str.starts_with("does not match the response schema")
     why = pl.select(
         pl.coalesce(
+            pl.when(decoded_badly & problems.is_not_null()).then(
+                "the answer does not match the schema: " + problems
+            ),
             errors,
             "the answer does not match the schema: " + problems,
             "degenerate answer: " + reasons,

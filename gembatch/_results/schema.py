@@ -19,6 +19,8 @@ array with ``items``                               List(items' dtype); List(Utf8
 string / ``format: date`` / ``format: date-time``  Utf8 / Date / Datetime("us", "UTC")
 (``uuid``, ``email``, enums of strings: Utf8)
 integer / number / boolean                         Int64 / Float64 / Boolean
+integer whose bounds (``minimum``, ``maximum``,     Utf8: the value's JSON text (exact; Int64
+``enum``, ...) lie beyond int64                    cannot hold it)
 enum / const                                       the dtype of its values' type
 union of scalars                                   one dtype if all agree, Float64 for integer +
                                                    number, else Utf8 (the value's text)
@@ -30,6 +32,8 @@ pattern]``)
 
 No Struct is ever empty, so every parsed column can be written to Parquet. JSON text columns hold
 null for a JSON null or a missing value, and strings JSON-quoted (``"7"`` vs ``7`` stay apart).
+An answer value its column's type cannot hold (an integer beyond Int64 where the schema sets no
+such bound, a number beyond float64) is an error naming its JSON path, never a silent null.
 Enums stay Utf8 rather than ``pl.Enum`` (a value outside the enum is ``validate``'s to report,
 not a decoding failure). pydantic 2.14 writes ``Decimal`` as ``anyOf [number, string]`` without a
 pattern, which ``float | str`` also writes: that union is Utf8, the value's text, losing nothing.
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
@@ -222,11 +227,39 @@ def _shape(node: Any, at: str) -> Shape:
             return Shape("scalars", node, nullable, scalar=dtype)
         return Shape("json", node, nullable=True)
     kind = next(iter(kinds))
+    if kind == "integer" and _beyond_int64(body, values):
+        return Shape("json", node, nullable=True)
     if kind == "object":
         return _object(node, body, nullable, at)
     if kind == "array":
         return _array(node, body, nullable, at)
     return Shape(kind, node, nullable)  # type: ignore[arg-type]
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _whole_beyond_int64(value: Any) -> bool:
+    """Whether ``value`` is a whole JSON number (``7``, ``1e20``) outside int64."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return False
+    return not _INT64_MIN <= int(value) <= _INT64_MAX
+
+
+def _beyond_int64(body: Mapping[str, Any], values: Any) -> bool:
+    """Whether an integer node's bounds or listed values reach beyond int64 (its values would
+    not fit an Int64 column)."""
+    bounds = [body.get(k) for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")]
+    listed = values if isinstance(values, list) else []
+    return any(
+        isinstance(b, (int, float))
+        and not isinstance(b, bool)
+        and math.isfinite(b)
+        and not _INT64_MIN < b < _INT64_MAX
+        for b in [*bounds, *listed]
+    )
 
 
 def _types(body: Mapping[str, Any]) -> tuple[set[str] | None, bool]:
@@ -349,7 +382,92 @@ def parse_structured(text: pl.Series, schema: Any) -> tuple[pl.Series, pl.Series
     shape = shape_of(schema)
     opener = {"object": "{", "array": "[", "tuple": "["}.get(shape.kind)
     rewrite = _rewriter(shape) if shape.rewritten else None
-    return _decode(cleaned, shape.decode_dtype, shape.dtype, opener, rewrite, shape.nullable)
+    parsed, errors = _decode(
+        cleaned, shape.decode_dtype, shape.dtype, opener, rewrite, shape.nullable
+    )
+    return _unfit(cleaned, shape, parsed, errors)
+
+
+#: Rows worth a look for numbers their column cannot hold: 19 digits or more, an exponent of two
+#: digits or more (a prefilter: strings match too), or numbers the decoders refused.
+_BIG_NUMBER = r"[0-9]{19}|[0-9][eE][+]?[0-9]{2}"
+_REFUSED_NUMBER = r"InvalidNumber|Out of range float"
+#: Paths named per row (the rest counted).
+_SHOWN_MISFITS = 3
+
+
+def _unfit(
+    text: pl.Series, shape: Shape, parsed: pl.Series, errors: pl.Series
+) -> tuple[pl.Series, pl.Series]:
+    """``parsed`` and ``errors`` with the rows holding a number their column's type cannot hold
+    (polars reads an integer beyond Int64 as null, and refuses a number beyond float64) made
+    errors naming the JSON paths, their values null."""
+    look = (
+        (errors.is_null() & text.str.contains(_BIG_NUMBER)) | errors.str.contains(_REFUSED_NUMBER)
+    ).fill_null(False)
+    if not bool(look.any()):
+        return parsed, errors
+    rows = pl.Series(range(len(text)), dtype=pl.Int64).filter(look).to_list()
+    found: dict[int, str] = {}
+    for row, raw in zip(rows, text.filter(look).to_list()):
+        try:
+            doc = json.loads(raw)
+        except (ValueError, RecursionError):
+            continue
+        paths = list(_misfits(doc, shape, "$"))
+        if paths:
+            more = len(paths) - _SHOWN_MISFITS
+            found[row] = (
+                "a value does not fit the parsed column's type: "
+                + "; ".join(paths[:_SHOWN_MISFITS])
+                + (f" (and {more} more)" if more > 0 else "")
+            )
+    if not found:
+        return parsed, errors
+    at = pl.Series(list(found), dtype=pl.Int64)
+    unfit = pl.Series(range(len(text)), dtype=pl.Int64).is_in(at.implode())
+    parsed = pl.select(pl.when(pl.lit(unfit)).then(None).otherwise(pl.lit(parsed))).to_series()
+    return parsed, errors.scatter(at, pl.Series(list(found.values()), dtype=pl.Utf8))
+
+
+def _misfits(value: Any, shape: Shape, path: str) -> Any:
+    """The JSON paths under ``value`` whose numbers ``shape``'s dtype cannot hold, each with why
+    (no value shown, so that the messages of many rows group)."""
+    from .validate import join_path  # validate imports this module
+
+    if shape.kind in ("object", "tuple") and isinstance(value, (dict, list)):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        fields = dict(shape.fields)
+        for key, inner in items:
+            step = join_path(path, key if isinstance(key, str) else int(key))
+            field = fields.get(str(key))
+            yield from (_misfits(inner, field, step) if field else _floats(inner, step))
+    elif shape.kind == "array" and isinstance(value, list) and shape.items is not None:
+        for i, inner in enumerate(value):
+            yield from _misfits(inner, shape.items, join_path(path, i))
+    elif shape.dtype == pl.Int64() and _whole_beyond_int64(value):
+        yield f"{path}: an integer beyond the range of Int64"
+    else:
+        yield from _floats(value, path, exact_integers=shape.kind == "json")
+
+
+def _floats(value: Any, path: str, *, exact_integers: bool = False) -> Any:
+    """The JSON paths under ``value`` holding a number beyond float64 (1e400, read as infinity;
+    an integer of 309 digits or more, unless JSON text keeps it: ``exact_integers``)."""
+    from .validate import join_path
+
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _floats(inner, join_path(path, key), exact_integers=exact_integers)
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            yield from _floats(inner, join_path(path, i), exact_integers=exact_integers)
+    elif isinstance(value, float) and not math.isfinite(value):
+        yield f"{path}: a number beyond the range of Float64"
+    elif exact_integers or isinstance(value, bool) or not isinstance(value, int):
+        return
+    elif abs(value) >= 2**1024:
+        yield f"{path}: a number beyond the range of Float64"
 
 
 def _decode_dtype(text: pl.Series, dtype: pl.DataType) -> tuple[pl.Series, pl.Series]:
@@ -431,11 +549,19 @@ def _decode(
             + pl.lit(problem).str.replace(r"^(json parsing error|not valid JSON): ", "")
         )
         .when(pl.lit(problem).is_not_null())
-        .then(pl.lit("does not match the response schema: ") + pl.lit(problem))
+        .then(
+            pl.lit("does not match the response schema: ")
+            + pl.lit(problem).str.replace(_DUMPED, "a value as ").str.replace(_CUT, "a value")
+        )
         .when(pl.lit(null_json))
         .then(pl.lit("JSON null, expected a value"))
     ).to_series()
     return decoded.alias("parsed"), errors.cast(pl.Utf8).alias("errors")
+
+
+#: polars' decoding message shows the value as Rust prints it (``value "Array([String(...)])" as
+#: numeric``; cut at 200 characters): the value goes, so that messages of many rows group.
+_DUMPED, _CUT = r'(?s)value ".*" as ', r'(?s)value ".*$'
 
 
 def _refuse_constant(name: str) -> Any:

@@ -101,6 +101,26 @@ def show(value: Any) -> str:
     return text if len(text) <= 42 else text[:40] + '..."'[: 4 if text.startswith('"') else 3]
 
 
+def kind_of(value: Any) -> str:
+    """A value's JSON type as a type error names it (``an array``, ``a string``, ``null``): not the
+    value itself, so that the same mistake in many rows gives one message."""
+    for kind, name in _KIND_NAMES:
+        if _is_kind(value, kind):
+            return name
+    return type(value).__name__
+
+
+_KIND_NAMES = (
+    ("null", "null"),
+    ("boolean", "a boolean"),
+    ("object", "an object"),
+    ("array", "an array"),
+    ("string", "a string"),
+    ("integer", "an integer"),
+    ("number", "a number"),
+)
+
+
 def _is_kind(value: Any, kind: str) -> bool:
     if kind == "null":
         return value is None
@@ -196,7 +216,7 @@ def _type_check(schema: Mapping[str, Any]) -> Check | None:
 
     def check(value: Any, path: str) -> Iterator[str]:
         if not any(_is_kind(value, k) for k in names):
-            yield f"{path}: {show(value)} is not of type {wanted}"
+            yield f"{path}: {kind_of(value)} is not of type {wanted}"
 
     return check
 
@@ -774,7 +794,19 @@ def _scalar_failures(
         ok = pl.lit(False)
         for name in names:
             ok = ok | tests.get(name, pl.lit(False))
-        fail(~ok, f" is not of type {' or '.join(names)}")
+        kind = (
+            pl.when(is_str)
+            .then(pl.lit("a string"))
+            .when(is_bool)
+            .then(pl.lit("a boolean"))
+            .when(integer)
+            .then(pl.lit("an integer"))
+            .when(is_num)
+            .then(pl.lit("a number"))
+            .otherwise(v)
+        )
+        wanted = " or ".join(names)
+        out.append(_fail(frame, (~ok).fill_null(False), path, kind + f" is not of type {wanted}"))
     values = [schema["const"]] if "const" in schema else schema.get("enum")
     if isinstance(values, list):
         strs = [x for x in values if isinstance(x, str)]
