@@ -90,7 +90,7 @@ def _camel(name: str) -> str:
 
 def _fail(field_name: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(
-        f"Config.{field_name} must be {allowed} (got {value!r} that is a {type(value).__name__})."
+        f"Config.{field_name} must be {allowed} (got {value!r} of type {type(value).__name__})."
     )
 
 
@@ -436,7 +436,7 @@ def _check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None
     ):
         span = f">= {lo:,}" if hi is None else f"between {lo:,} and {hi:,}"
         raise ConfigError(
-            f"{owner}.{name} must be an int {span} (got {value!r} that is a "
+            f"{owner}.{name} must be an int {span} (got {value!r} of type "
             f"{type(value).__name__})."
         )
 
@@ -457,7 +457,7 @@ def _check_seconds(
             " or None" if optional else ""
         )
         raise ConfigError(
-            f"{owner}.{name} must be {allowed} (got {value!r} that is a {type(value).__name__})."
+            f"{owner}.{name} must be {allowed} (got {value!r} of type {type(value).__name__})."
         )
 
 

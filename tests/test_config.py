@@ -86,7 +86,7 @@ def test_raw_generation_config_accepts_known_and_refuses_unknown_fields():
     [
         (
             {"temperature": 3},
-            r"temperature must be a number between 0 and 2 \(got 3 that is a int\)",
+            r"temperature must be a number between 0 and 2 \(got 3 of type int\)",
         ),
         ({"temperature": "hot"}, "temperature"),
         ({"top_k": 1.5}, "top_k must be an int"),
