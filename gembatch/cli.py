@@ -31,7 +31,8 @@ lists them, ``gembatch gc`` removes the finished ones.
 
 ``--json`` (status, wait, cancel, run, estimate, cost, list, runs, gc, cleanup, cache) prints one
 JSON document on stdout, its keys listed in the command's ``--help``; everything else goes to
-stderr.
+stderr. A command that fails prints instead ``{"error": <the exception's class>, "message": ...,
+"exit_code": ...}`` (and the message on stderr).
 
 Exit codes: 0 success (the run is finished), 1 a gembatch error (a message on stderr, never a
 traceback; ``GEMBATCH_DEBUG=1`` shows one), 2 bad usage, 3 the run is not finished (``status``,
@@ -43,7 +44,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import json
+import math
 import os
 import shlex
 import shutil
@@ -97,7 +100,7 @@ _JSON_NOTES = {
     "cancel": "the status after the cancel",
     "run": "the run's status (after submission with --no-wait); out: the output written, or "
     "null; with --dry-run, the plan instead, as estimate --json prints it",
-    "estimate": "estimate: the tokens and cost bound, or null",
+    "estimate": "estimate: the tokens and cost bound, or null; job_dir: null without --job-dir",
     "cost": "finished: false means the figures are partial (exit 3); rows_by_origin: batch, "
     "dedup, cache, skipped; tokens: prompt, output, thoughts, cached; reused_usd: what dedup "
     "and the cache saved at the batch rate",
@@ -154,10 +157,35 @@ def _out_arg(value: str) -> str:
 
 
 def _positive(value: str) -> float:
-    number = float(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {value})")
+    """A finite number >= 0 (seconds, days, dollars)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {value!r}")
     return number
+
+
+def _pilot(value: str) -> float:
+    """``--pilot``: what ``batch_generate(pilot=)`` takes, a share of the rows in (0, 1) or a whole
+    number of rows >= 1 (``2.5`` or ``50.0`` is neither, as in Python)."""
+    try:
+        number: float = int(value)
+    except ValueError:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if 0 < number < 1:
+            return number
+    else:
+        if number >= 1:
+            return number
+    raise argparse.ArgumentTypeError(
+        f"expected a share of the rows in (0, 1), e.g. 0.01, or a whole number of rows >= 1, "
+        f"e.g. 50 (got {value!r})"
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -269,7 +297,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--pilot",
-        type=_positive,
+        type=_pilot,
         default=None,
         help="first send this share (e.g. 0.01) or number (e.g. 50) of random rows as a pilot",
     )
@@ -514,16 +542,24 @@ def _read(path: str) -> Any:
 
     from .exceptions import InputError
 
+    # The rule of gembatch's Parquet reader (_storage.parquet_dataset, glob=None): a path that
+    # exists is that file, brackets and all ('reviews[1].parquet'); one that does not and holds a
+    # '*' is a pattern.
     local = "://" not in path
-    pattern = any(c in path for c in "*?[")
-    if local and not pattern and not os.path.exists(path):
-        raise InputError(f"No input file {path!r}. Hint: check the path; inputs: {_IN_FORMATS}.")
+    exists = local and os.path.exists(path)
+    pattern = not exists and "*" in path
+    if local and not exists and not pattern:
+        odd = " (only '*' patterns are expanded)" if any(c in path for c in "?[") else ""
+        raise InputError(
+            f"No input file {path!r}{odd}. Hint: check the path; inputs: {_IN_FORMATS}."
+        )
     name = path.rstrip("/").rsplit("/", 1)[-1]
     suffix = os.path.splitext(name)[1].lower()
     if suffix == ".parquet" or path.endswith("/") or pattern or (local and os.path.isdir(path)):
         if local and os.path.isfile(path):
             try:
-                pl.read_parquet_schema(path)
+                with open(path, "rb") as fh:  # a file object: polars never globs its name
+                    pl.read_parquet_schema(fh)
             except Exception as exc:  # noqa: BLE001 - whatever the reader says, said cleanly
                 first = (str(exc).strip().splitlines() or [""])[0]
                 raise InputError(
@@ -646,12 +682,16 @@ def _estimate(args: argparse.Namespace) -> int:
         kwargs.pop("client")
     result = plan(data, prompt, job_dir=args.job_dir, exact=args.exact, progress=False, **kwargs)
     text = str(result)
+    payload = result.to_dict()
     if args.job_dir:
         text += (
             f"\nprepared in {args.job_dir}: "
             f"`gembatch run ... --job-dir {shlex.quote(args.job_dir)}` sends it"
         )
-    _emit(args, result.to_dict(), text)
+    else:  # prepared in a temporary directory, removed already: not a place to show
+        text = text.replace(f" in {result.job_dir}", "", 1)
+        payload["job_dir"] = None
+    _emit(args, payload, text)
     return EXIT_OK
 
 
@@ -671,7 +711,6 @@ def _run(args: argparse.Namespace) -> int:
             else {}
         )
     )
-    pilot = None if args.pilot is None else (int(args.pilot) if args.pilot >= 1 else args.pilot)
     result = batch_generate(  # type: ignore[call-overload]
         data,
         prompt,
@@ -680,7 +719,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         options=options,
         max_cost=args.max_cost,
-        pilot=pilot,
+        pilot=args.pilot,
         dry_run=args.dry_run,
         mode=args.mode,
         **kwargs,
@@ -971,16 +1010,16 @@ def _gc(args: argparse.Namespace) -> int:
         count = _count(len(remove), "run directory", "run directories")
         question = f"remove {count} ({_human(planned)}):\n{listed}\n"
         if not sys.stdin.isatty():
-            print(
+            message = (
                 f"gembatch: would {question}Nothing removed: pass --yes to remove them "
-                "(or --dry-run to list them only).",
-                file=sys.stderr,
+                "(or --dry-run to list them only)."
             )
-            return EXIT_USAGE
+            return _fail(args, "NotConfirmed", message, EXIT_USAGE)
         print(question, end="", file=sys.stderr)
         if input("proceed? [y/N] ").strip().lower() not in ("y", "yes"):
             print("gembatch: nothing removed", file=sys.stderr)
-            return EXIT_OK
+            kept += [{"job_dir": i["job_dir"], "reason": "not confirmed"} for i in remove]
+            remove = []
     removed: list[dict[str, Any]] = []
     failed = False
     for info in remove:
@@ -1062,29 +1101,89 @@ def main(argv: Sequence[str] | None = None) -> int:
         with quiet:
             return _dispatch(args)
     except GembatchError as exc:
-        print(f"gembatch: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print(
-            "gembatch: interrupted; the run directory is intact, run the same command to resume.",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
+        return _fail(args, exc, f"gembatch: {_cli_hints(args, str(exc))}", EXIT_ERROR)
+    except KeyboardInterrupt as exc:
+        message = "gembatch: interrupted; the run directory is intact, run the same command to "
+        return _fail(args, exc, message + "resume.", EXIT_INTERRUPTED)
     except OSError as exc:
         if os.environ.get("GEMBATCH_DEBUG"):
             raise
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"gembatch: {exc.strerror or exc}{where}", file=sys.stderr)
-        return EXIT_ERROR
+        return _fail(args, exc, f"gembatch: {exc.strerror or exc}{where}", EXIT_ERROR)
     except Exception as exc:
         if os.environ.get("GEMBATCH_DEBUG"):
             raise
-        print(
+        message = (
             f"gembatch: unexpected {type(exc).__name__}: {exc}\nHint: this may be a gembatch bug; "
-            "GEMBATCH_DEBUG=1 shows the traceback.",
-            file=sys.stderr,
+            "GEMBATCH_DEBUG=1 shows the traceback."
         )
-        return EXIT_ERROR
+        return _fail(args, exc, message, EXIT_ERROR)
+
+
+def _fail(args: argparse.Namespace, error: BaseException | str, message: str, code: int) -> int:
+    """A failed command: ``message`` on stderr; with --json also one JSON object on stdout,
+    ``{"error": <exception class>, "message": ..., "exit_code": ...}``, for scripts."""
+    print(message, file=sys.stderr)
+    if getattr(args, "json", False):
+        doc = {
+            "error": error if isinstance(error, str) else type(error).__name__,
+            "message": message.removeprefix("gembatch: "),
+            "exit_code": code,
+        }
+        print(json.dumps(doc), file=getattr(args, "stdout", None) or sys.stdout, flush=True)
+    return code
+
+
+#: Python-API hints in gembatch's messages -> the same advice in this command line's flags, for
+#: the commands that have those flags.
+_RUN_ESTIMATE = ("run", "estimate")
+_HINTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (r"(?:set )?Config\(max_output_tokens=\.\.\.\)", "set --max-output-tokens N", _RUN_ESTIMATE),
+    (r"\bmax_cost=", "--max-cost ", ("run",)),
+    (r"\bmax_cost\b", "--max-cost", ("run",)),
+    (r"pass skip_null_prompts=True", "pass --skip-null-prompts", _RUN_ESTIMATE),
+    (r"\b(pass|or) key=None", r"\1 leave out --key", _RUN_ESTIMATE),
+    (r"pass backend=\S+, or exact=False", "leave out --exact", ("estimate",)),
+)
+_QUOTED = r"""('[^']*'|"[^"]*")"""  # a Python string literal: a run directory in a hint
+#: Python-API hints naming a run directory -> the command that does the same ({} is the directory).
+_PATH_HINTS: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+    (rf"call again with job_dir={_QUOTED}", "run again with --job-dir {}", ("run",)),
+    (rf"(?:gembatch\.)?BatchRun\.open\({_QUOTED}\)\.wait\(\)", "`gembatch wait {}`", None),
+    (
+        rf"(?:gembatch\.)?BatchRun\.open\({_QUOTED}\)\.result\(\)",
+        "`gembatch results {} --out FILE`",
+        None,
+    ),
+)
+
+
+def _path_hint(template: str, match: Any) -> str:
+    """``template`` with the run directory a hint named (a Python literal) quoted for a shell."""
+    import ast
+
+    try:
+        return template.format(shlex.quote(str(ast.literal_eval(match[1]))))
+    except (ValueError, SyntaxError):  # not a plain literal after all: left as it was
+        return str(match[0])
+
+
+def _cli_hints(args: argparse.Namespace, message: str) -> str:
+    """``message`` with the Python-API hints it gives said as this command line's flags and
+    commands (only those this command has)."""
+    import re
+
+    for pattern, replacement, commands in _HINTS:
+        if args.command in commands:
+            message = re.sub(pattern, replacement, message)
+    for pattern, template, only in _PATH_HINTS:
+        if only is None or args.command in only:
+            message = re.sub(pattern, functools.partial(_path_hint, template), message)
+    message = message.replace(
+        "start a run there with batch_generate(..., job_dir=...)",
+        "start a run there with `gembatch run ... --job-dir DIR`",
+    )
+    return message
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -193,7 +193,7 @@ def test_estimate_cost_and_cache_commands(emu, tmp_path):
     assert (
         refused.returncode == 1
         and "CostLimit" not in refused.stderr
-        and "max_cost" in refused.stderr
+        and "--max-cost" in refused.stderr
     )
     cleared = _cli("cache", "clear", env=env)
     assert cleared.returncode == 0 and "0 entries" in _cli("cache", "stats", env=env).stdout
@@ -541,3 +541,86 @@ def test_a_prompt_template_is_checked_before_anything_is_read_or_sent(emu, tmp_p
         )
     assert refused.value.code == 2 and "is the input file" in capsys.readouterr().err
     assert emu.stats()["calls"].get("batches.create", 0) == 0
+
+
+def test_an_existing_input_path_is_read_literally_brackets_and_all(emu, tmp_path, capsys):
+    pl.DataFrame({"id": [0, 1], "p": ["a", "b"]}).write_parquet(tmp_path / "reviews[1].parquet")
+    pl.DataFrame({"id": [0, 1], "p": ["c", "d"]}).write_csv(tmp_path / "reviews[2].csv")
+    ask = ["--prompt-col", "p", "--model", "gemini-2.5-flash", "--no-progress"]
+    for name, prompts in (("reviews[1].parquet", ["a", "b"]), ("reviews[2].csv", ["c", "d"])):
+        out = str(tmp_path / f"out-{name}.parquet")
+        job_dir = str(tmp_path / f"run-{name}")
+        code, _, err = _main(capsys, "run", str(tmp_path / name), *ask, "--out", out,
+                             "--job-dir", job_dir, "--poll-interval", "0.05")  # fmt: skip
+        assert code == 0, err
+        frame = pl.read_parquet(out, glob=False)
+        assert frame["p"].to_list() == prompts and frame["gemini_status"].to_list() == ["ok"] * 2
+    # a path that does not exist is a pattern only with '*', as for gembatch.batch_generate
+    missing = str(tmp_path / "reviews[3].parquet")
+    code, _, err = _main(capsys, "run", missing, *ask, "--out", "o.csv")
+    assert code == 1 and "No input file" in err and "only '*' patterns" in err
+    code, text, err = _main(capsys, "estimate", str(tmp_path / "reviews*.parquet"), *ask[:4])
+    assert code == 0 and "2 rows" in text, err
+
+
+def test_number_flags_take_what_the_api_takes_with_clear_messages(capsys):
+    parser = cli._parser()
+    ask = ["run", "in.csv", "--prompt-col", "p", "--model", "m", "--no-wait"]
+    assert parser.parse_args([*ask, "--pilot", "50"]).pilot == 50
+    assert isinstance(parser.parse_args([*ask, "--pilot", "50"]).pilot, int)
+    assert parser.parse_args([*ask, "--pilot", "0.01"]).pilot == 0.01
+    for pilot in ("2.5", "50.0", "0", "1.0", "-3", "nan", "abc"):
+        with pytest.raises(SystemExit) as refused:
+            parser.parse_args([*ask, "--pilot", pilot])
+        err = capsys.readouterr().err
+        assert refused.value.code == 2 and "argument --pilot: expected a share" in err, err
+        assert repr(pilot) in err
+    for flag in ("--max-cost", "--poll-interval"):
+        for value in ("abc", "-1", "nan", "inf"):
+            with pytest.raises(SystemExit) as refused:
+                parser.parse_args([*ask, flag, value])
+            err = capsys.readouterr().err
+            assert refused.value.code == 2 and f"argument {flag}: expected a" in err, err
+            assert "_positive" not in err and repr(value) in err
+    assert parser.parse_args([*ask, "--max-cost", "0.5"]).max_cost == 0.5
+
+
+def test_json_commands_that_fail_print_a_json_error(emu, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = _main(capsys, "status", "nowhere", "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["error"] == "RunDirectoryError" and doc["exit_code"] == 1
+    assert "nowhere" in doc["message"] and f"gembatch: {doc['message']}" in err
+    assert "gembatch run ... --job-dir DIR" in err and "batch_generate(" not in err
+    pl.DataFrame({"p": ["x", None]}).write_csv("in.csv")
+    ask = ["in.csv", "--prompt-col", "p", "--model", "gemini-2.5-flash", "--json"]
+    code, out, err = _main(capsys, "estimate", *ask)
+    doc = json.loads(out)
+    assert code == 1 and doc["error"] == "InvalidPromptError" and "null" in doc["message"]
+    assert "--skip-null-prompts" in err and "skip_null_prompts=True" not in err
+    code, out, _ = _main(capsys, "estimate", *ask, "--skip-null-prompts")
+    assert code == 0 and json.loads(out)["skipped"] == 1
+
+
+def test_the_cost_refusal_gives_cli_hints(emu, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    pl.DataFrame({"id": [1, 2], "p": ["x", "y"]}).write_csv("in.csv")
+    ask = ["in.csv", "--prompt-col", "p", "--model", "gemini-2.5-flash", "--no-progress"]
+    code, out, err = _main(capsys, "run", *ask, "--max-cost", "0", "--out", "o.csv", "--json")
+    assert code == 1 and json.loads(out)["error"] == "CostLimitError"
+    assert "--max-output-tokens N" in err and "raise --max-cost" in err
+    assert "run again with --job-dir .gembatch/runs/generate-" in err
+    assert "Config(" not in err and "job_dir=" not in err and "max_cost" not in err
+    assert emu.stats()["batches_created"] == 0
+
+
+def test_estimate_without_a_job_dir_shows_no_temporary_directory(emu, tmp_path, capsys):
+    pl.DataFrame({"p": ["x", "y"]}).write_csv(tmp_path / "in.csv")
+    ask = [str(tmp_path / "in.csv"), "--prompt-col", "p", "--model", "gemini-2.5-flash"]
+    code, doc = _json(capsys, "estimate", *ask)
+    assert code == 0 and doc["job_dir"] is None and doc["rows"] == 2
+    code, text, _ = _main(capsys, "estimate", *ask)
+    assert code == 0 and "gembatch-plan-" not in text and "2 rows" in text
+    kept = str(tmp_path / "kept")
+    code, doc = _json(capsys, "estimate", *ask, "--job-dir", kept)
+    assert code == 0 and doc["job_dir"] == kept
