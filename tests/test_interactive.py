@@ -239,28 +239,34 @@ KILLED = textwrap.dedent(
 )
 
 
+def _killed_after(job_dir, answered: int) -> int:
+    """Run KILLED into ``job_dir`` and SIGKILL it once ``answered`` answers are journaled; the
+    answers it kept."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED, str(job_dir)],
+        env={**os.environ},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    answers = job_dir / "shards" / "000000" / "answers.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if answers.exists() and answers.read_bytes().count(b"\n") >= answered:
+            break
+        assert child.poll() is None, child.stderr.read() if child.stderr else ""
+        time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    return answers.read_bytes().count(b"\n")
+
+
 def test_a_run_killed_half_way_resends_only_the_unanswered_rows(tmp_path, monkeypatch):
     limits = Limits(latency_s=0.03)
     with Emulator(limits=limits) as emu:
         _point_at(emu, monkeypatch)
         job_dir = tmp_path / "r"
-        child = subprocess.Popen(
-            [sys.executable, "-c", KILLED, str(job_dir)],
-            env={**os.environ},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        answers = job_dir / "shards" / "000000" / "answers.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if answers.exists() and answers.read_bytes().count(b"\n") >= 60:
-                break
-            assert child.poll() is None, child.stderr.read() if child.stderr else ""
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        kept = _killed_after(job_dir, 60)
         sent = emu.stats()["calls"]["models.generate_content"]
-        kept = answers.read_bytes().count(b"\n")
         assert 60 <= kept < 200
         out = _frame(200).gemini.batch_generate(
             "prompt",
@@ -286,23 +292,8 @@ def test_an_interrupted_interactive_run_called_in_batch_mode_sends_the_rest_by_b
     with Emulator(limits=Limits(latency_s=0.03)) as emu:
         _point_at(emu, monkeypatch)
         job_dir = tmp_path / "r"
-        child = subprocess.Popen(
-            [sys.executable, "-c", KILLED, str(job_dir)],
-            env={**os.environ},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        answers = job_dir / "shards" / "000000" / "answers.jsonl"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if answers.exists() and answers.read_bytes().count(b"\n") >= 40:
-                break
-            assert child.poll() is None, child.stderr.read() if child.stderr else ""
-            time.sleep(0.01)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+        kept = _killed_after(job_dir, 40)
         live = emu.stats()["calls"]["models.generate_content"]
-        kept = answers.read_bytes().count(b"\n")
         out = _frame(200).gemini.batch_generate(
             "prompt", config=CFG, key="id", mode="batch", job_dir=job_dir, progress=False,
             cache=False, options=FAST,
