@@ -630,3 +630,30 @@ def test_type_errors_name_the_type_not_the_value_so_rows_group():
     assert set(validate(pl.Series(scalars), schema).to_list()) == {
         "$.sentiment: an integer is not of type string; $.score: a number is not of type integer"
     }
+
+
+BIG = 2**53
+
+
+@pytest.mark.parametrize(
+    ("schema", "values"),
+    [
+        ({"type": "integer", "exclusiveMinimum": 2**63 - 1}, [2**63 + 35, 2**63 - 1, 2**64]),
+        ({"type": "integer", "exclusiveMinimum": BIG, "maximum": BIG + 8}, [BIG + 1, BIG, BIG + 9]),
+        ({"type": "integer", "maximum": BIG}, [BIG + 1, BIG, BIG - 1]),
+        ({"enum": [BIG + 1, "a"]}, [BIG + 1, BIG, BIG + 2]),
+        ({"const": 2**70}, [2**70, 2**70 + 1]),
+        ({"type": "integer"}, [BIG + 1, 1e20, 2**80]),
+    ],
+)
+def test_numbers_beyond_float_precision_are_checked_exactly(schema, values):
+    """A Float64 holds integers exactly only below 2**53: the vectorised checks must not round a
+    valid answer onto its bound (or an invalid one inside it)."""
+    wrapped = {"type": "object", "properties": {"n": schema}, "required": ["n"]}
+    texts = pl.Series([json.dumps({"n": v}) for v in values] + ['{"n": 9007199254740993.5}'])
+    got = validate(texts, wrapped).to_list()
+    for text, problems in zip(texts, got):
+        expected = jsonschema.Draft202012Validator(wrapped).is_valid(json.loads(text))
+        assert (problems is None) == expected, (schema, text, problems)
+        if problems is not None:
+            assert problems.startswith("$.n: ")

@@ -678,6 +678,10 @@ def _path_expr(path: tuple[str | int, ...]) -> pl.Expr:
     return pl.concat_str([*parts, pl.lit(text)])
 
 
+#: Below this magnitude a Float64 holds every integer exactly.
+_EXACT = float(2**53)
+
+
 def _fail(frame: pl.DataFrame, mask: pl.Expr, path: tuple[str | int, ...], what: pl.Expr) -> Any:
     return frame.filter(mask).select("row", (_path_expr(path) + pl.lit(": ") + what).alias("msg"))
 
@@ -773,6 +777,9 @@ def _scalar_failures(
     )
     is_str, is_bool, s, num = pl.col("is_str"), pl.col("is_bool"), pl.col("s"), pl.col("num")
     is_num = num.is_not_null()
+    # a Float64 holds integers exactly only below 2**53: bigger numbers are checked in Python
+    inexact = is_num & (num.abs() >= _EXACT)
+    exact = is_num & ~inexact
     shown = (
         pl.when(is_str & (s.str.len_chars() > 40))
         .then(pl.lit('"') + s.str.slice(0, 40) + pl.lit('..."'))
@@ -786,10 +793,13 @@ def _scalar_failures(
         text = pl.lit(what) if isinstance(what, str) else what
         out.append(_fail(frame, mask.fill_null(False), path, shown + text))
 
+    big = frame.filter(inexact)
+    if len(big):
+        out.append(_python_failures(schema, big, path))
     kinds = schema.get("type")
     if kinds is not None:
         names = [str(k) for k in (kinds if isinstance(kinds, list) else [kinds])]
-        integer = is_num & (num.floor() == num) & num.is_finite()
+        integer = (exact & (num.floor() == num) & num.is_finite()) | inexact
         tests = {"string": is_str, "boolean": is_bool, "number": is_num, "integer": integer}
         ok = pl.lit(False)
         for name in names:
@@ -814,8 +824,9 @@ def _scalar_failures(
         nums = [float(x) for x in values if _number(x)]
         member = (
             (is_str & s.is_in(pl.Series(strs, dtype=pl.Utf8).implode()))
-            | (is_num & num.is_in(pl.Series(nums, dtype=pl.Float64).implode()))
+            | (exact & num.is_in(pl.Series(nums, dtype=pl.Float64).implode()))
             | (is_bool & v.is_in(pl.Series(bools, dtype=pl.Utf8).implode()))
+            | inexact
         )
         if "const" in schema:
             fail(~member, f" is not {show(schema['const'])}")
@@ -836,7 +847,7 @@ def _scalar_failures(
                 "exclusiveMinimum": num <= bound,
                 "exclusiveMaximum": num >= bound,
             }[key]
-            fail(is_num & broken, f" {word} {bound}")
+            fail(exact & broken, f" {word} {bound}")
     low, high = schema.get("minLength"), schema.get("maxLength")
     if isinstance(low, int):
         fail(is_str & (s.str.len_chars() < low), f" is shorter than {low} characters")
@@ -849,6 +860,20 @@ def _scalar_failures(
     if fmt in _FORMATS:
         fail(is_str & ~_format_expr(str(fmt), s), f" is not a valid {fmt}")
     return out
+
+
+def _python_failures(
+    schema: Mapping[str, Any], frame: pl.DataFrame, path: tuple[str | int, ...]
+) -> pl.DataFrame:
+    """The scalar checks of ``schema`` on ``frame``'s values, in Python: exact for numbers that a
+    Float64 cannot hold exactly."""
+    check = compile_check(schema)
+    found = [
+        "; ".join(m.removeprefix(": ") for m in check(json.loads(text), "")) or None
+        for text in frame["v"]
+    ]
+    frame = frame.with_columns(py_msg=pl.Series(found, dtype=pl.Utf8))
+    return _fail(frame, pl.col("py_msg").is_not_null(), path, pl.col("py_msg"))
 
 
 def _format_expr(fmt: str, s: pl.Expr) -> pl.Expr:
