@@ -29,7 +29,7 @@ from ._money.estimate import local_tokens
 from ._money.report import RunCost, run_cost
 from ._run import Run
 from ._state.journal import Journal
-from ._state.records import ShardRecord, ShardState
+from ._state.records import HASH, KEY, ShardRecord, ShardState
 from ._storage import Directory, OutputSink
 from .config import Options, RetryPolicy
 from .exceptions import (
@@ -304,29 +304,35 @@ class BatchRun:
         )
 
     def _embed_tokens(self, shard: ShardRecord) -> pl.DataFrame:
-        """Embedding answers carry no token counts: the requests' local estimate stands in."""
+        """Embedding answers carry no token counts: each row's request, estimated locally, stands
+        in, whichever way the row was answered (a ``dup`` row takes its sender's estimate; a cached
+        or skipped row, with no request line here, counts 0). One row per output row, beside its
+        ``{prefix}origin``."""
         prefix = self._options.prefix
-        out = self._journal.store.read_parquet(
-            shard.path("output.parquet"), columns=[f"{prefix}origin"]
-        )
+        store = self._journal.store
+        out = store.read_parquet(shard.path("output.parquet"), columns=[f"{prefix}origin"])
+        keys = store.read_parquet(shard.path("keys.parquet"), columns=[KEY, HASH])
         lines = (
-            self._journal.store.read_lines(shard.path("requests.jsonl"))
+            store.read_lines(shard.path("requests.jsonl"))
             if shard.lines
             else pl.Series([], dtype=pl.Utf8)
         )
-        billed = pl.DataFrame(
+        estimated = pl.DataFrame(
             {
-                f"{prefix}prompt_tokens": local_tokens(lines)
-                if len(lines)
-                else pl.Series([], dtype=pl.Int64)
+                KEY: lines.str.json_path_match("$.key"),
+                "_tokens": local_tokens(lines) if len(lines) else pl.Series([], dtype=pl.Int64),
             }
+        ).unique(KEY, keep="first")
+        tokens = keys.join(estimated, on=KEY, how="left", maintain_order="left").select(
+            pl.col("_tokens")
+            .fill_null(pl.col("_tokens").max().over(HASH))
+            .fill_null(0)
+            .cast(pl.Int64)
+            .alias(f"{prefix}prompt_tokens")
         )
-        billed = billed.with_columns(pl.lit("batch").alias(f"{prefix}origin"))
-        others = out.filter(pl.col(f"{prefix}origin") != "batch").with_columns(
-            pl.lit(0, dtype=pl.Int64).alias(f"{prefix}prompt_tokens")
-        )
-        frame = pl.concat([billed, others.select(billed.columns)], how="vertical_relaxed")
-        return frame.with_columns(
+        if tokens.height != out.height:  # (keys.parquet is row for row beside the output)
+            raise AssertionError(f"shard {shard.index}: {tokens.height} keys, {out.height} rows")
+        return pl.concat([out, tokens], how="horizontal").with_columns(
             pl.lit(0, dtype=pl.Int64).alias(f"{prefix}{n}_tokens")
             for n in ("output", "thoughts", "cached")
         )

@@ -428,3 +428,103 @@ def test_the_answers_file_survives_a_cut_last_line(limited, tmp_path):
     out = run.result()
     assert limited.stats()["calls"]["models.generate_content"] == 6
     assert (out["gemini_status"] == "error").sum() == 4
+
+
+def test_embed_cost_counts_each_row_once_under_its_origin(limited, tmp_path):
+    """Embedding answers carry no token counts: the local estimate of each row's request prices it,
+    at the interactive rate for rows answered interactively, as generate's usage does."""
+    df = _frame(30).vstack(_frame(10).with_columns(pl.col("id") + "-again"))  # 10 repeated prompts
+    common = dict(key="id", progress=False, cache=False, options=FAST)
+    costs = {}
+    for kind in ("embed", "generate"):
+        for mode in ("interactive", "batch"):
+            job_dir = tmp_path / f"{kind}-{mode}"
+            if kind == "embed":
+                gembatch.batch_embed(df, "prompt", mode=mode, job_dir=job_dir, **common)
+            else:
+                gembatch.batch_generate(
+                    df, "prompt", config=CFG, mode=mode, job_dir=job_dir, **common
+                )
+            costs[kind, mode] = gembatch.BatchRun.open(job_dir).cost()
+    for kind in ("embed", "generate"):
+        live, batch = costs[kind, "interactive"], costs[kind, "batch"]
+        assert live.rows == {"batch": 0, "interactive": 30, "dedup": 10, "cache": 0, "skipped": 0}
+        assert batch.rows == {"batch": 30, "interactive": 0, "dedup": 10, "cache": 0, "skipped": 0}
+        assert live.live is not None and live.billed.tokens.prompt == 0
+        assert live.live.tokens.prompt == batch.billed.tokens.prompt > 0
+        assert live.spent_usd == pytest.approx(batch.interactive_usd) and live.spent_usd > 0
+        assert live.spent_usd == pytest.approx(2 * batch.spent_usd)
+        assert live.reused.tokens.prompt == batch.reused.tokens.prompt > 0  # dedup rows saved
+        assert "30 rows answered interactively" in live.summary()
+    embed = costs["embed", "batch"].billed.tokens.prompt
+    assert embed == sum((len(p) + 3) // 4 for p in df["prompt"][:30])  # ceil(chars / 4) a row
+
+
+KILLED_EMBED = KILLED.replace(
+    'batch_generate("prompt", config=gembatch.Config(model="gemini-2.5-flash"),',
+    'batch_embed("prompt",',
+).replace("range(200)", "range(300)")
+
+
+def test_embed_cost_of_an_interactive_run_finished_by_batch(tmp_path, monkeypatch):
+    """Rows answered interactively before the kill at the interactive rate, the rest at the batch
+    rate: each row counted once."""
+    assert "batch_embed" in KILLED_EMBED and "range(300)" in KILLED_EMBED
+    with Emulator(limits=Limits(latency_s=0.05)) as emu:
+        _point_at(emu, monkeypatch)
+        job_dir = tmp_path / "r"
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED_EMBED, str(job_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        answers = job_dir / "shards" / "000000" / "answers.jsonl"
+        deadline = time.monotonic() + 60
+        while not (answers.exists() and answers.read_bytes().count(b"\n") >= 1):
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        df = pl.DataFrame(
+            {
+                "id": [f"r{i:04d}" for i in range(300)],
+                "prompt": [f"Review {i}: fine" for i in range(300)],
+            }
+        )
+        out = gembatch.batch_embed(
+            df, "prompt", key="id", mode="batch", job_dir=job_dir, progress=False, cache=False,
+            options=FAST,
+        )  # fmt: skip
+    live = int((out["gemini_origin"] == "interactive").sum())
+    assert 0 < live < 300 and (out["gemini_status"] == "ok").all()
+    cost = gembatch.BatchRun.open(job_dir).cost()
+    assert cost.rows == {
+        "batch": 300 - live, "interactive": live, "dedup": 0, "cache": 0, "skipped": 0
+    }  # fmt: skip
+    tokens = (df["prompt"].str.len_chars() + 3) // 4
+    in_live = (out["gemini_origin"] == "interactive").to_list()
+    assert cost.live is not None
+    assert cost.live.tokens.prompt == tokens.filter(pl.Series(in_live)).sum()
+    assert cost.billed.tokens.prompt == tokens.filter(~pl.Series(in_live)).sum()
+    price = cost.live.interactive_usd + cost.billed.batch_usd
+    assert cost.spent_usd == pytest.approx(price) and cost.billed.batch_usd > 0
+
+
+def test_an_update_of_an_interrupted_interactive_run_does_not_finish_the_old_rows(
+    tmp_path, monkeypatch
+):
+    with Emulator(limits=Limits(latency_s=0.03)) as emu:
+        _point_at(emu, monkeypatch)
+        job_dir = tmp_path / "r"
+        _killed_after(job_dir, 30)
+        live = emu.stats()["calls"]["models.generate_content"]
+        new = _frame(200).with_columns(pl.col("prompt") + " (new)")
+        out = new.gemini.batch_generate(
+            "prompt", config=CFG, key="id", job_dir=job_dir, progress=False, cache=False,
+            options=FAST,
+        )  # fmt: skip
+        stats = emu.stats()
+    assert stats["calls"]["models.generate_content"] == live  # none of the old rows finished
+    assert stats["lines_processed"] == 200 and (out["gemini_status"] == "ok").all()
+    assert (out["gemini_origin"] == "batch").all()
