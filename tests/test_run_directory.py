@@ -11,6 +11,7 @@ import pytest
 
 import gembatch
 from gembatch import Config, Options
+from gembatch.emulator import Delays
 
 CFG = Config(model="gemini-2.5-flash")
 FILES = Options(poll_interval=0.01, max_poll_interval=0.05, shard_max_rows=5)
@@ -276,6 +277,24 @@ def test_going_back_to_an_earlier_input_reuses_every_retired_run(emu, tmp_path):
     back = _send(a, job_dir)
     assert emu.stats()["lines_processed"] - sent == 3  # nothing more
     assert back["gemini_text"].equals(first["gemini_text"]) and _own_answers(back)
+
+
+def test_an_update_sends_nothing_of_the_old_run_it_no_longer_needs(emu, tmp_path):
+    """The old run had one job in flight and two shards not sent yet (one job at a time; their
+    files uploaded): the update waits for the job (paid) but never creates jobs for the old
+    shards; only its own rows go."""
+    job_dir = tmp_path / "run"
+    emu.faults.add(Delays(running_s=0.3))
+    old = _frame(30).gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, progress=False, cache=False,
+        options=FILES.replace(shard_max_rows=10, max_jobs=1), wait=False,
+    )  # fmt: skip
+    states = [s.state.value for s in old._journal.shards]
+    assert states[0] == "submitted" and set(states[1:]) <= {"prepared", "uploaded"}, states
+    new = _frame(30).with_columns(pl.col("prompt") + " (new)")
+    out = _send(new, job_dir)
+    assert emu.stats()["lines_processed"] == 10 + 30  # the old job's 10, then the new 30
+    assert (out["gemini_status"] == "ok").all() and _own_answers(out)
 
 
 def test_a_handle_of_a_replaced_run_refuses_instead_of_undoing_the_update(emu, tmp_path):

@@ -203,6 +203,25 @@ class Run:
             changed += 1
         return changed
 
+    def drop_unsent(self) -> int:
+        """Let go of what is not sent yet (an update replaces this run): records not uploaded nor
+        created close without answers, interrupted interactive ones with the answers they have.
+        What is in flight is left to finish (it is paid for). The records closed."""
+        dropped = 0
+        for record in self.journal.records():
+            if record.mode == "live" and record.state is S.SUBMITTED:
+                self.live.hand_over(record, rest_by_batch=False)
+            elif record.state in (S.PREPARED, S.UPLOADED) and record.mode != "none":
+                self.store.write_bytes(record.path("results.jsonl"), b"")
+                self.journal.seal(record, "results.jsonl")
+                self.journal.move(record, S.FETCHED, note="not sent: replaced by an update")
+                if self._backend is not None:  # else left to the clean-up
+                    self._free_request_file(record)  # uploaded, never used
+            else:
+                continue
+            dropped += 1
+        return dropped
+
     def plan(
         self, *, table: PriceTable | None = None, strict: bool = False, exact: bool = False
     ) -> Plan:

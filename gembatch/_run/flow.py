@@ -446,6 +446,11 @@ def _retire(journal: Journal, call: Call, backend: Backend | None, changed: str)
     store, old_id = journal.store, journal.manifest.run_id
     old = Run(journal, backend, Options.from_dict(journal.manifest.options), retry=call.retry)
     if not old.done():
+        with journal.locked():
+            dropped = old.drop_unsent()  # the update sends what it still needs, once
+        if dropped:
+            logger.info("gembatch: %s: %s parts of the old run not sent", store.url, dropped)
+    if not old.done():
         if not call.wait:
             raise RunMismatchError(
                 f"The run directory {store.url!r} holds a run over other input ({changed}) that is "

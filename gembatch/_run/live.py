@@ -306,16 +306,18 @@ class LiveSender:
             return  # interrupted: sent again on resume
         self._close(record, answers, note=f"{len(answers)} answers (interactive)")
 
-    def hand_over(self, record: ShardRecord) -> None:
-        """An interrupted live record, now to be finished by batch: the answers it has become its
-        results, marked ``JOB_STATE_TO_BATCH`` so that the driver sends the rest by batch jobs
+    def hand_over(self, record: ShardRecord, *, rest_by_batch: bool = True) -> None:
+        """An interrupted live record, to be finished by batch (``rest_by_batch``) or not at all
+        (its run replaced by an update): the answers it has become its results; marked
+        ``JOB_STATE_TO_BATCH``, the driver sends the rest by batch jobs
         (:meth:`Run._maybe_resubmit`). Nothing answered is sent again."""
         answers = read_answers(self.run, record)
+        rest = "the rest by batch" if rest_by_batch else "the rest not sent (replaced)"
         self._close(
             record,
             answers,
-            note=f"{len(answers)} of {record.lines} answered interactively; the rest by batch",
-            job_state=TO_BATCH,
+            note=f"{len(answers)} of {record.lines} answered interactively; {rest}",
+            job_state=TO_BATCH if rest_by_batch else None,
         )
 
     def _close(
