@@ -32,7 +32,8 @@ lists them, ``gembatch gc`` removes the finished ones.
 ``--json`` (status, wait, cancel, run, estimate, cost, list, runs, gc, cleanup, cache) prints one
 JSON document on stdout, its keys listed in the command's ``--help``; everything else goes to
 stderr. A command that fails prints instead ``{"error": <the exception's class>, "message": ...,
-"exit_code": ...}`` (and the message on stderr).
+"exit_code": ...}`` (and the message on stderr); a usage error too (``"error": "UsageError"``,
+exit code 2), whenever ``--json`` is among the arguments.
 
 Exit codes: 0 success (the run is finished), 1 a gembatch error (a message on stderr, never a
 traceback; ``GEMBATCH_DEBUG=1`` shows one), 2 bad usage, 3 the run is not finished (``status``,
@@ -53,7 +54,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 
@@ -188,8 +189,33 @@ def _pilot(value: str) -> float:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors (exit 2) also print, when the command line asks for
+    ``--json``, one JSON object on stdout, as every other failure does: ``{"error": "UsageError",
+    "message": ..., "exit_code": 2}``. Its subcommands' parsers are of the same kind."""
+
+    def __init__(self, *args: Any, json_errors: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.json_errors = json_errors
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", functools.partial(_Parser, json_errors=self.json_errors))
+        return super().add_subparsers(**kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr, flush=True)
+        if self.json_errors:
+            doc = {"error": "UsageError", "message": message, "exit_code": EXIT_USAGE}
+            print(json.dumps(doc), file=sys.stdout, flush=True)
+        sys.exit(EXIT_USAGE)
+
+
+def _parser(*, json_errors: bool = False) -> argparse.ArgumentParser:
+    """The command line's parser; ``json_errors``: usage errors also print a JSON object on stdout
+    (``main`` asks for it when ``--json`` is among the arguments)."""
+    parser = _Parser(
+        json_errors=json_errors,
         prog="gembatch",
         description="Push a dataframe through the Gemini Batch API at batch price.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -1080,7 +1106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .emulator.__main__ import main as emulator_main
 
         return emulator_main(args_list[1:])
-    parser = _parser()
+    parser = _parser(json_errors="--json" in args_list)
     args = parser.parse_args(args_list)
     if args.command == "run" and args.out is None and not (args.no_wait or args.dry_run):
         args.usage_error(

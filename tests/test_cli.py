@@ -602,6 +602,39 @@ def test_json_commands_that_fail_print_a_json_error(emu, tmp_path, capsys, monke
     assert code == 0 and json.loads(out)["skipped"] == 1
 
 
+def test_usage_errors_with_json_print_one_json_object(tmp_path, capsys, monkeypatch):
+    """Exit 2 from argparse: the usage text on stderr as always, and with --json among the
+    arguments one JSON object on stdout, as the other failures print."""
+    monkeypatch.chdir(tmp_path)
+    pl.DataFrame({"id": ["a"], "review": ["ok"]}).write_parquet("in.parquet")
+    run = ["run", "in.parquet", "--prompt-col", "review", "--model", "gemini-2.5-flash", "--json"]
+    cases = [
+        (run, "--out"),  # required, checked after parsing
+        ([*run, "--out", "x.txt"], "argument --out"),
+        ([*run, "--out", "x.parquet", "--pilot", "0"], "argument --pilot"),
+        ([*run, "--out", "x.parquet", "--mode", "live"], "argument --mode"),
+        ([*run, "--out", "in.parquet"], "is the input file"),
+        (["status", "--json"], "job_dir"),  # a subcommand's parser
+        (["--json", "status", "nowhere"], "unrecognized arguments: --json"),
+        (["nonsense", "--json"], "invalid choice"),
+    ]
+    for argv, expected in cases:
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as refused:
+            cli.main(argv)
+        out, err = capsys.readouterr()
+        assert refused.value.code == 2, argv
+        doc = json.loads(out)
+        assert doc == {"error": "UsageError", "message": doc["message"], "exit_code": 2}
+        assert expected in doc["message"] and f"error: {doc['message']}" in err, (argv, err)
+        assert "usage: gembatch" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):  # without --json: stdout stays empty
+        cli.main(run[:-1])
+    out, err = capsys.readouterr()
+    assert out == "" and "--out" in err
+    assert not (tmp_path / ".gembatch").exists()  # nothing was run
+
+
 def test_the_cost_refusal_gives_cli_hints(emu, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     pl.DataFrame({"id": [1, 2], "p": ["x", "y"]}).write_csv("in.csv")
