@@ -297,6 +297,28 @@ def test_an_update_sends_nothing_of_the_old_run_it_no_longer_needs(emu, tmp_path
     assert (out["gemini_status"] == "ok").all() and _own_answers(out)
 
 
+@pytest.mark.parametrize("how", [{"dry_run": True}, {"wait": False}])
+def test_a_call_that_must_not_wait_leaves_a_running_old_run_untouched(emu, tmp_path, how):
+    job_dir = tmp_path / "run"
+    emu.faults.add(Delays(running_s=0.3))
+    opts = FILES.replace(shard_max_rows=10, max_jobs=1)
+    old = _frame(30).gemini.batch_generate(
+        "prompt", config=CFG, key="id", job_dir=job_dir, progress=False, cache=False,
+        options=opts, wait=False,
+    )  # fmt: skip
+    before = [s.state for s in old._journal.shards]
+    new = _frame(30).with_columns(pl.col("prompt") + " (new)")
+    with pytest.raises(gembatch.RunMismatchError, match="still running"):
+        new.gemini.batch_generate(
+            "prompt", config=CFG, key="id", job_dir=job_dir, progress=False, cache=False,
+            options=opts, **how,
+        )  # fmt: skip
+    assert not (job_dir / "history").exists()
+    assert [s.state for s in gembatch.BatchRun.open(job_dir)._journal.shards] == before
+    out = gembatch.BatchRun.open(job_dir, progress=False).result()  # the old run, whole
+    assert (out["gemini_status"] == "ok").all() and _own_answers(out)
+
+
 def test_a_handle_of_a_replaced_run_refuses_instead_of_undoing_the_update(emu, tmp_path):
     job_dir = tmp_path / "run"
     old = _frame(10).gemini.batch_generate(

@@ -203,6 +203,16 @@ class Run:
             changed += 1
         return changed
 
+    def in_flight(self) -> bool:
+        """Whether some of the run is on the service (a job created, or being created or uploaded):
+        what :meth:`drop_unsent` leaves to finish."""
+        return any(
+            S.UPLOADING.rank <= r.state.rank < S.FETCHED.rank
+            and r.state is not S.UPLOADED
+            and not (r.mode == "live" and r.state is S.SUBMITTED)
+            for r in self.journal.records()
+        )
+
     def drop_unsent(self) -> int:
         """Let go of what is not sent yet (an update replaces this run): records not uploaded nor
         created close without answers, interrupted interactive ones with the answers they have.

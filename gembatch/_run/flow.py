@@ -438,25 +438,28 @@ def check_same_run(manifest: Manifest, call: Call, spec: RequestSpec, where: str
 
 
 def _retire(journal: Journal, call: Call, backend: Backend | None, changed: str) -> ResultCache:
-    """Make way for an update: finish the old run (its answers are paid for), keep its answers in
-    ``history/<run id>/answers`` (request hash -> answer) and move its files under ``history/``."""
+    """Make way for an update: let go of what the old run never sent, finish what it has in flight
+    (paid for), keep its answers in ``history/<run id>/answers`` (request hash -> answer) and move
+    its files under ``history/``. A call that must not wait (``wait=False``, a dry run) is refused
+    while jobs are in flight, before anything changes."""
     from ..cache import ResultCache
     from ..progress import make_progress
 
     store, old_id = journal.store, journal.manifest.run_id
     old = Run(journal, backend, Options.from_dict(journal.manifest.options), retry=call.retry)
+    if old.in_flight() and (not call.wait or call.spend.dry_run):
+        raise RunMismatchError(
+            f"The run directory {store.url!r} holds a run over other input ({changed}) whose jobs "
+            "are still running. Hint: call with wait=True (and without dry_run) to finish them and "
+            f"update it (its answers are reused), or gembatch.BatchRun.open({store.url!r}).wait() "
+            "first."
+        )
     if not old.done():
         with journal.locked():
             dropped = old.drop_unsent()  # the update sends what it still needs, once
         if dropped:
             logger.info("gembatch: %s: %s parts of the old run not sent", store.url, dropped)
     if not old.done():
-        if not call.wait:
-            raise RunMismatchError(
-                f"The run directory {store.url!r} holds a run over other input ({changed}) that is "
-                "still running. Hint: call with wait=True to finish it and update it (its answers "
-                f"are reused), or gembatch.BatchRun.open({store.url!r}).wait() first."
-            )
         old.progress = make_progress(call.progress)
         with journal.locked():
             old.wait()
