@@ -11,7 +11,7 @@ import pytest
 
 import gembatch
 from gembatch import Config, Options
-from gembatch.emulator import Delays
+from gembatch.emulator import Delays, JobOutcome
 
 CFG = Config(model="gemini-2.5-flash")
 FILES = Options(poll_interval=0.01, max_poll_interval=0.05, shard_max_rows=5)
@@ -279,12 +279,16 @@ def test_going_back_to_an_earlier_input_reuses_every_retired_run(emu, tmp_path):
     assert back["gemini_text"].equals(first["gemini_text"]) and _own_answers(back)
 
 
-def test_an_update_sends_nothing_of_the_old_run_it_no_longer_needs(emu, tmp_path):
+@pytest.mark.parametrize("expires", [False, True])
+def test_an_update_sends_nothing_of_the_old_run_it_no_longer_needs(emu, tmp_path, expires):
     """The old run had one job in flight and two shards not sent yet (one job at a time; their
     files uploaded): the update waits for the job (paid) but never creates jobs for the old
-    shards; only its own rows go."""
+    shards, nor resends the old rows that job leaves unanswered (expired); only its own rows
+    go."""
     job_dir = tmp_path / "run"
     emu.faults.add(Delays(running_s=0.3))
+    if expires:
+        emu.faults.add(JobOutcome(state="EXPIRED", nth_job=1))
     old = _frame(30).gemini.batch_generate(
         "prompt", config=CFG, key="id", job_dir=job_dir, progress=False, cache=False,
         options=FILES.replace(shard_max_rows=10, max_jobs=1), wait=False,
@@ -293,7 +297,8 @@ def test_an_update_sends_nothing_of_the_old_run_it_no_longer_needs(emu, tmp_path
     assert states[0] == "submitted" and set(states[1:]) <= {"prepared", "uploaded"}, states
     new = _frame(30).with_columns(pl.col("prompt") + " (new)")
     out = _send(new, job_dir)
-    assert emu.stats()["lines_processed"] == 10 + 30  # the old job's 10, then the new 30
+    old_lines = 0 if expires else 10  # an expired job answers nothing
+    assert emu.stats()["lines_processed"] == old_lines + 30  # then the new 30, once
     assert (out["gemini_status"] == "ok").all() and _own_answers(out)
 
 

@@ -147,6 +147,9 @@ class Run:
         self._plain_429s: dict[str, int] = {}  # creates refused with a 429 naming no quota
         self._polled: dict[tuple[int, int], float] = {}  # (index, attempt) -> clock of last poll
         self._keep_outputs = False  # see outputs_kept
+        #: False for a run an update replaces: what its jobs leave unanswered is not sent again
+        #: (the update sends what its own input still needs).
+        self.resubmits = True
         self._outputs: dict[int, pl.DataFrame] = {}
 
     @property
@@ -952,7 +955,7 @@ class Run:
         """Send again, automatically, the unanswered rows of: an EXPIRED job; a job the watchdog
         cancelled (split in two); a job or result file that was lost; inline answers that came back
         without their keys (through a file); a create refused for some lines (the other rows)."""
-        if self._in_flight(shard):
+        if not self.resubmits or self._in_flight(shard):
             return False
         reason, parts = None, 1
         if any(r.job_state == "JOB_STATE_REFUSED" for r in fetched):

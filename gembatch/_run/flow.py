@@ -460,6 +460,7 @@ def _retire(journal: Journal, call: Call, backend: Backend | None, changed: str)
         if dropped:
             logger.info("gembatch: %s: %s parts of the old run not sent", store.url, dropped)
     if not old.done():
+        old.resubmits = False  # what its jobs leave unanswered, the update sends if still needed
         old.progress = make_progress(call.progress)
         with journal.locked():
             old.wait()
