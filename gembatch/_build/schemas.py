@@ -489,16 +489,17 @@ _NO_OPENAPI = (
     "unevaluatedProperties",
     "additionalItems",
 )
-_DROPPED_ANNOTATIONS = (
-    "$comment",
-    "$schema",
-    "$id",
-    "$anchor",
-    "deprecated",
-    "readOnly",
-    "writeOnly",
-    "discriminator",
-)
+#: Annotations the OpenAPI form has no field for (the rest it keeps, or rewrites).
+_DROPPED_ANNOTATIONS = ANNOTATIONS - {
+    "title",
+    "description",
+    "default",
+    "examples",
+    "example",
+    "propertyOrdering",
+    "$defs",
+    "definitions",
+}
 
 
 def to_openapi(json_schema: Any, *, lossy: bool = False) -> dict[str, Any]:
