@@ -20,7 +20,9 @@ characters) is written once per size, and each client runs in a child process of
 
 All three use the same model, poll every P seconds (``--peer-poll``; gembatch with
 ``poll_interval = max_poll_interval = P``), and gembatch runs with ``key="id"``, ``cache=False``,
-``progress=False`` and otherwise its default options. Figures per client process:
+``progress=False`` and otherwise its default options (``--peer-tier N``: ``Options(tier=N)``, whose
+larger enqueued-token limit cuts fewer, larger shards; by default the tier is unknown and shards
+are cut for tier 1's limit). Figures per client process:
 
 * CPU s: user + system CPU of the child from its start to the moment the call returned (its own
   ``getrusage`` of itself and of any children it waited for; interpreter start and imports
@@ -95,6 +97,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.5,
         help="peer: seconds between job polls, the same for every client (default 0.5)",
+    )
+    parser.add_argument(
+        "--peer-tier",
+        type=int,
+        choices=(1, 2, 3),
+        default=None,
+        help="peer: gembatch's Options(tier=N) (default: unset, gembatch's default: tier unknown, "
+        "shards cut for tier 1's enqueued-token limit; a higher tier cuts fewer, larger shards)",
     )
     parser.add_argument(
         "--peer-recipe-once",
@@ -178,13 +188,13 @@ def recipe(source: str, workdir: Path, poll: float) -> Any:
     return df.join(results, left_on="id", right_on="key", how="left", maintain_order="left")
 
 
-def _gembatch_options(poll: float) -> Any:
+def _gembatch_options(poll: float, tier: int | None = None) -> Any:
     import gembatch
 
-    return gembatch.Options(poll_interval=poll, max_poll_interval=poll)
+    return gembatch.Options(poll_interval=poll, max_poll_interval=poll, tier=tier)
 
 
-def in_memory(source: str, poll: float) -> Any:
+def in_memory(source: str, poll: float, tier: int | None = None) -> Any:
     """The same Parquet read into memory, then ``df.gemini.batch_generate``."""
     import polars as pl
 
@@ -197,11 +207,11 @@ def in_memory(source: str, poll: float) -> Any:
         key="id",
         cache=False,
         progress=False,
-        options=_gembatch_options(poll),
+        options=_gembatch_options(poll, tier),
     )
 
 
-def streaming(source: str, dest: str, poll: float) -> Any:
+def streaming(source: str, dest: str, poll: float, tier: int | None = None) -> Any:
     """``gembatch.batch_generate_parquet`` from the input Parquet to an output directory."""
     import gembatch
 
@@ -213,7 +223,7 @@ def streaming(source: str, dest: str, poll: float) -> Any:
         key="id",
         cache=False,
         progress=False,
-        options=_gembatch_options(poll),
+        options=_gembatch_options(poll, tier),
     )
 
 
@@ -247,9 +257,9 @@ def _child(spec: dict[str, Any]) -> int:
     if client == "recipe":
         out = recipe(source, Path.cwd(), poll)
     elif client == "in-memory":
-        out = in_memory(source, poll)
+        out = in_memory(source, poll, spec.get("tier"))
     else:
-        out = streaming(source, spec["output"], poll)
+        out = streaming(source, spec["output"], poll, spec.get("tier"))
     ended, cpu_total, hwm = time.time(), _cpu_now(), _vm_hwm()
     if client == "recipe":
         out.select(COMPARED).write_parquet(spec["answers"])
@@ -347,6 +357,7 @@ def _run(
         "output": str(workdir / "out"),
         "answers": str(workdir / "answers.parquet"),
         "poll": args.peer_poll,
+        "tier": args.peer_tier,
     }
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")]))
     env = {**emulator.env, "PYTHONPATH": path}
@@ -624,6 +635,8 @@ def run(args: argparse.Namespace) -> list[Row]:
     out: list[Row] = []
     with emulator:
         print(f"  [peer] one emulator for every run: {' '.join(emulator.args[1:])}", flush=True)
+        tier = "unknown (default)" if args.peer_tier is None else args.peer_tier
+        print(f"  [peer] gembatch's tier: {tier}", flush=True)
         for i, n in enumerate(sizes(args)):
             out.extend(_size(n, i == 0, args, emulator, work))
     return out

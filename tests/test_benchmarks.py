@@ -122,3 +122,20 @@ def test_peer_section_runs_the_guides_recipe_and_gembatch_and_prints_every_figur
             figures = line.split(who, 1)[1].split()
             assert len(figures) == 5 and "nan" not in line, line
     assert "same answers as the recipe: yes" in out and "differs" not in out, out
+
+
+def test_peer_tier_option_reaches_gembatchs_options():
+    """``--peer-tier N`` runs both gembatch clients with ``Options(tier=N)`` (fewer, larger shards
+    than the default's tier-1 cut); unset, gembatch's default (tier unknown) is used."""
+    import argparse
+
+    from benchmarks import peer
+
+    parser = argparse.ArgumentParser()
+    peer.add_arguments(parser)
+    assert parser.parse_args([]).peer_tier is None
+    assert parser.parse_args(["--peer-tier", "2"]).peer_tier == 2
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--peer-tier", "4"])
+    assert peer._gembatch_options(0.5).tier is None
+    assert peer._gembatch_options(0.5, 2).tier == 2
