@@ -186,6 +186,8 @@ def test_per_row_errors_missing_rows_and_skipped_rows(emu, tmp_path):
         progress=False,
     )
     assert out["gemini_status"].to_list() == ["ok", "error", "skipped", "ok", "error", "skipped"]
+    jobs = out["gemini_batch_job"].to_list()  # a skipped row was never sent: no job answered it
+    assert jobs[2] is None and jobs[5] is None and all(jobs[i] for i in (0, 1, 3, 4))
     assert out["gemini_error_code"].to_list()[:2] == [None, 13]  # gRPC INTERNAL
     assert out["gemini_error_status"].to_list()[:2] == [None, "INTERNAL"]
     assert out["gemini_error_message"][1]

@@ -340,7 +340,9 @@ def join_shard(
         .alias(origin)
     )
     joined = joined.with_columns(
-        pl.when((via == "cache") | (pl.col(origin) == "interactive"))
+        pl.when(pl.col(origin).is_null())  # a skipped row: no job ever saw it
+        .then(pl.lit(None, dtype=pl.Utf8))
+        .when((via == "cache") | (pl.col(origin) == "interactive"))
         .then(pl.col(job))
         .otherwise(pl.coalesce(pl.col(job), pl.lit(last.job_name, dtype=pl.Utf8)))
         .alias(job)
