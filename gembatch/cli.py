@@ -594,7 +594,7 @@ def _read(path: str) -> Any:
                 ) from exc
         return path  # streamed by gembatch
     readers: dict[str, tuple[str, Callable[[Any], Any]]] = {
-        ".csv": ("CSV", pl.read_csv),
+        ".csv": ("CSV", _read_csv),
         ".jsonl": ("JSON lines", pl.read_ndjson),
         ".ndjson": ("JSON lines", pl.read_ndjson),
         ".json": ("JSON", _read_json),
@@ -615,6 +615,14 @@ def _read(path: str) -> Any:
             f"{path!r} cannot be read as {label} ({type(exc).__name__}: {first}). Hint: the "
             f"format is told by the name; inputs: {_IN_FORMATS}."
         ) from exc
+
+
+def _read_csv(fh: Any) -> Any:
+    """A CSV as it is written: every column text (type guessing would send ``02139`` as ``2139``,
+    ``1e5`` as ``100000.0``, and merge keys ``007`` and ``7``)."""
+    import polars as pl
+
+    return pl.read_csv(fh, infer_schema=False)
 
 
 def _call_args(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:

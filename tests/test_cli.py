@@ -657,3 +657,13 @@ def test_estimate_without_a_job_dir_shows_no_temporary_directory(emu, tmp_path, 
     kept = str(tmp_path / "kept")
     code, doc = _json(capsys, "estimate", *ask, "--job-dir", kept)
     assert code == 0 and doc["job_dir"] == kept
+
+
+def test_a_csv_input_is_read_as_written(tmp_path):
+    """CSV columns are text, exactly as in the file: codes keep their leading zeros and exponent-like
+    text is not turned into a number (the prompt sent is the text the user sees)."""
+    path = tmp_path / "codes.csv"
+    path.write_text("id,zip,code\n007,02139,1e5\n7,00501,12\n")
+    frame = cli._read(str(path))
+    assert frame.schema == pl.Schema({"id": pl.Utf8, "zip": pl.Utf8, "code": pl.Utf8})
+    assert frame.rows() == [("007", "02139", "1e5"), ("7", "00501", "12")]
