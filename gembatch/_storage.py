@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -23,6 +24,8 @@ from typing import IO, Any
 
 import fsspec
 import polars as pl
+
+from .exceptions import ConfigError
 
 __all__ = [
     "DigestWriter",
@@ -417,29 +420,73 @@ def parquet_dataset(
     return ds.dataset(paths, filesystem=fs, format="parquet")
 
 
+_PART = re.compile(r"part-(\d{5,})\.parquet")
+#: Names of other formats: a Parquet dataset directory named like one is a mistake.
+_NOT_A_DIRECTORY = (
+    ".csv",
+    ".tsv",
+    ".json",
+    ".jsonl",
+    ".ndjson",
+    ".txt",
+    ".arrow",
+    ".feather",
+    ".ipc",
+    ".xlsx",
+    ".xls",
+    ".avro",
+    ".orc",
+    ".pq",
+    ".parq",
+)
+
+
 class OutputSink:
     """Writes a run's output shard by shard, never holding more than one row group in memory.
 
     ``dest`` ending in ``.parquet`` is one file, written to a temporary name and renamed into place
     when the last shard is in; any other ``dest`` is a dataset directory whose
-    ``part-00000.parquet``,
-    ... files appear (atomically) as their shards finish, while later shards are still running.
+    ``part-00000.parquet``, ... files appear (atomically) as their shards finish, while later shards
+    are still running. A directory must be new, empty, or hold only ``part-NNNNN.parquet`` files
+    (an earlier output): those this run does not rewrite are removed once its output is complete,
+    so the directory holds this run's rows alone. Anything else there, or a name of another format
+    (``scored.csv``), is refused when the sink is made (before anything is sent).
     """
 
     def __init__(self, dest: str | os.PathLike[str], shards: int, **storage_options: Any) -> None:
         dest = os.fspath(dest)
+        name = dest.rstrip("/").rsplit("/", 1)[-1].lower()
+        if not dest.endswith("/") and name.endswith(_NOT_A_DIRECTORY):
+            raise ConfigError(
+                f"The output {dest!r} names another format: gembatch writes Parquet. Hint: a path "
+                "ending in .parquet (one file) or a directory (a Parquet dataset); convert "
+                "afterwards, or use the CLI's --out, which writes CSV and JSON too."
+            )
         self.single = dest.endswith(".parquet")
         self.shards = shards
         self.written: set[int] = set()
         self._pending: dict[int, tuple[Directory, str]] = {}
         self._writer: Any = None
         self._tmp_ctx: Any = None
+        self._stale: list[str] = []  # part files of an earlier output (a directory's)
         if self.single:
             parent, name = dest.rsplit("/", 1) if "/" in dest else (".", dest)
             self.store = Directory(parent or "/", **storage_options)
             self.name = name
         else:
             self.store = Directory(dest, **storage_options)
+            entries = self.store.listdir()
+            foreign = [e for e in entries if not _PART.fullmatch(e) and not e.startswith(".")]
+            if foreign:
+                shown = ", ".join(foreign[:3]) + (
+                    f" (+{len(foreign) - 3} more)" if foreign[3:] else ""
+                )
+                raise ConfigError(
+                    f"The output directory {dest!r} holds files gembatch did not write ({shown}); "
+                    "its output would be mixed with them. Hint: write to a new or empty "
+                    "directory (or to a path ending in .parquet for one file)."
+                )
+            self._stale = [e for e in entries if _PART.fullmatch(e)]
             self.store.makedirs()
 
     def offer(self, index: int, source: Directory, rel: str) -> None:
@@ -459,6 +506,8 @@ class OutputSink:
                 with source.open(rel) as src, self.store.atomic_writer(part) as out:
                     shutil.copyfileobj(src, out, 8 << 20)
             self.written.add(index)
+            if len(self.written) == self.shards:
+                self.close()
             return
         self._pending[index] = (source, rel)
         while len(self.written) in self._pending:
@@ -477,6 +526,13 @@ class OutputSink:
             self.close()
 
     def close(self) -> None:
+        if not self.single:  # the output is complete: parts of an earlier, longer output go
+            mine = {f"part-{i:05d}.parquet" for i in self.written}
+            for name in self._stale:
+                if name not in mine:
+                    with contextlib.suppress(FileNotFoundError):
+                        self.store.remove(name)
+            self._stale = []
         if self.single and self._writer is not None:
             self._writer.close()
             self._tmp_ctx.__exit__(None, None, None)

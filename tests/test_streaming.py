@@ -175,3 +175,54 @@ def test_a_hive_partitioned_dataset_keeps_its_partition_columns(emu, tmp_path):
     out = pl.read_parquet(run.job_dir and tmp_path / "out.parquet")
     assert "p" in out.columns and sorted(out["p"].to_list()) == [1, 1, 2, 2]
     assert (out["gemini_status"] == "ok").all()
+
+
+def test_a_dataset_directory_holds_this_runs_rows_alone(emu, tmp_path):
+    """Writing into the directory of an earlier, longer output replaces it whole: its extra parts
+    are removed once the new output is complete (a reader of the directory saw old rows mixed in)."""
+    old, new = _frame(450), _frame(150).with_columns(pl.lit("new").alias("text"))
+    for name, frame in (("old", old), ("new", new)):
+        frame.write_parquet(tmp_path / f"{name}.parquet")
+        gembatch.batch_generate_parquet(
+            tmp_path / f"{name}.parquet",
+            tmp_path / "out",
+            prompt="text",
+            config=CFG,
+            key="id",
+            job_dir=tmp_path / f"run-{name}",
+            options=OPTS,
+            progress=False,
+        )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+    ]
+    out = pl.read_parquet(tmp_path / "out" / "*.parquet")
+    assert out.height == 150 and set(out["text"]) == {"new"}
+
+
+def test_outputs_that_would_mix_or_mislead_are_refused_before_anything_is_sent(emu, tmp_path):
+    """A directory holding files gembatch did not write, and a name of another format (a
+    "scored.csv" directory of Parquet parts), are refused before any upload."""
+    _frame(50).write_parquet(tmp_path / "in.parquet")
+    (tmp_path / "mixed").mkdir()
+    (tmp_path / "mixed" / "mine.parquet").write_bytes(b"user data")
+    for dest, match in (
+        (tmp_path / "mixed", "mine.parquet"),
+        (tmp_path / "scored.csv", "another format"),
+    ):
+        with pytest.raises(gembatch.ConfigError, match=match):
+            gembatch.batch_generate_parquet(
+                tmp_path / "in.parquet",
+                dest,
+                prompt="text",
+                config=CFG,
+                key="id",
+                job_dir=tmp_path / "run",
+                options=OPTS,
+                progress=False,
+            )
+    assert (tmp_path / "mixed" / "mine.parquet").read_bytes() == b"user data"
+    assert not (tmp_path / "scored.csv").exists()
+    stats = emu.stats()
+    assert stats["batches_created"] == 0 and stats["upload_sessions"] == 0
