@@ -372,3 +372,23 @@ def test_without_job_dir_running_the_same_cell_again_resumes(emu, tmp_path, monk
     runs = sorted(p.name for p in (tmp_path / ".gembatch" / "runs").iterdir())
     df.head(4).gemini.batch_generate("prompt", config=CFG, options=FAST, progress=False)
     assert len(list((tmp_path / ".gembatch" / "runs").iterdir())) == len(runs) + 1
+
+
+def test_a_model_that_cannot_do_the_work_is_refused_before_anything_is_sent(emu, tmp_path):
+    """An embedding model asked to generate (and a generation model asked to embed) is refused
+    from the methods the model lists, before any upload (the create failed with a bare 404 and
+    left the uploaded file behind)."""
+    frame = pl.DataFrame({"text": ["a", "b"]})
+    with pytest.raises(gembatch.ConfigError, match="batch_embed"):
+        frame.gemini.batch_generate(
+            "text",
+            config=gembatch.Config(model="gemini-embedding-001"),
+            job_dir=tmp_path / "g",
+            progress=False,
+        )
+    with pytest.raises(gembatch.ConfigError, match="embedding model"):
+        frame.gemini.batch_embed(
+            "text", model="gemini-2.5-flash", job_dir=tmp_path / "e", progress=False
+        )
+    stats = emu.stats()
+    assert stats["batches_created"] == 0 and stats["upload_sessions"] == 0

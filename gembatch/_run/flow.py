@@ -126,7 +126,8 @@ def start(call: Call) -> pl.DataFrame | BatchRun | Plan:
     spend = call.spend
     backend = _backend(call.client, call.retry, required=not spend.dry_run or spend.exact_tokens)
     if backend is not None and not spend.dry_run:
-        backend.check_model(call.spec.model)  # fail fast: no service, or no such model
+        backend.check_model(call.spec.model, methods=_methods(call))  # fail fast: no service,
+        # no such model, or one that cannot do this kind of work
     run = open_or_prepare(call, backend)
     if not spend.dry_run:
         with run.journal.locked():
@@ -138,6 +139,16 @@ def start(call: Call) -> pl.DataFrame | BatchRun | Plan:
             f"gembatch: interrupted. Nothing is lost and nothing will be paid twice: run the same "
             f"call again, or gembatch.BatchRun.open({run.store.url!r}).result(), to resume."
         ) from None
+
+
+def _methods(call: Call) -> tuple[str, ...]:
+    """The service methods the call may use (one of them must be the model's)."""
+    batch, live = (
+        ("asyncBatchEmbedContent", "embedContent")
+        if call.spec.kind == "embed"
+        else ("batchGenerateContent", "generateContent")
+    )
+    return {"batch": (batch,), "interactive": (live,)}.get(call.mode, (batch, live))
 
 
 def _carry_on(call: Call, run: Run) -> pl.DataFrame | BatchRun | Plan:

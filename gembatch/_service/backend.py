@@ -240,14 +240,19 @@ class Backend:
             raise translate(exc, what, base_url=self.base_url) from exc
 
     # -- models ----------------------------------------------------------------------------------
-    def check_model(self, model: str, *, timeout: float = 5.0) -> None:
+    def check_model(self, model: str, *, timeout: float = 5.0, methods: Sequence[str] = ()) -> None:
         """Fail fast, before anything is spent: the service must answer (within ``timeout`` seconds,
-        naming its URL when it does not) and know ``model`` (else a ConfigError with near names)."""
+        naming its URL when it does not) and know ``model`` (else a ConfigError with near names),
+        and the model must list one of ``methods`` (e.g. ``batchGenerateContent``) among its
+        supported ones when it lists any (an embedding model asked to generate is a ConfigError)."""
         where = self.base_url or "https://generativelanguage.googleapis.com"
+        found: list[Any] = []
 
         def go() -> None:
-            self.client.models.get(
-                model=model, config=types.GetModelConfig(http_options=self._http(timeout))
+            found.append(
+                self.client.models.get(
+                    model=model, config=types.GetModelConfig(http_options=self._http(timeout))
+                )
             )
 
         try:
@@ -270,6 +275,20 @@ class Backend:
                     status=exc.status,
                 ) from exc
             raise
+        actions = list(getattr(found[-1], "supported_actions", None) or []) if found else []
+        if methods and actions and not any(m in actions for m in methods):
+            name = model.removeprefix("models/")
+            embeds = any("embed" in a.lower() for a in actions)
+            raise ConfigError(
+                f"The model {name!r} cannot do this: it supports {', '.join(actions)}, not "
+                f"{' or '.join(methods)}. Nothing was sent. Hint: "
+                + (
+                    "an embedding model goes with batch_embed."
+                    if embeds
+                    else "a generation model goes with batch_generate; batch_embed needs an "
+                    "embedding model such as gemini-embedding-001."
+                )
+            )
 
     def _unknown_model(self, model: str) -> str:
         import difflib
