@@ -392,3 +392,32 @@ def test_a_model_that_cannot_do_the_work_is_refused_before_anything_is_sent(emu,
         )
     stats = emu.stats()
     assert stats["batches_created"] == 0 and stats["upload_sessions"] == 0
+
+
+def test_an_empty_per_row_system_instruction_is_refused_before_anything_is_sent(emu, tmp_path):
+    """A row's system instruction may be null (the shared one applies) but not empty: the service
+    refuses that request after it was paid to send."""
+    frame = pl.DataFrame(
+        {"id": ["a", "b", "c"], "q": ["x", "y", "z"], "sys": ["be terse", None, "  "]}
+    )
+    with pytest.raises(gembatch.InvalidPromptError, match=r"empty system instruction: row 2.*'c'"):
+        frame.gemini.batch_generate(
+            "q",
+            config=CFG,
+            key="id",
+            system_instruction="sys",
+            job_dir=tmp_path / "r",
+            progress=False,
+        )
+    stats = emu.stats()
+    assert stats["batches_created"] == 0 and stats["upload_sessions"] == 0
+    out = frame.head(2).gemini.batch_generate(
+        "q",
+        config=CFG,
+        key="id",
+        system_instruction="sys",
+        job_dir=tmp_path / "ok",
+        options=FAST,
+        progress=False,
+    )
+    assert out["gemini_status"].to_list() == ["ok", "ok"]

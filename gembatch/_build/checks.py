@@ -89,6 +89,7 @@ def check_inputs(
     columns_needed: Sequence[str],
     skip_null_prompts: bool = False,
     row_offset: int = 0,
+    system_instruction: pl.Expr | None = None,
 ) -> pl.Series:
     """Check the frame before anything is spent; return the Boolean ``send`` mask.
 
@@ -106,6 +107,8 @@ def check_inputs(
     blank = text.is_null() | ~text.str.contains(
         r"\S"
     )  # no copy of the text (strip_chars makes one)
+    if system_instruction is not None:
+        _check_system_instructions(frame, system_instruction, ~blank, keys, row_offset)
     if not blank.any():
         return pl.repeat(True, frame.height, dtype=pl.Boolean, eager=True).alias("send")
     if skip_null_prompts:
@@ -122,6 +125,28 @@ def check_inputs(
         f"{_rows_text(rows, len(idx))}{key_info}. Prompt: {prompt} (columns: {cols})."
         "\nHint: fill or drop those rows, or pass skip_null_prompts=True to skip them "
         "(they get status 'skipped' and cost nothing)."
+    )
+
+
+def _check_system_instructions(
+    frame: pl.DataFrame, expr: pl.Expr, sent: pl.Series, keys: pl.Series, row_offset: int
+) -> None:
+    """A row's own system instruction may be null (the shared one, if any, applies) but not empty
+    or blank: the service refuses such a request (INVALID_ARGUMENT), after it was paid to send."""
+    own = _as_text(_evaluate(frame, expr, "system_instruction"), expr)
+    empty = own.is_not_null() & ~own.str.contains(r"\S") & sent
+    if not empty.any():
+        return
+    idx = empty.arg_true()
+    rows = (idx.cast(pl.Int64) + row_offset).to_list()
+    key_info = f" (keys {_keys_text(keys.gather(idx[:_SHOWN]).to_list())})" if len(keys) else ""
+    cols = ", ".join(repr(c) for c in expr.meta.root_names()) or "none"
+    raise InvalidPromptError(
+        f"{len(idx):,} of {_count(frame.height, 'row', 'rows')} "
+        f"{'has' if len(idx) == 1 else 'have'} an empty system instruction: "
+        f"{_rows_text(rows, len(idx))}{key_info}. System instruction: {expr} (columns: {cols})."
+        "\nHint: use null where a row has no instruction of its own (the shared one, if any, "
+        "applies), or fill it."
     )
 
 

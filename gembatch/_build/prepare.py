@@ -96,6 +96,7 @@ def iter_checked(
             columns_needed=spec.columns_needed,
             skip_null_prompts=spec.skip_null_prompts,
             row_offset=start,
+            system_instruction=spec.system_instruction,
         )
         lines = _lines(spec, part, start)
         checks.check_sizes(
