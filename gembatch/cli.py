@@ -491,6 +491,11 @@ def _emit(args: argparse.Namespace, payload: Any, text: str) -> None:
 def _write(frame: Any, out: str, kind: str) -> None:
     import polars as pl
 
+    if type(frame).__module__.split(".")[0] == "pandas":  # a run of a pandas frame: its index
+        plain = type(frame.index).__name__ == "RangeIndex" and frame.index.name is None
+        frame = pl.from_pandas(frame, include_index=not plain)  # kept, unless the default one
+    elif not isinstance(frame, pl.DataFrame):  # a run of a pyarrow Table
+        frame = pl.from_arrow(frame)
     assert isinstance(frame, pl.DataFrame)
     if kind == "csv":  # CSV has no nested types: struct/list columns become JSON text
         nested = [n for n, t in frame.schema.items() if t.is_nested()]

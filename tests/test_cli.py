@@ -667,3 +667,16 @@ def test_a_csv_input_is_read_as_written(tmp_path):
     frame = cli._read(str(path))
     assert frame.schema == pl.Schema({"id": pl.Utf8, "zip": pl.Utf8, "code": pl.Utf8})
     assert frame.rows() == [("007", "02139", "1e5"), ("7", "00501", "12")]
+
+
+@pytest.mark.parametrize("kind", ["pandas", "arrow"])
+def test_results_of_a_pandas_or_arrow_run_write_every_format(tmp_path, kind):
+    """``gembatch results --out x.csv`` (and .json / .jsonl) of a run started from a pandas frame
+    or a pyarrow Table (it stopped with an AssertionError)."""
+    pytest.importorskip("pandas")
+    frame = pl.DataFrame({"id": ["a", "b"], "gemini_text": ["x", "y"]})
+    given = frame.to_pandas().set_index("id") if kind == "pandas" else frame.to_arrow()
+    for name, read in (("o.csv", pl.read_csv), ("o.jsonl", pl.read_ndjson), ("o.json", None)):
+        cli._write(given, str(tmp_path / name), cli._out_kind(name))
+        if read is not None:
+            assert read(tmp_path / name).rows() == [("a", "x"), ("b", "y")]
