@@ -18,7 +18,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["as_polars", "give_back"]
+__all__ = ["as_polars", "give_back", "with_results"]
 
 
 def as_polars(data: Any) -> tuple[Any, dict[str, Any]]:
@@ -32,9 +32,56 @@ def as_polars(data: Any) -> tuple[Any, dict[str, Any]]:
     if module == "pandas":
         import pyarrow as pa
 
-        table = pa.Table.from_pandas(data)  # a non-default index becomes columns, named in metadata
+        try:  # a non-default index becomes columns, named in the metadata
+            table = pa.Table.from_pandas(data)
+        except (pa.ArrowException, ValueError, TypeError) as exc:
+            raise _unconvertible(data, exc) from exc
         return pl.from_arrow(table), {"type": "pandas", "metadata": _encode(table.schema.metadata)}
     return data, {}
+
+
+def _unconvertible(data: Any, exc: Exception) -> Exception:
+    """An InputError naming the pandas columns Arrow cannot hold (e.g. ints and text mixed in one
+    object column): gembatch keeps every input column in its run directory, as Arrow."""
+    import pyarrow as pa
+
+    from .exceptions import InputError
+
+    bad = []
+    for name in data.columns:
+        try:
+            pa.array(data[name], from_pandas=True)
+        except (pa.ArrowException, ValueError, TypeError):
+            bad.append(str(name))
+    first = (str(exc).strip().splitlines() or [""])[0]
+    where = f"column {bad[0]!r}" if len(bad) == 1 else f"columns {bad!r}" if bad else "a column"
+    return InputError(
+        f"The pandas frame cannot be sent: {where} mixes values Arrow cannot hold in one column "
+        f"({first}). gembatch keeps every input column in its run directory. Hint: give the "
+        f"column one type (e.g. df[{(bad or ['col'])[0]!r}] = df[{(bad or ['col'])[0]!r}]"
+        ".astype(str)), or pass only the columns you need."
+    )
+
+
+def with_results(original: Any, out: Any, frame: dict[str, Any]) -> Any:
+    """The user's own pandas frame or pyarrow Table with the result columns of ``out`` (its
+    output, same rows in the same order) added: the input columns come back exactly as they went
+    in (categories and their order, dtypes, field metadata), not as a round trip through Arrow and
+    polars gives them. ``out`` itself when it cannot be lined up (another type or length)."""
+    kind = frame.get("type")
+    if kind == "arrow" and type(out) is type(original) and out.num_rows == original.num_rows:
+        table = original
+        for name in out.column_names:
+            if name not in original.column_names:
+                table = table.append_column(out.schema.field(name), out.column(name))
+        return table
+    if kind == "pandas" and type(out) is type(original) and len(out) == len(original):
+        result = original.copy(deep=False)
+        for name in out.columns:
+            if name not in original.columns:
+                result[name] = out[name].array  # by position: the rows are the input's
+        return result
+    return out
 
 
 def give_back(out: pl.DataFrame, frame: dict[str, Any]) -> Any:
@@ -47,7 +94,27 @@ def give_back(out: pl.DataFrame, frame: dict[str, Any]) -> Any:
     metadata = _decode(frame.get("metadata") or {})
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    return table.to_pandas() if kind == "pandas" else table
+    return _to_pandas(table, metadata) if kind == "pandas" else table
+
+
+def _to_pandas(table: Any, metadata: dict[bytes, bytes]) -> Any:
+    """The Table as pandas; gembatch's integer columns (codes, token counts) as pandas' nullable
+    integers (``Int32`` / ``Int64``), not floats with NaN for their nulls."""
+    import json
+
+    import pandas as pd
+    import pyarrow as pa
+
+    frame = table.to_pandas()
+    described = json.loads(metadata.get(b"pandas", b"{}") or b"{}")
+    given = {c.get("field_name") for c in described.get("columns", [])}
+    for field in table.schema:
+        if field.name not in given and pa.types.is_integer(field.type):
+            bits = field.type.bit_width
+            own = pa.table([table.column(field.name)], names=["c"])
+            mapper = {field.type: pd.api.types.pandas_dtype(f"Int{bits}")}.get
+            frame[field.name] = own.to_pandas(types_mapper=mapper)["c"].array
+    return frame
 
 
 def _encode(metadata: dict[bytes, bytes] | None) -> dict[str, str]:

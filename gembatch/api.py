@@ -23,7 +23,7 @@ import polars as pl
 from ._build.lines import MediaParts
 from ._build.sources import as_source
 from ._build.spec import RequestSpec
-from ._frames import as_polars, give_back
+from ._frames import as_polars, give_back, with_results
 from ._run import Call, Spend, start
 from .config import Config, EmbedConfig, Options, RetryPolicy
 from .exceptions import ConfigError
@@ -49,6 +49,14 @@ Mode = Literal["batch", "interactive", "auto"]
 MODES: tuple[str, ...] = ("batch", "interactive", "auto")
 #: Default vector sizes of the embedding models, when output_dimensionality is not given.
 EMBED_DIMENSIONS = {"gemini-embedding-001": 3072, "text-embedding-004": 768, "embedding-001": 768}
+
+
+def _given_back(original: Any, out: Any, frame: dict[str, Any]) -> Any:
+    """The call's output in the type of its input; a pandas frame or pyarrow Table with the result
+    columns added to the user's own object (its columns exactly as they were)."""
+    if isinstance(out, pl.DataFrame):
+        out = give_back(out, frame)
+    return with_results(original, out, frame)
 
 
 def _as_expr(value: str | pl.Expr, what: str) -> pl.Expr:
@@ -279,7 +287,7 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     """
     if not isinstance(config, Config):
         raise ConfigError(f"config must be a gembatch.Config (got {type(config).__name__}).")
-    data, frame = as_polars(data)
+    original, (data, frame) = data, as_polars(data)
     prompt_expr = _as_expr(prompt, "prompt")
     sys_expr = (
         None if system_instruction is None else _as_expr(system_instruction, "system_instruction")
@@ -332,7 +340,7 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
         mode=_mode(mode),
     )
     out = start(call)
-    return give_back(out, frame) if isinstance(out, pl.DataFrame) else out
+    return _given_back(original, out, frame)
 
 
 @overload
@@ -428,7 +436,7 @@ def batch_embed(
     cfg = EmbedConfig(
         model=model, task_type=task_type, output_dimensionality=output_dimensionality, title=title
     )
-    data, frame = as_polars(data)
+    original, (data, frame) = data, as_polars(data)
     text_expr = _as_expr(text, "text")
     spec = RequestSpec(
         kind="embed",
@@ -461,7 +469,7 @@ def batch_embed(
         mode=_mode(mode),
     )
     out = start(call)
-    return give_back(out, frame) if isinstance(out, pl.DataFrame) else out
+    return _given_back(original, out, frame)
 
 
 def plan(

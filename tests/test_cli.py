@@ -660,8 +660,8 @@ def test_estimate_without_a_job_dir_shows_no_temporary_directory(emu, tmp_path, 
 
 
 def test_a_csv_input_is_read_as_written(tmp_path):
-    """CSV columns are text, exactly as in the file: codes keep their leading zeros and exponent-like
-    text is not turned into a number (the prompt sent is the text the user sees)."""
+    """CSV columns are text, exactly as in the file: codes keep their leading zeros and
+    exponent-like text is not turned into a number (the prompt sent is the text the user sees)."""
     path = tmp_path / "codes.csv"
     path.write_text("id,zip,code\n007,02139,1e5\n7,00501,12\n")
     frame = cli._read(str(path))

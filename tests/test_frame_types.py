@@ -129,3 +129,47 @@ def test_float_keys_and_unstorable_columns_are_refused_before_spend(emu, tmp_pat
             "prompt", config=CFG, options=FAST, progress=False, job_dir=tmp_path / "i"
         )
     assert emu.stats()["calls"].get("batches.create", 0) == 0
+
+
+def test_input_columns_come_back_exactly_as_they_went_in(emu, tmp_path):
+    """pandas: an ordered Categorical keeps its order and unused categories, the integer result
+    columns are nullable integers (not float64); Arrow: field types, metadata and non-null flags
+    are the Table's own (a round trip through polars changed them)."""
+    size = pd.Categorical(["small", "large"], categories=["small", "large", "xl"], ordered=True)
+    pdf = pd.DataFrame({"prompt": ["a", "b"], "size": size})
+    out = pdf.gemini.batch_generate(
+        "prompt", config=CFG, options=FAST, progress=False, job_dir=tmp_path / "p"
+    )
+    assert out["size"].dtype == pdf["size"].dtype and out["size"].cat.ordered
+    assert str(out["gemini_error_code"].dtype) == "Int32"
+    assert str(out["gemini_total_tokens"].dtype) == "Int64"
+    schema = pa.schema(
+        [
+            pa.field("prompt", pa.string(), nullable=False, metadata={"about": "the question"}),
+            pa.field("tag", pa.dictionary(pa.int8(), pa.string())),
+            pa.field("t", pa.time64("us")),
+        ]
+    )
+    table = pa.table(
+        {
+            "prompt": ["x", "y"],
+            "tag": pa.array(["u", "v"]).dictionary_encode().cast(schema.field("tag").type),
+            "t": pa.array([1, 2], pa.time64("us")),
+        },
+        schema=schema,
+    )
+    got = gembatch.batch_generate(
+        table, "prompt", config=CFG, job_dir=tmp_path / "a", options=FAST, progress=False
+    )
+    for name in schema.names:
+        assert got.schema.field(name).equals(schema.field(name), check_metadata=True)
+    assert got.column("gemini_status").to_pylist() == ["ok", "ok"]
+
+
+def test_a_pandas_column_arrow_cannot_hold_is_named_before_spend(emu, tmp_path):
+    pdf = pd.DataFrame({"prompt": ["a", "b"], "notes": [12, "see ticket"]})
+    with pytest.raises(gembatch.InputError, match=r"column 'notes'.*astype\(str\)"):
+        pdf.gemini.batch_generate(
+            "prompt", config=CFG, options=FAST, progress=False, job_dir=tmp_path / "m"
+        )
+    assert emu.stats()["calls"].get("batches.create", 0) == 0

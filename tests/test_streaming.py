@@ -179,7 +179,8 @@ def test_a_hive_partitioned_dataset_keeps_its_partition_columns(emu, tmp_path):
 
 def test_a_dataset_directory_holds_this_runs_rows_alone(emu, tmp_path):
     """Writing into the directory of an earlier, longer output replaces it whole: its extra parts
-    are removed once the new output is complete (a reader of the directory saw old rows mixed in)."""
+    are removed once the new output is complete (a reader of the directory saw old rows mixed
+    in)."""
     old, new = _frame(450), _frame(150).with_columns(pl.lit("new").alias("text"))
     for name, frame in (("old", old), ("new", new)):
         frame.write_parquet(tmp_path / f"{name}.parquet")
