@@ -29,7 +29,7 @@ from ._money.estimate import local_tokens
 from ._money.report import RunCost, run_cost
 from ._run import Run
 from ._state.journal import Journal
-from ._state.records import HASH, KEY, ShardRecord, ShardState
+from ._state.records import HASH, KEY, TOKENS, ShardRecord, ShardState
 from ._storage import Directory, OutputSink
 from .config import Options, RetryPolicy
 from .exceptions import (
@@ -305,13 +305,23 @@ class BatchRun:
 
     def _embed_tokens(self, shard: ShardRecord) -> pl.DataFrame:
         """Embedding answers carry no token counts: each row's request, estimated locally, stands
-        in, whichever way the row was answered (a ``dup`` row takes its sender's estimate; a cached
-        or skipped row, with no request line here, counts 0). One row per output row, beside its
-        ``{prefix}origin``."""
+        in, whichever way the row was answered (the estimate prepare kept for every row, so a
+        cached or ``dup`` row counts what it would have cost, a skipped one 0; a run directory
+        older than that estimate reads it from the request lines: cached rows then count 0). One
+        row per output row, beside its ``{prefix}origin``."""
         prefix = self._options.prefix
         store = self._journal.store
         out = store.read_parquet(shard.path("output.parquet"), columns=[f"{prefix}origin"])
-        keys = store.read_parquet(shard.path("keys.parquet"), columns=[KEY, HASH])
+        kept = store.read_parquet(shard.path("keys.parquet"))
+        if TOKENS in kept.columns:
+            return pl.concat(
+                [out, kept.select(pl.col(TOKENS).fill_null(0).alias(f"{prefix}prompt_tokens"))],
+                how="horizontal",
+            ).with_columns(
+                pl.lit(0, dtype=pl.Int64).alias(f"{prefix}{n}_tokens")
+                for n in ("output", "thoughts", "cached")
+            )
+        keys = kept.select(KEY, HASH)
         lines = (
             store.read_lines(shard.path("requests.jsonl"))
             if shard.lines

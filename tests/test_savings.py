@@ -321,3 +321,20 @@ def test_retry_failed_refans_the_new_answer_to_duplicates(emu, tmp_path):
     assert out["gemini_text"][:3].n_unique() == 1 and out["gemini_text"][3:].n_unique() == 1
     assert out["gemini_origin"].to_list() == ["batch", "dedup", "dedup"] * 2
     assert _sent(emu) == 4
+
+
+def test_embeddings_from_the_cache_count_what_they_saved(emu, tmp_path):
+    """Embedding answers carry no token counts: a row the cache answered counts its own local
+    estimate as saved (it counted 0 tokens and $0), as it was billed when it was sent."""
+    df = pl.DataFrame({"id": range(20), "text": [f"text number {i} " * 5 for i in range(20)]})
+    where = tmp_path / "cache"
+    costs = []
+    for name in ("first", "again"):
+        df.gemini.batch_embed(
+            "text", key="id", job_dir=tmp_path / name, options=FAST, progress=False, cache=where
+        )
+        costs.append(gembatch.BatchRun.open(tmp_path / name).cost())
+    first, again = costs
+    assert again.rows["cache"] == 20 and again.billed.tokens.prompt == 0
+    assert again.reused.tokens.prompt == first.billed.tokens.prompt > 0
+    assert again.reused.batch_usd == pytest.approx(first.billed.batch_usd)

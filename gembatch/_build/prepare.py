@@ -29,7 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 import polars as pl
 
 from .._state.journal import seal_file
-from .._state.records import HASH, KEY, SEND, VIA, Fingerprint, ShardRecord
+from .._state.records import HASH, KEY, SEND, TOKENS, VIA, Fingerprint, ShardRecord
 from .._storage import DigestWriter, Directory
 from ..config import Options
 from ..exceptions import ResultWarning
@@ -102,16 +102,18 @@ def iter_checked(
         checks.check_sizes(
             lines, max_request_bytes=options.max_request_bytes, row_offset=start, send_mask=mask
         )
+        nbytes = pl.when(mask).then(ln.request_bytes(lines).cast(pl.Int64)).otherwise(0)
+        tokens = pl.when(mask).then(spec.tokens(part)).otherwise(0)
+        lines = lines.with_columns(nbytes.alias("nbytes"), tokens.alias("tokens"))
         keys = pl.DataFrame(
             [
                 lines["key"].alias(KEY),
                 mask.alias(SEND),
                 *([lines["hash"].alias(HASH)] if "hash" in lines.columns else []),
+                lines["tokens"].cast(pl.Int64).alias(TOKENS),
             ]
         )
-        nbytes = pl.when(mask).then(ln.request_bytes(lines).cast(pl.Int64)).otherwise(0)
-        tokens = pl.when(mask).then(spec.tokens(part)).otherwise(0)
-        yield part, keys, lines.with_columns(nbytes.alias("nbytes"), tokens.alias("tokens"))
+        yield part, keys, lines
         start += part.height
 
 

@@ -53,6 +53,7 @@ FORMAT_VERSION = 2
 #: of an earlier row of the shard), ``cache`` (the result cache), null when skipped. They never
 #: share the user's frame.
 KEY, HASH, SEND, VIA = "key", "hash", "send", "via"
+TOKENS = "tokens"  # keys.parquet: each row's input tokens, estimated locally (0: not sent)
 
 
 class ShardState(str, enum.Enum):
