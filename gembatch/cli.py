@@ -537,7 +537,14 @@ def _template(template: str) -> Any:
                 parts.append(pl.lit(literal))
             if field is None:
                 continue
-            if not field.strip() or spec or conversion:
+            if spec or conversion:
+                extra = ("!" + conversion if conversion else "") + (":" + spec if spec else "")
+                shown = f"{{{field}{extra}}}"
+                raise ValueError(
+                    f"{shown}: formats and conversions are not supported, only {{{field}}} (the "
+                    "column's value as text); format the column before the run"
+                )
+            if not field.strip():
                 raise ValueError(f"{{{field}}} is not a column name")
             parts.append(pl.col(field.strip()).cast(pl.Utf8))
     except ValueError as exc:
@@ -1181,7 +1188,8 @@ _HINTS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (r"\bmax_cost=", "--max-cost ", ("run",)),
     (r"\bmax_cost\b", "--max-cost", ("run",)),
     (r"pass skip_null_prompts=True", "pass --skip-null-prompts", _RUN_ESTIMATE),
-    (r"\b(pass|or) key=None", r"\1 leave out --key", _RUN_ESTIMATE),
+    (r"\bpass key=None", "leave out --key", _RUN_ESTIMATE),
+    (r"\bor key=None", "or leave out --key", _RUN_ESTIMATE),
     (r"pass backend=\S+, or exact=False", "leave out --exact", ("estimate",)),
 )
 _QUOTED = r"""('[^']*'|"[^"]*")"""  # a Python string literal: a run directory in a hint

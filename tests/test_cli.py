@@ -680,3 +680,17 @@ def test_results_of_a_pandas_or_arrow_run_write_every_format(tmp_path, kind):
         cli._write(given, str(tmp_path / name), cli._out_kind(name))
         if read is not None:
             assert read(tmp_path / name).rows() == [("a", "x"), ("b", "y")]
+
+
+def test_cli_messages_say_what_is_wrong():
+    """A template format spec is named as such (it said "{price} is not a column name"), and the
+    key hints read as CLI advice ("pass leave out --key" before)."""
+    with pytest.raises(gembatch.ConfigError, match=r"\{price:\.2f\}: formats and conversions"):
+        cli._template("Price {price:.2f}")
+    with pytest.raises(gembatch.ConfigError, match=r"\{p!r\}: formats"):
+        cli._template("{p!r}")
+    args = cli._parser().parse_args(["run", "x.csv", "--prompt-col", "p", "--model", "m"])
+    said = cli._cli_hints(args, "Hint: fill them, or pass key=None to key by position.")
+    assert said.endswith("or leave out --key to key by position.")
+    said = cli._cli_hints(args, "Hint: pass key=None to key by position.")
+    assert said.endswith("Hint: leave out --key to key by position.")

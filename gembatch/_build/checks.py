@@ -120,7 +120,7 @@ def check_inputs(
     key_info = f" (keys {_keys_text(keys.gather(idx[:_SHOWN]).to_list())})" if key_column else ""
     cols = ", ".join(repr(c) for c in prompt.meta.root_names()) or "none"
     raise InvalidPromptError(
-        f"{len(idx):,} of {_count(frame.height, 'row', 'rows')} "
+        f"{len(idx):,} of {_scope(frame.height, row_offset)} "
         f"{'has' if len(idx) == 1 else 'have'} a null or empty prompt ({what}): "
         f"{_rows_text(rows, len(idx))}{key_info}. Prompt: {prompt} (columns: {cols})."
         "\nHint: fill or drop those rows, or pass skip_null_prompts=True to skip them "
@@ -142,12 +142,19 @@ def _check_system_instructions(
     key_info = f" (keys {_keys_text(keys.gather(idx[:_SHOWN]).to_list())})" if len(keys) else ""
     cols = ", ".join(repr(c) for c in expr.meta.root_names()) or "none"
     raise InvalidPromptError(
-        f"{len(idx):,} of {_count(frame.height, 'row', 'rows')} "
+        f"{len(idx):,} of {_scope(frame.height, row_offset)} "
         f"{'has' if len(idx) == 1 else 'have'} an empty system instruction: "
         f"{_rows_text(rows, len(idx))}{key_info}. System instruction: {expr} (columns: {cols})."
         "\nHint: use null where a row has no instruction of its own (the shared one, if any, "
         "applies), or fill it."
     )
+
+
+def _scope(height: int, row_offset: int) -> str:
+    """The rows checked: all of them, or (a slice of a streamed input) which ones."""
+    if not row_offset:
+        return _count(height, "row", "rows")
+    return f"the {height:,} rows from row {row_offset:,}"
 
 
 def check_keys(frame: pl.DataFrame, key_column: str, row_offset: int = 0) -> pl.Series:
