@@ -424,7 +424,7 @@ def test_null_and_blank_prompts_named_by_row_and_key():
     with pytest.raises(InvalidPromptError) as info:
         _check(frame, key_column="id", row_offset=10)
     message = str(info.value)
-    assert "5 of 10 rows" in message and "rows 11, 12, 13, 15, 19" in message
+    assert "5 of the 10 rows from row 10" in message and "rows 11, 12, 13, 15, 19" in message
     assert "'b', 'c', 'd', 'f', 'j'" in message and "'p'" in message
     assert "skip_null_prompts=True" in message
     mask = _check(frame, key_column="id", skip_null_prompts=True)
