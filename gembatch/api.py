@@ -374,8 +374,9 @@ def batch_generate_parquet(
 ) -> BatchRun | Plan:
     """Parquet in, Parquet out, with flat memory: the streaming form of :func:`batch_generate`.
 
-    ``source`` is a Parquet file, a glob or a dataset directory; ``dest`` a ``.parquet`` file or a
-    dataset directory (local paths or fsspec URLs). The input is read in bounded slices, written
+    ``source`` is a Parquet file, a glob or a dataset directory, or a JSON lines file (``.jsonl``
+    / ``.ndjson``); ``dest`` a ``.parquet`` file or a dataset directory (local paths or fsspec
+    URLs). The input is read in bounded slices, written
     into request shards, and the output is written shard by shard as jobs finish. Other keyword
     arguments are those of :func:`batch_generate`; ``dry_run=True`` returns the run's
     :class:`~gembatch.Plan` (nothing is sent, nothing written to ``dest``).

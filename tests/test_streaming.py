@@ -227,3 +227,40 @@ def test_outputs_that_would_mix_or_mislead_are_refused_before_anything_is_sent(e
     assert not (tmp_path / "scored.csv").exists()
     stats = emu.stats()
     assert stats["batches_created"] == 0 and stats["upload_sessions"] == 0
+
+
+def test_a_jsonl_source_streams_and_a_dataset_whose_files_disagree_is_named(emu, tmp_path):
+    """A JSON lines file is an input like a Parquet one (a raw ArrowInvalid before); a dataset
+    file whose column types disagree with the others is named, with the columns, before any
+    upload."""
+    frame = _frame(120)
+    frame.write_ndjson(tmp_path / "in.jsonl")
+    run = gembatch.batch_generate_parquet(
+        tmp_path / "in.jsonl",
+        tmp_path / "out.parquet",
+        prompt="text",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / "run",
+        options=OPTS,
+        progress=False,
+    )
+    out = pl.read_parquet(tmp_path / "out.parquet")
+    assert run.done() and out["id"].to_list() == frame["id"].to_list()
+    assert (out["gemini_status"] == "ok").all()
+    (tmp_path / "ds").mkdir()
+    frame.head(3).write_parquet(tmp_path / "ds" / "a.parquet")
+    frame.tail(2).with_columns(pl.col("x") + 0.5).write_parquet(tmp_path / "ds" / "b.parquet")
+    before = emu.stats()["upload_sessions"]
+    with pytest.raises(gembatch.InputError, match=r"b\.parquet.*x \(double there, int64"):
+        gembatch.batch_generate_parquet(
+            tmp_path / "ds",
+            tmp_path / "out2.parquet",
+            prompt="text",
+            config=CFG,
+            key="id",
+            job_dir=tmp_path / "run2",
+            options=OPTS,
+            progress=False,
+        )
+    assert emu.stats()["upload_sessions"] == before

@@ -107,7 +107,9 @@ class ParquetSource(Source):
                 if reader.schema_arrow == schema:
                     batches: Iterator[pa.RecordBatch] = reader.iter_batches(batch_size=rows)
                 else:  # columns in another order or missing: the dataset's unified schema
-                    batches = iter(fragment.to_batches(schema=schema, batch_size=rows))
+                    batches = _disagreeing(
+                        fragment.path, reader.schema_arrow, schema, fragment, rows
+                    )
                 for batch in batches:
                     if batch.num_rows:
                         empty = False
@@ -156,6 +158,27 @@ class ParquetSource(Source):
         return int(self.dataset.count_rows())
 
 
+def _disagreeing(path: str, own: Any, schema: Any, fragment: Any, rows: int) -> Iterator[Any]:
+    """A file's batches in the dataset's schema (taken from its first file); an InputError naming
+    the file and the columns whose types disagree when its values do not fit."""
+    import pyarrow as pa
+
+    try:
+        yield from fragment.to_batches(schema=schema, batch_size=rows)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
+        differ = [
+            f"{f.name} ({f.type} there, {schema.field(f.name).type} in the dataset)"
+            for f in own
+            if f.name in schema.names and f.type != schema.field(f.name).type
+        ]
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(
+            f"The input file {path!r} disagrees with the rest of the dataset on "
+            f"{', '.join(differ) or 'its column types'}: {first}. Nothing was sent. Hint: give "
+            "every file the same column types (e.g. cast and rewrite that file)."
+        ) from exc
+
+
 class LazySource(Source):
     """A LazyFrame, collected one bounded slice at a time (slice pushdown keeps scans cheap)."""
 
@@ -175,6 +198,22 @@ class LazySource(Source):
         return self.frame.select(name).collect().get_column(name)
 
 
+def _jsonl_source(path: str, storage_options: dict[str, Any] | None) -> Source:
+    """JSON lines, one object per row, scanned by polars (types from every line, so a value that
+    appears late counts) and read in slices like any lazy frame."""
+    try:
+        frame = pl.scan_ndjson(path, storage_options=storage_options, infer_schema_length=None)
+        return LazySource(frame)
+    except FileNotFoundError as exc:
+        raise InputError(f"No input file {path!r}. Hint: check the path.") from exc
+    except pl.exceptions.PolarsError as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise InputError(
+            f"{path!r} cannot be read as JSON lines ({first}). Hint: one JSON object per line, "
+            "the same fields in each (or convert it to Parquet)."
+        ) from exc
+
+
 def as_source(
     data: Any, storage_options: dict[str, Any] | None = None, *, glob: bool | None = None
 ) -> Source:
@@ -185,6 +224,8 @@ def as_source(
     if isinstance(data, pl.LazyFrame):
         return LazySource(data)
     if isinstance(data, (str, os.PathLike)):
+        if os.fspath(data).lower().endswith((".jsonl", ".ndjson")):
+            return _jsonl_source(os.fspath(data), storage_options)
         return ParquetSource(data, storage_options, glob=glob)
     raise InputError(
         "gembatch takes a polars DataFrame or LazyFrame, or a Parquet path (got "
