@@ -85,8 +85,9 @@ for _name, _fn in (
 
 
 def register() -> None:
-    """Register the namespace on polars DataFrame and LazyFrame, and on pandas DataFrame when pandas
-    is already imported (``import gembatch.pandas`` registers it explicitly)."""
+    """Register the namespace on polars DataFrame and LazyFrame, and on pandas DataFrame: at once
+    when pandas is imported already, else when it is (``import gembatch.pandas`` registers it
+    explicitly)."""
     import sys
     import warnings
 
@@ -99,6 +100,45 @@ def register() -> None:
             register_ns("gemini")(GeminiFrameNamespace)
     if "pandas" in sys.modules:
         register_pandas()
+    elif not any(isinstance(f, _WhenPandasImported) for f in sys.meta_path):
+        sys.meta_path.insert(0, _WhenPandasImported())  # pandas imported after gembatch
+
+
+class _WhenPandasImported:
+    """An import hook: when pandas is imported after gembatch (the order isort gives), its
+    DataFrames get ``.gemini`` as soon as pandas is loaded, as when it was imported first. It
+    leaves ``sys.meta_path`` once pandas is loaded (a mere lookup of pandas' spec leaves it on)."""
+
+    def __init__(self) -> None:
+        self._looking = False
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        import importlib.util
+        import sys
+
+        if name != "pandas" or self._looking:
+            return None
+        self._looking = True
+        try:  # what the other finders find
+            spec = importlib.util.find_spec(name)
+        finally:
+            self._looking = False
+        loader = getattr(spec, "loader", None)
+        run = getattr(loader, "exec_module", None)
+        if run is None:
+            return spec
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            try:
+                register_pandas()
+            except Exception:  # noqa: BLE001 - never break the user's import of pandas
+                pass
+
+        loader.exec_module = exec_module  # type: ignore[union-attr]  # this spec's loader only
+        return spec
 
 
 def register_pandas() -> None:

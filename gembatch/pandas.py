@@ -1,5 +1,6 @@
-"""``import gembatch.pandas`` registers ``pd.DataFrame.gemini`` (``import gembatch`` does it too
-when pandas was imported first). Needs pandas (``pip install 'gembatch[pandas]'``).
+"""``import gembatch.pandas`` registers ``pd.DataFrame.gemini`` (``import gembatch`` does it too:
+at once when pandas is imported already, else as soon as pandas is). Needs pandas
+(``pip install 'gembatch[pandas]'``).
 
 >>> import pandas as pd
 >>> import gembatch.pandas

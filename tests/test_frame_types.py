@@ -173,3 +173,23 @@ def test_a_pandas_column_arrow_cannot_hold_is_named_before_spend(emu, tmp_path):
             "prompt", config=CFG, options=FAST, progress=False, job_dir=tmp_path / "m"
         )
     assert emu.stats()["calls"].get("batches.create", 0) == 0
+
+
+def test_pandas_imported_after_gembatch_gets_the_accessor():
+    """``import gembatch`` then ``import pandas`` (isort's order) gives ``pd.DataFrame.gemini``
+    too (an AttributeError before), without gembatch importing pandas itself."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, importlib.util\n"
+        "import gembatch\n"
+        "assert 'pandas' not in sys.modules\n"
+        "importlib.util.find_spec('pandas')\n"  # a mere lookup does not use the hook up
+        "import pandas as pd\n"
+        "print(hasattr(pd.DataFrame({'a': [1]}), 'gemini'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
