@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import itertools
 import os
 import warnings
 from collections import Counter
@@ -290,6 +291,16 @@ class BatchRun:
             frames = (self._embed_tokens(s) for s in joined)
         else:
             frames = (self._journal.store.read_parquet(s.path("output.parquet")) for s in joined)
+        unkeyed = [u for r in self._journal.records() for u in r.unkeyed_usage or []]
+        if unkeyed:  # paid-for inline answers that came back without their keys
+            names = ("prompt", "output", "thoughts", "cached")
+            extra = pl.DataFrame(
+                {
+                    f"{prefix}origin": ["unkeyed"] * len(unkeyed),
+                    **{f"{prefix}{n}_tokens": [u[i] for u in unkeyed] for i, n in enumerate(names)},
+                }
+            )
+            frames = itertools.chain(frames, [extra])
         cost = run_cost(frames, model=manifest.model, prefix=prefix, table=self._run.prices)
         pilots = [
             BatchRun.open(self._journal.store.child(name).url, progress=False).cost()

@@ -65,6 +65,13 @@ def test_small_frame_inline_every_row_in_order(emu, tmp_path):
     else:
         assert stats["batches_created"] == 2 and stats["files_created"] == 1
         assert json.loads((tmp_path / "run" / "run.json").read_text())["inline_unkeyed"]
+    cost = gembatch.BatchRun.open(tmp_path / "run", progress=False).cost()
+    once = int(out["gemini_prompt_tokens"].sum())  # the answers joined: each row's once
+    if emu.behaviour.inline_metadata == "echoed":
+        assert cost.billed.tokens.prompt == once and "unkeyed" not in cost.rows
+    else:  # the inline job's answers were paid for too, then their rows went again
+        assert cost.rows["unkeyed"] == 10 and cost.billed.tokens.prompt == 2 * once
+        assert "10 inline answers came back without their keys" in cost.summary()
 
 
 @ECHOED

@@ -78,6 +78,11 @@ class RunCost:
                 f"Its pilot runs paid for {self.pilot_rows:,} rows: ${self.pilot_usd:,.4f} (their "
                 "answers then served this run from the cache). "
             )
+        if self.rows.get("unkeyed"):
+            live += (
+                f"{self.rows['unkeyed']:,} inline answers came back without their keys: paid for, "
+                "then their rows were sent again through a file (both counted above). "
+            )
         if self.schema_failed:
             live += (
                 f"Paid for {self.schema_failed:,} rows whose answers failed the schema "
@@ -171,9 +176,8 @@ def run_cost(
         counts = frame.group_by(origin).len()
         for name, n in counts.iter_rows():
             rows[name or "skipped"] = rows.get(name or "skipped", 0) + int(n)
-        billed = _plus(
-            billed, cost_of(frame.filter(pl.col(origin) == "batch"), model, table, prefix)
-        )
+        paid = frame.filter(pl.col(origin).is_in(["batch", "unkeyed"]))
+        billed = _plus(billed, cost_of(paid, model, table, prefix))
         live = _plus(
             live, cost_of(frame.filter(pl.col(origin) == "interactive"), model, table, prefix)
         )

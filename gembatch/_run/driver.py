@@ -26,7 +26,7 @@ import re
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -104,6 +104,20 @@ class _Round:
 
     jobs: dict[str, list[RemoteJob]] = field(default_factory=dict)
     files: dict[str, list[RemoteFile]] = field(default_factory=dict)
+
+
+def _usage_of_unkeyed(lines: Sequence[str]) -> list[list[int]]:
+    """[prompt, output, thoughts, cached] tokens of each inline answer that came back without its
+    key (paid for, then dropped: its row is sent again)."""
+    fields = ("promptTokenCount", "candidatesTokenCount", "thoughtsTokenCount")
+    usage = []
+    for line in lines:
+        answer = json.loads(line)
+        if answer.get("key") is not None:
+            continue
+        meta = (answer.get("response") or {}).get("usageMetadata") or {}
+        usage.append([int(meta.get(f) or 0) for f in (*fields, "cachedContentTokenCount")])
+    return usage
 
 
 class Run:
@@ -695,6 +709,8 @@ class Run:
         }
         if job.inline_lines is not None:
             answers, unkeyed = self._keyed_answers(record, list(job.inline_lines))
+            if unkeyed:
+                fields["unkeyed_usage"] = _usage_of_unkeyed(job.inline_lines)
             data = "".join(line + "\n" for line in answers).encode()
             self.store.write_bytes(record.path("results.jsonl"), data)
             self.journal.seal(record, "results.jsonl")

@@ -145,6 +145,9 @@ class ShardRecord:
     lost: bool = False  # its job or result file disappeared: its rows go out again
     file_deleted: bool = False  # its request file was deleted from the File API (storage freed)
     output_wait_since: float | None = None  # SUCCEEDED seen without a result file since (wall s)
+    # inline answers that came back without their keys: paid for, unused (their rows go again);
+    # per answer [prompt, output, thoughts, cached] tokens, for cost()
+    unkeyed_usage: list[list[int]] | None = None
     files: dict[str, FileDigest] = field(default_factory=dict)  # run-directory files it wrote
     history: list[list[str]] = field(default_factory=list)
 
