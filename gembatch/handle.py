@@ -20,6 +20,7 @@ import itertools
 import os
 import warnings
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,6 +288,7 @@ class BatchRun:
         """
         manifest, prefix = self._journal.manifest, self._options.prefix
         joined = [s for s in self._journal.shards if s.state is ShardState.JOINED]
+        frames: Iterable[pl.DataFrame]
         if manifest.kind == "embed":
             frames = (self._embed_tokens(s) for s in joined)
         else:
