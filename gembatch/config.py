@@ -88,6 +88,10 @@ def _camel(name: str) -> str:
     return _CAMEL.sub(lambda m: m.group(1).upper(), name)
 
 
+#: The response MIME types the API takes (the service refuses others, row by row, after payment).
+_MIME_TYPES = ("text/plain", "application/json", "text/x.enum")
+
+
 def _fail(field_name: str, value: Any, allowed: str) -> ConfigError:
     return ConfigError(
         f"Config.{field_name} must be {allowed} (got {value!r} of type {type(value).__name__})."
@@ -222,10 +226,18 @@ class Config:
             or not all(isinstance(s, str) for s in self.stop_sequences)
         ):
             raise _fail("stop_sequences", self.stop_sequences, "a list of strings")
+        if self.stop_sequences is not None and len(self.stop_sequences) > 5:
+            raise _fail(
+                "stop_sequences", self.stop_sequences, "at most 5 strings (the API's limit)"
+            )
         for name in ("system_instruction", "cached_content", "response_mime_type"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise _fail(name, value, "a non-empty string")
+        if self.response_mime_type is not None and self.response_mime_type not in _MIME_TYPES:
+            raise _fail(
+                "response_mime_type", self.response_mime_type, " or ".join(map(repr, _MIME_TYPES))
+            )
         if self.include_thoughts is not None and not isinstance(self.include_thoughts, bool):
             raise _fail("include_thoughts", self.include_thoughts, "True or False")
         for name in ("safety_settings", "tools"):
@@ -436,8 +448,7 @@ def _check_int(owner: str, name: str, value: Any, lo: int, hi: int | None = None
     ):
         span = f">= {lo:,}" if hi is None else f"between {lo:,} and {hi:,}"
         raise ConfigError(
-            f"{owner}.{name} must be an int {span} (got {value!r} of type "
-            f"{type(value).__name__})."
+            f"{owner}.{name} must be an int {span} (got {value!r} of type {type(value).__name__})."
         )
 
 

@@ -173,3 +173,16 @@ def test_options_and_retry_policy_validate_every_field(make, match):
 def test_a_misspelt_field_says_did_you_mean(make, match):
     with pytest.raises(ConfigError, match=match):
         make()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("stop_sequences", ["a", "b", "c", "d", "e", "f"], "at most 5"),
+        ("response_mime_type", "text/csv", "'text/plain' or 'application/json'"),
+    ],
+)
+def test_values_the_api_refuses_row_by_row_are_refused_at_config(field, value, match):
+    """The service would refuse every request (after payment) for these: Config refuses them."""
+    with pytest.raises(gembatch.ConfigError, match=match):
+        gembatch.Config(model="gemini-2.5-flash", **{field: value})
