@@ -92,9 +92,9 @@ def _camel(name: str) -> str:
 _MIME_TYPES = ("text/plain", "application/json", "text/x.enum")
 
 
-def _fail(field_name: str, value: Any, allowed: str) -> ConfigError:
+def _fail(field_name: str, value: Any, allowed: str, *, owner: str = "Config") -> ConfigError:
     return ConfigError(
-        f"Config.{field_name} must be {allowed} (got {value!r} of type {type(value).__name__})."
+        f"{owner}.{field_name} must be {allowed} (got {value!r} of type {type(value).__name__})."
     )
 
 
@@ -127,15 +127,26 @@ def _checked_keywords(cls: type[_T]) -> type[_T]:
     return cls
 
 
-def _check_number(name: str, value: Any, lo: float, hi: float, *, integer: bool = False) -> None:
+def _check_number(
+    name: str,
+    value: Any,
+    lo: float,
+    hi: float,
+    *,
+    integer: bool = False,
+    owner: str = "Config",
+) -> None:
     if value is None:
         return
     kind = "an int" if integer else "a number"
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-        raise _fail(name, value, f"{kind} between {lo:g} and {hi:g}")
-    if not lo <= value <= hi:
-        raise _fail(name, value, f"{kind} between {lo:g} and {hi:g}")
+    if (
+        isinstance(value, bool)
+        or not ok_type
+        or (not integer and not math.isfinite(value))
+        or not lo <= value <= hi
+    ):
+        raise _fail(name, value, f"{kind} between {lo:g} and {hi:g}", owner=owner)
 
 
 def _schema_to_wire(schema: Any) -> tuple[str, dict[str, Any]]:
@@ -406,7 +417,14 @@ class EmbedConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
             raise ConfigError(f"EmbedConfig.model must be a model name (got {self.model!r}).")
-        _check_number("output_dimensionality", self.output_dimensionality, 1, 3072, integer=True)
+        _check_number(  # batch_embed(output_dimensionality=...) makes an EmbedConfig
+            "output_dimensionality (batch_embed's output_dimensionality=)",
+            self.output_dimensionality,
+            1,
+            3072,
+            integer=True,
+            owner="EmbedConfig",
+        )
         if self.task_type is not None and self.task_type.upper() not in self.TASK_TYPES:
             raise ConfigError(
                 f"EmbedConfig.task_type must be one of {', '.join(sorted(self.TASK_TYPES))} "
