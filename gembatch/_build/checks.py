@@ -114,18 +114,27 @@ def check_inputs(
     if skip_null_prompts:
         return (~blank).alias("send")
     idx = blank.arg_true()
-    rows = (idx.cast(pl.Int64) + row_offset).to_list()
     n_null = int(text.is_null().sum())
     what = f"{n_null:,} null and {len(idx) - n_null:,} empty or whitespace-only"
-    key_info = f" (keys {_keys_text(keys.gather(idx[:_SHOWN]).to_list())})" if key_column else ""
+    many, where = _bad_rows(idx, frame.height, keys if key_column else None, row_offset)
     cols = ", ".join(repr(c) for c in prompt.meta.root_names()) or "none"
     raise InvalidPromptError(
-        f"{len(idx):,} of {_scope(frame.height, row_offset)} "
-        f"{'has' if len(idx) == 1 else 'have'} a null or empty prompt ({what}): "
-        f"{_rows_text(rows, len(idx))}{key_info}. Prompt: {prompt} (columns: {cols})."
+        f"{many} a null or empty prompt ({what}): {where}. Prompt: {prompt} (columns: {cols})."
         "\nHint: fill or drop those rows, or pass skip_null_prompts=True to skip them "
         "(they get status 'skipped' and cost nothing)."
     )
+
+
+def _bad_rows(
+    idx: pl.Series, height: int, keys: pl.Series | None, row_offset: int
+) -> tuple[str, str]:
+    """``("2 of 10 rows have", "rows 3, 7 (keys 'a', 'b')")`` for the rows at ``idx``."""
+    rows = (idx.cast(pl.Int64) + row_offset).to_list()
+    key_info = (
+        f" (keys {_keys_text(keys.gather(idx[:_SHOWN]).to_list())})" if keys is not None else ""
+    )
+    many = f"{len(idx):,} of {_scope(height, row_offset)} {'has' if len(idx) == 1 else 'have'}"
+    return many, f"{_rows_text(rows, len(idx))}{key_info}"
 
 
 def _check_system_instructions(
@@ -137,14 +146,11 @@ def _check_system_instructions(
     empty = own.is_not_null() & ~own.str.contains(r"\S") & sent
     if not empty.any():
         return
-    idx = empty.arg_true()
-    rows = (idx.cast(pl.Int64) + row_offset).to_list()
-    key_info = f" (keys {_keys_text(keys.gather(idx[:_SHOWN]).to_list())})" if len(keys) else ""
+    many, where = _bad_rows(empty.arg_true(), frame.height, keys if len(keys) else None, row_offset)
     cols = ", ".join(repr(c) for c in expr.meta.root_names()) or "none"
     raise InvalidPromptError(
-        f"{len(idx):,} of {_scope(frame.height, row_offset)} "
-        f"{'has' if len(idx) == 1 else 'have'} an empty system instruction: "
-        f"{_rows_text(rows, len(idx))}{key_info}. System instruction: {expr} (columns: {cols})."
+        f"{many} an empty system instruction: {where}. System instruction: {expr} "
+        f"(columns: {cols})."
         "\nHint: use null where a row has no instruction of its own (the shared one, if any, "
         "applies), or fill it."
     )
