@@ -436,9 +436,32 @@ _NOT_A_DIRECTORY = (
     ".xls",
     ".avro",
     ".orc",
-    ".pq",
-    ".parq",
 )
+#: Names of one Parquet file (any case).
+_PARQUET_FILE = (".parquet", ".pq", ".parq")
+
+
+def check_apart(source: str, dest: str) -> None:
+    """Refuse an output that would overwrite its own input: the same path, an output directory
+    holding the input, or an output inside the input's directory (a dataset read while its files
+    are replaced loses rows). Paths compare as written, made absolute when local."""
+
+    def norm(path: str) -> str:
+        if "://" in path and not path.startswith("file://"):
+            return path.rstrip("/")
+        path = path.removeprefix("file://")
+        cut = min((i for i, c in enumerate(path) if c in "*?["), default=len(path))
+        base = path[:cut] if cut < len(path) else path  # a pattern: the folder it starts in
+        return os.path.realpath(base if cut == len(path) else base.rsplit("/", 1)[0] or "/")
+
+    a, b = norm(os.fspath(source)), norm(os.fspath(dest))
+    inside = a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+    if inside:
+        raise ConfigError(
+            f"The output {dest!r} would overwrite the input {source!r} (the same place, or one "
+            "inside the other): rows would be lost while they are read. Nothing was sent. Hint: "
+            "write the output somewhere else."
+        )
 
 
 class OutputSink:
@@ -453,7 +476,15 @@ class OutputSink:
     (``scored.csv``), is refused when the sink is made (before anything is sent).
     """
 
-    def __init__(self, dest: str | os.PathLike[str], shards: int, **storage_options: Any) -> None:
+    def __init__(
+        self,
+        dest: str | os.PathLike[str],
+        shards: int,
+        *,
+        own_columns: tuple[str, ...] = (),
+        create: bool = True,
+        **storage_options: Any,
+    ) -> None:
         dest = os.fspath(dest)
         name = dest.rstrip("/").rsplit("/", 1)[-1].lower()
         if not dest.endswith("/") and name.endswith(_NOT_A_DIRECTORY):
@@ -462,7 +493,7 @@ class OutputSink:
                 "ending in .parquet (one file) or a directory (a Parquet dataset); convert "
                 "afterwards, or use the CLI's --out, which writes CSV and JSON too."
             )
-        self.single = dest.endswith(".parquet")
+        self.single = not dest.endswith("/") and name.endswith(_PARQUET_FILE)
         self.shards = shards
         self.written: set[int] = set()
         self._pending: dict[int, tuple[Directory, str]] = {}
@@ -473,6 +504,11 @@ class OutputSink:
             parent, name = dest.rsplit("/", 1) if "/" in dest else (".", dest)
             self.store = Directory(parent or "/", **storage_options)
             self.name = name
+            if self.store.fs.isdir(self.store.path(name)):
+                raise ConfigError(
+                    f"The output {dest!r} is a directory, not a file. Hint: another name for one "
+                    "file, or the directory's path ending in / for a Parquet dataset there."
+                )
         else:
             self.store = Directory(dest, **storage_options)
             entries = self.store.listdir()
@@ -487,7 +523,26 @@ class OutputSink:
                     "directory (or to a path ending in .parquet for one file)."
                 )
             self._stale = [e for e in entries if _PART.fullmatch(e)]
-            self.store.makedirs()
+            strangers = [e for e in self._stale if not self._ours(e, own_columns)]
+            if strangers:
+                raise ConfigError(
+                    f"The output directory {dest!r} holds {', '.join(strangers[:3])}, which "
+                    "gembatch did not write (no result columns); writing there would replace "
+                    "them. Hint: write to a new or empty directory."
+                )
+            if create:  # (create=False: only the checks, e.g. before a command line runs)
+                self.store.makedirs()
+
+    def _ours(self, name: str, own_columns: tuple[str, ...]) -> bool:
+        """Whether the part file ``name`` is a gembatch output (it has the result columns)."""
+        import pyarrow.parquet as pq
+
+        try:
+            with self.store.open(name) as fh:
+                columns = set(pq.read_schema(fh).names)
+        except Exception:  # noqa: BLE001 - unreadable: not an output of gembatch's
+            return False
+        return set(own_columns) <= columns
 
     def offer(self, index: int, source: Directory, rel: str) -> None:
         """Shard ``index`` is final at ``source/rel``; write it (and any shards it was holding

@@ -25,6 +25,7 @@ from ._build.sources import as_source
 from ._build.spec import RequestSpec
 from ._frames import as_polars, give_back, with_results
 from ._run import Call, Spend, start
+from ._storage import check_apart
 from .config import Config, EmbedConfig, Options, RetryPolicy
 from .exceptions import ConfigError
 from .handle import BatchRun
@@ -287,6 +288,8 @@ def batch_generate(  # type: ignore[misc]  # the overloads take **kw; this lists
     """
     if not isinstance(config, Config):
         raise ConfigError(f"config must be a gembatch.Config (got {type(config).__name__}).")
+    if sink is not None and isinstance(data, (str, os.PathLike)):
+        check_apart(os.fspath(data), os.fspath(sink))
     original, (data, frame) = data, as_polars(data)
     prompt_expr = _as_expr(prompt, "prompt")
     sys_expr = (
@@ -437,6 +440,8 @@ def batch_embed(
     cfg = EmbedConfig(
         model=model, task_type=task_type, output_dimensionality=output_dimensionality, title=title
     )
+    if sink is not None and isinstance(data, (str, os.PathLike)):
+        check_apart(os.fspath(data), os.fspath(sink))
     original, (data, frame) = data, as_polars(data)
     text_expr = _as_expr(text, "text")
     spec = RequestSpec(

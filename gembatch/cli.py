@@ -514,10 +514,28 @@ def _write(frame: Any, out: str, kind: str) -> None:
 def _save(run: BatchRun, out: str) -> None:
     """Write a finished run's output to ``out`` (Parquet streamed from the run directory)."""
     kind = _out_kind(out)
-    if kind == "dataset" or (kind == "parquet" and out.endswith(".parquet")):
-        run.write(out)
+    if kind in ("dataset", "parquet"):
+        run.write(_sink_path(out, kind))
     else:
         _write(run.result(), out, kind)
+
+
+def _sink_path(out: str, kind: str) -> str:
+    """``--out`` as the library's destination: a dataset directory ends in ``/`` (whatever its
+    name), one Parquet file does not."""
+    return out.rstrip("/") + "/" if kind == "dataset" else out
+
+
+def _check_out(out: str) -> None:
+    """Refuse, before anything runs, a Parquet destination the run could not write at its end (a
+    directory holding files gembatch did not write, a file name that is a directory)."""
+    from ._storage import OutputSink
+
+    kind = _out_kind(out)
+    if kind in ("dataset", "parquet"):
+        OutputSink(
+            _sink_path(out, kind), 0, own_columns=("gemini_status", "gemini_origin"), create=False
+        )
 
 
 def _template(template: str) -> Any:
@@ -1139,6 +1157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         args.usage_error(f"--out {args.out!r} is the input file: write the results elsewhere")
     from .exceptions import GembatchError
+
+    if getattr(args, "out", None) is not None and args.command in ("run", "results"):
+        try:
+            _check_out(args.out)
+        except GembatchError as exc:
+            return _fail(args, exc, f"gembatch: {exc}", EXIT_ERROR)
 
     args.stdout = sys.stdout  # the answer; with --json everything else goes to stderr
     as_json = getattr(args, "json", False)

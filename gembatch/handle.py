@@ -385,7 +385,13 @@ class BatchRun:
         >>> pl.read_parquet("scored.parquet").height
         2
         """
-        sink = OutputSink(dest, len(self._journal.shards), **(storage_options or {}))
+        prefix = self._options.prefix
+        sink = OutputSink(
+            dest,
+            len(self._journal.shards),
+            own_columns=(f"{prefix}status", f"{prefix}origin"),
+            **(storage_options or {}),
+        )
         run = self._driving(sink=sink)
         with self._journal.locked():
             if run.done():

@@ -264,3 +264,35 @@ def test_a_jsonl_source_streams_and_a_dataset_whose_files_disagree_is_named(emu,
             progress=False,
         )
     assert emu.stats()["upload_sessions"] == before
+
+
+def test_destinations_that_would_destroy_user_files_are_refused_before_anything_is_sent(
+    emu, tmp_path
+):
+    """The input's own directory (rows were lost while read), a directory of the user's own
+    ``part-NNNNN.parquet`` files (replaced before), and a ``.parquet`` name that is a directory
+    (refused only after payment before) are refused before any upload; ``.PARQUET`` and ``.pq``
+    name one file."""
+    (tmp_path / "ds").mkdir()
+    _frame(40).write_parquet(tmp_path / "ds" / "part-00000.parquet")
+    (tmp_path / "mine").mkdir()
+    _frame(5).write_parquet(tmp_path / "mine" / "part-00000.parquet")  # the user's, no results
+    (tmp_path / "taken.parquet").mkdir()
+    common = dict(prompt="text", config=CFG, key="id", options=OPTS, progress=False)
+    for source, dest, match in (
+        (tmp_path / "ds", tmp_path / "ds", "would overwrite the input"),
+        (tmp_path / "ds", tmp_path / "ds" / "out.parquet", "would overwrite the input"),
+        (tmp_path / "ds", tmp_path / "mine", "gembatch did not write"),
+        (tmp_path / "ds", tmp_path / "taken.parquet", "is a directory"),
+    ):
+        with pytest.raises(gembatch.ConfigError, match=match):
+            gembatch.batch_generate_parquet(
+                source, dest, job_dir=tmp_path / f"run-{dest.name}", **common
+            )
+    assert emu.stats()["upload_sessions"] == 0
+    assert pl.read_parquet(tmp_path / "mine" / "part-00000.parquet").equals(_frame(5))
+    for name in ("upper.PARQUET", "short.pq"):
+        gembatch.batch_generate_parquet(
+            tmp_path / "ds", tmp_path / name, job_dir=tmp_path / "run-ok", **common
+        )
+        assert (tmp_path / name).is_file() and pl.read_parquet(tmp_path / name).height == 40
