@@ -625,8 +625,8 @@ def _read(path: str) -> Any:
         return path  # streamed by gembatch
     readers: dict[str, tuple[str, Callable[[Any], Any]]] = {
         ".csv": ("CSV", _read_csv),
-        ".jsonl": ("JSON lines", pl.read_ndjson),
-        ".ndjson": ("JSON lines", pl.read_ndjson),
+        ".jsonl": ("JSON lines", _read_ndjson),
+        ".ndjson": ("JSON lines", _read_ndjson),
         ".json": ("JSON", _read_json),
     }
     if suffix not in readers:
@@ -645,6 +645,13 @@ def _read(path: str) -> Any:
             f"{path!r} cannot be read as {label} ({type(exc).__name__}: {first}). Hint: the "
             f"format is told by the name; inputs: {_IN_FORMATS}."
         ) from exc
+
+
+def _read_ndjson(fh: Any) -> Any:
+    """JSON lines, types taken from every line (a field first seen late is kept)."""
+    import polars as pl
+
+    return pl.read_ndjson(fh, infer_schema_length=None)
 
 
 def _read_csv(fh: Any) -> Any:

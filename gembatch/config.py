@@ -88,8 +88,25 @@ def _camel(name: str) -> str:
     return _CAMEL.sub(lambda m: m.group(1).upper(), name)
 
 
-#: The response MIME types the API takes (the service refuses others, row by row, after payment).
-_MIME_TYPES = ("text/plain", "application/json", "text/x.enum")
+#: The response MIME types the API takes (the service refuses others, row by row, after payment;
+#: its message lists these five).
+_MIME_TYPES = (
+    "text/plain",
+    "application/json",
+    "application/xml",
+    "application/yaml",
+    "text/x.enum",
+)
+
+
+def _check_wire(where: str, wire: str, value: Any) -> None:
+    """The limits the named parameters have, for the same fields given in wire form."""
+    if wire == "responseMimeType" and value not in _MIME_TYPES:
+        raise _fail(where, value, " or ".join(map(repr, _MIME_TYPES)))
+    if wire == "stopSequences" and (
+        isinstance(value, str) or not isinstance(value, Sequence) or len(value) > 5
+    ):
+        raise _fail(where, value, "a list of at most 5 strings (the API's limit)")
 
 
 def _fail(field_name: str, value: Any, allowed: str, *, owner: str = "Config") -> ConfigError:
@@ -237,6 +254,8 @@ class Config:
             or not all(isinstance(s, str) for s in self.stop_sequences)
         ):
             raise _fail("stop_sequences", self.stop_sequences, "a list of strings")
+        if self.system_instruction is not None and not str(self.system_instruction).strip():
+            raise _fail("system_instruction", self.system_instruction, "a non-blank string")
         if self.stop_sequences is not None and len(self.stop_sequences) > 5:
             raise _fail(
                 "stop_sequences", self.stop_sequences, "at most 5 strings (the API's limit)"
@@ -312,6 +331,7 @@ class Config:
                     f"Config.generation_config[{name!r}] repeats a field set by a named parameter; "
                     "set it once."
                 )
+            _check_wire(f"generation_config[{name!r}]", wire, value)
             gen[wire] = value
         static: dict[str, Any] = {}
         if gen:

@@ -98,7 +98,7 @@ def register() -> None:
             pl.api.register_lazyframe_namespace,
         ):
             register_ns("gemini")(GeminiFrameNamespace)
-    if "pandas" in sys.modules:
+    if sys.modules.get("pandas") is not None:  # (None: pandas blocked, e.g. in tests)
         register_pandas()
     elif not any(isinstance(f, _WhenPandasImported) for f in sys.meta_path):
         sys.meta_path.insert(0, _WhenPandasImported())  # pandas imported after gembatch

@@ -694,3 +694,15 @@ def test_cli_messages_say_what_is_wrong():
     assert said.endswith("or leave out --key to key by position.")
     said = cli._cli_hints(args, "Hint: pass key=None to key by position.")
     assert said.endswith("Hint: leave out --key to key by position.")
+
+
+def test_a_jsonl_input_keeps_a_field_first_seen_late(tmp_path):
+    """Types come from every line: a field first seen on line 121 is kept (the first 100 lines
+    decided before, and the field vanished from the output)."""
+    path = tmp_path / "late.jsonl"
+    rows = [{"id": i, "prompt": f"p{i}"} for i in range(120)] + [
+        {"id": 120, "prompt": "p", "email": "a@b.c"}
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    frame = cli._read(str(path))
+    assert frame.columns == ["id", "prompt", "email"] and frame["email"][-1] == "a@b.c"

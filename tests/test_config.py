@@ -186,3 +186,22 @@ def test_values_the_api_refuses_row_by_row_are_refused_at_config(field, value, m
     """The service would refuse every request (after payment) for these: Config refuses them."""
     with pytest.raises(gembatch.ConfigError, match=match):
         gembatch.Config(model="gemini-2.5-flash", **{field: value})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"generation_config": {"responseMimeType": "text/csv"}},
+        {"generation_config": {"response_mime_type": "text/csv"}},
+        {"generation_config": {"stopSequences": ["a", "b", "c", "d", "e", "f", "g"]}},
+        {"system_instruction": "   "},
+    ],
+)
+def test_the_same_limits_hold_in_wire_form_and_for_blank_text(kwargs):
+    """generation_config's wire fields meet the named parameters' limits (text/csv went through
+    that way and every row failed after payment); a blank system instruction is refused as an
+    empty one is."""
+    with pytest.raises(gembatch.ConfigError):
+        gembatch.Config(model="gemini-2.5-flash", **kwargs)
+    for mime in ("application/xml", "application/yaml", "text/x.enum"):  # the API takes these
+        gembatch.Config(model="gemini-2.5-flash", response_mime_type=mime)

@@ -193,3 +193,16 @@ def test_pandas_imported_after_gembatch_gets_the_accessor():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0 and done.stdout.strip() == "True", done.stderr
+
+
+def test_a_blocked_pandas_does_not_break_import_gembatch():
+    """``sys.modules["pandas"] = None`` (how tests simulate a missing pandas) and then
+    ``import gembatch`` works: gembatch never imports pandas itself."""
+    import subprocess
+    import sys
+
+    code = "import sys\nsys.modules['pandas'] = None\nimport gembatch\nprint('ok')\n"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
