@@ -296,3 +296,27 @@ def test_destinations_that_would_destroy_user_files_are_refused_before_anything_
             tmp_path / "ds", tmp_path / name, job_dir=tmp_path / "run-ok", **common
         )
         assert (tmp_path / name).is_file() and pl.read_parquet(tmp_path / name).height == 40
+
+
+def test_a_dataset_file_whose_text_would_be_read_as_numbers_is_refused(emu, tmp_path):
+    """Text "02139" in one file, integers in the first: the cast works (2139) but changes what the
+    rows say, so it is refused naming the file and column, before any upload."""
+    (tmp_path / "ds").mkdir()
+    pl.DataFrame({"id": ["a", "b"], "zip": [2139, 501], "text": ["x", "y"]}).write_parquet(
+        tmp_path / "ds" / "a.parquet"
+    )
+    pl.DataFrame({"id": ["c"], "zip": ["02139"], "text": ["z"]}).write_parquet(
+        tmp_path / "ds" / "b.parquet"
+    )
+    with pytest.raises(gembatch.InputError, match=r"b\.parquet.*zip \(string there, int64"):
+        gembatch.batch_generate_parquet(
+            tmp_path / "ds",
+            tmp_path / "out.parquet",
+            prompt="text",
+            config=CFG,
+            key="id",
+            job_dir=tmp_path / "run",
+            options=OPTS,
+            progress=False,
+        )
+    assert emu.stats()["upload_sessions"] == 0

@@ -163,20 +163,50 @@ def _disagreeing(path: str, own: Any, schema: Any, fragment: Any, rows: int) -> 
     the file and the columns whose types disagree when its values do not fit."""
     import pyarrow as pa
 
+    differ = [
+        f"{f.name} ({f.type} there, {schema.field(f.name).type} in the dataset)"
+        for f in own
+        if f.name in schema.names and f.type != schema.field(f.name).type
+    ]
+
+    def refuse(why: str) -> InputError:
+        return InputError(
+            f"The input file {path!r} disagrees with the rest of the dataset on "
+            f"{', '.join(differ) or 'its column types'}{why}. Nothing was sent. Hint: give "
+            "every file the same column types (e.g. cast and rewrite that file)."
+        )
+
+    lossy = [
+        f.name
+        for f in own
+        if f.name in schema.names and not _widens(f.type, schema.field(f.name).type)
+    ]
+    if lossy:  # e.g. text "02139" read as the integer 2139: refused even where the cast works
+        raise refuse("")
     try:
         yield from fragment.to_batches(schema=schema, batch_size=rows)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as exc:
-        differ = [
-            f"{f.name} ({f.type} there, {schema.field(f.name).type} in the dataset)"
-            for f in own
-            if f.name in schema.names and f.type != schema.field(f.name).type
-        ]
         first = (str(exc).strip().splitlines() or [""])[0]
-        raise InputError(
-            f"The input file {path!r} disagrees with the rest of the dataset on "
-            f"{', '.join(differ) or 'its column types'}: {first}. Nothing was sent. Hint: give "
-            "every file the same column types (e.g. cast and rewrite that file)."
-        ) from exc
+        raise refuse(f": {first}") from exc
+
+
+def _widens(have: Any, want: Any) -> bool:
+    """Whether values of type ``have`` read as ``want`` keep what they say: the same type, a
+    wider one of the same kind (int32 as int64, float as double, string as large_string), an
+    integer as a float, or a column of nulls."""
+    import pyarrow.types as t
+
+    if have == want or t.is_null(have):
+        return True
+    kinds = (
+        t.is_integer,
+        t.is_floating,
+        lambda x: t.is_string(x) or t.is_large_string(x) or t.is_string_view(x),
+        lambda x: t.is_binary(x) or t.is_large_binary(x) or t.is_binary_view(x),
+    )
+    if any(kind(have) and kind(want) for kind in kinds):
+        return not (t.is_integer(have) and t.is_signed_integer(have) != t.is_signed_integer(want))
+    return t.is_integer(have) and t.is_floating(want)
 
 
 class LazySource(Source):
