@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
+import warnings
 from typing import Any
 
 import polars as pl
@@ -32,8 +33,20 @@ def as_polars(data: Any) -> tuple[Any, dict[str, Any]]:
     if module == "pandas":
         import pyarrow as pa
 
+        from .exceptions import InputError
+
+        names = [str(c) for c in data.columns]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise InputError(
+                f"The pandas frame has columns named alike: {', '.join(map(repr, repeated))} "
+                "(as text). gembatch keeps every input column by name. Hint: rename them "
+                "(df.columns = [...]) or drop the extra ones."
+            )
         try:  # a non-default index becomes columns, named in the metadata
-            table = pa.Table.from_pandas(data)
+            with warnings.catch_warnings():  # mixed-type labels: the call gives the user's own
+                warnings.filterwarnings("ignore", "The DataFrame has column names of mixed type")
+                table = pa.Table.from_pandas(data)  # object back (see with_results)
         except (pa.ArrowException, ValueError, TypeError) as exc:
             raise _unconvertible(data, exc) from exc
         return pl.from_arrow(table), {"type": "pandas", "metadata": _encode(table.schema.metadata)}
@@ -48,11 +61,21 @@ def _unconvertible(data: Any, exc: Exception) -> Exception:
     from .exceptions import InputError
 
     bad = []
-    for name in data.columns:
+    for i, name in enumerate(data.columns):
         try:
-            pa.array(data[name], from_pandas=True)
+            pa.array(data.iloc[:, i], from_pandas=True)
         except (pa.ArrowException, ValueError, TypeError):
             bad.append(str(name))
+    if not bad:  # then the index (or its levels)
+        for level in range(getattr(data.index, "nlevels", 1)):
+            try:
+                pa.array(data.index.get_level_values(level), from_pandas=True)
+            except (pa.ArrowException, ValueError, TypeError) as exc:
+                return InputError(
+                    f"The pandas frame's index mixes values Arrow cannot hold in one column "
+                    f"({(str(exc).strip().splitlines() or [''])[0]}). Hint: give it one type "
+                    "(e.g. df.index = df.index.astype(str)) or reset it (df.reset_index())."
+                )
     first = (str(exc).strip().splitlines() or [""])[0]
     where = f"column {bad[0]!r}" if len(bad) == 1 else f"columns {bad!r}" if bad else "a column"
     return InputError(
@@ -77,8 +100,9 @@ def with_results(original: Any, out: Any, frame: dict[str, Any]) -> Any:
         return table
     if kind == "pandas" and type(out) is type(original) and len(out) == len(original):
         result = original.copy(deep=False)
+        given = {str(c) for c in original.columns}  # (labels go through Arrow as text)
         for name in out.columns:
-            if name not in original.columns:
+            if str(name) not in given:
                 result[name] = out[name].array  # by position: the rows are the input's
         return result
     return out

@@ -206,3 +206,20 @@ def test_a_blocked_pandas_does_not_break_import_gembatch():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_pandas_column_labels_that_are_not_plain_text(emu, tmp_path):
+    """An int label (``pd.read_csv(header=None)``) comes back once, not as 0 and '0'; labels
+    alike as text, and an index Arrow cannot hold, are InputErrors naming them, before spend."""
+    pdf = pd.DataFrame({0: ["a", "b"], "prompt": ["x", "y"]})
+    out = pdf.gemini.batch_generate(
+        "prompt", config=CFG, options=FAST, progress=False, job_dir=tmp_path / "i"
+    )
+    assert list(out.columns[:2]) == [0, "prompt"] and "0" not in out.columns
+    twins = pd.DataFrame([["a", "x", "y"]], columns=["n", "prompt", "prompt"])
+    with pytest.raises(gembatch.InputError, match="named alike: 'prompt'"):
+        twins.gemini.batch_generate("n", config=CFG, progress=False, job_dir=tmp_path / "t")
+    mixed = pd.DataFrame({"prompt": ["x", "y"]}, index=pd.Index([1, "b"], dtype=object))
+    with pytest.raises(gembatch.InputError, match="index mixes values"):
+        mixed.gemini.batch_generate("prompt", config=CFG, progress=False, job_dir=tmp_path / "m")
+    assert emu.stats()["calls"].get("batches.create", 0) == 1
