@@ -321,3 +321,17 @@ def test_a_dataset_file_whose_text_would_be_read_as_numbers_is_refused(emu, tmp_
             progress=False,
         )
     assert emu.stats()["upload_sessions"] == 0
+
+
+def test_a_path_that_is_not_parquet_nor_json_lines_is_an_input_error(emu, tmp_path):
+    (tmp_path / "rows.json").write_text('[{"text": "a"}]')
+    with pytest.raises(gembatch.InputError, match="cannot be read as Parquet"):
+        gembatch.batch_generate_parquet(
+            tmp_path / "rows.json",
+            tmp_path / "o.parquet",
+            prompt="text",
+            config=CFG,
+            job_dir=tmp_path / "run",
+            options=OPTS,
+            progress=False,
+        )

@@ -256,7 +256,18 @@ def as_source(
     if isinstance(data, (str, os.PathLike)):
         if os.fspath(data).lower().endswith((".jsonl", ".ndjson")):
             return _jsonl_source(os.fspath(data), storage_options)
-        return ParquetSource(data, storage_options, glob=glob)
+        import pyarrow as pa
+
+        try:
+            return ParquetSource(data, storage_options, glob=glob)
+        except pa.ArrowInvalid as exc:  # e.g. a .json file, or a folder of .jsonl files
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise InputError(
+                f"{os.fspath(data)!r} cannot be read as Parquet ({first}). Hint: a path input is "
+                "Parquet (a file, a glob or a dataset directory) or one .jsonl / .ndjson file; "
+                "read other formats with polars and pass the frame (or pl.scan_ndjson(...) for "
+                "several JSON lines files)."
+            ) from exc
     raise InputError(
         "gembatch takes a polars DataFrame or LazyFrame, or a Parquet path (got "
         f"{type(data).__name__}). "
