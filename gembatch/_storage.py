@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
 import time
@@ -447,13 +448,23 @@ def check_apart(source: str, dest: str) -> None:
     are replaced loses rows). Paths compare as written, made absolute when local."""
 
     def norm(path: str) -> str:
-        if "://" in path and not path.startswith("file://"):
-            return path.rstrip("/")
-        path = path.removeprefix("file://")
+        remote = "://" in path and not path.startswith("file://")
+        if not remote:
+            path = os.path.expanduser(path.removeprefix("file://"))
         cut = min((i for i, c in enumerate(path) if c in "*?["), default=len(path))
-        base = path[:cut] if cut < len(path) else path  # a pattern: the folder it starts in
-        return os.path.realpath(base if cut == len(path) else base.rsplit("/", 1)[0] or "/")
+        if cut < len(path) and (remote or not os.path.exists(path)):  # a pattern (an existing
+            head = path[:cut]  # file of that name is literal): the folder it starts in
+            path = head.rsplit("/", 1)[0] if "/" in head else "."
+        if remote:
+            scheme, _, rest = path.partition("://")
+            return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
+        return os.path.realpath(path)
+    text = os.path.expanduser(os.fspath(source).removeprefix("file://"))
+    if "://" not in text and has_pattern(text) and not os.path.exists(text):
+        import glob
 
+        if not glob.glob(text):
+            return  # matches nothing: the input's own error says so
     a, b = norm(os.fspath(source)), norm(os.fspath(dest))
     inside = a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
     if inside:

@@ -250,9 +250,11 @@ def test_a_jsonl_source_streams_and_a_dataset_whose_files_disagree_is_named(emu,
     assert (out["gemini_status"] == "ok").all()
     (tmp_path / "ds").mkdir()
     frame.head(3).write_parquet(tmp_path / "ds" / "a.parquet")
-    frame.tail(2).with_columns(pl.col("x") + 0.5).write_parquet(tmp_path / "ds" / "b.parquet")
+    frame.tail(2).with_columns(pl.col("x").cast(pl.Utf8)).write_parquet(
+        tmp_path / "ds" / "b.parquet"
+    )
     before = emu.stats()["upload_sessions"]
-    with pytest.raises(gembatch.InputError, match=r"b\.parquet.*x \(double there, int64"):
+    with pytest.raises(gembatch.InputError, match=r"b\.parquet.*x \((large_)?string there"):
         gembatch.batch_generate_parquet(
             tmp_path / "ds",
             tmp_path / "out2.parquet",
@@ -335,3 +337,64 @@ def test_a_path_that_is_not_parquet_nor_json_lines_is_an_input_error(emu, tmp_pa
             options=OPTS,
             progress=False,
         )
+
+
+def test_dataset_files_that_only_widen_are_read_in_the_widest_type(emu, tmp_path):
+    """int32 then int64, float then double, nulls then text: read as the type every file promotes
+    to, whatever the file order (the first file's type refused the next, or cut double to
+    float)."""
+    (tmp_path / "ds").mkdir()
+    first = pl.DataFrame(
+        {
+            "id": ["a"],
+            "n": pl.Series([1], dtype=pl.Int32),
+            "v": pl.Series([1.5], dtype=pl.Float32),
+            "note": pl.Series([None], dtype=pl.Null),
+            "text": ["x"],
+        }
+    )
+    second = pl.DataFrame({"id": ["b"], "n": [2**40], "v": [0.1], "note": ["hello"], "text": ["y"]})
+    first.write_parquet(tmp_path / "ds" / "a.parquet")
+    second.write_parquet(tmp_path / "ds" / "b.parquet")
+    gembatch.batch_generate_parquet(
+        tmp_path / "ds",
+        tmp_path / "out.parquet",
+        prompt="text",
+        config=CFG,
+        key="id",
+        job_dir=tmp_path / "run",
+        options=OPTS,
+        progress=False,
+    )
+    out = pl.read_parquet(tmp_path / "out.parquet")
+    assert out["n"].to_list() == [1, 2**40] and out["v"].to_list() == [1.5, 0.1]
+    assert out["note"].to_list() == [None, "hello"]
+
+
+@pytest.mark.parametrize(
+    ("source", "dest", "refused"),
+    [
+        ("ds", "ds/", True),
+        ("ds/*.parquet", "ds/out.parquet", True),
+        ("*.parquet", "out.parquet", True),
+        ("*.parquet", "/elsewhere/out.parquet", False),
+        ("memory://m/in.parquet", "memory://x/../m/in.parquet", True),
+        ("data/in.parquet", "data/out.parquet", False),
+        ("data", "data2/", False),
+        ("lit[1].parquet", "out.parquet", False),  # an existing file: its name is literal
+    ],
+)
+def test_an_output_never_overwrites_its_input(tmp_path, monkeypatch, source, dest, refused):
+    from gembatch._storage import check_apart
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("ds", "data"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "in.parquet").write_bytes(b"x")
+    (tmp_path / "lit[1].parquet").write_bytes(b"x")
+    (tmp_path / "top.parquet").write_bytes(b"x")
+    if refused:
+        with pytest.raises(gembatch.ConfigError, match="would overwrite the input"):
+            check_apart(source, dest)
+    else:
+        check_apart(source, dest)

@@ -86,7 +86,7 @@ class ParquetSource(Source):
         *,
         glob: bool | None = None,
     ) -> None:
-        self.dataset = parquet_dataset(source, storage_options, glob=glob)
+        self.dataset = _unified(parquet_dataset(source, storage_options, glob=glob))
         empty = pl.from_arrow(self.dataset.schema.empty_table())
         assert isinstance(empty, pl.DataFrame)
         self.schema = empty.schema
@@ -158,6 +158,33 @@ class ParquetSource(Source):
         return int(self.dataset.count_rows())
 
 
+def _unified(dataset: Any) -> Any:
+    """The dataset with the schema all its files promote to (the first file's schema is pyarrow's
+    guess: an int32 first file would refuse the int64 values of the next); as it was when the
+    files do not promote to one schema (each file is then checked as it is read)."""
+    import pyarrow as pa
+
+    files = list(dataset.get_fragments())
+    if len(files) < 2:
+        return dataset
+    try:
+        schemas = [dataset.schema, *(f.physical_schema for f in files)]
+        schema = pa.unify_schemas(schemas, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return dataset
+    if schema == dataset.schema:
+        return dataset
+    import pyarrow.dataset as ds
+
+    return ds.FileSystemDataset.from_paths(  # the same files and partition keys, one schema
+        [f.path for f in files],
+        schema=schema,
+        format=dataset.format,
+        filesystem=dataset.filesystem,
+        partitions=[f.partition_expression for f in files],
+    )
+
+
 def _disagreeing(path: str, own: Any, schema: Any, fragment: Any, rows: int) -> Iterator[Any]:
     """A file's batches in the dataset's schema (taken from its first file); an InputError naming
     the file and the columns whose types disagree when its values do not fit."""
@@ -191,22 +218,19 @@ def _disagreeing(path: str, own: Any, schema: Any, fragment: Any, rows: int) -> 
 
 
 def _widens(have: Any, want: Any) -> bool:
-    """Whether values of type ``have`` read as ``want`` keep what they say: the same type, a
-    wider one of the same kind (int32 as int64, float as double, string as large_string), an
-    integer as a float, or a column of nulls."""
-    import pyarrow.types as t
+    """Whether values of type ``have`` read as ``want`` keep what they say: Arrow's own type
+    promotion of ``have`` gives ``want`` (int32 as int64, float as double, string as large_string,
+    timestamp[ms] as [us], a column of nulls as anything); a cast it would not promote to (text
+    to numbers, double to float, signed to unsigned) does not."""
+    import pyarrow as pa
 
-    if have == want or t.is_null(have):
+    if have == want or pa.types.is_null(have):
         return True
-    kinds = (
-        t.is_integer,
-        t.is_floating,
-        lambda x: t.is_string(x) or t.is_large_string(x) or t.is_string_view(x),
-        lambda x: t.is_binary(x) or t.is_large_binary(x) or t.is_binary_view(x),
-    )
-    if any(kind(have) and kind(want) for kind in kinds):
-        return not (t.is_integer(have) and t.is_signed_integer(have) != t.is_signed_integer(want))
-    return t.is_integer(have) and t.is_floating(want)
+    try:
+        both = [pa.schema([pa.field("c", have)]), pa.schema([pa.field("c", want)])]
+        return bool(pa.unify_schemas(both, promote_options="permissive").field("c").type == want)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
 
 
 class LazySource(Source):
