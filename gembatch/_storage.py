@@ -447,11 +447,15 @@ def check_apart(source: str, dest: str) -> None:
     holding the input, or an output inside the input's directory (a dataset read while its files
     are replaced loses rows). Paths compare as written, made absolute when local."""
 
-    def norm(path: str) -> str:
+    def norm(path: str, pattern: bool) -> str:
         remote = "://" in path and not path.startswith("file://")
         if not remote:
             path = os.path.expanduser(path.removeprefix("file://"))
-        cut = min((i for i, c in enumerate(path) if c in "*?["), default=len(path))
+        cut = (
+            min((i for i, c in enumerate(path) if c in "*?["), default=len(path))
+            if pattern
+            else len(path)
+        )
         if cut < len(path) and (remote or not os.path.exists(path)):  # a pattern (an existing
             head = path[:cut]  # file of that name is literal): the folder it starts in
             path = head.rsplit("/", 1)[0] if "/" in head else "."
@@ -459,13 +463,14 @@ def check_apart(source: str, dest: str) -> None:
             scheme, _, rest = path.partition("://")
             return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
         return os.path.realpath(path)
+
     text = os.path.expanduser(os.fspath(source).removeprefix("file://"))
     if "://" not in text and has_pattern(text) and not os.path.exists(text):
         import glob
 
         if not glob.glob(text):
             return  # matches nothing: the input's own error says so
-    a, b = norm(os.fspath(source)), norm(os.fspath(dest))
+    a, b = norm(os.fspath(source), True), norm(os.fspath(dest), False)  # outputs are literal
     inside = a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
     if inside:
         raise ConfigError(

@@ -115,14 +115,16 @@ _JSON_NOTES = {
 _IN_FORMATS = ".parquet (a file, a glob or a dataset directory), .csv, .jsonl / .ndjson, .json"
 _OUT_SUFFIXES = {
     ".parquet": "parquet",
+    ".pq": "parquet",
+    ".parq": "parquet",
     ".csv": "csv",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "json",
 }
 _OUT_FORMATS = (
-    ".parquet, .csv, .jsonl / .ndjson, .json (an array of rows), or a directory (a path ending "
-    "in '/' or without extension) for a Parquet dataset"
+    ".parquet (or .pq), .csv, .jsonl / .ndjson, .json (an array of rows), or a directory (a "
+    "path ending in '/' or without extension) for a Parquet dataset"
 )
 
 
@@ -530,8 +532,14 @@ def _check_out(out: str) -> None:
     """Refuse, before anything runs, a Parquet destination the run could not write at its end (a
     directory holding files gembatch did not write, a file name that is a directory)."""
     from ._storage import OutputSink
+    from .exceptions import ConfigError
 
     kind = _out_kind(out)
+    if os.path.isdir(out) and not out.endswith("/") and os.path.splitext(out)[1]:
+        raise ConfigError(
+            f"--out {out!r} is a directory, not a file. Hint: another name for one file, or "
+            f"{out.rstrip('/')}/ to write a Parquet dataset into that directory."
+        )
     if kind in ("dataset", "parquet"):
         OutputSink(
             _sink_path(out, kind), 0, own_columns=("gemini_status", "gemini_origin"), create=False
@@ -1168,6 +1176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "out", None) is not None and args.command in ("run", "results"):
         try:
             _check_out(args.out)
+            if args.command == "run":
+                from ._storage import check_apart
+
+                check_apart(str(args.input), args.out)
         except GembatchError as exc:
             return _fail(args, exc, f"gembatch: {exc}", EXIT_ERROR)
 

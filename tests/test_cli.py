@@ -706,3 +706,32 @@ def test_a_jsonl_input_keeps_a_field_first_seen_late(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     frame = cli._read(str(path))
     assert frame.columns == ["id", "prompt", "email"] and frame["email"][-1] == "a@b.c"
+
+
+def test_run_checks_its_output_before_anything_is_sent(emu, tmp_path):
+    """A file name that is an existing directory, and an output inside the input glob's folder,
+    are refused before the run (the run was paid for, then failed or wrote into the input)."""
+    (tmp_path / "sub").mkdir()
+    pl.DataFrame({"p": ["x"]}).write_parquet(tmp_path / "sub" / "in.parquet")
+    (tmp_path / "taken.parquet").mkdir()
+    env = emu.environ()
+    for out, said in (
+        (tmp_path / "taken.parquet", "is a directory"),
+        (tmp_path / "sub" / "out.parquet", "would overwrite the input"),
+    ):
+        done = _cli(
+            "run",
+            str(tmp_path / "sub" / "*.parquet"),
+            "--prompt-col",
+            "p",
+            "--model",
+            "gemini-2.5-flash",
+            "--out",
+            str(out),
+            "--job-dir",
+            str(tmp_path / "run"),
+            "--no-progress",
+            env=env,
+        )
+        assert done.returncode == 1 and said in done.stderr, done.stderr
+    assert emu.stats()["upload_sessions"] == 0
