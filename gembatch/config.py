@@ -99,8 +99,25 @@ _MIME_TYPES = (
 )
 
 
+#: The named numeric parameters' bounds (low, high, integer); the same for their wire fields.
+_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "temperature": (0, 2, False),
+    "top_p": (0, 1, False),
+    "top_k": (1, 10_000, True),
+    "max_output_tokens": (1, 1_000_000, True),
+    "candidate_count": (1, 8, True),
+    "seed": (-(2**31), 2**31 - 1, True),
+    "presence_penalty": (-2, 2, False),
+    "frequency_penalty": (-2, 2, False),
+}
+
+
 def _check_wire(where: str, wire: str, value: Any) -> None:
     """The limits the named parameters have, for the same fields given in wire form."""
+    snake = "".join("_" + c.lower() if c.isupper() else c for c in wire)
+    if snake in _BOUNDS:
+        lo, hi, integer = _BOUNDS[snake]
+        _check_number(where, value, lo, hi, integer=integer)
     if wire == "responseMimeType" and value not in _MIME_TYPES:
         raise _fail(where, value, " or ".join(map(repr, _MIME_TYPES)))
     if wire == "stopSequences" and (
@@ -240,14 +257,8 @@ class Config:
             or "/" in self.model.strip("/").removeprefix("models/")
         ):
             raise _fail("model", self.model, "a model name such as 'gemini-2.5-flash'")
-        _check_number("temperature", self.temperature, 0, 2)
-        _check_number("top_p", self.top_p, 0, 1)
-        _check_number("top_k", self.top_k, 1, 10_000, integer=True)
-        _check_number("max_output_tokens", self.max_output_tokens, 1, 1_000_000, integer=True)
-        _check_number("candidate_count", self.candidate_count, 1, 8, integer=True)
-        _check_number("seed", self.seed, -(2**31), 2**31 - 1, integer=True)
-        _check_number("presence_penalty", self.presence_penalty, -2, 2)
-        _check_number("frequency_penalty", self.frequency_penalty, -2, 2)
+        for name, (lo, hi, integer) in _BOUNDS.items():
+            _check_number(name, getattr(self, name), lo, hi, integer=integer)
         _check_number("thinking_budget", self.thinking_budget, -1, 1_000_000, integer=True)
         if self.stop_sequences is not None and (
             isinstance(self.stop_sequences, str)

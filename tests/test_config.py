@@ -195,6 +195,9 @@ def test_values_the_api_refuses_row_by_row_are_refused_at_config(field, value, m
         {"generation_config": {"response_mime_type": "text/csv"}},
         {"generation_config": {"stopSequences": ["a", "b", "c", "d", "e", "f", "g"]}},
         {"system_instruction": "   "},
+        {"generation_config": {"temperature": 5}},
+        {"generation_config": {"topP": "hot"}},
+        {"generation_config": {"max_output_tokens": 0}},
     ],
 )
 def test_the_same_limits_hold_in_wire_form_and_for_blank_text(kwargs):
