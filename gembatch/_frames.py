@@ -70,10 +70,10 @@ def _unconvertible(data: Any, exc: Exception) -> Exception:
         for level in range(getattr(data.index, "nlevels", 1)):
             try:
                 pa.array(data.index.get_level_values(level), from_pandas=True)
-            except (pa.ArrowException, ValueError, TypeError) as exc:
+            except (pa.ArrowException, ValueError, TypeError) as err:
                 return InputError(
                     f"The pandas frame's index mixes values Arrow cannot hold in one column "
-                    f"({(str(exc).strip().splitlines() or [''])[0]}). Hint: give it one type "
+                    f"({(str(err).strip().splitlines() or [''])[0]}). Hint: give it one type "
                     "(e.g. df.index = df.index.astype(str)) or reset it (df.reset_index())."
                 )
     first = (str(exc).strip().splitlines() or [""])[0]
