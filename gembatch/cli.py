@@ -883,6 +883,8 @@ def _on_run(args: argparse.Namespace) -> int:
     """The commands over one run directory."""
     reopen = _opener(args, args.job_dir, progress=args.command in ("wait", "results"))
     run = reopen()
+    if args.command == "results" and run.done():  # nothing to wait for: no progress bar
+        run = _opener(args, args.job_dir, progress=False)()
     if args.command == "cost":
         return _cost(args, run)
     if args.command == "cleanup":

@@ -68,6 +68,7 @@ def test_run_status_results_and_list_round_trip(emu, tmp_path):
         "results", str(tmp_path / "run"), "--out", str(tmp_path / "again.parquet"), env=env
     )
     assert results.returncode == 0 and pl.read_parquet(tmp_path / "again.parquet").height == 3
+    assert "row [" not in results.stderr  # a finished run: no (empty) progress bar
     listing = _cli("list", env=env)
     assert (
         listing.returncode == 0 and "batches/" in listing.stdout and "SUCCEEDED" in listing.stdout
