@@ -16,7 +16,7 @@ import dataclasses
 import os
 import tempfile
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, Union, cast, overload
 
 import polars as pl
 
@@ -482,14 +482,15 @@ def plan(
     data: Frame,
     prompt: str | pl.Expr,
     *,
-    config: Config,
+    config: Config | EmbedConfig,
     job_dir: str | os.PathLike[str] | None = None,
     exact: bool = False,
     **kwargs: Any,
 ) -> Plan:
-    """What :func:`batch_generate` would send and cost, without sending anything (needs no API key
-    unless ``exact``): rows, requests after dedup and the result cache, shards against the 20 MB
-    inline / 2 GB file limits, tokens and the cost bound at the batch rate.
+    """What :func:`batch_generate` (or, with an :class:`EmbedConfig`, :func:`batch_embed`) would
+    send and cost, without sending anything (needs no API key unless ``exact``): rows, requests
+    after dedup and the result cache, shards against the 20 MB inline / 2 GB file limits, tokens
+    and the cost bound at the batch rate.
 
     With a ``job_dir`` the run stays prepared there: :func:`batch_generate` with the same
     ``job_dir`` then sends exactly this plan. Without one, a temporary directory is used and
@@ -502,12 +503,18 @@ def plan(
     """
     if exact:
         kwargs["exact_tokens"] = True
+
+    def dry(where: str | os.PathLike[str]) -> Plan:
+        if isinstance(config, EmbedConfig):
+            fields = dataclasses.asdict(config)
+            out = batch_embed(data, prompt, job_dir=where, dry_run=True, **fields, **kwargs)
+            return cast("Plan", out)  # dry_run=True: the plan
+        return batch_generate(data, prompt, config=config, job_dir=where, dry_run=True, **kwargs)
+
     if job_dir is not None:
-        return batch_generate(data, prompt, config=config, job_dir=job_dir, dry_run=True, **kwargs)
+        return dry(job_dir)
     with tempfile.TemporaryDirectory(prefix="gembatch-plan-") as tmp:
-        return batch_generate(
-            data, prompt, config=config, job_dir=os.path.join(tmp, "run"), dry_run=True, **kwargs
-        )
+        return dry(os.path.join(tmp, "run"))
 
 
 def estimate(

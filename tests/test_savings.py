@@ -338,3 +338,10 @@ def test_embeddings_from_the_cache_count_what_they_saved(emu, tmp_path):
     assert again.rows["cache"] == 20 and again.billed.tokens.prompt == 0
     assert again.reused.tokens.prompt == first.billed.tokens.prompt > 0
     assert again.reused.batch_usd == pytest.approx(first.billed.batch_usd)
+
+
+def test_plan_takes_an_embed_config(tmp_path):
+    """``gembatch.plan`` of an embedding run (it took a generation Config only), nothing sent."""
+    frame = pl.DataFrame({"text": ["a", "b", "a"]})
+    plan = gembatch.plan(frame, "text", config=gembatch.EmbedConfig(output_dimensionality=8))
+    assert (plan.rows, plan.to_send) == (3, 2)
