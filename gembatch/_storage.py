@@ -451,13 +451,9 @@ def check_apart(source: str, dest: str) -> None:
         remote = "://" in path and not path.startswith("file://")
         if not remote:
             path = os.path.expanduser(path.removeprefix("file://"))
-        cut = (
-            min((i for i, c in enumerate(path) if c in "*?["), default=len(path))
-            if pattern
-            else len(path)
-        )
-        if cut < len(path) and (remote or not os.path.exists(path)):  # a pattern (an existing
-            head = path[:cut]  # file of that name is literal): the folder it starts in
+        if pattern and has_pattern(path) and (remote or not os.path.exists(path)):
+            # a pattern (an existing file of that name is literal): the folder it starts in
+            head = path[: min(i for i, c in enumerate(path) if c in "*?[")]
             path = head.rsplit("/", 1)[0] if "/" in head else "."
         if remote:
             scheme, _, rest = path.partition("://")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ._build import schemas as _schemas
+from ._build.wire import snake
 from .exceptions import ConfigError
 
 __all__ = [
@@ -114,9 +115,9 @@ _BOUNDS: dict[str, tuple[float, float, bool]] = {
 
 def _check_wire(where: str, wire: str, value: Any) -> None:
     """The limits the named parameters have, for the same fields given in wire form."""
-    snake = "".join("_" + c.lower() if c.isupper() else c for c in wire)
-    if snake in _BOUNDS:
-        lo, hi, integer = _BOUNDS[snake]
+    name = snake(wire)
+    if name in _BOUNDS:
+        lo, hi, integer = _BOUNDS[name]
         _check_number(where, value, lo, hi, integer=integer)
     if wire == "responseMimeType" and value not in _MIME_TYPES:
         raise _fail(where, value, " or ".join(map(repr, _MIME_TYPES)))
